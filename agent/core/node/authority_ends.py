@@ -19,9 +19,14 @@ end only from a proven holder of a later epoch (a new domain in doubt on a
 re-placement round), or, in epoch 0 and unproven, from a domain that round's PREPARE
 names (a member's word: replacement_handover.py) while it holds no later epoch of
 another, or as an elector holding no step (elector_ends.py), and never below an epoch
-it granted (the argument of domain_loss.py). A takeover claim comes from a
-participant, the original coordinator, or a claimant that was granted an epoch here;
-its answer from anyone (the claim core checks what it says).
+it granted (the argument of domain_loss.py). The epoch granted here to the end's
+sender, later than the epoch followed (granted as an acceptor before this Node was
+committed: a new domain of that claimant's re-placement round), is held by that
+sender, as follow_end takes it: its end is taken even from the original coordinator,
+which is no participant (takeover soak seed 115316). Safe: no grant changes, and a
+rival's end of that epoch needs its certificate as at any holder. A takeover claim
+comes from a participant, the original coordinator, or a claimant that was granted an
+epoch here; its answer from anyone (the claim core checks what it says).
 
 Pure: reads the Node, changes nothing.
 """
@@ -69,6 +74,13 @@ def final(node: Any, src: str, msg: FinalMsg, votes: Any,
         granted = node.state.granted.get(msg.workflow_id, (0, ""))
         if granted[0] > msg.epoch and granted[1] != node.name:
             held = granted
+    elif msg.epoch > held[0] and node.state.granted.get(msg.workflow_id) == (msg.epoch, src):
+        # The end of the epoch granted here to its sender, granted as an acceptor before
+        # this Node was committed (a new domain of that very claimant's re-placement
+        # round: `epochs` names no holder): its sender holds that epoch here, as
+        # follow_end takes it, even where it is no participant (the original
+        # coordinator back and acting past a gone holder: takeover soak seed 115316).
+        held = (msg.epoch, src)
     if msg.won and held is not None and msg.epoch == held[0] and src != held[1] \
             and proven_epoch is not None \
             and proven_epoch(msg.workflow_id, msg.epoch, src, msg.won):

@@ -16,6 +16,10 @@ Its end comes back as a `StepEnded` input. Results go, resent until acknowledged
 the coordinator and the owners of downstream steps (and, once the view says a step's
 domain is gone, the coordinator relays that step's SUCCEEDED result to those owners:
 `relay_gone_results`, as the producer may have died before it reached them); the
+consumer takes such a relay from the coordinator it follows in a later epoch over a
+loss verdict of its own on record for that step, void once it follows (domain_loss.py:
+the step's own result is then taken, and this is that result, only relayed; takeover
+soak seed 117826); the
 coordinator decides the outcome (the lifecycle table), or a cancel ends it
 (cancel.py), and tells every participant, which releases what the workflow still
 holds here and stops its attempts (`stop_steps`): `end_here`, which a participant
@@ -115,7 +119,9 @@ class Running:
             known = d.results.get(wf, {}).get(msg.step_id)
             if known is not None and known[1] in TERMINAL_STEP_STATES \
                     and known[1:] != (msg.state, msg.outputs, msg.error) \
-                    and (n.domain_loss.drives(wf) or not was_lost(src, known[1], known[3])):
+                    and (n.domain_loss.drives(wf)
+                         or not (was_lost(src, known[1], known[3])
+                                 or self._relayed_over_verdict(wf, src, msg, known))):
                 # A terminal result on record never changes (as in Progress): a domain
                 # a loss verdict failed the step of (domain_loss.py), back with its
                 # own, is refused, here and in the progress (which may take the
@@ -160,6 +166,19 @@ class Running:
             # the resend's backoff (a domain back after a loss verdict on its step
             # learns the end before it could report to anyone else).
             n.send(src, entry[1])
+
+    def _relayed_over_verdict(self, wf: str, src: str, msg: ResultMsg, known: tuple) -> bool:
+        """Is `msg` the step's own result relayed by the coordinator followed here
+        (`relay_gone_results`) over a loss verdict on record for the step's domain? The
+        verdict is void once this Node follows a later epoch (domain_loss.py), and
+        the step's own result is then taken: told by its domain, or, that domain gone
+        for good, relayed by its holder (takeover soak seed 117826: refused, a step
+        that needs it never started, the workflow RUNNING for ever)."""
+        p = self.n.progress.get(wf)
+        s = p.steps.get(msg.step_id) if p is not None else None
+        followed = self.n.state.epochs.get(wf)
+        return s is not None and followed is not None and followed[0] >= 1 \
+            and src == followed[1] and was_lost(s.domain or s.lost_to, known[1], known[3])
 
     def relay_gone_results(self, wf: str, domains: list[str]) -> None:
         """As the coordinator driving `wf`, the view now saying each of `domains` is

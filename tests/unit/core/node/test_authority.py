@@ -21,7 +21,7 @@ def member(*, ended: bool, held: tuple[int, str] = (2, "b"),
     (with `proof`: the later end's proof it keeps, EndNotices.end_proof)."""
     info = WfInfo(spec_pb2.WorkflowSpec(), {"s1": "a", "s2": "b", "s3": "c"}, "co")
     state = SimpleNamespace(rows={}, info={(WF, 1): info}, committed={WF: 1},
-                            epochs={WF: held}, placements={},
+                            epochs={WF: held}, granted={}, placements={},
                             final={WF: WorkflowState.SUCCEEDED}
                             if ended else {})
     # It keeps no proof of a later epoch's end (EndNotices.end_proof).
@@ -87,7 +87,8 @@ def new_domain_placed_over() -> SimpleNamespace:
     info = WfInfo(spec_pb2.WorkflowSpec(), {"s1": "a", "s2": "n", "s3": "c"}, "co",
                   lost="b")
     state = SimpleNamespace(rows={}, info={(WF, 2): info}, committed={WF: 2},
-                            epochs={}, placements={WF: {"s2": (3, "x", "n")}}, final={})
+                            epochs={}, granted={}, placements={WF: {"s2": (3, "x", "n")}},
+                            final={})
     return SimpleNamespace(state=state, votes=None,
                            end_notices=SimpleNamespace(end_proof=lambda wf: None))
 
@@ -202,3 +203,27 @@ def test_a_later_epochs_end_is_taken_from_the_original_that_won_it_placing_no_st
         check(member(ended=False, held=(1, "b")), "co",
               FinalMsg(WF, WorkflowState.CANCELLED, epoch=2), proven_epoch=proven)
     assert refused.value.reason == "not_participant"
+
+
+def new_domain_committed_after_granting(granted: dict) -> SimpleNamespace:
+    """n, committed by co's re-placement round 2 of s1 (lost with b), which granted
+    co's claim of epoch 2 as an acceptor before that round reached it (`granted`
+    only: it follows no coordinator, `epochs` is empty)."""
+    info = WfInfo(spec_pb2.WorkflowSpec(), {"s1": "n"}, "co", lost="b")
+    state = SimpleNamespace(rows={}, info={(WF, 2): info}, committed={WF: 2}, epochs={},
+                            granted=granted, placements={}, final={})
+    return SimpleNamespace(name="n", state=state, votes=None,
+                           end_notices=SimpleNamespace(end_proof=lambda wf: None))
+
+
+def test_the_end_of_the_epoch_granted_here_is_taken_from_its_holder():
+    """co, the original coordinator back and acting in epoch 2 past b, is no
+    participant of n's round: its end was refused for ever, unacknowledged, and co held
+    it, RUNNING (takeover soak seed 115316). The epoch granted here to co makes co its
+    holder; the end of an epoch granted to another, or none, is still refused."""
+    told = FinalMsg(WF, WorkflowState.SUCCEEDED, epoch=2)
+    check(new_domain_committed_after_granting({WF: (2, "co")}), "co", told)
+    for granted in ({WF: (2, "b")}, {WF: (1, "co")}, {}):
+        with pytest.raises(Refused) as refused:
+            check(new_domain_committed_after_granting(granted), "co", told)
+        assert refused.value.reason == "not_participant"
