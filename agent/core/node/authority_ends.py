@@ -19,7 +19,10 @@ end only from a proven holder of a later epoch (a new domain in doubt on a
 re-placement round), or, in epoch 0 and unproven, from a domain that round's PREPARE
 names (a member's word: replacement_handover.py) while it holds no later epoch of
 another, or as an elector holding no step (elector_ends.py), and never below an epoch
-it granted (the argument of domain_loss.py). The epoch granted here to the end's
+it granted (the argument of domain_loss.py). Nor does a Node committed here take an
+end without a certificate below an epoch it granted to another, though it follows no
+epoch yet (a new domain committed by that claimant's own re-placement round: takeover
+soak seed 18300721). The epoch granted here to the end's
 sender, later than the epoch followed (granted as an acceptor before this Node was
 committed: a new domain of that claimant's re-placement round), is held by that
 sender, as follow_end takes it: its end is taken even from the original coordinator,
@@ -74,6 +77,15 @@ def final(node: Any, src: str, msg: FinalMsg, votes: Any,
         granted = node.state.granted.get(msg.workflow_id, (0, ""))
         if granted[0] > msg.epoch and granted[1] != node.name:
             held = granted
+    elif not msg.won and _granted_later(node, msg.workflow_id, max(held[0], msg.epoch)):
+        # An epoch granted here to another, later than the one followed (a new domain
+        # committed by that claimant's own re-placement round follows no epoch yet),
+        # and an older end with no certificate: a grant is a promise, so it is refused
+        # as at any elector (the argument of domain_loss.py). Taken, the original's
+        # loss verdict (told before it is made, never made: it granted the successor
+        # next) ended the step the successor had just placed here, and the successor
+        # waited for it for ever (takeover soak seed 18300721).
+        held = node.state.granted[msg.workflow_id]
     elif msg.epoch > held[0] and node.state.granted.get(msg.workflow_id) == (msg.epoch, src):
         # The end of the epoch granted here to its sender, granted as an acceptor before
         # this Node was committed (a new domain of that very claimant's re-placement
@@ -206,6 +218,12 @@ def _replacement_members(node: Any, wf: str) -> set[str]:
             members |= set(info.placement.values()) | {info.lost, info.coordinator}
     members.discard(node.name)
     return members
+
+
+def _granted_later(node: Any, wf: str, epoch: int) -> bool:
+    """Did this Node grant an epoch of `wf` later than `epoch` to another domain?"""
+    granted, holder = node.state.granted.get(wf, (0, ""))
+    return granted > epoch and holder != node.name
 
 
 def _no_other_holder(node: Any, wf: str, src: str) -> bool:

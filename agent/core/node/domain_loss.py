@@ -64,8 +64,9 @@ the original was down. So, with takeover:
   while it holds no later epoch (the authority table refuses an older epoch's end),
   and, once it ended the workflow, answers every claim with that end instead of a
   grant (takeover_claims.py): so a later claimant finds the end and announces it, or
-  never wins. This Node grants no later epoch while it drives (an elector that grants
-  one follows it: `drives` is then false and the verdict void, below). The argument
+  never wins. Once a member took its told end, this Node answers claims with it as
+  that member would (takeover_claims.py; seed 18100834); before, it may grant one and
+  follow it (`drives` is then false and the verdict void, below). The argument
   reads the same for k = 0 and k >= 1: it uses only that the told end is this epoch's
   and that electors refuse older epochs once they follow a later one.
 - a coordinator that dies holding never made the end: a successor decides, on results

@@ -24,6 +24,9 @@ Answering a claim (`on_claim`):
   checked against our records (agent/core/workflow/acceptor_grant.py decides), the
   grant kept in `granted` before the answer;
 - of a workflow ended here: its end, no grant (an ended workflow is not taken over);
+- of a workflow whose end this Node told as its coordinator and has not made yet
+  (domain_loss.py, `held`), once a member other than the claimant acknowledged it:
+  that end, no grant, as the member that took it answers (why: at `on_claim`);
 - from a claimant outside the committed round (a re-placement's new domain), where
   the electors that could grant it, not gone in our view, are no majority: denied with
   what we hold (`_cannot_win`). An acceptor holding no step grants only on a proof of
@@ -247,6 +250,21 @@ class Claims:
             # follows a later one only on its proof.
             n.send(src, ClaimAnswerMsg(wf, msg.epoch, False, epoch, holder,
                                        won=tk.proof.proof_of(wf, epoch, holder)))
+            return
+        told = n.domain_loss.held.get(wf)
+        if told is not None and n.domain_loss.drives(wf) \
+                and d.final_acked.get(wf, set()) - {src, n.name}:
+            # Our own end, told and not made yet (domain_loss.py), and a member took it
+            # already: answered with it, no grant, as that member answers. Granted,
+            # our end would be void while the member keeps it, and the claimant,
+            # deciding its own, made a second end; a later end replaces the kept one
+            # only where it reaches it (told_ends.py), never at a member dead for good
+            # (takeover soak seed 18100834: the original's SUCCEEDED, every result in,
+            # taken by a participant that then died, against the successor's FAILED
+            # verdict on that participant's step). Told to nobody yet, it is void as
+            # the grant makes this Node follow the claimant (domain_loss.py, `tick`).
+            n.stats["takeover claim answered with the end told here"] += 1
+            n.send(src, ClaimAnswerMsg(wf, msg.epoch, False, epoch, holder, told))
             return
         if msg.won:  # the claimant won and shows it: checked, kept for our denials
             tk.proof.saw_proof(wf, msg.epoch, src, msg.won)

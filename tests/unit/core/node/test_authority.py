@@ -227,3 +227,29 @@ def test_the_end_of_the_epoch_granted_here_is_taken_from_its_holder():
         with pytest.raises(Refused) as refused:
             check(new_domain_committed_after_granting(granted), "co", told)
         assert refused.value.reason == "not_participant"
+
+
+def new_domain_of_the_successors_round(granted: tuple[int, str]) -> SimpleNamespace:
+    """n, committed by b's re-placement round of s2 (lost with co, the original
+    coordinator, which ran it): b won epoch 1 with n's grant (`granted`), and n
+    follows no coordinator yet (`epochs` is empty: a new domain's round writes none)."""
+    info = WfInfo(spec_pb2.WorkflowSpec(), {"s1": "b", "s2": "n"}, "co", lost="co")
+    state = SimpleNamespace(rows={}, info={(WF, 1048576): info}, committed={WF: 1048576},
+                            epochs={}, granted={WF: granted}, placements={}, final={})
+    return SimpleNamespace(name="n", state=state, votes=None,
+                           end_notices=SimpleNamespace(end_proof=lambda wf: None))
+
+
+def test_a_new_domain_committed_after_granting_a_later_epoch_refuses_the_originals_end():
+    """co, back, tells its loss verdict's end (epoch 0, told before it is made) to n,
+    committed by b's round after granting b epoch 1: taken, n ended the workflow and
+    cancelled s2, while b, acting in epoch 1, waited for s2 for ever (takeover soak seed
+    18300721). A grant is a promise, committed here or not: refused as stale. b's end
+    of its epoch is taken; with n's own claim of epoch 1, not won, co's end is too."""
+    told = FinalMsg(WF, WorkflowState.FAILED)
+    with pytest.raises(Refused) as refused:
+        check(new_domain_of_the_successors_round((1, "b")), "co", told)
+    assert refused.value.reason == "stale_epoch"
+    check(new_domain_of_the_successors_round((1, "b")), "b",
+          FinalMsg(WF, WorkflowState.SUCCEEDED, epoch=1))
+    check(new_domain_of_the_successors_round((1, "n")), "co", told)

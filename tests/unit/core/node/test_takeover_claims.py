@@ -196,3 +196,39 @@ def test_a_new_domain_whose_claim_no_live_majority_could_grant_is_denied() -> No
     fed.run_until(fed.now + 20.0)
     assert fed.disks["d0"].rows[wf].state is WorkflowState.SUCCEEDED
     assert fed.disks[new].final[wf] is WorkflowState.SUCCEEDED
+
+
+def test_the_original_answers_a_claim_with_the_end_a_member_took_from_it() -> None:
+    """s1 on d1 and s2 on d2, independent; both SUCCEED, and d0 tells SUCCEEDED before
+    making it: d1 takes it and acknowledges, d0's notice to d2 is late. d1 then dies for
+    good, and d2, its view saying d0 DEAD too, claims epoch 1. d0 still drives and holds
+    its told end: it answers the claim with that end, no grant, and d2 takes it. Granted,
+    d0 followed d2 (its end void), and d2, which never had s1's result, failed s1 by its
+    own verdict on d1: FAILED, while d1 keeps SUCCEEDED for good (takeover soak seed
+    18100834)."""
+    wf = LOSS_WF
+    fed = committed([step("s1"), step("s2")], {"s1": "d1", "s2": "d2"})
+    assert fed.disks["d0"].rows[wf].acceptors == ("d0", "d1", "d2")
+
+    def end_to_d2(src: str, dst: str, msg: object) -> bool:
+        return (src, dst) == ("d0", "d2") and isinstance(msg, FinalMsg)
+
+    fed.step("d1", StepEnded(*sorted(fed.running["d1"])[0], ok=True))
+    fed.step("d2", StepEnded(*sorted(fed.running["d2"])[0], ok=True))
+    fed.deliver(keep=end_to_d2)
+    d0 = fed.nodes["d0"]
+    assert d0.domain_loss.held[wf] is WorkflowState.SUCCEEDED  # told, not made
+    assert fed.disks["d1"].final[wf] is WorkflowState.SUCCEEDED
+    assert wf not in fed.disks["d2"].final
+    dies(fed, "d1", told=("d0", "d2", "d3"), keep=end_to_d2)
+    fed.step("d2", MemberState("d0", "DEAD"))
+    fed.deliver(keep=end_to_d2)
+    answers = [a for _, a in fed.sent_by("d0", ClaimAnswerMsg)]
+    assert answers and not any(a.granted for a in answers)
+    assert d0.stats["takeover claim answered with the end told here"] == 1
+    assert fed.disks["d2"].final[wf] is WorkflowState.SUCCEEDED
+    fed.step("d2", MemberState("d0", "ALIVE"))
+    fed.run_until(fed.now + 30.0)
+    for name in ("d0", "d1", "d2"):
+        assert fed.disks[name].final[wf] is WorkflowState.SUCCEEDED, name
+    assert fed.disks["d0"].rows[wf].state is WorkflowState.SUCCEEDED
