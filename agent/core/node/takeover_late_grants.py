@@ -58,6 +58,9 @@ told nothing then; they go with the workflow. The extra write is one row per
 grant of such a claim: rare (a claim for a saga's open plan, the driver cut off), and
 no write for the grants of a running workflow's claims, whose end the claim's core
 tells every member (the core's Announce, or the winner's end notices).
+Not built: a grant the claimant never took (its answer lost on the way, or the
+claimant down before its write) when the plan closes before the claim goes again:
+nothing here names that granter, and it stays held.
 
 Not told: an elector holding no step of the workflow (an extra acceptor of its
 round). It holds no reservation, and it refuses a claimant's end of epoch 1 or
