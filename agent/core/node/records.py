@@ -320,10 +320,12 @@ class Disk:
     # An acting successor's epoch certificate (the grants it won with): workflow ->
     # (epoch, its grants), written with its Act and shown again after a restart.
     certificates: dict[str, tuple[int, Certificate]] = field(default_factory=dict)
-    # A claimant's end told to a domain that granted its claim, once the claim is over
-    # (takeover_late_grants.py): workflow -> {granter: the granted epoch}, written with
-    # the tell, the granter's entry dropped at its acknowledgement, told again after a
-    # restart (the granter follows that epoch and waits for it).
+    # The domains that granted a claim of ours for an ended workflow's saga plan, and
+    # are owed its end in their epoch once the claim is over (takeover_late_grants.py):
+    # workflow -> {granter: the granted epoch}, written with the grant (a claim still
+    # running: read back on restore) or with the tell (a grant after the claim), the
+    # granter's entry dropped at its acknowledgement, told again after a restart (the
+    # granter follows that epoch and waits for it).
     late_grants: dict[str, dict[str, int]] = field(default_factory=dict)
     # A later epoch's end taken here: workflow -> (epoch, its coordinator, its epoch
     # certificate), written with the end, shown to a coordinator of an older epoch that

@@ -122,8 +122,8 @@ class Claims:
         self.again: dict[str, set[str]] = {}
         self.again_at: float | None = None
         # The workflow's domains that granted one of our claims (any epoch): they
-        # follow us since (workflow -> domains; in memory: a granter grants the same
-        # claim again when asked, so a restart only delays what it serves).
+        # follow us since (workflow -> domains; of a workflow ended here, written in
+        # `late_grants` too and read back on restore: takeover_late_grants.py).
         self.granters: dict[str, set[str]] = {}
 
     def reset(self) -> None:
@@ -412,6 +412,7 @@ class Claims:
         if msg.granted and src != n.name and (src in core.participants
                                               or src == core.original):
             self.granters.setdefault(wf, set()).add(src)
+            tk.late.granted(wf, src, msg.epoch)  # kept across a restart (takeover_late_grants)
         if msg.granted:  # its placements known before it counts (restart_check.py)
             n.placed_here.learn_from_grant(now, wf, msg.placements)
         proven = False

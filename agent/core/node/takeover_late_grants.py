@@ -1,4 +1,4 @@
-"""Grants a claimant holds after its claim is over: each granter is told the end.
+"""Grants of a claim for a saga's open plan: each granter is told the end once it is over.
 
 Theory of operation
 -------------------
@@ -37,12 +37,30 @@ Chosen over the granter asking for the end once held past a lease: that needs a 
 question, its timer and an answer at every member, where the claimant knows the case
 already; the row is one per such grant, of a workflow retention keeps anyway (claimed
 here: "taken over"), and goes with it. Told again, the end is acknowledged again and
-changes nothing there. What stays in memory: `granters` (takeover_claims.py), which a
-restart loses; a restored claimant whose plan is still open claims again once its
-view comes, and each granter grants the same claim again (a grant then, or after the
-plan closed, is counted or told here as above). Not built: a restored claimant whose
-plan closes before it claims again (the saga-over notice before its view) never asks
-those granters again, and they stay held.
+changes nothing there.
+
+The grants of a claim still running, too. So the table holds every grant this Node
+received for a claim of a workflow that ended here (for its saga's open plan), not
+only those told the end: a row is written with each such grant (`granted`, called
+as the grant is taken, in the write of the turn that counts it, before the core
+steps on it), so a claimant restarted mid-claim whose plan then closes before it
+claims again (the saga-over notice before its view) still knows whom to tell: its
+restore reads the rows of a claim that runs again (rebuilt claiming:
+takeover.py "Acting or claiming, on restore") back into `granters`
+(takeover_claims.py), told nothing yet; the plan's close tells them (`plan_closed`)
+as above. Before, `granters` was in memory only, and such a granter stayed held. While
+the claim runs, an acknowledgement drops no row (it acknowledges no tell of ours: we
+tell our epoch's end only once the claim is over, or on a denial with the end, which
+ends the claim in the same turn: takeover_claims.py `_ended_claim_denied`). Rows
+of a claim that was overtaken (we granted or follow a later holder since: `granted`
+names another) are told nothing after a restart, as the in-memory granters were
+told nothing then; they go with the workflow. The extra write is one row per
+grant of such a claim: rare (a claim for a saga's open plan, the driver cut off), and
+no write for the grants of a running workflow's claims, whose end the claim's core
+tells every member (the core's Announce, or the winner's end notices).
+Not built: a grant the claimant never took (its answer lost on the way, or the
+claimant down before its write) when the plan closes before the claim goes again:
+nothing here names that granter, and it stays held.
 
 Not told: an elector holding no step of the workflow (an extra acceptor of its
 round). It holds no reservation, and it refuses a claimant's end of epoch 1 or
@@ -66,6 +84,24 @@ class LateGrants:
         # The takeover part that owns this one (takeover.py imports it, not the reverse).
         self.tk = takeovers
         self.n = takeovers.n
+
+    def granted(self, wf: str, src: str, epoch: int) -> None:
+        """`src`, a domain of `wf`, granted our running claim of `epoch`: written where
+        `wf` ended here (a claim for its saga's open plan), so that a restart keeps it
+        (see the header, "The grants of a claim still running")."""
+        n = self.n
+        d = n.state
+        rows = d.late_grants.get(wf, {})
+        if wf not in d.final or rows.get(src, 0) >= epoch:
+            return
+        n.point("takeover claim grant")
+        d.late_grants[wf] = {**rows, src: epoch}
+
+    def claim_runs(self, wf: str) -> bool:
+        """Does our own claim for `wf` run (its core claiming for us)?"""
+        core = self.tk.cores.get(wf)
+        return core is not None and self.tk.live(wf) and core.role is Role.CLAIMING \
+            and core.coordinator == self.n.name
 
     def told(self, src: str, wf: str, epoch: int) -> None:
         """`src` granted our claim of `epoch` of `wf`, ended here, and the claim is
@@ -100,8 +136,8 @@ class LateGrants:
         """`src` acknowledged an end we told it (running.py): a tell to it is done."""
         d = self.n.state
         told = d.late_grants.get(wf)
-        if told is None or src not in told:
-            return
+        if told is None or src not in told or self.claim_runs(wf):
+            return  # running, the claim told it nothing of ours: its grant stays
         left = {g: e for g, e in told.items() if g != src}
         if left:
             d.late_grants[wf] = left
@@ -110,13 +146,22 @@ class LateGrants:
 
     def restore(self) -> None:
         """After a restore, once the ends this Node made went again (takeover_ends.py):
-        each tell not acknowledged goes again, unless a notice of its epoch or a later
-        one goes to that granter already."""
+        the grants of a claim that runs again are known again (`granters`), told at its
+        end; each tell not acknowledged goes again, unless a notice of its epoch or a
+        later one goes to that granter already, or we granted or follow a later holder
+        since (the claim was overtaken: its granters are told nothing, as before the
+        restart)."""
         n = self.n
         d = n.state
         for wf, told in sorted(d.late_grants.items()):
             state = d.final.get(wf)
             if state is None:
+                continue
+            if self.claim_runs(wf):
+                n.stats["takeover claim grants known again after a restart"] += len(told)
+                self.tk.claims.granters.setdefault(wf, set()).update(told)
+                continue
+            if d.granted.get(wf, (0, n.name))[1] != n.name:
                 continue
             for src, epoch in sorted(told.items()):
                 going = n.pending.get(("final", wf, src))

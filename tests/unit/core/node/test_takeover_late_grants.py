@@ -3,7 +3,8 @@ d1, which ended the workflow, claimed epoch 1 for its saga's open plan; a domain
 workflow that granted it without knowing the end follows d1 in epoch 1, refuses the
 driver's notices of epoch 0, and keeps its hold, until d1 tells it the end in epoch 1:
 when its grant comes after the claim is over, or when the plan closed before any
-member denied the claim with the end. The tell survives d1's restart (`late_grants`).
+member denied the claim with the end. The tell survives d1's restart (`late_grants`),
+and so does a grant of a claim still running (written with the grant, read back).
 The federation and its story: test_takeover_claims.py."""
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from fedorch.core.node import Message
 from fedorch.core.node.records import ClaimAnswerMsg, ClaimMsg, FinalMsg
 from fedorch.core.workflow.lifecycle import WorkflowState
+from fedorch.core.workflow.takeover import Role
 
 from tests.unit.core.node.test_takeover_claims import (
     WF,
@@ -124,3 +126,93 @@ def test_a_grant_made_while_the_claim_ran_gets_the_end_when_the_plan_closes():
     assert not holds(f, "d3")
     assert ("d3", FinalMsg(WF, WorkflowState.FAILED, 1)) in f.sent_by("d1", FinalMsg)
     assert WF not in f.disks["d1"].late_grants  # acknowledged
+
+
+def claimant_restarted_mid_claim_then_its_plan_closed(*, tell_lost: bool = False):
+    """d3 (back, the end unknown there) grants d1's claim of epoch 1 while it runs. d1's
+    compensation ends and d0 drives the saga to its end, but d0's notices to d1 (its
+    denials with the end, its saga-over notice) are late, and d1 restarts: its claim
+    is rebuilt claiming, and its claims to d3 are lost, so d3 grants nothing again. Then
+    d0's saga-over notice reaches d1 before any denial: its plan closes, and with it its
+    claim. `tell_lost`: d1's tells to d3 are lost too (for a restart before d3's
+    acknowledgement)."""
+    f = granted_by_a_member_that_never_heard_the_end()
+    assert f.disks["d1"].late_grants == {WF: {"d3": 1}}  # written with the grant
+
+    def from_d0_late(src: str, dst: str, msg: object) -> bool:
+        return (src, dst) == ("d0", "d1")
+
+    def lost(src: str, dst: str, msg: object) -> bool:
+        return (src, dst) == ("d1", "d3") and (
+            isinstance(msg, ClaimMsg) or tell_lost and isinstance(msg, FinalMsg))
+
+    f.hold = lambda *m: from_d0_late(*m) or lost(*m)
+    f.end("d1", True)  # the compensation ends: reported to d0, whose saga is over
+    f.run_until(f.now + 10.0)
+    assert f.nodes["d0"].compensating.of(WF)[1].value == "DONE"
+    assert f.disks["d1"].plans[WF] != ()  # d0's saga-over notice has not reached d1
+    f.net = [m for m in f.net if not lost(*m)]
+    d1 = f.restart("d1")  # what d0 sent it is lost with its crash; d0 sends it again
+    core = d1.takeover.cores[WF]
+    assert (core.role, core.epoch, core.coordinator) == (Role.CLAIMING, 1, "d1")
+    assert d1.stats["takeover claim grants known again after a restart"] == 1
+
+    def denials_late(src: str, dst: str, msg: object) -> bool:
+        return (src, dst) == ("d0", "d1") and isinstance(msg, ClaimAnswerMsg)
+
+    f.hold = lambda *m: denials_late(*m) or lost(*m)
+    f.run_until(f.now + 30.0)
+    assert f.disks["d1"].plans[WF] == () and not d1.takeover.live(WF)
+    assert d1.stats["takeover claimant that ended told the end on"] == 0  # no denial came
+    assert not [m for _, m in f.sent_by("d3", ClaimAnswerMsg) if m.granted][1:]  # once
+    f.hold = None
+    f.net = [m for m in f.net if not denials_late(*m) and not lost(*m)]
+    return f
+
+
+def test_a_claimant_restarted_mid_claim_tells_its_granters_when_its_plan_closes():
+    """The grants of a claim that runs are written as they come (`late_grants`), and a
+    restored claimant reads them back: its plan closing before it claimed again, d1
+    tells d3 the end in epoch 1, and d3 releases its hold. Before, which domains had
+    granted was in memory only, and d3 followed d1 in epoch 1 and kept its hold for
+    ever, refusing d0's notices of epoch 0."""
+    f = claimant_restarted_mid_claim_then_its_plan_closed()
+    f.run_until(f.now + 30.0)
+    assert ("d3", FinalMsg(WF, WorkflowState.FAILED, 1)) in f.sent_by("d1", FinalMsg)
+    assert f.disks["d3"].final.get(WF) is WorkflowState.FAILED
+    assert not holds(f, "d3")
+    assert WF not in f.disks["d1"].late_grants  # acknowledged: told no more
+
+
+def test_a_restored_claimants_tell_lost_before_its_acknowledgement_goes_again():
+    """As above, but d1's tell to d3 is lost and d1 restarts again before d3
+    acknowledged it: restored, its claim over, d1 tells d3 the end again from the row
+    its grant wrote, and d3 releases its hold; the acknowledgement drops the row."""
+    f = claimant_restarted_mid_claim_then_its_plan_closed(tell_lost=True)
+    assert f.disks["d1"].late_grants == {WF: {"d3": 1}}  # told, not acknowledged
+    assert WF not in f.disks["d3"].final and holds(f, "d3")
+    d1 = f.restart("d1")
+    assert not d1.takeover.claims.granters  # its claim is over: told, not read back
+    f.run_until(f.now + 30.0)
+    assert d1.stats["takeover late grant: end told again after a restart"] == 1
+    assert f.disks["d3"].final.get(WF) is WorkflowState.FAILED
+    assert not holds(f, "d3")
+    assert WF not in f.disks["d1"].late_grants
+
+
+def test_the_grants_of_an_overtaken_claim_are_told_nothing_after_a_restart():
+    """d3 granted d1's claim of epoch 1; d1 then followed a later holder (d2, epoch 2)
+    and restarted. Its row of d3's grant is no tell owed: d1's claim is over without
+    an end of d1's, and d3, told an end of epoch 1 that it may refuse as older than
+    the epoch it follows by then, would be told again for ever. Nothing goes to d3, as
+    nothing went from memory before the restart; the row stays, told nothing, and goes
+    with the workflow."""
+    f = granted_by_a_member_that_never_heard_the_end()
+    assert f.disks["d1"].late_grants == {WF: {"d3": 1}}
+    f.disks["d1"].granted[WF] = f.disks["d1"].epochs[WF] = (2, "d2")  # followed since
+    told = len(f.sent_by("d1", FinalMsg))
+    d1 = f.restart("d1")
+    assert not d1.takeover.claims.granters
+    assert d1.stats["takeover late grant: end told again after a restart"] == 0
+    assert f.sent_by("d1", FinalMsg)[told:] == []
+    assert f.disks["d1"].late_grants == {WF: {"d3": 1}}
