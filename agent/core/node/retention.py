@@ -26,7 +26,17 @@ The rule. A tracked workflow is *kept* (`kept_because`) while
 - as its coordinator: a COMMIT record is still kept (a participant has not
   acknowledged the COMMIT and may ask for it; collected once every one did), or a
   participant has not acknowledged the end notice (it is resent until it is);
-- a successor took it over (coordinator takeover keeps its own tables: not built);
+- it was taken over here (`epochs`, `granted`, `certificates`, `late_grants`) and its
+  end is not settled here (`_taken_over_kept`): no end here yet; a late grant owed
+  its end; as the holder of the epoch that ended it, a domain it told has not
+  acknowledged the end; as a claimant, a grant of its claim may still come (two
+  `late_message_s` from its last mark: the claim's way there and the grant's way
+  back, counted in the `waiting` heap, not parked); or this Node is an elector
+  holding no step of the committed round (an extra acceptor), which a correct
+  claimant sends a proof of the round: forgotten, its acceptor records (kept for
+  good) would answer that proof with no epoch held and grant an epoch again, so
+  it keeps the workflow with them. Settled here, the workflow goes with all its
+  takeover rows and `Takeovers.forget` drops its cores, claims and proofs;
 - its saga is not over here (compensating.kept_because): as the coordinator that
   drives them, its compensations have not all ended, or a participant has not
   acknowledged the saga's plan or end; as a participant, the plan its driver told it
@@ -114,6 +124,10 @@ from fedorch.core.workflow.presumed_abort import presumes_abort
 __all__ = ["Retainer", "Retention"]
 
 MAIN, AGE_ONLY, PARKED = "main", "age only", "parked"
+# A workflow this Node claimed, ended and settled, waiting out its second window: a
+# grant of its claim may still come (`_taken_over_kept`; docs/retention.md).
+WAITING = "waiting"
+CLAIM_ANSWERS = "taken over: a grant of its claim may still come"
 
 # The tables keyed by workflow id (those keyed by (workflow, round) are ready.ROUND_TABLES).
 # A round's tables retention forgets; never `acceptor` nor `learned` (NEVER_FORGOTTEN):
@@ -123,7 +137,7 @@ FORGOTTEN_ROUND_TABLES = ("cells", "records", "holds", "info", "ballots")
 WORKFLOW_TABLES = ("rows", "committed", "results", "final", "final_acked", "epochs",
                    "granted", "electorates", "endings", "cancels", "end_proofs",
                    "end_reasons", "placements", "replaced_rounds", "refusals",
-                   "late_grants")
+                   "late_grants", "certificates")
 
 
 @dataclass(frozen=True)
@@ -156,6 +170,8 @@ class Retainer:
         self._keep_ms = int(policy.keep_ended_s * 1000)
         self._entries: dict[str, _Entry] = {}
         self._heaps: dict[str, list[tuple[int, str]]] = {MAIN: [], AGE_ONLY: []}
+        # WAITING workflows by the monotonic time their second window ends.
+        self._waiting: list[tuple[float, str]] = []
         self._opened = False  # this tick's write group is open
         # The deadline, as last computed; None when a mark or a tick may have moved it.
         # (A wall clock step moves it too; a deadline that comes early finds nothing due
@@ -170,6 +186,7 @@ class Retainer:
                          for wf, stamp in self.n.state.endings.items()}
         self._heaps = {MAIN: sorted((e.stamp, wf) for wf, e in self._entries.items()),
                        AGE_ONLY: []}
+        self._waiting = []
         self._deadline = None
 
     def mark(self, wf: str, *, ended: bool = False) -> None:
@@ -240,6 +257,8 @@ class Retainer:
             e = self._top(MAIN)
             if e is not None:
                 times.append(max(now, e.since + self.policy.late_message_s))
+        if self._waiting:  # a stale one wakes a tick that finds nothing: later, never sooner
+            times.append(max(now, self._waiting[0][0]))
         if not times:
             return None
         grid = self.policy.tick_s
@@ -265,6 +284,11 @@ class Retainer:
             else:
                 e.place = AGE_ONLY
                 heapq.heappush(self._heaps[AGE_ONLY], (e.stamp, wf))
+        while self._waiting and self._waiting[0][0] <= now:
+            wf = heapq.heappop(self._waiting)[1]
+            e = self._entries.get(wf)
+            if e is not None and e.place == WAITING:  # else marked again, or forgotten
+                self._forget_or_park(wf)
         self._forget_admissions(wall)
 
     # ---- the rule ---------------------------------------------------------------------
@@ -279,18 +303,83 @@ class Retainer:
             return "live here"
         if n.participant.keys_of(wf):
             return "a reservation here"
-        if wf in d.epochs or wf in d.granted:
-            return "taken over"
+        taken = wf in d.epochs or wf in d.granted or wf in d.certificates \
+            or wf in d.late_grants
+        if taken:
+            reason = self._taken_over_kept(wf)
+            if reason is not None:
+                return reason
         saga = n.compensating.kept_because(wf)
         if saga is not None:
             return saga
         if row is not None:
             if any(d.records[k].commit for k in d.records.of(wf)):
                 return "a participant has not acknowledged the COMMIT"
-            if row.committed and set(row.info.placement.values()) - {n.name} \
+            if row.committed and not (taken and self._ended_by_a_later_epoch(wf)) \
+                    and set(row.info.placement.values()) - {n.name} \
                     - d.final_acked.get(wf, set()):
                 return "a participant has not acknowledged the end"
         return None
+
+    def _taken_over_kept(self, wf: str) -> str | None:
+        """Why a workflow taken over here (this Node followed, acted in, claimed or
+        granted a coordinator epoch of it) may not go yet; None: its end is settled
+        here and it goes as any other (docs/retention.md, "Workflows taken over", is
+        the argument)."""
+        n = self.n
+        d = n.state
+        if wf not in d.final:
+            return "taken over: no end here"
+        if d.late_grants.get(wf):
+            return "taken over: a late grant is owed its end"
+        if self._answers_round_proofs(wf):
+            # Forgotten, its acceptor records (kept for good) would answer a claim
+            # carrying a proof of the round with no epoch held: a blank, which grants an
+            # epoch granted already. Kept with them (one row more per workflow).
+            return "taken over: granted as an elector holding no step"
+        epoch, holder = d.epochs.get(wf, (0, ""))
+        if epoch >= 1 and holder == n.name \
+                and (n.replacement.domains_of(wf) | {coordinator_of(wf)}) - {n.name} \
+                - d.final_acked.get(wf, set()):
+            return "taken over: a domain has not acknowledged the end told in its epoch"
+        e = self._entries.get(wf)
+        if d.granted.get(wf, (0, ""))[1] == n.name and e is not None \
+                and n.now < e.since + 2 * self.policy.late_message_s:
+            return CLAIM_ANSWERS
+        return None
+
+    def _answers_round_proofs(self, wf: str) -> bool:
+        """Could a correct claimant send this Node a claim carrying a proof of the
+        committed round (takeover_claims.py, `_round_proof`: to an elector that is
+        neither the original coordinator nor a participant of the committed round)?
+        Conservative: True where this Node holds no step of the committed round and is
+        not known to be outside the electorate."""
+        n = self.n
+        d = n.state
+        if wf in d.rows or coordinator_of(wf) == n.name:
+            return False
+        round_ = d.committed.get(wf)
+        info = d.info.get((wf, round_)) if round_ is not None else None
+        if info is None:
+            # No step committed here: an extra acceptor, unless its record of the round
+            # learned COMMIT names it a participant (a participant that forgot the
+            # workflow, then kept a late end as an elector does: elector_ends.py).
+            return not any(
+                d.learned[k].commit and n.name in d.acceptor[k].tx.participants
+                for k in d.acceptor.of(wf)
+                if k in d.learned and d.acceptor[k].tx is not None)
+        if not info.lost and n.name in info.placement.values():
+            return False
+        # A new domain (its committed round here is its re-placement round): an elector
+        # too only if the committed round made it an acceptor.
+        return n.name in d.electorates.get(wf, ())
+
+    def _ended_by_a_later_epoch(self, wf: str) -> bool:
+        """The original coordinator follows a later epoch's holder (`epochs`): the end
+        it holds is that holder's to tell, and that holder keeps the workflow until
+        every domain acknowledged it (`_taken_over_kept`)."""
+        epoch, holder = self.n.state.epochs.get(wf, (0, ""))
+        return epoch >= 1 and holder != self.n.name
 
     def _settled(self, wf: str) -> bool:
         """No recovery ballot can need this workflow's acceptor records here."""
@@ -326,6 +415,12 @@ class Retainer:
 
     def _forget_or_park(self, wf: str) -> None:
         reason = self.kept_because(wf)
+        if reason == CLAIM_ANSWERS:  # looked at again once its second window is over
+            e = self._entries[wf]
+            e.place = WAITING
+            heapq.heappush(self._waiting, (e.since + 2 * self.policy.late_message_s, wf))
+            self.n.stats[f"retention kept: {reason}"] += 1
+            return
         if reason is not None:
             self._entries[wf].place = PARKED
             self.n.stats[f"retention kept: {reason}"] += 1
@@ -339,6 +434,8 @@ class Retainer:
             n.point("retention")
             self._opened = True
         n.note("compacted", wf, d.rows.get(wf), d.final.get(wf), d.results.get(wf))
+        if wf in d.epochs or wf in d.granted:
+            n.stats["retention: workflow taken over forgotten"] += 1
         for name in FORGOTTEN_ROUND_TABLES:
             table = getattr(d, name)
             for key in table.of(wf):
@@ -352,6 +449,8 @@ class Retainer:
         if wf in n.coordinators:
             del n.coordinators[wf]
         n.pending.drop(wf)
+        if n.takeover is not None:  # its cores, claims and proofs in memory
+            n.takeover.forget(wf)
         del self._entries[wf]
         n.stats["retention: workflow forgotten"] += 1
 

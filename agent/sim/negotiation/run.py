@@ -11,6 +11,12 @@ same summary whatever the number of jobs, but for the time it took.
 
     python -m fedorch.sim.negotiation.run --seeds 100000 [--start 0] [--jobs 2] [--takeover 3]
     python -m fedorch.sim.negotiation.run --seed 11 [--takeover 3] [--trace d2.w1]
+    python -m fedorch.sim.negotiation.run --seeds 1000 --takeover 3 --keep-ended-s 5 --end 300
+
+`--keep-ended-s` and `--end` shorten the simulator's retention (SIM_RETENTION: its
+`late_message_s` stays, above the longest a message is delayed or held by a pause)
+and lengthen each run (`Config.end`), so that retention forgets, during the run, the
+workflows taken over (which wait two `late_message_s` after their last mark).
 
 `--seed` replays one run and prints its report; `--trace TEXT` prints, as it goes, each
 message delivered, cut by the partition or lost whose text holds TEXT, and every
@@ -44,13 +50,21 @@ class SimulationFailure(AssertionError):
 
 
 def seeded_config(seed: int, takeover_after_s: float | None = None, *,
-                  classic: bool = False) -> Config:
+                  classic: bool = False, keep_ended_s: float | None = None,
+                  end: float | None = None) -> Config:
     """The seed's random federation and faults; with `takeover_after_s`, coordinator
     takeover on (the takeover schedule: tests/sim/negotiation/test_takeover.py), and
     self-fencing with it (its runs post membership views, which the rule reads:
     SIM_STEP_LEASE_S; fence_check.py); `classic`: the workflows' own rounds in classic
-    2PC (`--commit 2pc`, the daemon's `negotiation.commit: 2pc`: Timing.classic)."""
+    2PC (`--commit 2pc`, the daemon's `negotiation.commit: 2pc`: Timing.classic);
+    `keep_ended_s`, `end`: the retention's keep_ended_s and the run's end instead of
+    the simulator's (drawn after the seed's faults: the same run otherwise)."""
     config = Config.random(random.Random(seed))
+    if keep_ended_s is not None:
+        retention = replace(config.timing.retention, keep_ended_s=keep_ended_s)
+        config = replace(config, timing=replace(config.timing, retention=retention))
+    if end is not None:
+        config = replace(config, end=end)
     if classic:
         config = replace(config, timing=replace(config.timing, classic=True))
     if takeover_after_s is not None:
@@ -61,28 +75,34 @@ def seeded_config(seed: int, takeover_after_s: float | None = None, *,
 
 
 def run(seed: int, config: Config | None = None, *,
-        takeover_after_s: float | None = None, classic: bool = False) -> Report:
+        takeover_after_s: float | None = None, classic: bool = False,
+        keep_ended_s: float | None = None, end: float | None = None) -> Report:
     """One seeded run; raises SimulationFailure (naming the seed) on any violation."""
     seeded = config is None  # a seed's random run: its clients' cancels too
-    if config is None and (takeover_after_s is not None or classic):
-        config = seeded_config(seed, takeover_after_s, classic=classic)
+    if config is None and (takeover_after_s is not None or classic
+                           or keep_ended_s is not None or end is not None):
+        config = seeded_config(seed, takeover_after_s, classic=classic,
+                               keep_ended_s=keep_ended_s, end=end)
     report = Simulation(seed, config, cancels=seeded).run()
     if report.violations:
         switch = "" if takeover_after_s is None else f" --takeover {takeover_after_s:g}"
         switch += " --commit 2pc" if classic else ""
+        switch += "" if keep_ended_s is None else f" --keep-ended-s {keep_ended_s:g}"
+        switch += "" if end is None else f" --end {end:g}"
         raise SimulationFailure(
             f"seed {seed}: " + "; ".join(report.violations)
             + f" (replay: python -m fedorch.sim.negotiation.run --seed {seed}{switch})")
     return report
 
 
-def _run_range(bounds: tuple[int, int, float | None, bool]
+def _run_range(bounds: tuple[int, int, float | None, bool, float | None, float | None]
                ) -> tuple[list[Report], list[str]]:
-    start, end, takeover_after_s, classic = bounds
+    start, stop, takeover_after_s, classic, keep_ended_s, end = bounds
     reports, failures = [], []
-    for seed in range(start, end):
+    for seed in range(start, stop):
         try:
-            reports.append(run(seed, takeover_after_s=takeover_after_s, classic=classic))
+            reports.append(run(seed, takeover_after_s=takeover_after_s, classic=classic,
+                               keep_ended_s=keep_ended_s, end=end))
         except SimulationFailure as e:
             failures.append(str(e))
     return reports, failures
@@ -119,15 +139,26 @@ def main(argv: list[str] | None = None) -> int:
                         help="with --seed: print each message delivered, cut or lost"
                              " whose text contains TEXT (a workflow id, say; '' for"
                              " every one), with every crash, restart and clock step")
+    parser.add_argument("--keep-ended-s", type=float, metavar="SECONDS",
+                        help="the simulator's retention keeps an ended workflow this"
+                             " long (default: SIM_RETENTION's, 30)")
+    parser.add_argument("--end", type=float, metavar="SECONDS",
+                        help="each run lasts this long in virtual time (default 110)")
     args = parser.parse_args(argv)
     if args.trace is not None and args.seed is None:
         parser.error("--trace: only with --seed")
     if args.takeover is not None and not args.takeover > 0:
         parser.error("--takeover: a number of seconds above 0")
+    if args.keep_ended_s is not None and not args.keep_ended_s >= 0:
+        parser.error("--keep-ended-s: a number of seconds, 0 or above")
+    if args.end is not None and not args.end > 0:
+        parser.error("--end: a number of seconds above 0")
     classic = args.commit == "2pc"
     if args.seed is not None:
         sim = Simulation(args.seed, seeded_config(args.seed, args.takeover,
-                                                  classic=classic), cancels=True)
+                                                  classic=classic,
+                                                  keep_ended_s=args.keep_ended_s,
+                                                  end=args.end), cancels=True)
         if args.trace is not None:
             sim.trace = tracer(args.trace, print)
         report = sim.run()
@@ -135,7 +166,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1 if report.violations else 0
     started = time.perf_counter()
     chunk = max(1, min(1000, args.seeds // max(1, args.jobs * 8)))
-    ranges = [(s, min(s + chunk, args.start + args.seeds), args.takeover, classic)
+    ranges = [(s, min(s + chunk, args.start + args.seeds), args.takeover, classic,
+               args.keep_ended_s, args.end)
               for s in range(args.start, args.start + args.seeds, chunk)]
     reports: list[Report] = []
     failures: list[str] = []

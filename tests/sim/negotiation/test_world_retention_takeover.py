@@ -1,0 +1,33 @@
+"""Seeded takeover runs (`--takeover 3`) with the simulator's retention short and the
+runs long (keep_ended_s 5 s, 300 s: `run.py`'s `--keep-ended-s 5 --end 300`), so that
+the workflows taken over are forgotten during the run, once their end is settled at
+each agent (core/node/retention.py, `_taken_over_kept`; docs/retention.md, "Workflows
+taken over"). Every invariant must hold, the checker's retention checks among them;
+what is still held of a workflow taken over at the end is held for a reason the rule
+names."""
+
+from __future__ import annotations
+
+import pytest
+from fedorch.sim.negotiation.run import Simulation, seeded_config
+
+SEEDS = [23000000, 23000002, 23000014, 23000044]
+KEPT_FOR_GOOD = {"taken over: granted as an elector holding no step",
+                 "taken over: no end here",
+                 "taken over: a domain has not acknowledged the end told in its epoch"}
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_workflows_taken_over_are_forgotten_during_the_run(seed: int) -> None:
+    sim = Simulation(seed, seeded_config(seed, 3.0, keep_ended_s=5.0, end=300.0),
+                     cancels=True)
+    report = sim.run()
+    assert report.violations == []
+    assert report.stats["retention: workflow taken over forgotten"] > 0
+    for agent in sim.agents.values():
+        node = agent.node
+        d = node.state
+        for wf in set(d.epochs) | set(d.granted):
+            if wf in d.endings:
+                reason = node.retain.kept_because(wf)
+                assert reason is None or reason in KEPT_FOR_GOOD, (agent.name, wf, reason)
