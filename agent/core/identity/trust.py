@@ -14,6 +14,7 @@ Sans-I/O: the wall time comes in through `advance(now)`.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
@@ -44,7 +45,13 @@ def _raw(key: Ed25519PublicKey) -> bytes:
 # Remembering the last few thousand good (domain, signature, bytes) triples, with the
 # key that verified each, saves those repeats; a hit still counts only while that key
 # is one the domain may sign with (a rotation's overlap ends, a revocation comes).
+# A triple is remembered by its domain and the SHA-256 of signature and bytes, not by
+# the bytes themselves (an envelope's whole body, some 7 KB at a coordinator, would
+# make the full cache some 60 MB; the digest makes it about 1.5 MB). Finding another
+# (signature, bytes) of one digest is a SHA-256 collision; and as every signature
+# remembered is 64 bytes (`_key`), a digest stands for one signature and one message.
 VERIFIED_CACHE_SIZE = 8192
+SIGNATURE_BYTES = 64
 # Records that do not (yet) touch their domain's chain: a rotation heard before the one
 # leading to its old key. Kept few per domain, as anyone can make such records.
 PENDING_PER_DOMAIN = 16
@@ -63,7 +70,8 @@ class TrustStore:
         self._pending: dict[str, OrderedDict[bytes, KeyChange]] = {}
         self._public: dict[bytes, Ed25519PublicKey] = {}
         self._now = -math.inf
-        self._verified: OrderedDict[tuple[str, bytes, bytes], bytes] = OrderedDict()
+        # (domain, digest of signature and bytes) -> the key that verified them
+        self._verified: OrderedDict[tuple[str, bytes], bytes] = OrderedDict()
         # Told of the records that changed a domain's keys, and of how many were refused,
         # wherever they were learned (the runtime keeps, audits and relays them).
         self.on_learned: Callable[[list[KeyChange], int], None] | None = None
@@ -275,20 +283,23 @@ class TrustStore:
                 else []
             if not keys:
                 return False
-            entry = (domain, bytes(signature), bytes(data))
+            signature = bytes(signature)
+            if len(signature) != SIGNATURE_BYTES:
+                # libsodium takes signature and message as one buffer: a short signature
+                # would borrow the message's first bytes, so only a whole one is looked at.
+                return False
+            data = bytes(data)
+            entry = _key(domain, signature, data)
             hit = self._verified.get(entry)
             if hit is not None and hit in keys:
                 self._verified.move_to_end(entry)
                 return True
-            if len(entry[1]) != 64:
-                # libsodium takes signature and message as one buffer: a short signature
-                # would borrow the message's first bytes, so only a whole one is looked at.
-                return False
+            signed = signature + data
             for raw in keys:
                 # libsodium (PyNaCl): about half the CPU of `cryptography`'s Ed25519
                 # verify. Raises BadSignatureError (or ValueError) when it does not hold.
                 try:
-                    crypto_sign_open(entry[1] + entry[2], raw)
+                    crypto_sign_open(signed, raw)
                 except Exception:  # not this key's signature: try the next key
                     continue
                 self._remember(entry, raw)
@@ -297,7 +308,7 @@ class TrustStore:
         except Exception:  # junk arguments: never raise at the boundary
             return False
 
-    def _remember(self, entry: tuple[str, bytes, bytes], raw: bytes) -> None:
+    def _remember(self, entry: tuple[str, bytes], raw: bytes) -> None:
         self._verified[entry] = raw
         if len(self._verified) > VERIFIED_CACHE_SIZE:
             self._verified.popitem(last=False)
@@ -306,8 +317,10 @@ class TrustStore:
         """Remember a signature this agent made itself (its vote, which comes back inside
         every Accept and decision of its round): it verifies by construction."""
         current = self._derived.get(domain)
-        if current is not None and current.current is not None:
-            self._remember((domain, bytes(signature), bytes(data)), current.current)
+        signature = bytes(signature)
+        if current is not None and current.current is not None \
+                and len(signature) == SIGNATURE_BYTES:
+            self._remember(_key(domain, signature, bytes(data)), current.current)
 
     def signed_by_revoked(self, domain: str, data: bytes, signature: bytes) -> bool:
         """Did a revoked key of `domain` make this signature (why a message is refused)?"""
@@ -319,3 +332,12 @@ class TrustStore:
             except Exception:  # InvalidSignature, junk: not this key
                 continue
         return False
+
+
+def _key(domain: str, signature: bytes, data: bytes) -> tuple[str, bytes]:
+    """What the cache of verified signatures remembers a (domain, signature, bytes)
+    triple by. The signature is always SIGNATURE_BYTES long here, so the digest of the
+    two concatenated names one pair."""
+    digest = hashlib.sha256(signature)
+    digest.update(data)
+    return domain, digest.digest()

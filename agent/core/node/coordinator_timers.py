@@ -21,14 +21,24 @@ A turn thus costs what its own inputs touched, plus O(log n) per deadline.
 `preparing_with(domain)` (membership's DEAD or LEFT, member_loss.py) looks only at
 the cores that have a deadline: a round in preparation always has one (its prepare
 timeout), so the scan is over the live cores, not every one ever kept.
+
+Ended cores. A core whose workflow's end is settled has nothing left to do but answer
+(coordinator_ended.py), and it is most of the cores kept: at each refresh a core
+looked up (or `touch`ed: the Node's marks of its workflow) is offered to `settle`,
+the Node's rule (ended_cores.py), and one it settles is kept as its `Ended` record
+instead. A lookup of such a workflow (`get`, `[]`) brings its core back with
+`revive`, the same in every answer, live until a later refresh settles it again; `in`
+and `del` see ended cores as kept ones, so what asks whether a core is kept, or
+forgets one (retention), needs no change.
 """
 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from fedorch.core.negotiation.coordinator import Coordinator, Phase
+from fedorch.core.negotiation.coordinator_ended import Ended
 
 
 class Coordinators(dict[str, Coordinator]):
@@ -39,25 +49,54 @@ class Coordinators(dict[str, Coordinator]):
         self._looked_up: set[str] = set()
         self._heap: list[tuple[float, str]] = []
         self._deadline: dict[str, float] = {}
+        # Settled cores, each as its record; and the Node's rule both ways (None: the
+        # Node sets none, every core stays whole).
+        self.ended: dict[str, Ended] = {}
+        self.settle: Callable[[str, Coordinator], Ended | None] | None = None
+        self.revive: Callable[[str, Ended], Coordinator] | None = None
 
     # ---- lookups (each may be followed by a change to the core) -------------------
 
     def __getitem__(self, workflow_id: str) -> Coordinator:
         self._looked_up.add(workflow_id)
+        if workflow_id in self.ended:
+            return self._revived(workflow_id)
         return super().__getitem__(workflow_id)
 
     def get(self, workflow_id: str, default: Coordinator | None = None
             ) -> Coordinator | None:  # type: ignore[override]
         self._looked_up.add(workflow_id)
+        if workflow_id in self.ended:
+            return self._revived(workflow_id)
         return super().get(workflow_id, default)
+
+    def __contains__(self, workflow_id: object) -> bool:
+        return super().__contains__(workflow_id) or workflow_id in self.ended
+
+    def __len__(self) -> int:  # the cores kept, whole or as their records
+        return super().__len__() + len(self.ended)
 
     def __setitem__(self, workflow_id: str, core: Coordinator) -> None:
         self._looked_up.add(workflow_id)
+        self.ended.pop(workflow_id, None)
         super().__setitem__(workflow_id, core)
 
     def __delitem__(self, workflow_id: str) -> None:
         self._looked_up.add(workflow_id)
-        super().__delitem__(workflow_id)
+        if self.ended.pop(workflow_id, None) is None:
+            super().__delitem__(workflow_id)
+
+    def touch(self, workflow_id: str) -> None:
+        """Something of `workflow_id` changed outside its core (an end, an
+        acknowledgement, a record collected): offered to `settle` at the next refresh."""
+        if super().__contains__(workflow_id):
+            self._looked_up.add(workflow_id)
+
+    def _revived(self, workflow_id: str) -> Coordinator:
+        assert self.revive is not None
+        core = self.revive(workflow_id, self.ended.pop(workflow_id))
+        super().__setitem__(workflow_id, core)
+        return core
 
     def values(self):  # type: ignore[override]
         raise TypeError("iterating every coordinator is what this class avoids;"
@@ -67,8 +106,14 @@ class Coordinators(dict[str, Coordinator]):
 
     def refresh(self) -> None:
         """Ask the cores looked up since the last refresh for their deadlines."""
+        settle = self.settle
         for workflow_id in self._looked_up:
             core = dict.get(self, workflow_id)
+            if core is not None and settle is not None \
+                    and (record := settle(workflow_id, core)) is not None:
+                super().__delitem__(workflow_id)
+                self.ended[workflow_id] = record
+                core = None
             deadline = core.get_timer() if core is not None else None
             if deadline is None:
                 self._deadline.pop(workflow_id, None)

@@ -109,6 +109,8 @@ from fedorch.core.node.commit_acks import CommitAcks
 from fedorch.core.node.compensating import Compensating
 from fedorch.core.node.coordinator_timers import Coordinators
 from fedorch.core.node.domain_loss import DomainLoss
+from fedorch.core.node.ended_cores import revive_core
+from fedorch.core.node.ended_cores import settle as settle_core
 from fedorch.core.node.inputs import (
     Acks,
     Cancel,
@@ -305,6 +307,9 @@ class Node:
             query_interval_s=t.query_interval_s, resend_s=t.resend_s, backoff_s=t.backoff_s,
             stagger_s=t.stagger_s, coordinator_gone=self.member_loss.gone)
         self.coordinators = Coordinators()
+        # A core whose workflow's end is settled is kept as a small record (ended_cores.py).
+        self.coordinators.settle = lambda wf, core: settle_core(self, wf, core)
+        self.coordinators.revive = lambda wf, record: revive_core(self, wf, record)
         self.progress: dict[str, Progress] = {}
         self.running.reset()
         self.commit_acks.reset()
@@ -395,7 +400,9 @@ class Node:
 
     def mark(self, wf: str, *, ended: bool = False) -> None:
         """An end (`ended`), decision, acceptor record or acknowledgement of `wf` in the
-        write group open now: retention's clock for it starts again (retention.py)."""
+        write group open now: retention's clock for it starts again (retention.py), and
+        its Coordinator core is looked at again (ended_cores.py: settled now?)."""
+        self.coordinators.touch(wf)
         if self.retain is not None:
             self.retain.mark(wf, ended=ended)
 

@@ -87,7 +87,7 @@ def held(agent: Any) -> Held:
         rows += len(table)
         wfs.update(k[0] if isinstance(k, tuple) else k for k in table)
     retain = node.retain
-    return Held(len(dict.keys(node.coordinators)), len(wfs), rows, len(d.admitted),
+    return Held(len(node.coordinators), len(wfs), rows, len(d.admitted),
                 len(node.acceptor.records()), retain.tracked() if retain else 0,
                 node_bytes(node))
 

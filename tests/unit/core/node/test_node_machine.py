@@ -357,7 +357,7 @@ class ForgettingFederation(Federation):
     def forgotten_is_forgotten_everywhere_in_the_node(self):
         """What a node's tables no longer hold, it holds no core of either."""
         for name, node in self.nodes.items():
-            for wf in list(dict.keys(node.coordinators)):
+            for wf in [*dict.keys(node.coordinators), *node.coordinators.ended]:
                 assert wf in self.disks[name].rows, f"{name}: a core of {wf}, no row"
 
 
