@@ -310,7 +310,7 @@ class Retainer:
                 e.place = AGE_ONLY
                 heapq.heappush(self._heaps[AGE_ONLY], (e.stamp, wf))
         while self._rounds and self._rounds[0][0] <= wall:
-            self._forget_round(heapq.heappop(self._rounds)[1])
+            self._forget_round(heapq.heappop(self._rounds)[1], wall)
         self._forget_admissions(wall)
 
     # ---- the rule ---------------------------------------------------------------------
@@ -422,7 +422,7 @@ class Retainer:
             if key not in d.acceptor:
                 heapq.heappush(self._rounds, (stamp + self._kept_ms, key))
 
-    def _forget_round(self, key: tuple[str, int]) -> None:
+    def _forget_round(self, key: tuple[str, int], wall: int) -> None:
         """A round past its life (or a learned decision alone, above): its acceptor
         record and learned decision go, in memory and on disk, in this tick's write
         group, with its coordinator's horizon risen to its creation time (acceptor.py:
@@ -435,6 +435,9 @@ class Retainer:
         rec = d.acceptor.get(key)
         if rec is None and key not in d.learned:
             return  # gone already (pushed twice)
+        if rec is not None and (rec.tx.created_ms <= 0
+                                or rec.tx.created_ms + self._kept_ms > wall):
+            return  # a record made since it was pushed: it goes by its own round's life
         if not self._opened:
             n.point("retention")
             self._opened = True

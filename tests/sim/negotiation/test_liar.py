@@ -106,9 +106,9 @@ def test_forged_votes_in_commit_certificates_and_round_proofs_are_all_refused(mo
     forgotten: list = []  # the decisions retention forgot (their round past its life)
     forget_round = Retainer._forget_round
 
-    def keeping(self: Retainer, key: tuple[str, int]) -> None:
+    def keeping(self: Retainer, key: tuple[str, int], wall: int) -> None:
         value = self.n.state.learned.get(key)
-        forget_round(self, key)
+        forget_round(self, key, wall)
         if value is not None and key not in self.n.state.learned:
             forgotten.append((key, value))
 
