@@ -11,10 +11,17 @@ field that says whether the decoded value is of the field's declared type
 false the predicates run (`_refusal`) to name the field in the CodecError; the
 expressions only make the common case, a well-typed message, cost no call per field.
 An enum member's tree is made once.
+
+A row written before a field was added to its class (its tree shorter, the fields it
+lacks the last ones, each with a default) is read with those defaults by the unchecked
+decoder, the one for the Node's own rows (`_padding`): a restarted agent reads the
+file an older release wrote (TxInfo.created_ms, CoordRow.created_ms: rounds stated
+before rounds had a creation time). Bytes from a peer get no such leniency.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import types
 import typing
@@ -116,6 +123,10 @@ def dataclass_walks(cls: type, names: tuple[str, ...], declared: dict[str, tuple
         f"    if len(tree) != {size}:",
         f"        raise CodecError(f'{name} has {size - 1} fields, not {{len(tree) - 1}}')",
     ]
+    padded = [  # an older row: its missing last fields take their defaults
+        f"    if len(tree) != {size}:",
+        "        tree = pad(tree)",
+    ]
     # The checked decoder: the expression of each checked field
     # (node_codec_types.py `check_source`); when one is false, `refuse` runs the
     # predicates to name the field.
@@ -127,15 +138,42 @@ def dataclass_walks(cls: type, names: tuple[str, ...], declared: dict[str, tuple
         "def encode(value, enc=enc, scalars=scalars, prefix_t=prefix_t,"
         " all_scalars=all_scalars):",
         f"    return [{name!r}, {field_trees}]",
-        "def decode(tree, cls=cls, new=new):",
-        *size_check, *build,
+        "def decode(tree, cls=cls, new=new, pad=pad):",
+        *padded, *build,
         "def checked(tree, cls=cls, new=new, refuse=refuse):",
         *size_check, *test, *build,
     ]
     namespace["cls"] = cls  # bound as a default argument, so each decode keeps its own
     namespace["refuse"] = _refusal(name, checks)
+    namespace["pad"] = _padding(cls, names)
     exec(compile("\n".join(lines), f"<node codec: {name}>", "exec"), namespace)  # noqa: S102
     return namespace.pop("encode"), namespace.pop("decode"), namespace.pop("checked")
+
+
+def _padding(cls: type, names: tuple[str, ...]) -> Callable[[tuple], tuple]:
+    """What the unchecked decoder calls for a tree of another length than its class's:
+    a shorter one gets the defaults of the fields it lacks, if they all have one (an
+    older row, see the header); any other is a CodecError."""
+    name = cls.__name__
+    by_name = {f.name: f for f in dataclasses.fields(cls)}
+
+    def pad(tree: tuple) -> tuple:
+        have = len(tree) - 1
+        if 0 <= have < len(names):
+            tail = []
+            for field in names[have:]:
+                f = by_name[field]
+                if f.default is not dataclasses.MISSING:
+                    tail.append(f.default)
+                elif f.default_factory is not dataclasses.MISSING:
+                    tail.append(f.default_factory())
+                else:
+                    break
+            else:
+                return (*tree, *tail)
+        raise CodecError(f"{name} has {len(names)} fields, not {have}")
+
+    return pad
 
 
 def _refusal(name: str, checks: tuple) -> Callable[[list], None]:

@@ -44,8 +44,8 @@ def _domains(commit: str, keep_ended_s: float) -> dict[str, dict]:
 
 
 # What node.db keeps of a workflow (core/node/retention.py): the tables retention forgets
-# it from. Never the acceptor's records nor the decisions learned (NEVER_FORGOTTEN: a
-# recovery ballot may need them).
+# it from. Not the acceptor's records nor the decisions learned (ROUND_LIFE_TABLES: a
+# recovery ballot may need them for their round's life, after the workflow goes).
 NODE_TABLES = (*WORKFLOW_TABLES, *FORGOTTEN_ROUND_TABLES)
 
 

@@ -59,6 +59,38 @@ RemoteProtocolError: a refusal on the wire, never a state change. A decided
 record is kept (with its decision), never dropped: a late Accept of ballot 0 must
 not find a blank record. The shell bounds memory by evicting durable records and
 restoring them from disk before any input about them (`evict`, `restore`).
+
+A round's life (`round_life_ms`; None: rounds live for ever and nothing is forgotten).
+A record is forgotten (`forget`) only once its round is past its life, and a forgotten
+round must be refused, never blank: an acceptor with no record of a round promises any
+ballot and reports nothing accepted, so a decision forgotten at a majority of the
+acceptors could be chosen over (docs/retention.md). So, before anything else, a
+PaxosPrepare or Accept of a round is refused (`RoundPastLife`, a refusal on the wire,
+no state change) when
+- it is a recovery ballot (n > 0) of a round this acceptor holds a record of, older
+  than its life: created (TxInfo.created_ms, the time its coordinator stated, signed
+  with the round) longer than the life ago by this agent's wall clock (`now_ms`), and
+  its record held longer than that in this life by its monotonic clock (`now`; from
+  the first record here, or the restore). Every acceptor that recorded the round
+  refuses it alike then, so forgetting the record changes no answer. Not the
+  coordinator's ballot 0, sent as the round begins, and not at an acceptor that never
+  recorded the round: neither can change a decision a later ballot reached (ballot 0
+  is refused where a later one was promised; an acceptor with no record of the round
+  never accepted anything of it, and a majority of such could have chosen nothing).
+  The monotonic bound keeps a wall clock stepped by an hour (this agent's, or a
+  coordinator's behind: hosts the daemon's replay window would cut off, which the
+  simulator keeps talking) from ageing a round in its first life here; or
+- no record of it is held and it is no newer than the *horizon* of its coordinator:
+  the newest creation time among that coordinator's rounds forgotten here (kept
+  durably by the shell, given back by `restore`), so that a round forgotten here is
+  never taken for one never seen (blank), whatever this agent's wall clock says: a
+  step back of it cannot make a forgotten round look young again. This alone is what
+  safety rests on; the age rule above makes the answers alike before and after.
+A round stated without a creation time (0: a classic or re-placement round, which
+never reaches an acceptor's ballot) has no life, and is never forgotten. A participant
+in doubt longer than the life is refused by every acceptor that recorded or forgot the
+round: it stays in doubt (its reservation held), never decided wrongly
+(termination.py, PAST_LIFE).
 """
 
 from __future__ import annotations
@@ -113,6 +145,17 @@ class AcceptorState(enum.Enum):
 
 AcceptorAction = PersistAcceptor | Send
 
+
+class RoundPastLife(RemoteProtocolError):
+    """A ballot of a round past its life here, or forgotten here: refused (see the
+    header). `sender` sent it about `key`; `why`: "past its life" or "forgotten"."""
+
+    def __init__(self, key: Key, sender: str, why: str, detail: str) -> None:
+        super().__init__(detail)
+        self.key = key
+        self.sender = sender
+        self.why = why
+
 # `stated(sender, tx)`: returns if `tx` is a round its coordinator stated, raises
 # (RemoteProtocolError, or authority.Refused with a reason) if not. None: no check (a
 # caller that checked every message before, or a test of the Paxos rules alone).
@@ -121,29 +164,77 @@ Stated = Callable[[str, TxInfo], None]
 
 class Acceptor:
     def __init__(self, me: str, *, notify_learners: bool = True,
-                 stated: Stated | None = None) -> None:
+                 stated: Stated | None = None, round_life_ms: int | None = None) -> None:
         self.me = me
         self.notify_learners = notify_learners
         self._stated = stated
+        self.round_life_ms = round_life_ms
+        # Monotonic time (s) since which each record is held in this life: its first
+        # record here, or the restore (see the header).
+        self._held_since: dict[Key, float] = {}
+        self._now = 0.0  # the monotonic time of the input being handled
         self._records: dict[Key, AcceptorRecord] = {}
+        self._horizons: dict[str, int] = {}  # coordinator -> newest forgotten creation
         self._outbox: list[AcceptorAction] = []
 
     # ---- state ---------------------------------------------------------------------
 
     def restore(self, records: Iterable[AcceptorRecord],
-                learned: Mapping[Key, Value] | None = None) -> None:
+                learned: Mapping[Key, Value] | None = None,
+                horizons: Mapping[str, int] | None = None, now: float = 0.0) -> None:
         """Take records back from disk (at start, or one that was evicted), with the
         decisions this agent learned: `learn` keeps a decision in memory only, since the
-        shell wrote it to its learned log before telling the acceptor."""
+        shell wrote it to its learned log before telling the acceptor; and the horizons
+        of the rounds forgotten here (see the header), the newest of each kept; each
+        record is held since `now` (monotonic) in this life."""
+        for coordinator, horizon in (horizons or {}).items():
+            if horizon > self._horizons.get(coordinator, 0):
+                self._horizons[coordinator] = horizon
         for r in records:
             decided = learned.get(r.tx.key) if learned and r.decided is None else None
             self._records[r.tx.key] = r if decided is None else replace(r, decided=decided)
+            self._held_since.setdefault(r.tx.key, now)
 
     def evict(self, key: Key) -> None:
         """Drop a record from memory. Only for a record the shell knows is durable in its
         latest state, and which it will `restore` before passing on any input about that
         transaction: a blank record in its place could accept what it promised not to."""
         self._records.pop(key, None)
+
+    def forget(self, key: Key, tx: TxInfo | None) -> int | None:
+        """Forget a round past its life (the shell deletes its record and learned
+        decision in the same write): the record goes, and the horizon of its
+        coordinator rises to the round's creation time. `tx`: the round, as its record
+        (or this agent) holds it; None if none is known (no record was ever made here,
+        so nothing accepted or promised is lost). Returns the coordinator's new horizon
+        for the shell to write with the deletes, or None if it did not rise."""
+        if tx is None:
+            self._records.pop(key, None)
+            self._held_since.pop(key, None)
+            return None
+        if self.round_life_ms is None or tx.created_ms <= 0:
+            raise ValueError(f"{key}: a round without a life is never forgotten")
+        self._records.pop(key, None)
+        self._held_since.pop(key, None)
+        if tx.created_ms <= self._horizons.get(tx.coordinator, 0):
+            return None
+        self._horizons[tx.coordinator] = tx.created_ms
+        return tx.created_ms
+
+    def horizon(self, coordinator: str) -> int:
+        return self._horizons.get(coordinator, 0)
+
+    def past_life(self, key: Key, now_ms: int, now: float) -> bool:
+        """Does this acceptor refuse round `key`'s ballots by age: it holds a record of
+        it, the round was created longer than its life ago by this agent's wall clock
+        (`now_ms`), and the record has been held longer than that in this life (`now`,
+        monotonic)? False for a round with no creation time, none recorded here, or no
+        life here."""
+        rec = self._records.get(key)
+        life = self.round_life_ms
+        return rec is not None and life is not None and rec.tx.created_ms > 0 \
+            and now_ms - rec.tx.created_ms > life \
+            and (now - self._held_since.get(key, now)) * 1000 > life
 
     def record(self, key: Key) -> AcceptorRecord | None:
         return self._records.get(key)
@@ -163,8 +254,11 @@ class Acceptor:
 
     # ---- inputs --------------------------------------------------------------------
 
-    def receive(self, sender: str, msg: PaxosPrepare | Accept) -> None:
-        """A phase 1a or 2a message from `sender` (the proposer, as authenticated)."""
+    def receive(self, sender: str, msg: PaxosPrepare | Accept,
+                now_ms: int | None = None, now: float = 0.0) -> None:
+        """A phase 1a or 2a message from `sender` (the proposer, as authenticated), at
+        `now_ms` by this agent's wall clock and `now` by its monotonic one (now_ms None:
+        no age is judged, as without a life; the horizons still hold)."""
         check_tx(msg.tx)
         if self.me not in msg.tx.acceptors:
             raise RemoteProtocolError(f"{self.me} is not an acceptor of {msg.tx.key}")
@@ -177,6 +271,8 @@ class Acceptor:
         current = self._records.get(msg.tx.key)
         if current is not None and current.tx != msg.tx:
             raise RemoteProtocolError(f"{msg.tx.key}: the transaction differs from the one known")
+        self._check_life(sender, msg, current, now_ms, now)
+        self._now = now
         if current is None and self._stated is not None:
             self._stated(sender, msg.tx)  # raises unless the coordinator stated this round
         held = max((b.n for b in (current.promised, current.accepted_ballot) if b is not None),
@@ -202,6 +298,23 @@ class Acceptor:
         base = current if current is not None else AcceptorRecord(tx)
         self._records[tx.key] = AcceptorRecord(base.tx, base.promised, base.accepted_ballot,
                                                base.accepted_value, value)  # not replace(): hot
+
+    def _check_life(self, sender: str, msg: PaxosPrepare | Accept,
+                    current: AcceptorRecord | None, now_ms: int | None, now: float) -> None:
+        """Refuse a round past its life, or forgotten here (see the header)."""
+        tx = msg.tx
+        created = tx.created_ms
+        if created <= 0:
+            return
+        if msg.ballot.n > 0 and now_ms is not None and self.past_life(tx.key, now_ms, now):
+            assert self.round_life_ms is not None
+            raise RoundPastLife(tx.key, sender, "past its life",
+                                f"{tx.key} is {(now_ms - created) / 1000:.1f} s old, past"
+                                f" its life ({self.round_life_ms / 1000:g} s): refused")
+        if current is None and created <= self._horizons.get(tx.coordinator, 0):
+            raise RoundPastLife(tx.key, sender, "forgotten",
+                                f"{tx.key} is no newer than the rounds of {tx.coordinator}"
+                                " forgotten here: refused")
 
     # ---- handlers ------------------------------------------------------------------
 
@@ -271,6 +384,7 @@ class Acceptor:
 
     def _store(self, rec: AcceptorRecord) -> None:
         self._records[rec.tx.key] = rec
+        self._held_since.setdefault(rec.tx.key, self._now)
         self._outbox.append(PersistAcceptor(rec.tx.key, rec))
 
     def _reply(self, to: str, msg: object) -> None:

@@ -193,7 +193,11 @@ class Coordinator:
         if rnd is None or not self._me:
             return None
         return TxInfo(self.workflow_id, rnd.number, self._me,
-                      tuple(rnd.participants()), rnd.acceptors)
+                      tuple(rnd.participants()), rnd.acceptors, created_ms=rnd.created_ms)
+
+    def created_ms(self) -> int:
+        """The current round's creation time as stated (TxInfo.created_ms; 0: none)."""
+        return self._round.created_ms if self._round is not None else 0
 
     def collectable(self) -> list[Key]:
         """Decision records the shell may drop: an ABORT (unless COMMIT was proposed in
@@ -379,6 +383,8 @@ class Coordinator:
         rnd = RoundState(number, dict(result.assignment), now + self._timeout)
         if self._consensus is not None:
             rnd.acceptors = self._acceptors(list(rnd.participants()))
+            if self._consensus.wall_ms is not None:
+                rnd.created_ms = max(1, self._consensus.wall_ms(now))  # 0: none stated
         self._resends.round_begun(now, rnd)
         self._round = rnd
         self.phase = Phase.PREPARING

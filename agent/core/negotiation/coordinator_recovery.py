@@ -73,7 +73,7 @@ def restore(
         return core
     core.refusals = list(record.refusals)
     rnd = RoundState(record.round, dict(record.placement), now, record.acceptors,
-                 next_resend=now)
+                     next_resend=now, created_ms=record.created_ms)
     core._round = rnd
     for r in range(1, record.round):
         core.log.decided[r] = ABORT  # an earlier round is never the one that commits

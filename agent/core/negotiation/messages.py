@@ -86,7 +86,12 @@ class TxInfo:
     core/node/takeover_proofs.py; opaque to the cores), carried by every PaxosPrepare
     and Accept made of it: an acceptor makes a record only of a round its coordinator stated (see
     acceptor.py). Not part of the transaction's identity: two copies of one round are
-    equal whether or not, and under which signature, they carry it."""
+    equal whether or not, and under which signature, they carry it.
+
+    `created_ms`: when its coordinator began the round (its wall clock, ms), in the
+    signed statement too (takeover_grants.round_statement). Part of the identity: the
+    acceptors refuse a round past its life by it (acceptor.py). 0: not stated (a
+    classic or re-placement round): such a round has no life and is never forgotten."""
 
     workflow_id: str
     round: int
@@ -94,6 +99,7 @@ class TxInfo:
     participants: tuple[str, ...]  # sorted
     acceptors: tuple[str, ...]     # sorted; fixed for the life of the transaction
     round_tx: bytes = field(default=b"", compare=False, repr=False)
+    created_ms: int = 0
 
     @property
     def key(self) -> Key:
@@ -224,6 +230,9 @@ class AnswerStatus(enum.Enum):
     UNKNOWN = "unknown"            # in progress, or in doubt itself
     NOT_PREPARED = "not_prepared"  # never voted YES here (NO voter, or no PREPARE seen)
     FORGOTTEN = "forgotten"        # committed; the certificate was collected (all acked)
+    # The round is older than its life here (Acceptor, `round_life_ms`): every ballot of
+    # it is refused, and this agent holds no decision of it to tell.
+    PAST_LIFE = "past_life"
 
 
 @dataclass(frozen=True)

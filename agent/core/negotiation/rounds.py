@@ -76,6 +76,10 @@ class ConsensusOptions:
     # 40-domain fan-out on a loaded host drew a COMMIT notice (its whole certificate) to
     # nearly every participant, each opened and checked there, and then a second one.
     notice_share: int = 10
+    # The wall clock (ms) at a monotonic `now`: each round's creation time, stated with
+    # it (TxInfo.created_ms), by which the acceptors refuse a round past its life.
+    # None: not stated (0).
+    wall_ms: Callable[[float], int] | None = None
 
     def notice_scale(self, participants: int) -> float:
         return max(1.0, participants / max(1, self.notice_share))
@@ -94,6 +98,7 @@ class RoundRecord:
     finished: bool = False         # the shell already applied Finished
     refusals: tuple[Refusal, ...] = ()
     ballot: Ballot | None = None   # the last PersistBallot of this round's recovery, if any
+    created_ms: int = 0            # the round's creation time (TxInfo.created_ms)
 
 
 # ---- actions -----------------------------------------------------------------
@@ -150,6 +155,7 @@ class RoundState:
     votes: dict[str, VoteIn] = field(default_factory=dict)
     next_resend: float = 0.0
     acked: set[str] = field(default_factory=set)
+    created_ms: int = 0  # wall ms of its coordinator when it began (TxInfo.created_ms)
     _participants: dict[str, tuple[str, ...]] | None = field(default=None, init=False,
                                                              repr=False, compare=False)
 

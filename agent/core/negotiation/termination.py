@@ -37,6 +37,16 @@ coordinator.
     (track,      coordinator DEAD)   -> WAITING     due at once (`coordinator_gone` says so)
     (WAITING,    timer, still DEAD)  -> ASKING      as `coordinator DEAD` above
     (WAITING,    timer, not DEAD)    -> WAITING     due at the lease again, as any other
+    (any,        PAST_LIFE answers)  -> PAST_LIFE   of a majority of the acceptors: the
+                                                    round is past its life there
+                                                    (acceptor.py), they refuse every
+                                                    ballot of it, so no ballot is run any
+                                                    more; stays in doubt (its reservation
+                                                    held), never decided wrongly
+    (PAST_LIFE,  timer)              -> PAST_LIFE   the coordinator asked again, every
+                                                    query_interval_s (it may still hold
+                                                    the decision: a COMMIT record is kept
+                                                    until every participant holds it)
 
 `get_timer()` is never before the `now` of the last input. A transaction tracked past
 its lease (a restart) is due at `now`: the query goes out on that timer, from the one
@@ -105,16 +115,20 @@ from fedorch.core.negotiation.proposer import ProposerPhase as ProposerPhase
 # ---- the participant's side ------------------------------------------------------------
 
 
-def answer_query(me: str, key: Key, decided: Value | None, hold: str | None) -> DecisionAnswer:
+def answer_query(me: str, key: Key, decided: Value | None, hold: str | None,
+                 past_life: bool = False) -> DecisionAnswer:
     """How any agent but the coordinator answers a DecisionQuery, from its own log.
 
     `decided`: the decision it holds (as participant, acceptor or proposer); `hold`:
     Participant.status(key). A YES voter without a decision is in doubt itself
     (UNKNOWN); a NO voter, a reservation never confirmed, or no PREPARE seen is
-    NOT_PREPARED. Any holder of a decision answers with it.
+    NOT_PREPARED. Any holder of a decision answers with it. `past_life`: the round is
+    past its life here (Acceptor.past_life): without a decision, PAST_LIFE.
     """
     if decided is not None:
         return DecisionAnswer(key, me, AnswerStatus.DECIDED, decided)
+    if past_life:
+        return DecisionAnswer(key, me, AnswerStatus.PAST_LIFE)
     if hold in ("prepared", "committed"):
         return DecisionAnswer(key, me, AnswerStatus.UNKNOWN)
     return DecisionAnswer(key, me, AnswerStatus.NOT_PREPARED)
@@ -124,6 +138,7 @@ class DoubtState(enum.Enum):
     WAITING = "waiting"
     ASKING = "asking"
     RECOVERING = "recovering"
+    PAST_LIFE = "past life"  # refused by the acceptors: in doubt for good
 
 
 @dataclass
@@ -136,6 +151,7 @@ class _Doubt:
     accepts: dict[tuple[Ballot, Value], set[str]] = field(default_factory=dict, repr=False)
     floor: Ballot | None = None
     gone: bool = False  # membership said its coordinator is DEAD (or LEFT)
+    past_life: set[str] = field(default_factory=set, repr=False)  # acceptors that said so
 
 
 TerminationAction = Learned | Send | PersistBallot
@@ -199,7 +215,8 @@ class Termination:
         lease. Returns their keys."""
         moved = []
         for d in self._doubts.values():
-            if d.tx.coordinator != coordinator or d.state is DoubtState.RECOVERING:
+            if d.tx.coordinator != coordinator \
+                    or d.state in (DoubtState.RECOVERING, DoubtState.PAST_LIFE):
                 continue
             self._lose(d, now)
             moved.append(d.tx.key)
@@ -217,6 +234,15 @@ class Termination:
         if isinstance(msg, DecisionAnswer):
             if msg.status is AnswerStatus.DECIDED and msg.value is not None:
                 self._learned(d, msg.value, announce=False)
+            elif msg.status is AnswerStatus.PAST_LIFE and msg.sender in d.tx.acceptors \
+                    and d.state is not DoubtState.PAST_LIFE:
+                d.past_life.add(msg.sender)
+                if len(d.past_life) >= d.tx.majority:
+                    # A majority refuses every ballot of the round now: none can be
+                    # chosen, so none is run any more (one acceptor's word, a liar's
+                    # perhaps, stops nothing).
+                    d.state, d.proposer = DoubtState.PAST_LIFE, None
+                    d.next_at = now + self._query_interval_s
             return
         if isinstance(msg, Decision):
             self._learned(d, msg.value, announce=False)
@@ -263,6 +289,10 @@ class Termination:
                 d.next_at = max(now, d.lease_expires)
                 if now < d.next_at:
                     continue
+            if d.state is DoubtState.PAST_LIFE:  # the coordinator may still know
+                self._ask(d, [d.tx.coordinator])
+                d.next_at = now + self._query_interval_s
+                continue
             if not d.tx.acceptors:  # classic 2PC: ask again, never a ballot
                 d.state = DoubtState.ASKING
                 d.gone = self._gone is not None and self._gone(d.tx.coordinator)

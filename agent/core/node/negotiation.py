@@ -86,7 +86,7 @@ from fedorch.core.negotiation.messages import (
     check_value,
 )
 from fedorch.core.negotiation.participant import DecisionEffect, restarted
-from fedorch.core.negotiation.termination import answer_query
+from fedorch.core.negotiation.termination import DoubtState, answer_query
 from fedorch.core.node.negotiation_restore import restore_negotiation
 from fedorch.core.node.records import (
     AckMsg,
@@ -212,7 +212,7 @@ class Negotiation:
     def _on_acceptor_input(self, now: float, src: str, msg: PaxosPrepare | Accept) -> None:
         if self.n.replacement.refuses_paxos(msg.tx.key):
             raise RemoteProtocolError("a re-placement round is decided by its coordinator")
-        self.n.acceptor.receive(src, msg)
+        self.n.acceptor.receive(src, msg, self.n.wall_ms(now), now)  # refused past its life
         self.run(now, self.n.acceptor.next_actions())
 
     def _on_proposer_input(self, now: float, src: str, msg: Promise | Accepted | Reject) -> None:
@@ -274,12 +274,20 @@ class Negotiation:
             answer = DecisionAnswer(msg.key, n.name, AnswerStatus.UNKNOWN)
         else:
             answer = answer_query(n.name, msg.key, n.state.learned.get(msg.key),
-                                  n.participant.status(msg.key))
+                                  n.participant.status(msg.key),
+                                  n.acceptor.past_life(msg.key, n.wall_ms(now), now))
         n.send(src, answer)
 
     def _on_answer(self, now: float, src: str, msg: DecisionAnswer) -> None:
-        self.n.termination.receive(now, msg)
-        self.run(now, self.n.termination.next_actions())
+        n = self.n
+        before = n.termination.state(msg.key)
+        n.termination.receive(now, msg)
+        if before is not None and before is not DoubtState.PAST_LIFE \
+                and n.termination.state(msg.key) is DoubtState.PAST_LIFE:
+            # Refused by the acceptors for good: in doubt, its reservation held.
+            n.stats["in doubt past the round's life"] += 1
+            n.note("in_doubt_past_life", msg.key)
+        self.run(now, n.termination.next_actions())
 
     def _on_claim(self, now: float, src: str, msg: ClaimMsg | ClaimAnswerMsg) -> None:
         takeover = self.n.takeover
@@ -361,7 +369,7 @@ class Negotiation:
                 row = CoordRow(row.workflow_id, WfInfo(i.spec, dict(a.placement), n.name,
                                                        i.submission, i.stated, i.lost),
                                row.state, a.round, a.acceptors, row.committed,
-                               row.finished, row.reason)
+                               row.finished, row.reason, core.created_ms())
                 d.rows[wf] = row
                 self._keep_refusals(wf, core)  # why the earlier rounds were redone
             tx = core.tx()
@@ -384,7 +392,8 @@ class Negotiation:
                 raise LocalProtocolError(f"{wf} round {a.round}: the decision record changed")
             if value.commit:  # rows built directly: dataclasses.replace is slow
                 d.rows[wf] = CoordRow(row.workflow_id, row.info, row.state, row.round,
-                                      row.acceptors, True, row.finished, row.reason)
+                                      row.acceptors, True, row.finished, row.reason,
+                                      row.created_ms)
                 d.committed[wf] = a.round
             elif d.cells.get((wf, a.round), value).commit:
                 n.stats["coordinator proposed commit, abort chosen"] += 1
@@ -403,7 +412,8 @@ class Negotiation:
                 if a.cancelled else lifecycle.Aborted(a.reason)
             state = lifecycle.step(row.state, event)
             d.rows[wf] = CoordRow(row.workflow_id, row.info, state, row.round,
-                                  row.acceptors, row.committed, True, a.reason)
+                                  row.acceptors, row.committed, True, a.reason,
+                                  row.created_ms)
             self._keep_refusals(wf, core)
             n.out.status.append((wf, state))
             if a.committed:

@@ -66,7 +66,7 @@ def restore_negotiation(negotiation: Any, now: float,
     # old instant until the hold is next written; no restore reads it back.
     holds = [restarted(h, now, n.t.lease_s) for h in d.holds.values()]
     n.participant.restore(holds, {k: v.commit for k, v in d.learned.items()})
-    n.acceptor.restore(d.acceptor.values(), d.learned)
+    n.acceptor.restore(d.acceptor.values(), d.learned, d.horizons, now)
     n.submissions.restore((k, wf, at) for k, (wf, at) in d.admitted.items())
     for h in holds:
         value = d.learned.get(h.key)
@@ -80,7 +80,8 @@ def restore_negotiation(negotiation: Any, now: float,
             row.round, dict(row.info.placement), row.acceptors,
             d.cells.get((wf, row.round)), d.records.get((wf, row.round)),
             row.committed, row.finished, ballot=d.ballots.get((wf, row.round)),
-            refusals=tuple(Refusal(*r) for r in d.refusals.get(wf, ())))
+            refusals=tuple(Refusal(*r) for r in d.refusals.get(wf, ())),
+            created_ms=row.created_ms)
         # The mode its rounds were run in (a classic round has no acceptors), not
         # the config's now: a restart is no time to change a round's rules.
         classic = not row.acceptors if row.round else n.t.classic

@@ -300,7 +300,9 @@ class Node:
         t = self.t
         self.participant = Participant(self.name, self.policy, self.capacities,
                                        lease_s=t.lease_s, query_interval_s=t.query_interval_s)
-        self.acceptor = Acceptor(self.name, stated=self.stated)
+        life = t.retention.round_life_s if t.retention is not None else None  # retention.py
+        self.acceptor = Acceptor(self.name, stated=self.stated,
+                                 round_life_ms=None if life is None else int(life * 1000))
         self.submissions = SubmissionGuard(SUBMISSION_WINDOW_MS)
         self.termination = Termination(
             self.name, rng=self.rng, query_timeout_s=t.query_timeout_s,
@@ -469,7 +471,8 @@ class Node:
                                    backoff_s=t.backoff_s,
                                    decision_resend_s=t.decision_resend_s,
                                    max_acceptors=t.max_acceptors,
-                                   commit_notice_s=COMMIT_NOTICE_S + t.decision_ack_s)
+                                   commit_notice_s=COMMIT_NOTICE_S + t.decision_ack_s,
+                                   wall_ms=self.wall_ms)  # each round's creation time
         self._consensus = (peers, options)
         return options
 

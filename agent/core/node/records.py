@@ -288,6 +288,9 @@ class CoordRow:
     committed: bool = False
     finished: bool = False
     reason: str = ""
+    # `round`'s creation time (TxInfo.created_ms), so that a restored core states the
+    # round as its PREPAREs did (the acceptors compare it): 0 before a round, or none.
+    created_ms: int = 0
 
 
 @dataclass
@@ -343,6 +346,10 @@ class Disk:
     # record or acknowledgement here; and the workflows whose end said `settled`.
     endings: dict[str, int] = field(default_factory=dict)
     settled: set[str] = field(default_factory=set)
+    # Retention of acceptor records (retention.py, acceptor.py): coordinator -> the
+    # newest creation time (its wall ms) among the rounds of it whose acceptor record
+    # this Node forgot; a round of it no newer, without a record here, is refused.
+    horizons: dict[str, int] = field(default_factory=dict)
     # Cancels (cancel.py): workflow -> the reason of a cancel its coordinator took; and
     # a client's request id -> (workflow id, wall ms) of the submission it made here.
     cancels: dict[str, str] = field(default_factory=dict)

@@ -77,7 +77,7 @@ from fedorch.core.workflow.takeover_events import majority
 __all__ = ["GRANT_CONTEXT", "ROUND_CONTEXT", "Certificate", "Collected", "GrantFacts",
            "GrantSigner", "GrantVerifier", "SignedEvidence", "SignedGrant", "StatedRound",
            "check", "check_commit", "check_round", "parse", "round_statement", "sign_grant",
-           "sign_round", "statement"]
+           "sign_round", "statement", "stated_created_ms"]
 
 GRANT_CONTEXT = b"fedorch/v1 node takeover grant\x00"
 
@@ -200,15 +200,35 @@ class StatedRound:
 
 
 def round_statement(workflow_id: str, round_: int, coordinator: str,
-                    participants: Collection[str], acceptors: Collection[str]) -> bytes:
-    return json.dumps(["round", workflow_id, round_, coordinator, sorted(set(participants)),
-                       sorted(set(acceptors))],
-                      separators=(",", ":"), ensure_ascii=False).encode()
+                    participants: Collection[str], acceptors: Collection[str],
+                    created_ms: int = 0) -> bytes:
+    """The bytes a round's signature signs (after ROUND_CONTEXT). `created_ms`: the
+    round's creation time, its coordinator's wall ms (TxInfo.created_ms), by which every
+    acceptor refuses the round past its life (acceptor.py); a round stated without one
+    (0) has the six elements it had before."""
+    facts: list = ["round", workflow_id, round_, coordinator, sorted(set(participants)),
+                   sorted(set(acceptors))]
+    if created_ms:
+        facts.append(created_ms)
+    return json.dumps(facts, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def stated_created_ms(raw: bytes) -> int:
+    """The creation time a round statement states (0: none, or no statement)."""
+    try:
+        v = json.loads(raw.decode())
+    except (UnicodeDecodeError, ValueError):
+        return 0
+    if isinstance(v, list) and len(v) == 7 and type(v[6]) is int and v[6] > 0:
+        return v[6]
+    return 0
 
 
 def sign_round(sign: GrantSigner, workflow_id: str, round_: int, coordinator: str,
-               participants: Collection[str], acceptors: Collection[str]) -> StatedRound:
-    raw = round_statement(workflow_id, round_, coordinator, participants, acceptors)
+               participants: Collection[str], acceptors: Collection[str],
+               created_ms: int = 0) -> StatedRound:
+    raw = round_statement(workflow_id, round_, coordinator, participants, acceptors,
+                          created_ms)
     return StatedRound(coordinator, raw, sign(ROUND_CONTEXT + raw))
 
 
@@ -223,7 +243,7 @@ def check_round(stated: StatedRound | None, verify: GrantVerifier, *, workflow_i
         return "no signed round"
     original = workflow_id.rpartition(".")[0]
     expected = round_statement(workflow_id, proof.round, original, proof.participants,
-                               proof.acceptors)
+                               proof.acceptors, stated_created_ms(stated.statement))
     if stated.coordinator != original or stated.statement != expected:
         return f"the signed round is not round {proof.round} of {workflow_id} as shown"
     if not verify(original, ROUND_CONTEXT + stated.statement, stated.signature):

@@ -152,7 +152,8 @@ class Proofs:
         tx = msg.tx
         if tx.coordinator != self.n.name or tx.round_tx:
             return msg
-        of = (tx.workflow_id, tx.round, tx.coordinator, tx.participants, tx.acceptors)
+        of = (tx.workflow_id, tx.round, tx.coordinator, tx.participants, tx.acceptors,
+              tx.created_ms)
         stated = self._stated
         if stated is None or self._stated_of != of:
             raw = round_statement(*of)  # a function of `of`: equal `of`, equal statement
@@ -166,7 +167,7 @@ class Proofs:
                           stated, info.lost)
         # Built directly (dataclasses.replace is generic, and this is every PREPARE).
         return PrepareMsg(TxInfo(tx.workflow_id, tx.round, tx.coordinator, tx.participants,
-                                 tx.acceptors, stated.signature),
+                                 tx.acceptors, stated.signature, tx.created_ms),
                           msg.steps, info, msg.held_epoch, msg.won)
 
     def check_stated(self, sender: str, tx: TxInfo) -> None:
@@ -193,7 +194,8 @@ class Proofs:
                                              " coordinator's signed round: no record is"
                                              " made of it")
         stated = StatedRound(tx.coordinator, round_statement(
-            wf, tx.round, tx.coordinator, tx.participants, tx.acceptors), tx.round_tx)
+            wf, tx.round, tx.coordinator, tx.participants, tx.acceptors, tx.created_ms),
+            tx.round_tx)
         if not self.evidence.round_signed(stated):
             self.n.stats["acceptor refused a round not signed by its coordinator"] += 1
             raise Refused("bad_signed_round", f"{sender} stated {tx.key} with a signature"

@@ -25,7 +25,11 @@ crash) through hooks the simulated shells call, and checks:
   for a classic 2PC round, decided in its coordinator's log alone, the coordinator
   and the voter: up and not paused),
   or, for a re-placement round, released its YES as the workflow ended there or as
-  the holder of a later epoch answered the round void; under classic 2PC
+  the holder of a later epoch answered the round void; a voter in doubt past its
+  round's life (`past_life`: an acceptor refused its ballot as past the round's life
+  or forgotten, or a majority of them answered it PAST_LIFE, core/negotiation/
+  acceptor.py) stays in doubt, its reservation held, and is exempt from this and from
+  the leak check (counted: `in doubt past the round's life`); under classic 2PC
   (`Timing.classic`) a voter whose coordinator died for good before any live agent
   learned the decision blocks, as 2PC does (`_blocked_2pc`: counted, not a failure;
   with membership views, one that another live agent could tell is held to it);
@@ -49,7 +53,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import TYPE_CHECKING
 
-from fedorch.core.negotiation.acceptor import AcceptorRecord
+from fedorch.core.negotiation.acceptor import AcceptorRecord, RoundPastLife
 from fedorch.core.negotiation.messages import Ballot, Key, TxInfo, Value
 from fedorch.core.negotiation.participant import HoldState
 from fedorch.core.workflow.lifecycle import TERMINAL
@@ -127,6 +131,9 @@ class Checker:
         self.sagas_ended: dict[str, str] = {}
         self._sim: World | None = None
         self._forgotten: list[tuple[str, str, object, dict]] = []  # (agent, wf, end, results)
+        # (voter, key): in doubt past the round's life, refused by its acceptors
+        # (core/negotiation/acceptor.py): it stays in doubt, never decided wrongly.
+        self.past_life: set[tuple[str, Key]] = set()
 
     def fail(self, what: str) -> None:
         if len(self.violations) < 20:
@@ -299,6 +306,21 @@ class Checker:
 
     def refused(self, agent: str, error: Exception) -> None:
         self.refusals[type(error).__name__] += 1
+        if isinstance(error, RoundPastLife):  # the sender's ballot of a round past its life
+            self.past_life.add((error.sender, error.key))
+
+    def in_doubt_past_life(self, agent: str, key: Key) -> None:
+        """`agent`'s Node heard a majority of the round's acceptors answer PAST_LIFE."""
+        self.past_life.add((agent, key))
+
+    def _exempt_past_life(self, sim: World, voter: str, key: Key) -> bool:
+        """`voter` is in doubt on `key` past the round's life (refused by its acceptors,
+        see `past_life`) and never learned it: exempt from the blocking and leak
+        checks, counted."""
+        if (voter, key) not in self.past_life or (voter, key) in self.learned_at:
+            return False
+        sim.stats["in doubt past the round's life"] += 1
+        return True
 
     def _decide(self, key: Key, commit: bool, who: str) -> None:
         seen = self._decisions.setdefault(key, set())
@@ -326,6 +348,9 @@ class Checker:
             for h in agent.participant.holds():
                 if h.state is HoldState.PREPARED and self._blocked_2pc(sim, h.key):
                     continue  # counted below, with the voters' check
+                if h.state is HoldState.PREPARED \
+                        and self._exempt_past_life(sim, name, h.key):
+                    continue
                 if h.state is not HoldState.COMMITTED:
                     self.fail(f"leak: {name} still holds {h.key} {h.state.value} at the end")
                     continue
@@ -369,7 +394,8 @@ class Checker:
                 sim.stats["2PC blocked: coordinator dead for good, nobody told"] += 1
                 continue
             for voter in voters:
-                if voter in dead or not sim.agents[voter].alive:
+                if voter in dead or not sim.agents[voter].alive \
+                        or (voter, key) in self.past_life and (voter, key) not in self.learned_at:
                     continue
                 # From the voter's own last start too: a restored hold's lease counts
                 # again from the restore (core/negotiation/participant.restarted). A
@@ -504,6 +530,8 @@ class Checker:
         t = sim.config.timing
         c = sim.config
         for voter, key, start, learned in self.undecided_after_death(sim):
+            if learned is None and (voter, key) in self.past_life:
+                continue  # refused past the round's life: in doubt (see the header)
             took = None if learned is None else learned - start
             sim.stats[f"undecided after coordinator DEAD: {_bucket(took)}"] += 1
             tx = self.txs[key]

@@ -8,6 +8,7 @@ import random
 from collections import Counter
 
 import fedorch.sim.negotiation.agent as sim_agent
+from fedorch.core.node.retention import Retainer
 from fedorch.core.node.votes import evidence_holds
 from fedorch.sim.negotiation.config import Config
 from fedorch.sim.negotiation.run import Simulation, run, seeded_config
@@ -72,27 +73,29 @@ def test_the_checker_sees_a_view_of_anothers_keys_changed(monkeypatch):
     assert broken["keys"] > 0
 
 
-def _certificates_hold(sim: Simulation) -> int:
+def _certificates_hold(sim: Simulation, forgotten: list | None = None) -> int:
     """Every COMMIT an honest agent holds (learned, recorded, proposed) carries a YES of
-    each participant signed by that participant; how many were looked at."""
+    each participant signed by that participant; how many were looked at. `forgotten`:
+    (key, value) of the decisions learned that retention forgot during the run (their
+    round past its life), looked at too."""
     seen = 0
-    for agent in sim.agents.values():
-        d = agent.durable
-        for table in (d.learned, d.records, d.cells):
-            for key, value in table.items():
-                if not value.commit:
-                    continue
-                seen += 1
-                tx = sim.checker.txs[key]
-                yes = {v.domain for v in value.votes if v.yes and evidence_holds(
-                    sim_verify, key, v.domain, True, v.raw)}
-                assert set(tx.participants) <= yes, (key, value)
-                assert all(evidence_holds(sim_verify, key, v.domain, v.yes, v.raw)
-                           for v in value.votes), (key, value)
+    held = [(key, value) for agent in sim.agents.values()
+            for table in (agent.durable.learned, agent.durable.records, agent.durable.cells)
+            for key, value in table.items()]
+    for key, value in held + (forgotten or []):
+        if not value.commit:
+            continue
+        seen += 1
+        tx = sim.checker.txs[key]
+        yes = {v.domain for v in value.votes if v.yes and evidence_holds(
+            sim_verify, key, v.domain, True, v.raw)}
+        assert set(tx.participants) <= yes, (key, value)
+        assert all(evidence_holds(sim_verify, key, v.domain, v.yes, v.raw)
+                   for v in value.votes), (key, value)
     return seen
 
 
-def test_forged_votes_in_commit_certificates_and_round_proofs_are_all_refused():
+def test_forged_votes_in_commit_certificates_and_round_proofs_are_all_refused(monkeypatch):
     """The liar shows COMMITs with every participant's YES made without their keys (its
     own key in their names, the old unsigned stand-in, nothing), in decisions,
     Accepts, answers, votes and round proofs to acceptors holding no step: none is
@@ -100,6 +103,16 @@ def test_forged_votes_in_commit_certificates_and_round_proofs_are_all_refused():
     none granted the liar an epoch on a forged round proof."""
     stats: Counter[str] = Counter()
     checked = 0
+    forgotten: list = []  # the decisions retention forgot (their round past its life)
+    forget_round = Retainer._forget_round
+
+    def keeping(self: Retainer, key: tuple[str, int], wall: int) -> None:
+        value = self.n.state.learned.get(key)
+        forget_round(self, key, wall)
+        if value is not None and key not in self.n.state.learned:
+            forgotten.append((key, value))
+
+    monkeypatch.setattr(Retainer, "_forget_round", keeping)
     for seed in range(60):
         config = seeded_config(seed, 3.0)
         config.liar = "liar"
@@ -107,7 +120,8 @@ def test_forged_votes_in_commit_certificates_and_round_proofs_are_all_refused():
         report = sim.run()
         assert not report.violations, report.violations
         stats.update(report.stats)
-        checked += _certificates_hold(sim)
+        checked += _certificates_hold(sim, forgotten)
+        forgotten.clear()
         for agent in sim.agents.values():
             assert all(holder != "liar" for _, holder in agent.durable.granted.values())
     assert checked > 100

@@ -68,8 +68,10 @@ vote_ins = st.builds(VoteIn, st.integers(0, 9), names, st.booleans(), text,
 values = st.builds(Value, st.booleans(), st.lists(vote_ins, max_size=3).map(tuple))
 # With the coordinator's signature of the round (`round_tx`, compare=False), which a
 # PREPARE's transaction and every hold made of it carry (takeover_proofs.py).
+# With its creation time (`created_ms`: 0, not stated, or its coordinator's wall ms).
 txs = st.builds(TxInfo, wf_ids, st.integers(1, 9), names, name_tuples, name_tuples,
-                round_tx=st.binary(max_size=64))
+                round_tx=st.binary(max_size=64),
+                created_ms=st.just(0) | st.integers(1, 2**50))
 acceptor_records = st.builds(AcceptorRecord, txs, st.none() | ballots, st.none() | ballots,
                              st.none() | values, st.none() | values)
 holds = st.builds(Hold, wf_ids, st.integers(0, 9), names, st.sampled_from(HoldState),
@@ -90,7 +92,8 @@ stated_rounds = st.none() | st.builds(StatedRound, names, st.binary(max_size=40)
 wf_infos = st.builds(WfInfo, specs, st.dictionaries(text, names, max_size=3), names,
                      signed_specs, stated_rounds, names)
 rows = st.builds(CoordRow, wf_ids, wf_infos, st.sampled_from(WorkflowState),
-                 st.integers(0, 9), name_tuples, st.booleans(), st.booleans(), text)
+                 st.integers(0, 9), name_tuples, st.booleans(), st.booleans(), text,
+                 st.integers(0, 2**50))
 json_values = st.recursive(
     st.none() | st.booleans() | ints | floats | text,
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(text, inner, max_size=3),
@@ -140,6 +143,8 @@ TABLE_ROWS = {
     "admitted": st.tuples(st.binary(max_size=32), st.tuples(wf_ids, st.integers(0, 2**50))),
     "endings": st.tuples(wf_ids, st.integers(0, 2**50)),
     "settled": st.tuples(wf_ids, st.none()),
+    # A coordinator -> the newest creation time (wall ms) of its rounds forgotten here.
+    "horizons": st.tuples(names, st.integers(0, 2**50)),
     "cancels": st.tuples(wf_ids, text),
     "requests": st.tuples(text, st.tuples(wf_ids, st.integers(0, 2**50))),
     "compensations": st.tuples(st.tuples(wf_ids, text), st.builds(

@@ -49,6 +49,7 @@ UNCERTIFIED = Value(True, (VoteIn(1, "p1", True, "", b"v"),))
 P1, P2, B, DONE = (ProposerPhase.PHASE1, ProposerPhase.PHASE2, ProposerPhase.BACKOFF,
                    ProposerPhase.DONE)
 W, ASK, REC = DoubtState.WAITING, DoubtState.ASKING, DoubtState.RECOVERING
+PAST = DoubtState.PAST_LIFE
 
 PROPOSER_EXPECTED: dict[tuple[ProposerPhase, str], set[ProposerPhase]] = {
     (P1, "Promise"): {P1, P2},             # P2 with a majority of promises
@@ -74,7 +75,12 @@ TERMINATION_EXPECTED: dict[tuple[DoubtState | None, str], set[DoubtState | None]
     (ASK, "timer"): {ASK, REC},
     (REC, "timer"): {REC, None},           # None: our own ballot chose a value
     **{(s, kind): {s, None} for s in (W, ASK, REC)
-       for kind in ("Accepted", "Decision", "DecisionAnswer")},
+       for kind in ("Accepted", "Decision")},
+    # PAST_LIFE once a majority of the acceptors answered so (acceptor.py).
+    **{(s, "DecisionAnswer"): {s, PAST, None} for s in (W, ASK, REC)},
+    (PAST, "timer"): {PAST}, (PAST, "lost"): {PAST},
+    **{(PAST, kind): {PAST, None} for kind in ("Accepted", "Decision", "DecisionAnswer")},
+    (PAST, "Promise"): {PAST}, (PAST, "Reject"): {PAST},
     (W, "Promise"): {W}, (ASK, "Promise"): {ASK}, (REC, "Promise"): {REC, None},
     (W, "Reject"): {W}, (ASK, "Reject"): {ASK}, (REC, "Reject"): {REC},
     # Membership says the coordinator is DEAD: ask everyone at once (recovery goes on).

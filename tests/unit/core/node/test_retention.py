@@ -11,15 +11,18 @@ from collections.abc import Callable
 from dataclasses import fields
 
 import pytest
+from fedorch.core.negotiation.acceptor import RoundPastLife
 from fedorch.core.negotiation.errors import RemoteProtocolError
 from fedorch.core.negotiation.messages import (
     ABORT,
     Accepted,
     AnswerStatus,
+    Ballot,
     Decision,
     DecisionAck,
     DecisionAnswer,
     DecisionQuery,
+    PaxosPrepare,
 )
 from fedorch.core.node import Message, Node, StepEnded, Submit, Tick
 from fedorch.core.node.ready import DELETE, Ready
@@ -33,7 +36,7 @@ from fedorch.core.node.records import (
     Timing,
     VoteMsg,
 )
-from fedorch.core.node.retention import NEVER_FORGOTTEN, Retention
+from fedorch.core.node.retention import ROUND_LIFE_TABLES, Retention
 from fedorch.core.workflow.epoch_certificate import ROUNDS_PER_EPOCH
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.core.workflow.progress import StepState
@@ -57,6 +60,7 @@ class Federation(Harness):
         self.applied: list[tuple[str, str, list]] = []
         self.submitted = 0
         self.failing: set[str] = set()  # steps whose attempts fail
+        self.refused: Callable[[RemoteProtocolError], None] = lambda e: None
         super().__init__(NAMES)
 
     def make_node(self, name: str, disk: Disk | None = None) -> Node:
@@ -92,8 +96,8 @@ class Federation(Harness):
                 if not self.drop(src, dst, msg):
                     try:
                         self.step(dst, Message(src, msg))
-                    except RemoteProtocolError:
-                        pass
+                    except RemoteProtocolError as e:
+                        self.refused(e)
                 continue
             if self.ending:
                 name, (wf, step, attempt) = self.ending.popleft()
@@ -116,7 +120,7 @@ class Federation(Harness):
         disk = self.disks[name]
         found = []
         for table in TABLES:
-            if table in NEVER_FORGOTTEN:
+            if table in ROUND_LIFE_TABLES:
                 continue  # kept for recovery ballots: see test_acceptor_records_are_kept
             for key in getattr(disk, table):
                 of = key[0] if isinstance(key, tuple) else key
@@ -283,21 +287,31 @@ def test_an_unsettled_acceptor_record_goes_by_age_only() -> None:
     f.run_until(40.0)
     assert wf not in f.disks["d2"].settled and "final" in f.has("d2", wf)
     assert f.has("d0", wf) == []  # its own, acknowledged meanwhile: gone for the count
-    f.run_until(120.0)
+    f.run_until(105.0)
     assert f.has("d2", wf) == []
     # ...but not its acceptor records nor what it learned: a recovery ballot of a
-    # participant still in doubt may need them (a chosen value forgotten at a majority
-    # of the acceptors could be chosen over).
+    # participant still in doubt may need them until the round's life (102.5 s) and
+    # late_message_s more have passed (a chosen value forgotten at a majority of the
+    # acceptors could be chosen over, were the round not refused by then).
     assert any(k[0] == wf for k in f.disks["d2"].acceptor)
     assert any(k[0] == wf for k in f.disks["d2"].learned)
+    created = f.disks["d2"].acceptor[(wf, 1)].tx.created_ms
+    f.run_until(120.0)
+    assert not any(k[0] == wf for k in f.disks["d2"].acceptor)
+    assert not any(k[0] == wf for k in f.disks["d2"].learned)
+    assert f.nodes["d2"].acceptor.record((wf, 1)) is None  # the core's memory too
+    assert f.disks["d2"].horizons == {"d0": created}  # refused from now on
 
 
 def test_an_extra_acceptor_keeps_a_chosen_commit_for_a_participant_in_doubt_past_it() -> None:
     """The soak's seed 201539 (range 200000), by hand: d0's one step is placed on d2, so
     d1 is an extra acceptor. d0's COMMIT reaches d1 (d0 and d1: a majority, chosen) and
-    d0 is cut off for good before d2 hears it. d2, in doubt, is cut off past d1's
-    keep_ended_s; d1 forgets the workflow by age. d2's recovery ballot then asks d1 and
-    d2: it must find the COMMIT at d1, or it chooses ABORT over a chosen COMMIT."""
+    d0 is cut off before d2 hears it. d2, in doubt, is cut off past d1's keep_ended_s;
+    d1 forgets the workflow by age, and the round's acceptor record once the round is
+    past its life (22.5 s) and late_message_s more. d2's recovery ballot then asks d1
+    and d2: d1 must refuse it (below its horizon of d0's rounds), never promise it
+    blank, or it chooses ABORT over a chosen COMMIT. d2 stays in doubt, its
+    reservation held, until d0, back, tells it the COMMIT."""
     f = Federation(Retention(keep_ended_s=20.0, max_ended_workflows=0, late_message_s=5.0))
     wf = "d0.w1"
     spec = spec_pb2.WorkflowSpec(name="w", steps=[spec_pb2.StepSpec(id="s0", capability="a")])
@@ -313,12 +327,42 @@ def test_an_extra_acceptor_keeps_a_chosen_commit_for_a_participant_in_doubt_past
     cut_off = {"d0", "d2"}
     f.drop = lambda src, dst, msg: src != dst and bool({src, dst} & cut_off)
     f.run_until(60.0)
-    assert f.has("d1", wf) == []  # forgotten by age, but not its acceptor record
+    assert f.has("d1", wf) == []  # forgotten by age...
+    assert key not in f.disks["d1"].acceptor and key not in f.disks["d1"].learned  # ...all
+    assert f.disks["d1"].horizons == {"d0": f.disks["d0"].acceptor[key].tx.created_ms}
     assert f.nodes["d2"].participant.keys_of(wf) and key not in f.disks["d2"].learned
+    refused: list[RoundPastLife] = []
+    f.refused = refused.append
     cut_off = {"d0"}
     f.run_until(100.0)
+    assert key not in f.disks["d2"].learned  # no ABORT chosen over the COMMIT...
+    assert f.nodes["d2"].participant.status(key) == "prepared"  # ...in doubt, held
+    assert refused and {(e.sender, e.key, e.why) for e in refused} \
+        == {("d2", key, "forgotten")}
+    assert key not in f.disks["d1"].acceptor  # nothing recorded of it again
+    cut_off = set()
+    f.run_until(101.0)  # d2 asks d0 again: its COMMIT record is kept (d2 never acked)
     learned = f.disks["d2"].learned.get(key)
     assert learned is not None and learned.commit, learned  # the COMMIT chosen at 0.5
+
+
+def test_a_restored_node_keeps_its_horizon() -> None:
+    """After a restart (its acceptor rebuilt from node.db), a forgotten round is still
+    refused, the wall clock stepped back or not."""
+    f = Federation(Retention(keep_ended_s=20.0, max_ended_workflows=0, late_message_s=5.0))
+    wf = f.submit()
+    key = (wf, 1)
+    f.run_until(1.0)
+    tx = f.disks["d1"].acceptor[key].tx
+    f.run_until(100.0)
+    assert key not in f.disks["d1"].acceptor and key not in f.disks["d1"].learned
+    assert f.disks["d1"].horizons["d0"] == tx.created_ms > 0
+    restored = f.make_node("d1")  # from what the driver applied
+    prepare = PaxosPrepare(tx, Ballot(1, "d2"))
+    with pytest.raises(RoundPastLife) as refused:
+        restored.step(f.now, Message("d2", prepare))
+    assert refused.value.why == "forgotten"
+    assert restored.acceptor.horizon("d0") == tx.created_ms
 
 
 # ---- late messages about a forgotten workflow --------------------------------------

@@ -142,5 +142,5 @@ def test_a_coordinators_prepare_carries_its_signature_of_the_round():
         tx = msg.tx
         assert tx.round_tx
         assert evidence.round_signed(StatedRound("gamma", round_statement(
-            tx.workflow_id, tx.round, tx.coordinator, tx.participants, tx.acceptors),
-            tx.round_tx))
+            tx.workflow_id, tx.round, tx.coordinator, tx.participants, tx.acceptors,
+            tx.created_ms), tx.round_tx))
