@@ -20,7 +20,7 @@ from fedorch.core.node.records import (
     FinalMsg,
     PlacedMsg,
 )
-from fedorch.core.node.retention import CLAIM_ANSWERS, NEVER_FORGOTTEN, Retention
+from fedorch.core.node.retention import CLAIM_ANSWERS, ROUND_LIFE_TABLES, Retention
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.gen.fedorch.v1 import spec_pb2
 
@@ -48,9 +48,9 @@ class Federation(Boundary):
 
     def has(self, name: str, wf: str = WF) -> set[str]:
         """The tables of `name`'s disk that still hold anything of `wf` (but those kept
-        for recovery ballots, `acceptor` and `learned`)."""
+        for recovery ballots until their round's life, `acceptor` and `learned`)."""
         disk = self.disks[name]
-        return {t for t in TABLES if t not in NEVER_FORGOTTEN
+        return {t for t in TABLES if t not in ROUND_LIFE_TABLES
                 for key in getattr(disk, t)
                 if (key[0] if isinstance(key, tuple) else key) == wf
                 or t == "admitted" and getattr(disk, t)[key][0] == wf}
