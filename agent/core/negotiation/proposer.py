@@ -15,9 +15,11 @@ only theirs. A Reject (an acceptor promised higher) sends the proposer into a
 backoff, then a higher ballot; unanswered messages are resent every `resend_s`.
 Recovery proposers are given `order`, the participants in their turn to propose
 (Termination's rank): one pre-empted by a ballot of a proposer before it in that order
-yields, for `resend_s` × 2 × (its rank + 1), doubled with each yield (to 4 times),
-long enough for the earlier one's two phases to end even while messages take a second
-or two; one pre-empted by a later proposer retries after `backoff_s` alone. Two
+yields, for `resend_s` × 4 × (its rank + 1), doubled with each further yield (to twice
+that), long enough for the earlier one's two phases to end even when each is resent
+twice while messages are lost or take a second or two (a shorter first yield ended as
+such a ballot was about to be chosen, and cost it a third one); one pre-empted by a
+later proposer retries after `backoff_s` alone. Two
 proposers then never duel for long: the later one stands aside, the earlier one wins,
 whatever the delays, with no randomness (a random backoff lets two ballots pre-empt
 each other for as long as chance keeps their retries within a round trip). A dead
@@ -248,7 +250,8 @@ class Proposer:
             rank = self._order.index(self.me)
             if self._order.index(rival) < rank:  # the rival's turn came first: yield
                 self._yields += 1
-                wait = self._resend_s * 2 * (rank + 1) * 2 ** min(self._yields - 1, 2)
+                # Two phases, each resent twice, per proposer up to this one.
+                wait = self._resend_s * 4 * (rank + 1) * 2 ** min(self._yields - 1, 1)
             else:  # ours came first: the rival yields to us, so no need to wait long
                 wait = self._backoff_s
             self._next_at = now + wait

@@ -263,13 +263,33 @@ def _recovering(me: str) -> tuple[Termination, Ballot, float]:
 
 def test_a_recovery_proposer_pre_empted_by_an_earlier_ones_ballot_yields_to_it() -> None:
     # p1 runs its ballot first (rank 0), p2 second: pre-empted by p1's ballot, p2 waits
-    # for p1's two phases (2 × resend_s × (rank + 1)), not a random while in which its
-    # next ballot would pre-empt p1's in turn (seed 10002160 of the takeover soak).
+    # for p1's two phases, each resent twice (2 × 2 × resend_s × (rank + 1)), not a
+    # random while in which its next ballot would pre-empt p1's in turn (seed 10002160
+    # of the takeover soak), nor a while that ends as p1's ballot, its messages lost,
+    # is about to be chosen (seed 18101218: a yield of 4 s cost p1 a third ballot).
     t, mine, now = _recovering("p2")
     t.receive(now, Reject(KEY, mine, "c", Ballot(mine.n + 1, "p1")))
-    assert t.get_timer() == now + 4.0
-    t.handle_timer(now + 3.999)
+    assert t.get_timer() == now + 8.0
+    t.handle_timer(now + 7.999)
     assert t.next_actions() == []  # no new ballot while it yields
+
+
+def test_a_later_proposers_yields_double_up_to_the_same_longest_wait() -> None:
+    # Each further yield doubles, up to 16 s for rank 1 (as before the first yield was
+    # lengthened): a dead earlier proposer delays the later one by no more than that.
+    p = Proposer("p2", TX, preferred=ABORT, rng=random.Random(1), resend_s=1.0,
+                 backoff_s=0.5, order=("p1", "p2"))
+    p.start(0.0)
+    now, waits = 0.0, []
+    for _ in range(4):
+        p.receive(now, Reject(KEY, p.ballot, "c", Ballot(p.ballot.n + 1, "p1")))
+        timer = p.get_timer()
+        assert timer is not None and p.phase is B
+        waits.append(timer - now)
+        now = timer
+        p.handle_timer(now)
+        assert p.phase is P1
+    assert waits == [8.0, 16.0, 16.0, 16.0]
 
 
 def test_a_recovery_proposer_pre_empted_by_a_later_ones_ballot_retries_soon() -> None:
