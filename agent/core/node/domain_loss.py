@@ -52,7 +52,8 @@ the original was down. So, with takeover:
   other than itself, acknowledged it (`held`, `acked`), and the electors that have not
   acknowledged it, itself aside, are fewer than a majority of the electorate
   (`_release_if_told`); the electors outside the workflow's domains are then told no
-  more. Until then its status shows the workflow RUNNING. An elector that ended the
+  more, but by a successor, which shows its certificate (one may keep an older
+  epoch's end, told and never made: told_ends.py). Until then its status shows the workflow RUNNING. An elector that ended the
   workflow (a participant, or one holding no step) answers a takeover claim with its
   end (takeover_claims.py), so a successor elected meanwhile takes that end instead of
   deciding one; only an elector that forgot the end since (retention, after
@@ -520,8 +521,14 @@ class DomainLoss:
             self._releasing = None
         self.released.discard(wf)
         # Made: an elector holding no step that has not acknowledged it is not needed
-        # (enough did), and the made end's notices go to the workflow's domains only.
+        # (enough did), and the made end's notices go to the workflow's domains only;
+        # a successor's, with its certificate, to every elector still (it may keep an
+        # older epoch's end, told and never made, that only this one replaces:
+        # Ends.told, takeover soak seed 20600021).
         keep = n.replacement.domains_of(wf) | {n.running.info(wf).coordinator}
+        epoch = self.epoch(wf)
+        if epoch >= 1 and n.takeover is not None:
+            keep |= n.takeover.ends.told(wf, n.takeover.proof.own_certificate(wf, epoch))
         n.pending.drop(wf, lambda k, v: k[0] == "final" and k[2] not in keep)
 
     def acknowledged_as_made(self, wf: str, state: WorkflowState,

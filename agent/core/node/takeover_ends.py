@@ -8,7 +8,9 @@ coordinator takeover is on.
 
 Made. An acting successor ends the workflow once its progress has an outcome and
 tells every participant and the original coordinator with its epoch (`FinalMsg.epoch`,
-resent until acknowledged) and its certificate (`FinalMsg.won`): a member that holds
+resent until acknowledged) and its certificate (`FinalMsg.won`), and with that
+certificate every elector too (`told`: one holding no step may keep an older epoch's
+end, told and never made, that only this end replaces, told_ends.py). A member that holds
 that very epoch for a claimant that lost it (it heard the loser's claim first, e.g.
 the original coordinator back from a stall) follows the winner and takes its end,
 where it would refuse it for ever (its core follows a live domain, which never acts).
@@ -77,12 +79,25 @@ class Ends:
             epoch, coordinator = d.epochs.get(wf, (0, ""))
             if epoch < 1 or coordinator != n.name:
                 continue
-            info = n.running.info(wf)
             acked = d.final_acked.get(wf, set())
             won = self.tk.proof.own_certificate(wf, epoch)  # () for a claimant's end
-            for dst in sorted((n.replacement.domains_of(wf) | {info.coordinator})
-                              - {n.name} - acked):
+            for dst in sorted(self.told(wf, won) - acked):
                 n.reliable(dst, ("final", wf, dst), FinalMsg(wf, state, epoch, won=won))
+
+    def told(self, wf: str, won: Certificate) -> set[str]:
+        """Who a successor's made end of `wf` goes to, resent until acknowledged: the
+        workflow's domains and its original coordinator; with its certificate (`won`),
+        every elector too. An elector holding no step may keep an older epoch's end
+        told and never made (its teller died or granted this epoch before enough
+        acknowledged it: elector_ends.py), which only this proven end replaces
+        (told_ends.py); left out, it kept that end for good (takeover soak seed
+        20600021: the original's CANCELLED, acknowledged by an extra acceptor and lost
+        with the original's crash, against the successor's FAILED)."""
+        n = self.n
+        out = n.replacement.domains_of(wf) | {n.running.info(wf).coordinator}
+        if won:
+            out |= set(self.tk.electorate_of(wf) or ())
+        return out - {n.name}
 
     def follow_end(self, now: float, wf: str, epoch: int, src: str,
                    state: WorkflowState, won: Certificate = ()) -> None:
@@ -172,7 +187,6 @@ class Ends:
                 if cancelled else replace(row, state=state, reason=reason or row.reason)
         elif reason:  # a participant acting: no row of its own holds the end's reason
             d.end_reasons[wf] = reason
-        info = n.running.info(wf)
         core = self.tk.cores.get(wf)
         won = self.tk.proof.own_certificate(wf, epoch) \
             if core is not None and core.role is Role.ACTING and core.epoch == epoch >= 1 \
@@ -183,6 +197,6 @@ class Ends:
             # A claimant's end, in the same write as the end: a restart tells it again
             # (restore), and the claim is never taken for won (no core is rebuilt).
             d.epochs[wf] = (epoch, n.name)
-        for dst in sorted((n.replacement.domains_of(wf) | {info.coordinator}) - {n.name}):
+        for dst in sorted(self.told(wf, won)):
             n.reliable(dst, ("final", wf, dst), FinalMsg(wf, state, epoch, won=won))
         n.compensating.ended(now, wf, state)  # the successor drives the saga it owes

@@ -4,7 +4,8 @@ d0 coordinates; the round's electorate is its acceptors."""
 
 from __future__ import annotations
 
-from fedorch.core.node import Message
+from fedorch.core.node import MemberState, Message
+from fedorch.core.node.inputs import Cancel
 from fedorch.core.node.records import AckMsg, FinalMsg
 from fedorch.core.node.takeover_grants import sign_grant
 from fedorch.core.workflow.lifecycle import WorkflowState
@@ -102,3 +103,47 @@ def test_a_participant_that_follows_the_epoch_already_takes_its_holders_proven_e
     fed.step("d3", Message("d1", FinalMsg(WF, WorkflowState.CANCELLED, 1, won=won)))
     assert fed.disks["d3"].final[WF] is WorkflowState.CANCELLED
     assert fed.disks["d3"].end_proofs[WF] == (1, "d1", won)
+
+
+def test_a_successors_made_end_still_goes_to_an_elector_keeping_an_older_told_end() -> None:
+    """s1 on d1; d2 is the extra acceptor. d0 takes a cancel and tells CANCELLED first:
+    d2 keeps it and acknowledges, but the acknowledgement is lost (d0 crashed before
+    writing it) and d1's notice is late; d2 goes down. d1, its view saying d0 DEAD,
+    claims epoch 1: d0, knowing no member took its end, grants it (its end void), and
+    d1 wins with d0's grant and its own, ends s1 and the workflow SUCCEEDED, told
+    first, made on d0's acknowledgement (d2 not needed: the two are a majority). d2,
+    back, must still hear that end with its certificate, which replaces the CANCELLED it
+    kept, never made. Before, the made end went to the workflow's domains only, and d2
+    kept CANCELLED for good against SUCCEEDED everywhere else (takeover soak seed
+    20600021). d1 restarting meanwhile tells it again."""
+    fed = committed([step("s1")], {"s1": "d1"})
+    assert fed.disks["d0"].rows[WF].acceptors == ("d0", "d1", "d2")
+
+    def cancel_held(src: str, dst: str, msg: object) -> bool:
+        return (src, dst) == ("d0", "d1") and isinstance(msg, FinalMsg) \
+            or (src, dst) == ("d2", "d0") and isinstance(msg, AckMsg)
+
+    fed.step("d0", Cancel(WF, "by its client"))
+    fed.deliver(keep=cancel_held)
+    assert fed.disks["d2"].final[WF] is WorkflowState.CANCELLED  # kept, acknowledged
+    assert fed.nodes["d0"].domain_loss.held[WF] is WorkflowState.CANCELLED
+    assert WF not in fed.disks["d0"].final_acked
+    fed.net = []  # the late notice to d1 and d2's acknowledgement are lost
+    fed.silent.add("d2")
+    fed.step("d1", MemberState("d0", "DEAD"), MemberState("d2", "DEAD"))
+    fed.deliver()
+    assert fed.disks["d1"].epochs[WF] == (1, "d1")
+    fed.end("d1", "s1")
+    fed.run_until(fed.now + 5.0)
+    assert fed.disks["d1"].final[WF] is WorkflowState.SUCCEEDED  # made by d1
+    assert fed.disks["d0"].final[WF] is WorkflowState.SUCCEEDED
+    assert ("final", WF, "d2") in fed.nodes["d1"].pending  # still told to d2
+    fed.restore("d1")  # and again after a restart (Ends.restore)
+    assert ("final", WF, "d2") in fed.nodes["d1"].pending
+    fed.silent.discard("d2")
+    fed.restore("d2")
+    fed.step("d1", MemberState("d2", "ALIVE"))
+    fed.run_until(fed.now + 30.0)
+    assert fed.disks["d2"].final[WF] is WorkflowState.SUCCEEDED
+    assert fed.nodes["d2"].stats["told end replaced by a later epoch's"] == 1
+    assert "d2" in fed.disks["d1"].final_acked[WF]
