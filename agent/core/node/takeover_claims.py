@@ -99,6 +99,7 @@ from fedorch.core.node.records import ClaimAnswerMsg, ClaimMsg, Disk, FinalMsg
 from fedorch.core.node.takeover_grants import StatedRound, sign_round
 from fedorch.core.workflow.acceptor_grant import ABORT, COMMIT, Round, acceptor_grant
 from fedorch.core.workflow.takeover import (
+    GONE_AT_ONCE,
     Adopted,
     Deny,
     Grant,
@@ -425,7 +426,8 @@ class Claims:
         elif not msg.granted and msg.held_epoch > msg.epoch:
             n.stats["takeover denial without proof"] += 1
         event = Grant(src, msg.epoch) if msg.granted \
-            else Deny(src, msg.epoch, msg.held_epoch, msg.holder, proven)
+            else Deny(src, msg.epoch, msg.held_epoch, msg.holder, proven,
+                      holder_gone=n.members.get(msg.holder) in GONE_AT_ONCE)
         if msg.granted:  # a successor's fresh majority (replacement_successor.py), before
             # the core steps: the grant that wins the epoch is no answer to a re-ask
             n.replacement.mandates.regranted(now, wf, src, msg.epoch)
@@ -437,6 +439,8 @@ class Claims:
                 n.stats["takeover claimant yielded to a better-ranked rival"] += 1
             elif core.epoch > before[1] and core.coordinator == n.name:
                 n.stats["takeover next epoch claimed on the denials"] += 1
+        if before[0] is Role.ACTING and core.role is Role.CLAIMING and not proven:
+            n.stats["takeover acting coordinator claimed past an unproven gone holder"] += 1
 
     def _told_end_stands(self, wf: str, core: Takeover, msg: ClaimAnswerMsg,
                          proven: bool) -> bool:

@@ -103,6 +103,8 @@ Roles (`Role`) and the one transition table (`TABLE`):
     ACTING    --Watch--> ACTING (who is gone noted)
     CLAIMING, ACTING --Deny(proven)--> as Proven(held_epoch, holder)
     CLAIMING, ACTING --Deny(later epoch, unproven)--> the same role (Unproven; Denials)
+    ACTING    --Deny(later epoch, unproven, from a member, its holder gone here:
+              `holder_gone`)--> CLAIMING that epoch + 1 (Denials)
     CLAIMING  --Deny(our epoch, held for a rival)--> (takeover_split.resolve)
               FOLLOWING the best-ranked rival, if it answered itself or leaves us no
               majority; CLAIMING the next epoch when ours is lost, no better-ranked
@@ -148,7 +150,15 @@ the voter's word (`Unproven`; the core does not ask that voter again in this epo
 A claimant keeps claiming (the voter grants ours to no one: the split rule
 counts it out; left with no majority by such voters, it claims the next epoch at its
 claim timeout, one at a time: that epoch's claimant may have died before it won); an
-acting coordinator keeps acting. That cannot make two epochs act: it leaves the core
+acting coordinator keeps acting, unless the shell says the named holder is gone in
+its view (`holder_gone`, DEAD or LEFT): then it claims that epoch + 1 at once. A
+holder that won shows its certificate to its granters as it wins, so one gone without
+showing it never will, and the voter, following it, refuses our epoch for ever
+(takeover soak seed 20801425: the original won epoch 2 over the acting successor and
+died for good at once; the successor's end was refused for ever). A claim is safe
+whatever the word (it acts only on a majority's grants); a word proven later is
+followed, never claimed past, by a successor (takeover_overtaken.py), so two
+successors do not overthrow each other on it. That cannot make two epochs act: it leaves the core
 where a lost denial would, and grants, not following, keep coordinators apart. A claim
 wins only on a majority's grants; a round runs only on fresh grants of the asker's own
 epoch (round_mandate.py), impossible once a later epoch won (its majority meets every
@@ -421,6 +431,12 @@ class Takeover:
             return self._claim(now, past)
         if ev.proven:  # a later epoch won: ours is over
             return self._acting_proven(now, Proven(ev.held_epoch, ev.holder))
+        if ev.holder_gone and ev.voter in self.electorate:
+            # A later epoch on an elector's word, its holder gone here: no proof will
+            # come (a holder shows its certificate as it wins, or never won), and that
+            # elector, following it, refuses our epoch for ever. The next epoch, as a
+            # follower of a proven gone holder claims it (Denials, "Unproven and gone").
+            return self._claim(now, ev.held_epoch + 1)
         self._unproven.add(ev.voter)
         return [Unproven(ev.voter, ev.held_epoch, ev.holder)]  # keep acting (Denials)
 

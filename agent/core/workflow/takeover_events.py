@@ -39,13 +39,15 @@ class Deny:
     denial carried an epoch certificate of (held_epoch, holder), verified by the shell
     (signatures over the bytes as received, a majority of this workflow's electorate).
     Unproven, a later epoch is only the voter's word, and nobody follows it
-    (agent/core/workflow/takeover.py, "Denials")."""
+    (agent/core/workflow/takeover.py, "Denials"). `holder_gone`: the membership view
+    here holds `holder` DEAD or LEFT (an acting coordinator claims past it then)."""
 
     voter: str
     epoch: int
     held_epoch: int
     holder: str
     proven: bool = False
+    holder_gone: bool = False
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,8 @@ denial counts for nothing. Why epoch 0 only: an acting successor that claimed pa
 holder its view wrongly holds gone could be overthrown the same way in turn, for as
 long as two views disagree; the original leaves epoch 0 once, and a successor told of
 a later epoch follows it on its proof and claims past it in line, as a participant.
+(A successor told of a gone holder's later epoch without proof claims past it too,
+as no proof will come: takeover.py, "Denials"; the proven word it follows.)
 
 Only a holder the view names gone counts at once, never a silent one: a partitioned
 holder keeps its epoch until membership says DEAD (SUSPECT is not DEAD).

@@ -124,11 +124,32 @@ def test_the_original_following_a_gone_holder_claims_once_no_participant_is_in_l
 
 def test_a_successor_acting_in_a_later_epoch_does_not_claim_past() -> None:
     """Epoch 0 only: b acts in epoch 1 and is told c holds epoch 2, c DEAD here. Shown
-    no proof it keeps acting; proven, it follows (and claims past c in line, as a
-    participant): two successors whose views hold each other gone would otherwise
-    overthrow each other for as long as the views disagree."""
+    no proof, and the denial not saying c is gone (`holder_gone`), it keeps acting;
+    proven, it follows (and claims past c in line, as a participant): two successors
+    whose views hold each other gone would otherwise overthrow each other for as long
+    as the views disagree."""
     t = Takeover("b", "a", ("b", "c"), acceptors=("a", "b", "c"), epoch=1,
                  coordinator="b", takeover_after_s=10.0)
     t.step(0.0, Watch("ALIVE", frozenset({"c"})))
     assert t.step(1.0, Deny("a", 1, 2, "c", proven=False)) == [Unproven("a", 2, "c")]
     assert t.step(1.0, Proven(2, "c")) == [Persist(2, "c")] and t.role is Role.FOLLOWING
+
+
+def test_a_successor_denied_an_unproven_epoch_of_a_gone_holder_claims_past_it() -> None:
+    """d1 acts in epoch 1; d3, the original (no participant), claimed epoch 2 and died for
+    good on winning it, showing no one its certificate. d2, which granted it, denies
+    d1's epoch-1 notices naming (2, d3), unproven, for ever: acting on, d1 never ended
+    the workflow (takeover soak seed 20801425). With d3 gone in d1's view, d1 claims
+    epoch 3 at once; one not seen gone is still only reported."""
+    t = Takeover("d1", "d3", ("d1",), acceptors=("d1", "d2", "d3"), epoch=1,
+                 coordinator="d1", takeover_after_s=10.0)
+    assert t.step(1.0, Deny("d2", 1, 2, "d3")) == [Unproven("d2", 2, "d3")]
+    assert t.role is Role.ACTING and t.epoch == 1
+    out = t.step(2.0, Deny("d2", 1, 2, "d3", holder_gone=True))
+    assert out[0] == Persist(3, "d1") and (t.role, t.epoch) == (Role.CLAIMING, 3)
+    assert {a.to for a in out if isinstance(a, SendClaim)} == {"d2", "d3"}
+    assert t.step(2.1, Grant("d2", 3))[0] == Act(3)
+    stranger = Takeover("d1", "d3", ("d1",), acceptors=("d1", "d2", "d3"), epoch=1,
+                        coordinator="d1", takeover_after_s=10.0)
+    assert stranger.step(1.0, Deny("x", 1, 2, "d3", holder_gone=True)) \
+        == [Unproven("x", 2, "d3")] and stranger.role is Role.ACTING
