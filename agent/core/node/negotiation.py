@@ -43,13 +43,13 @@ Rules the Node enforces here rather than leaving to a shell:
   any other round of a forgotten workflow of ours, UNKNOWN;
 - the workflow lifecycle (core/workflow/lifecycle) moves on the coordinator's
   Finished, with an explicit cancelled flag (also when a cancel waited on record
-  while a COMMIT was proposed and ABORT was chosen: cancel.py); after each run of a
+  while a COMMIT was proposed and ABORT was chosen: cancel.py; a Coordinator's
+  actions become records in coordinator_records.py); after each run of a
   Coordinator's actions a cancel waiting for its phase is carried out.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 from fedorch.core.identity.authority import coordinator_of
@@ -57,10 +57,6 @@ from fedorch.core.identity.submission import principal_of
 from fedorch.core.negotiation.acceptor import PersistAcceptor
 from fedorch.core.negotiation.coordinator import (
     Coordinator,
-    Finished,
-    PersistDecision,
-    SendDecision,
-    SendPrepare,
 )
 from fedorch.core.negotiation.errors import LocalProtocolError, RemoteProtocolError
 from fedorch.core.negotiation.messages import (
@@ -76,7 +72,6 @@ from fedorch.core.negotiation.messages import (
     Learned,
     PaxosPrepare,
     PersistBallot,
-    PersistProposal,
     Promise,
     Reject,
     Send,
@@ -87,6 +82,7 @@ from fedorch.core.negotiation.messages import (
 )
 from fedorch.core.negotiation.participant import DecisionEffect, restarted
 from fedorch.core.negotiation.termination import DoubtState, answer_query
+from fedorch.core.node.coordinator_records import coordinator_action
 from fedorch.core.node.negotiation_restore import restore_negotiation
 from fedorch.core.node.records import (
     AckMsg,
@@ -94,17 +90,14 @@ from fedorch.core.node.records import (
     ClaimMsg,
     CompensatedMsg,
     CompensateMsg,
-    CoordRow,
     FinalMsg,
     PlacedMsg,
     PrepareMsg,
     ResultMsg,
     VoteMsg,
-    WfInfo,
     copy_hold,
 )
 from fedorch.core.node.votes import constraints_refusal
-from fedorch.core.workflow import lifecycle
 from fedorch.core.workflow.epoch_certificate import epoch_of_round
 
 
@@ -351,86 +344,11 @@ class Negotiation:
                 n.stats[f"termination learned {'COMMIT' if a.value.commit else 'ABORT'}"] += 1
                 self.learn(now, a.key, a.value, a.tx)
             elif core is not None:
-                self._coordinator_action(now, core, a)
+                coordinator_action(self, now, core, a)  # coordinator_records.py
             else:  # pragma: no cover - every core action is listed above
                 raise LocalProtocolError(f"no route for {a!r}")
         if core is not None:  # a cancel waiting for this core's phase (cancel.py)
             n.cancels.after_run(now, core.workflow_id)
-
-    def _coordinator_action(self, now: float, core: Coordinator, a: object) -> None:
-        n = self.n
-        d = n.state
-        wf = core.workflow_id
-        row = d.rows[wf]
-        if isinstance(a, SendPrepare):
-            if row.round != a.round:  # the round record, before any PREPARE of it
-                n.point("round record")
-                i = row.info  # built directly: dataclasses.replace is generic, slow
-                row = CoordRow(row.workflow_id, WfInfo(i.spec, dict(a.placement), n.name,
-                                                       i.submission, i.stated, i.lost),
-                               row.state, a.round, a.acceptors, row.committed,
-                               row.finished, row.reason, core.created_ms())
-                d.rows[wf] = row
-                self._keep_refusals(wf, core)  # why the earlier rounds were redone
-            tx = core.tx()
-            assert tx is not None and tx.round == a.round
-            caps = {s.id: s.capability for s in row.info.spec.steps}
-            n.send(a.domain, PrepareMsg(tx, tuple((s, caps[s]) for s in a.steps), row.info))
-        elif isinstance(a, PersistProposal):
-            n.point("PersistProposal")
-            if (wf, a.round) not in d.cells:
-                d.cells[(wf, a.round)] = a.value
-            elif d.cells[(wf, a.round)] != a.value:
-                raise LocalProtocolError(f"{wf} round {a.round}: the proposal cell changed")
-        elif isinstance(a, PersistDecision):
-            value = core.decision(a.round)
-            assert value is not None
-            n.point("PersistDecision")
-            if (wf, a.round) not in d.records:
-                d.records[(wf, a.round)] = value
-            elif d.records[(wf, a.round)] != value:
-                raise LocalProtocolError(f"{wf} round {a.round}: the decision record changed")
-            if value.commit:  # rows built directly: dataclasses.replace is slow
-                d.rows[wf] = CoordRow(row.workflow_id, row.info, row.state, row.round,
-                                      row.acceptors, True, row.finished, row.reason,
-                                      row.created_ms)
-                d.committed[wf] = a.round
-            elif d.cells.get((wf, a.round), value).commit:
-                n.stats["coordinator proposed commit, abort chosen"] += 1
-            n.note("decided", (wf, a.round), value, now)
-        elif isinstance(a, SendDecision):
-            value = core.decision(a.round)
-            if value is not None and (not value.commit
-                                      or n.replacement.may_send_commit(wf, a.domain)):
-                n.send(a.domain, Decision((wf, a.round), value, n.name))
-        elif isinstance(a, Finished):
-            n.point("Finished")
-            cancelled = not a.committed and not a.cancelled and n.cancels.finished_cancelled(wf)
-            if cancelled:  # a cancel waited for a COMMIT proposed, and ABORT was chosen
-                a = replace(a, cancelled=True, reason=f"cancelled: {d.cancels[wf]}")
-            event = lifecycle.Committed() if a.committed else lifecycle.Cancelled(a.reason) \
-                if a.cancelled else lifecycle.Aborted(a.reason)
-            state = lifecycle.step(row.state, event)
-            d.rows[wf] = CoordRow(row.workflow_id, row.info, state, row.round,
-                                  row.acceptors, row.committed, True, a.reason,
-                                  row.created_ms)
-            self._keep_refusals(wf, core)
-            n.out.status.append((wf, state))
-            if a.committed:
-                n.cancels.before_start(wf)  # a waiting cancel overtaken: void first
-                n.running.resume(now, wf)
-            else:
-                n.mark(wf, ended=True)
-            self.collect(core)
-        else:  # pragma: no cover
-            raise LocalProtocolError(f"no route for {a!r}")
-
-    def _keep_refusals(self, wf: str, core: Coordinator) -> None:
-        """The core's refusals so far (it only adds), in the write group under way:
-        the status shows them, a restored core starts from them."""
-        if len(core.refusals) != len(self.n.state.refusals.get(wf, ())):
-            self.n.state.refusals[wf] = tuple(
-                (r.round, r.domain, tuple(r.steps), r.reason) for r in core.refusals)
 
     def collect(self, core: Coordinator) -> None:
         n = self.n

@@ -95,12 +95,10 @@ import random
 from collections import Counter
 from collections.abc import Callable
 
-from fedorch.core.identity.authority import coordinator_of
-from fedorch.core.identity.submission import SubmissionError
 from fedorch.core.identity.submission_guard import Admission, SubmissionGuard
 from fedorch.core.negotiation.acceptor import Acceptor, Stated
 from fedorch.core.negotiation.coordinator import ConsensusOptions
-from fedorch.core.negotiation.errors import LocalProtocolError, RemoteProtocolError
+from fedorch.core.negotiation.errors import LocalProtocolError
 from fedorch.core.negotiation.messages import Key, TxInfo
 from fedorch.core.negotiation.participant import Participant
 from fedorch.core.negotiation.termination import Termination
@@ -131,16 +129,16 @@ from fedorch.core.node.records import Disk, PrepareMsg, ResultMsg, Timing, VoteM
 from fedorch.core.node.replacement import Replacements
 from fedorch.core.node.restart_check import RestartCheck
 from fedorch.core.node.retention import Retainer
+from fedorch.core.node.round_making import RoundMaking
 from fedorch.core.node.running import Running
 from fedorch.core.node.running_ends import EndNotices
 from fedorch.core.node.self_fencing import SelfFencing
+from fedorch.core.node.submission_check import check_submission
 from fedorch.core.node.submitting import take_submission
 from fedorch.core.node.takeover import TakeoverEvidence, Takeovers
 from fedorch.core.node.takeover_grants import GrantSigner
 from fedorch.core.node.votes import Votes
 from fedorch.core.policy.engine import PolicyContext
-from fedorch.core.workflow.epoch_certificate import epoch_of_round
-from fedorch.core.workflow.placement import Placement
 from fedorch.core.workflow.progress import Progress
 from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
 
@@ -148,7 +146,6 @@ __all__ = ["Acks", "Cancel", "CompensationEnded", "MemberState", "MemberViews", 
            "Node", "StepEnded", "Submit", "Tick"]
 
 SUBMISSION_WINDOW_MS = 3_600_000
-COMMIT_NOTICE_S = ConsensusOptions.commit_notice_s  # a participant's DecisionAck waits more
 
 
 class Node:
@@ -181,7 +178,7 @@ class Node:
         self.t = timing
         self.peers = list(peers)
         self.rng = rng
-        self._consensus: tuple[tuple[str, ...], ConsensusOptions] | None = None
+        self.round_making = RoundMaking(self)  # consensus options, placer
         self.stats: Counter[str] = stats if stats is not None else Counter()
         self.votes = Votes(name, sign_vote, verify_vote)
         self._unsealed = 0  # YES votes sent this turn whose evidence is not made yet
@@ -453,44 +450,10 @@ class Node:
         return tx if tx is not None and tx.key == key else None
 
     def consensus(self) -> ConsensusOptions:
-        # One (frozen) set of options per view of the peers, shared by the Coordinators
-        # made under it: each is kept until retention forgets its workflow, and its own
-        # copy with its closure cost some 600 bytes a workflow.
-        peers = tuple(self.peers)
-        if self._consensus is not None and self._consensus[0] == peers:
-            return self._consensus[1]
-        others = [n for n in peers if n != self.name]
-
-        def extras() -> list[str]:
-            return self.rng.sample(others, len(others))
-
-        t = self.t
-        # The first COMMIT notice as late again as a participant's DecisionAck may wait
-        # for a result to stand for it (commit_acks.py): it asks for nothing owed.
-        options = ConsensusOptions(self.name, self.rng, extras, resend_s=t.resend_s,
-                                   backoff_s=t.backoff_s,
-                                   decision_resend_s=t.decision_resend_s,
-                                   max_acceptors=t.max_acceptors,
-                                   commit_notice_s=COMMIT_NOTICE_S + t.decision_ack_s,
-                                   wall_ms=self.wall_ms)  # each round's creation time
-        self._consensus = (peers, options)
-        return options
+        return self.round_making.consensus()  # round_making.py
 
     def placer(self, spec: spec_pb2.WorkflowSpec, hint: dict[str, str] | None = None):
-        def place(excluded) -> Placement:
-            assignment, unplaceable = {}, {}
-            for s in spec.steps:
-                # Not on a member the view says is DEAD or LEFT: it would not vote.
-                left = [n for n in self.peers if n not in excluded.get(s.id, ())
-                        and not self.member_loss.gone(n)]
-                if hint and hint.get(s.id) in left:
-                    assignment[s.id] = hint[s.id]
-                elif left:
-                    assignment[s.id] = self.rng.choice(left)
-                else:
-                    unplaceable[s.id] = "every domain refused"
-            return Placement(assignment, unplaceable)
-        return place
+        return self.round_making.placer(spec, hint)  # round_making.py
 
     def vote_context(self, now: float, info: WfInfo, steps: tuple[tuple[str, str], ...],
                      principal: str) -> PolicyContext | None:
@@ -500,27 +463,7 @@ class Node:
         simulator's world); the daemon's Node reads them from membership (placing.py)."""
         return None
 
-    @staticmethod
-    def check_submission(node: Node, now: float, tx: TxInfo,
-                         info: WfInfo) -> Admission | None:
-        """RemoteProtocolError unless the PREPARE's submission was signed for its
-        coordinator and was not admitted here under another workflow id; the admission
-        to record with a YES (None when the PREPARE carries none)."""
-        signed = info.submission
-        if signed is None:
-            return None
-        try:
-            # A successor's round (a later epoch's range, its certificate checked by the
-            # authority table) relays the submission its original coordinator took.
-            voucher = tx.coordinator if epoch_of_round(tx.round) == 0 \
-                else coordinator_of(tx.workflow_id)
-            if signed.coordinator != voucher:
-                raise SubmissionError(f"signed for coordinator {signed.coordinator}, not"
-                                      f" {voucher}")
-            return node.submissions.check(signed, tx.workflow_id, node.wall_ms(now))
-        except SubmissionError as e:
-            node.stats["refused replayed submission"] += 1
-            raise RemoteProtocolError(f"submission: {e}") from None
+    check_submission = staticmethod(check_submission)  # submission_check.py
 
     # ---- configuration -------------------------------------------------------------
 

@@ -31,12 +31,15 @@ crash) through hooks the simulated shells call, and checks:
   acceptor.py) stays in doubt, its reservation held, and is exempt from this and from
   the leak check (counted: `in doubt past the round's life`); under classic 2PC
   (`Timing.classic`) a voter whose coordinator died for good before any live agent
-  learned the decision blocks, as 2PC does (`_blocked_2pc`: counted, not a failure;
+  learned the decision blocks, as 2PC does (`blocked_2pc`: counted, not a failure;
   with membership views, one that another live agent could tell is held to it);
 * with membership views on (runs with takeover): an in-doubt YES voter whose view
   says its coordinator is DEAD learns the decision within one recovery of being
-  told, not a lease (`_check_undecided_recovery`; its times to resolve are the
-  run's `undecided after coordinator DEAD` stats).
+  told, not a lease (`check_undecided_recovery`, takeover_check.py; its times to
+  resolve are the run's `undecided after coordinator DEAD` stats); a committed
+  workflow whose coordinator died for good ends at every live participant in time
+  (`check_takeovers`, takeover_check.py);
+* sagas (`check_sagas`, saga_check.py): every compensation owed is ended.
 * cancels (`check_cancels`, cancel_check.py): a workflow whose coordinator (of any
   epoch) took a client's cancel ends CANCELLED, the same everywhere it ended, unless
   the caller was told why not: a cancel of an ended one, or of one whose other end is told, is
@@ -58,31 +61,13 @@ from fedorch.core.negotiation.messages import Ballot, Key, TxInfo, Value
 from fedorch.core.negotiation.participant import HoldState
 from fedorch.core.workflow.lifecycle import TERMINAL
 from fedorch.sim.negotiation.cancel_check import CancelCheck
+from fedorch.sim.negotiation.saga_check import check_sagas
+from fedorch.sim.negotiation.takeover_check import check_takeovers, check_undecided_recovery
 
 if TYPE_CHECKING:
     from fedorch.sim.negotiation.world import World
 
 
-
-
-# The undecided after their coordinator's DEAD, while the network still loses and
-# delays messages: the questions (every query_interval_s) and a ballot's messages (every
-# resend_s) each sent this many times more at most.
-CHAOS_RECOVERY_QUERIES = 2
-
-# A takeover's end: its claim round, then the steps left (each up to 0.6 s, retried) and
-# results resent with backoff to the successor; bounded by two leases of the simulation.
-TAKEOVER_SLACK_LEASES = 2
-
-
-def _bucket(seconds: float | None) -> str:
-    """A time-to-resolve as a bucket of the run's stats (a histogram over seeds)."""
-    if seconds is None:
-        return "never"
-    for edge in (0.5, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0):
-        if seconds < edge:
-            return f"resolved in < {edge:g} s"
-    return "resolved in >= 16 s"
 
 
 class Checker:
@@ -206,7 +191,7 @@ class Checker:
     def compensation_ended(self, agent: str, wf: str, summary: str) -> None:
         """A driver's saga ended: it compensated every step its results show SUCCEEDED
         with a `compensate` block (a result still on its way joins later: judged at the
-        end of the run, _check_sagas, while retention has not forgotten the saga)."""
+        end of the run, saga_check.py, while retention has not forgotten the saga)."""
         self.sagas_ended[wf] = summary
         if self._sim is None:
             return
@@ -346,7 +331,7 @@ class Checker:
             if not agent.alive:
                 continue
             for h in agent.participant.holds():
-                if h.state is HoldState.PREPARED and self._blocked_2pc(sim, h.key):
+                if h.state is HoldState.PREPARED and self.blocked_2pc(sim, h.key):
                     continue  # counted below, with the voters' check
                 if h.state is HoldState.PREPARED \
                         and self._exempt_past_life(sim, name, h.key):
@@ -379,18 +364,18 @@ class Checker:
                 continue
             self.fail(f"terminal: {wf} is still {row.state.name} at {coord} after healing")
         self._check_results_and_ends(sim)
-        self._check_sagas(sim)
+        check_sagas(self, sim)  # saga_check.py
         self._check_no_replayed_submission(sim)
         self._check_keys_unchanged(sim)
         if sim.config.timing.takeover_after_s is not None:
-            self._check_takeovers(sim)
-            self._check_undecided_recovery(sim)
+            check_takeovers(self, sim)  # takeover_check.py
+            check_undecided_recovery(self, sim)
         self.check_cancels(sim)
         for key, voters in self.yes.items():
             tx = self.txs[key]
             if tx.coordinator not in dead:
                 continue
-            if self._blocked_2pc(sim, key):
+            if self.blocked_2pc(sim, key):
                 sim.stats["2PC blocked: coordinator dead for good, nobody told"] += 1
                 continue
             for voter in voters:
@@ -413,7 +398,7 @@ class Checker:
                     self.fail(f"blocking: {voter} learned {key} {when}, "
                               f"deadline {deadline:.2f} (coordinator dead)")
 
-    def _blocked_2pc(self, sim: World, key: Key) -> bool:
+    def blocked_2pc(self, sim: World, key: Key) -> bool:
         """A classic 2PC round (no acceptors) whose coordinator died for good, that no
         live agent but it learned: its YES voters wait for ever, as 2PC does
         (docs/limits.md). Without membership views (runs without takeover) a voter asks
@@ -421,7 +406,7 @@ class Checker:
         round after the workflow's committed one: classic 2PC too, its two acceptors
         only making a well-formed round) blocks the same way where no successor can
         ever answer its new domain: the workflow's electorate has no live majority
-        (the workflow is left undecided then too: `_check_takeovers`)."""
+        (the workflow is left undecided then too: takeover_check.py)."""
         tx = self.txs.get(key)
         if tx is None or tx.coordinator not in sim.dead_forever:
             return False
@@ -444,108 +429,6 @@ class Checker:
 
     def check_cancels(self, sim: World) -> None:
         self.cancels.check(sim)  # cancel_check.py
-
-    def _check_takeovers(self, sim: World) -> None:
-        """A committed workflow whose coordinator died for good ends at every live
-        participant within takeover_after_s (+ DEAD's delay) + TAKEOVER_SLACK_LEASES
-        leases after the last fault (the electorate's, or that participant's own
-        restart, or the death of a participant gone for good), if a majority of its
-        electorate (the committed round's acceptors; a workflow on two domains too)
-        lives. A participant gone for good (a coordinator that ran steps itself counts
-        as one) has its steps failed by the successor's loss verdict, whose end, told
-        to every elector, is made once enough acknowledged it (domain_loss.py): the
-        live majority is enough."""
-        t = sim.config.timing
-        for wf, coord in sim.workflows.items():
-            round_ = self.committed(wf)
-            tx = self.txs.get((wf, round_)) if round_ is not None else None
-            if coord not in sim.dead_forever or tx is None \
-                    or self._blocked_2pc(sim, tx.key):  # nobody knows it committed
-                continue
-            # The takeover electorate: the round's acceptors (Paxos Commit), else these.
-            # An extra acceptor that never heard of the round (its Accept was lost, the
-            # coordinator died) grants on the claimant's proof of it: every member counts.
-            electorate = set(tx.acceptors) or set(tx.participants) | {coord}
-            live = tuple(sorted(electorate - sim.dead_forever))
-            if len(live) < len(electorate) // 2 + 1:
-                continue
-            lost = set(tx.participants) & sim.dead_forever
-            calm = max(sim.calm_since(live), sim.died_at.get(coord, 0.0),
-                       *(sim.died_at.get(p, 0.0) for p in lost))
-            for p in tx.participants:
-                if p == coord or not sim.agents[p].alive:
-                    continue
-                # From the participant's own last restart too (its last fault): a
-                # participant back late, outside the electorate, learns the end by its
-                # own look at the dead coordinator (takeover_after_s after its restart).
-                deadline = max(calm, sim.last_restart.get(p, 0.0)) + t.takeover_after_s \
-                    + t.dead_after_s + TAKEOVER_SLACK_LEASES * t.lease_s
-                at = self.ended_at.get((p, wf))
-                if at is None or at > deadline:
-                    when = "never" if at is None else f"at {at:.2f}"
-                    self.fail(f"takeover: {p} ended {wf} {when}, deadline {deadline:.2f}"
-                              f" (coordinator {coord} dead for good)")
-
-    def undecided_after_death(self, sim: World) -> list[tuple[str, Key, float, float | None]]:
-        """Each YES voter left in doubt when its Node was told its coordinator is DEAD
-        (or LEFT), as (voter, key, when it could start: the later of that telling, its
-        YES and the calm of its acceptors and itself, when it learned or None), where
-        the bound applies: its view said so until it learned (a coordinator back
-        ALIVE may compete with the recovery), the voter did not restart since, and a
-        majority of the acceptors but the coordinator lives."""
-        samples = []
-        for key, voters in self.yes.items():
-            tx = self.txs[key]
-            live = [a for a in tx.acceptors if a != tx.coordinator
-                    and a not in sim.dead_forever]
-            if len(live) < tx.majority:
-                continue
-            for voter in voters:
-                if voter in sim.dead_forever or not sim.agents[voter].alive:
-                    continue
-                yes = self.yes_at[(voter, key)]
-                learned = self.learned_at.get((voter, key))
-                restart = sim.last_restart.get(voter, 0.0)
-                for start, end in sim.membership.gone_told.get((voter, tx.coordinator), ()):
-                    told = max(start, yes)
-                    if start < restart or learned is not None and learned <= told \
-                            or end is not None and end <= told:
-                        continue
-                    if end is not None and (learned is None or end < learned):
-                        break  # back ALIVE in its view before it learned
-                    calm = sim.calm_since((*live, voter))
-                    samples.append((voter, key, max(told, calm), learned))
-                    break
-        return samples
-
-    def _check_undecided_recovery(self, sim: World) -> None:
-        """Non-blocking, and fast (core/node/member_loss.py): an in-doubt YES voter
-        whose view says its coordinator is DEAD learns the decision within one recovery
-        of being told (`dead_after_s` after the death, or its YES or the calm of its
-        acceptors if later), not after its whole lease: its turn to propose (its rank
-        among the participants × `stagger_s`, + up to `backoff_s`), then one ballot,
-        its two phases each resent once; while the network still loses or delays
-        messages (before `chaos_end`), each hop may need resending too:
-        CHAOS_RECOVERY_QUERIES repeats of the questions and as many of a ballot."""
-        t = sim.config.timing
-        c = sim.config
-        for voter, key, start, learned in self.undecided_after_death(sim):
-            if learned is None and (voter, key) in self.past_life:
-                continue  # refused past the round's life: in doubt (see the header)
-            took = None if learned is None else learned - start
-            sim.stats[f"undecided after coordinator DEAD: {_bucket(took)}"] += 1
-            tx = self.txs[key]
-            others = sorted((p for p in tx.participants if p != tx.coordinator),
-                            key=lambda p: (p not in tx.acceptors, p))
-            rank = others.index(voter) if voter in others else len(others)
-            bound = rank * t.stagger_s + t.backoff_s + 2 * t.resend_s
-            if start < c.chaos_end and (c.loss or c.slow):
-                bound += CHAOS_RECOVERY_QUERIES * (t.query_interval_s + t.resend_s)
-            if took is None or took > bound:
-                when = "never" if learned is None else f"at {learned:.2f}"
-                self.fail(f"undecided: {voter} learned {key} {when}, told its coordinator"
-                          f" {tx.coordinator} DEAD and calm at {start:.2f}, bound"
-                          f" {bound:.2f} s (one recovery)")
 
     def _check_results_and_ends(self, sim: World) -> None:
         """Every result an agent holds is of an attempt that ran, and every participant
@@ -572,69 +455,6 @@ class Checker:
                               f" {sorted(e.name for e in ends) if ends else None}, its"
                               f" original {row.state if row else 'never had it'}")
 
-    def _check_sagas(self, sim: World) -> None:
-        """Each compensation attempt starts once (compensation_started, throughout).
-        At the end: a workflow ended SUCCEEDED has no compensation anywhere; one its
-        coordinator (of any epoch) ended FAILED or CANCELLED has every SUCCEEDED step
-        with a `compensate` block (as a coordinator's results or the step's own domain
-        show it) COMPENSATED or COMPENSATION_FAILED at some coordinator (two epochs may
-        both have ended it: either may have run it), and the coordinator that drives it
-        now has no compensation left unended. Judged only while an agent that ended it
-        as its coordinator still holds it (retention forgets a saga once it is over);
-        not judged when a domain of an owed compensation is dead for good, or down."""
-        dead = sim.dead_forever
-        for summary in self.sagas_ended.values():
-            sim.stats[f"saga ended {summary}"] += 1
-        alive = {name: a for name, a in sim.agents.items() if a.alive}
-        for wf in sim.workflows:
-            holders = [(name, a) for name, a in alive.items() if wf in a.disk.final
-                       and (wf in a.disk.rows or wf in a.disk.committed)]
-            drivers = [(name, a) for name, a in holders
-                       if a.node.compensating.driver(wf) == name]
-            if not drivers:
-                continue
-            sagas = sorted((a.disk.epochs.get(wf, (0, name))[0], name) for name, a in drivers
-                           if any(k[0] == wf for k in a.disk.compensations))
-            if len({epoch for epoch, _ in sagas}) < len(sagas):
-                # Two claimants of one epoch that both told the end on: one drives the
-                # saga, the other yields it to it (saga_plans.rival_end).
-                self.fail(f"saga: {wf} has two drivers of one epoch at the end of the"
-                          f" run: {sagas}")
-            info = drivers[0][1].node.running.info(wf)
-            rows = {(name, k[1]): r for name, a in holders
-                    for k, r in a.disk.compensations.items() if k[0] == wf}
-            state = getattr(drivers[0][1].disk.final[wf], "name", None)
-            if state == "SUCCEEDED":
-                if rows:
-                    self.fail(f"saga: {wf} SUCCEEDED and is compensated: {sorted(rows)}")
-                continue
-            if state not in ("FAILED", "CANCELLED"):
-                continue
-            owed = set()
-            for st in info.spec.steps:
-                domain = alive.get(info.placement.get(st.id, ""))
-                views = [a.disk.results.get(wf, {}) for _, a in drivers]
-                if domain is not None:
-                    views.append(domain.disk.results.get(wf, {}))
-                if st.HasField("compensate") and any(
-                        getattr(v.get(st.id, (0, None))[1], "value", None) == "SUCCEEDED"
-                        for v in views):
-                    owed.add(st.id)
-            if {info.placement.get(st) for st in owed} & (dead | (set(sim.agents) - set(alive))):
-                continue
-            sim.stats["saga judged"] += 1
-            ended = {step for (_, step), r in rows.items()
-                     if r.state in ("COMPENSATED", "COMPENSATION_FAILED")}
-            if owed - ended:
-                self.fail(f"saga: {wf} ended {state}, {sorted(owed - ended)} SUCCEEDED and"
-                          f" not compensated (rows {sorted(rows)})")
-            for name, _ in drivers:
-                left = {step: r.state for (holder, step), r in rows.items() if holder == name
-                        and r.state not in ("COMPENSATED", "COMPENSATION_FAILED")}
-                if left:
-                    self.fail(f"saga: {name} drives {wf}, compensations not ended at the"
-                              f" end of the run: {left}")
-
     def _check_no_replayed_submission(self, sim: World) -> None:
         """No honest domain voted YES in a workflow the liar coordinates: the liar takes
         part in no workflow, so any such workflow is a client's signed submission it
@@ -655,83 +475,3 @@ class Checker:
             for domain, keys in expected.items():
                 if domain != name and agent.trust.keys_of(domain) != keys:
                     self.fail(f"keys: {name}'s view of {domain}'s keys changed")
-
-# ---- re-placement after a domain is lost (agent/sim/negotiation/replacement.py) ------------
-
-
-class ReplacementFailure(AssertionError):
-    """An invariant of a re-placement schedule failed; the message names the seed."""
-
-
-# A fence falls exactly at its deadline (the attempt's start plus the lease, for one that
-# started while cut off), so an overlap of exactly one lease, allowed, can come out a
-# float rounding above it.
-_ROUNDING_S = 1e-9
-
-
-def check_replacement(world) -> None:
-    """At the end of a re-placement schedule (ReplacementWorld): at most once where it
-    must be, one placement at a time, everything terminal, nothing held."""
-    def fail(what: str) -> None:
-        raise ReplacementFailure(f"seed {world.seed}: {what}")
-
-    attempts = Counter((r.workflow, r.step, r.domain, r.attempt) for r in world.runs)
-    for key, n in attempts.items():
-        if n > 1:
-            fail(f"attempt run {n} times: {key}")
-    by_step: dict[tuple[str, str], list] = {}
-    for r in world.runs:
-        by_step.setdefault((r.workflow, r.step), []).append(r)
-    for (wf, step), runs in by_step.items():
-        domains = sorted({r.domain for r in runs})
-        if not runs[0].idempotent and len(domains) > 1:
-            fail(f"{wf} {step} is not idempotent and ran on {domains}")
-        for a in runs:  # never two placements at once beyond one lease
-            for b in runs:
-                if a.domain >= b.domain:
-                    continue
-                end_a = a.end if a.end is not None else float("inf")
-                end_b = b.end if b.end is not None else float("inf")
-                overlap = min(end_a, end_b) - max(a.start, b.start)
-                if overlap > world.lease_s + _ROUNDING_S:
-                    fail(f"{wf} {step} ran on {a.domain} and {b.domain} at once for"
-                         f" {overlap:.2f}s")
-    for wf, flow in world.flows.items():
-        if not flow.ended:
-            fail(f"{wf} not terminal at the coordinator")
-        due = replacement_deadline(world, flow)
-        if flow.ended_at is not None and flow.ended_at > due:
-            fail(f"{wf} ended at the coordinator at {flow.ended_at:.2f}, deadline {due:.2f}")
-    for name, worker in world.workers.items():
-        if not worker.alive:
-            continue
-        for wf, progress in worker.progress.items():
-            open_steps = [s.id for s in progress.steps.values()
-                          if s.state.value not in _TERMINAL_STEPS]
-            if open_steps:
-                fail(f"{name}: {wf} steps {open_steps} not terminal")
-        held = [h.key for h in worker.participant.holds()]
-        if held:
-            fail(f"{name}: reservations leaked: {held}")
-
-
-# Re-placement rounds: max_rounds (2) PREPAREs each waiting up to prepare_timeout_s (1 s);
-# messages: each delayed at most 0.08 s, a handful per step (vote, decision, result).
-_ROUNDS_S = 2 * 1.0
-_MESSAGES_S = 6 * 0.08
-
-
-def replacement_deadline(world, flow) -> float:
-    """When a workflow must be terminal at the coordinator: after the later of its
-    submission and the last fault (a death, a cut, a heal), the DEAD verdict, then for
-    each step in turn one negotiation and every attempt at its longest, and the
-    messages between them (the steps are a chain; each may be re-placed once more)."""
-    steps = flow.spec.steps
-    per_step = _ROUNDS_S + _MESSAGES_S + max(1 + s.retries for s in steps) \
-        * world.step_time_s[1]
-    return max(world.last_fault, flow.submitted_at) + world.dead_after_s \
-        + _ROUNDS_S + _MESSAGES_S + 2 * len(steps) * per_step
-
-
-_TERMINAL_STEPS = frozenset({"SUCCEEDED", "FAILED", "SKIPPED", "CANCELLED", "COMPENSATED",
-                             "COMPENSATION_FAILED"})

@@ -78,9 +78,9 @@ import random
 from fedorch.core.workflow import self_fencing
 from fedorch.core.workflow.progress import TERMINAL_STEP_STATES, StepState
 from fedorch.core.workflow.self_fencing import WorkflowHeard
-from fedorch.sim.negotiation.check import ReplacementFailure
 from fedorch.sim.negotiation.clock_check import CLOCK_STEPS_S, fenced_early
 from fedorch.sim.negotiation.replacement import CO, ReplacementWorld, Run
+from fedorch.sim.negotiation.replacement_check import ReplacementFailure
 
 FENCE_LOOK_S = 0.25  # a cut worker evaluates the rule this often (the agent: a timer)
 

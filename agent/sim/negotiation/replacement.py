@@ -18,7 +18,7 @@ the path of agent/runtime/replacement.py: on COMMIT the step is placed again
 domain and every other live domain; on ABORT it FAILS (replacement_failed).
 
 Workflows are chains of steps, each idempotent or not at random, some with retries.
-The checks (agent/sim/negotiation/check.py, `check_replacement`) run at the end of
+The checks (agent/sim/negotiation/replacement_check.py, `check_replacement`) run at the end of
 each seed: no step that is not idempotent runs in two placements and no attempt runs
 twice; no two placements of a step run at once beyond one lease; every workflow is
 terminal at the coordinator and at every live worker; no live worker holds a
@@ -44,8 +44,8 @@ from fedorch.core.workflow.domain_loss import LossAction, not_replaced_reason
 from fedorch.core.workflow.placement import Candidate, place
 from fedorch.core.workflow.progress import TERMINAL_STEP_STATES, Progress, StepState
 from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
-from fedorch.sim.negotiation.check import check_replacement
 from fedorch.sim.negotiation.epoch_pieces import candidate
+from fedorch.sim.negotiation.replacement_check import check_replacement
 from fedorch.sim.negotiation.timeline import Timeline
 
 CO = "co"

@@ -79,7 +79,7 @@ class MembershipFeed:
     """Each agent's membership view as inputs to its Node (see the header). It also
     keeps, for the checker, when each Node was told a member is gone (DEAD or LEFT)
     and until when (`gone_told`): the in-doubt bound counts from there
-    (check.Checker, `_check_undecided_recovery`)."""
+    (takeover_check.py, `check_undecided_recovery`)."""
 
     def __init__(self, sim: World) -> None:
         self.sim = sim

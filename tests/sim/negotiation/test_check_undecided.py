@@ -3,7 +3,7 @@ early abort on a dead participant (core/node/member_loss.py), in targeted runs.
 
 d0 coordinates one workflow of three steps on d1, d2 and d3 (Paxos Commit; the
 acceptors are all four), with membership views on (takeover on: the simulator then
-posts each agent's view to its Node). The checker's `_check_undecided_recovery`
+posts each agent's view to its Node). The checker's `check_undecided_recovery`
 holds every in-doubt YES voter told its coordinator is DEAD to one recovery after the
 telling; the runs here are quiet (no loss, no delay beyond the usual), so the bound
 is the tight one: the voter's turn, then one ballot.

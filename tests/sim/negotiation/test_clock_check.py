@@ -15,11 +15,11 @@ from fedorch.core.negotiation.messages import DecisionQuery
 from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
 from fedorch.sim.negotiation import fencing
 from fedorch.sim.negotiation.agent import SimAgent
-from fedorch.sim.negotiation.check import ReplacementFailure
 from fedorch.sim.negotiation.clock_check import fenced_early
 from fedorch.sim.negotiation.config import Config, Workflow
 from fedorch.sim.negotiation.disk import PrepareMsg, Timing, VoteMsg
 from fedorch.sim.negotiation.ports import SimClock
+from fedorch.sim.negotiation.replacement_check import ReplacementFailure
 from fedorch.sim.negotiation.run import Simulation, run
 
 WF = "d0.w0"

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
-from fedorch.sim.negotiation.check import ReplacementFailure
 from fedorch.sim.negotiation.fencing import run
+from fedorch.sim.negotiation.replacement_check import ReplacementFailure
 
 SEEDS = 150
 # Found by running seeds 0..99 with the rule off: a cut worker's idempotent step runs

@@ -1,5 +1,5 @@
 """Seeded schedules of domain deaths with step re-placement, each checked for the
-invariants of agent/sim/negotiation/check.py (check_replacement): no step that is not
+invariants of agent/sim/negotiation/replacement_check.py (check_replacement): no step that is not
 idempotent runs in two placements, no attempt twice, no two placements of a step at once
 beyond one lease, every workflow terminal, no reservation left at a live domain.
 
@@ -10,12 +10,12 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
-from fedorch.sim.negotiation.check import (
+from fedorch.sim.negotiation.replacement import ReplacementWorld, Run, run
+from fedorch.sim.negotiation.replacement_check import (
     ReplacementFailure,
     check_replacement,
     replacement_deadline,
 )
-from fedorch.sim.negotiation.replacement import ReplacementWorld, Run, run
 
 RUNS = 1_000
 BLOCK = 250

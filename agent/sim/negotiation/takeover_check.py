@@ -1,0 +1,149 @@
+"""The seeded runs' liveness checks of takeovers (core/node/takeover.py) and of the
+undecided once their coordinator is DEAD (core/node/member_loss.py), for check.py.
+
+Run at `Checker.finish` in runs with membership views (with takeover), from the
+Checker's records (who voted YES when, who learned what when, who ended what when):
+
+* `check_takeovers`: a committed workflow whose coordinator died for good ends at
+  every live participant within a bound after the last fault, if a majority of its
+  electorate lives;
+* `check_undecided_recovery`: an in-doubt YES voter whose view says its coordinator
+  is DEAD learns the decision within one recovery of being told, not a lease (its
+  times to resolve are the run's `undecided after coordinator DEAD` stats, over the
+  samples of `undecided_after_death`).
+
+`checker` is the run's Checker (check.py), typed loosely: check.py imports this
+module, never the reverse.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from fedorch.core.negotiation.messages import Key
+
+if TYPE_CHECKING:
+    from fedorch.sim.negotiation.world import World
+
+
+# The undecided after their coordinator's DEAD, while the network still loses and
+# delays messages: the questions (every query_interval_s) and a ballot's messages (every
+# resend_s) each sent this many times more at most.
+CHAOS_RECOVERY_QUERIES = 2
+
+# A takeover's end: its claim round, then the steps left (each up to 0.6 s, retried) and
+# results resent with backoff to the successor; bounded by two leases of the simulation.
+TAKEOVER_SLACK_LEASES = 2
+
+
+def _bucket(seconds: float | None) -> str:
+    """A time-to-resolve as a bucket of the run's stats (a histogram over seeds)."""
+    if seconds is None:
+        return "never"
+    for edge in (0.5, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0):
+        if seconds < edge:
+            return f"resolved in < {edge:g} s"
+    return "resolved in >= 16 s"
+
+
+def check_takeovers(checker: Any, sim: World) -> None:
+    """A committed workflow whose coordinator died for good ends at every live
+    participant within takeover_after_s (+ DEAD's delay) + TAKEOVER_SLACK_LEASES
+    leases after the last fault (the electorate's, or that participant's own
+    restart, or the death of a participant gone for good), if a majority of its
+    electorate (the committed round's acceptors; a workflow on two domains too)
+    lives. A participant gone for good (a coordinator that ran steps itself counts
+    as one) has its steps failed by the successor's loss verdict, whose end, told
+    to every elector, is made once enough acknowledged it (domain_loss.py): the
+    live majority is enough."""
+    t = sim.config.timing
+    for wf, coord in sim.workflows.items():
+        round_ = checker.committed(wf)
+        tx = checker.txs.get((wf, round_)) if round_ is not None else None
+        if coord not in sim.dead_forever or tx is None \
+                or checker.blocked_2pc(sim, tx.key):  # nobody knows it committed
+            continue
+        # The takeover electorate: the round's acceptors (Paxos Commit), else these.
+        # An extra acceptor that never heard of the round (its Accept was lost, the
+        # coordinator died) grants on the claimant's proof of it: every member counts.
+        electorate = set(tx.acceptors) or set(tx.participants) | {coord}
+        live = tuple(sorted(electorate - sim.dead_forever))
+        if len(live) < len(electorate) // 2 + 1:
+            continue
+        lost = set(tx.participants) & sim.dead_forever
+        calm = max(sim.calm_since(live), sim.died_at.get(coord, 0.0),
+                   *(sim.died_at.get(p, 0.0) for p in lost))
+        for p in tx.participants:
+            if p == coord or not sim.agents[p].alive:
+                continue
+            # From the participant's own last restart too (its last fault): a
+            # participant back late, outside the electorate, learns the end by its
+            # own look at the dead coordinator (takeover_after_s after its restart).
+            deadline = max(calm, sim.last_restart.get(p, 0.0)) + t.takeover_after_s \
+                + t.dead_after_s + TAKEOVER_SLACK_LEASES * t.lease_s
+            at = checker.ended_at.get((p, wf))
+            if at is None or at > deadline:
+                when = "never" if at is None else f"at {at:.2f}"
+                checker.fail(f"takeover: {p} ended {wf} {when}, deadline {deadline:.2f}"
+                             f" (coordinator {coord} dead for good)")
+
+def undecided_after_death(checker: Any, sim: World) -> list[tuple[str, Key, float, float | None]]:
+    """Each YES voter left in doubt when its Node was told its coordinator is DEAD
+    (or LEFT), as (voter, key, when it could start: the later of that telling, its
+    YES and the calm of its acceptors and itself, when it learned or None), where
+    the bound applies: its view said so until it learned (a coordinator back
+    ALIVE may compete with the recovery), the voter did not restart since, and a
+    majority of the acceptors but the coordinator lives."""
+    samples = []
+    for key, voters in checker.yes.items():
+        tx = checker.txs[key]
+        live = [a for a in tx.acceptors if a != tx.coordinator
+                and a not in sim.dead_forever]
+        if len(live) < tx.majority:
+            continue
+        for voter in voters:
+            if voter in sim.dead_forever or not sim.agents[voter].alive:
+                continue
+            yes = checker.yes_at[(voter, key)]
+            learned = checker.learned_at.get((voter, key))
+            restart = sim.last_restart.get(voter, 0.0)
+            for start, end in sim.membership.gone_told.get((voter, tx.coordinator), ()):
+                told = max(start, yes)
+                if start < restart or learned is not None and learned <= told \
+                        or end is not None and end <= told:
+                    continue
+                if end is not None and (learned is None or end < learned):
+                    break  # back ALIVE in its view before it learned
+                calm = sim.calm_since((*live, voter))
+                samples.append((voter, key, max(told, calm), learned))
+                break
+    return samples
+
+def check_undecided_recovery(checker: Any, sim: World) -> None:
+    """Non-blocking, and fast (core/node/member_loss.py): an in-doubt YES voter
+    whose view says its coordinator is DEAD learns the decision within one recovery
+    of being told (`dead_after_s` after the death, or its YES or the calm of its
+    acceptors if later), not after its whole lease: its turn to propose (its rank
+    among the participants × `stagger_s`, + up to `backoff_s`), then one ballot,
+    its two phases each resent once; while the network still loses or delays
+    messages (before `chaos_end`), each hop may need resending too:
+    CHAOS_RECOVERY_QUERIES repeats of the questions and as many of a ballot."""
+    t = sim.config.timing
+    c = sim.config
+    for voter, key, start, learned in undecided_after_death(checker, sim):
+        if learned is None and (voter, key) in checker.past_life:
+            continue  # refused past the round's life: in doubt (see the header)
+        took = None if learned is None else learned - start
+        sim.stats[f"undecided after coordinator DEAD: {_bucket(took)}"] += 1
+        tx = checker.txs[key]
+        others = sorted((p for p in tx.participants if p != tx.coordinator),
+                        key=lambda p: (p not in tx.acceptors, p))
+        rank = others.index(voter) if voter in others else len(others)
+        bound = rank * t.stagger_s + t.backoff_s + 2 * t.resend_s
+        if start < c.chaos_end and (c.loss or c.slow):
+            bound += CHAOS_RECOVERY_QUERIES * (t.query_interval_s + t.resend_s)
+        if took is None or took > bound:
+            when = "never" if learned is None else f"at {learned:.2f}"
+            checker.fail(f"undecided: {voter} learned {key} {when}, told its coordinator"
+                         f" {tx.coordinator} DEAD and calm at {start:.2f}, bound"
+                         f" {bound:.2f} s (one recovery)")
