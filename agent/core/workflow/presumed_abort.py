@@ -16,7 +16,7 @@ def presumes_abort(workflow_id: str, round_: int, *, me: str, known: bool,
     original's log has no word), keeps no record of the workflow (`known` false:
     retention forgot it, or it was never saved, and then no PREPARE left), and runs
     classic 2PC (`classic`: under Paxos Commit a participant in doubt asks the
-    acceptors, whose records are never forgotten).
+    acceptors, whose records are kept for the round's life).
 
     Safe because a coordinator forgets a workflow only once every round of its own is
     decided (its row finished, every re-placement round ended) and every COMMIT record
