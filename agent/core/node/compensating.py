@@ -305,8 +305,8 @@ class Compensating:
             self.n.stats["compensation planned in a step's new domain"] += \
                 sum(step in moved for step in steps)
 
-    def late_result(self, now: float, msg: ResultMsg) -> None:
-        self.results.late(now, msg)  # saga_results.py
+    def late_result(self, now: float, msg: ResultMsg, src: str = "") -> None:
+        self.results.late(now, msg, src)  # saga_results.py
 
     def owed_result(self, state: WorkflowState, msg: object) -> bool:
         return self.results.owed(state, msg)  # saga_results.py

@@ -153,7 +153,7 @@ class Running:
                     self.check_outcome(now, wf)
                     self._start_ready(now, wf)
         else:  # ended here: a step's SUCCEEDED heard only now may owe a compensation
-            n.compensating.late_result(now, msg)
+            n.compensating.late_result(now, msg, src)
             # From the original, unaware of our later end: unacknowledged, it comes
             # again until it follows (unless a saga needs it: resent after its end).
             refused = n.end_notices.tell_overtaken(src, wf) and not n.compensating.owes(msg)

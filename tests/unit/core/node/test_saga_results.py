@@ -203,3 +203,34 @@ def test_a_result_of_a_workflow_ended_here_without_its_spec_owes_nothing_here():
     f.nodes["d0"].state.final["d2.w9"] = WorkflowState.FAILED
     msg = ResultMsg("d2.w9", "s0", 1, StepState.SUCCEEDED, {}, "")
     assert not f.nodes["d0"].compensating.owes(msg)
+
+
+def test_a_late_result_told_by_the_lost_domain_of_its_older_placement_is_compensated_there():
+    # s0 first placed on d1, placed again on d2 after d1 was lost (d1 down meanwhile,
+    # unaware of it), its new domain never ran it. The workflow ends FAILED; d1, back,
+    # reports s0 SUCCEEDED of its older placement: the step ran in d1, so its
+    # compensation is owed in d1, not in d2 (takeover soak seed 21200275: planned in
+    # d2, which did not know the workflow, it never ran).
+    comp = spec_pb2.Compensation(params_json='{"undo": true}')
+    spec = spec_pb2.WorkflowSpec(name="w1", steps=[
+        spec_pb2.StepSpec(id="s0", capability="a", compensate=comp),
+        spec_pb2.StepSpec(id="s1", capability="a"),
+        spec_pb2.StepSpec(id="s2", capability="a")])
+    f = Sagas()
+    f.step("d0", Submit(WF, spec, placement={"s0": "d1", "s1": "d0", "s2": "d2"}))
+    f.deliver()
+    f.queue["d1"].pop(0)  # s0's attempt at d1: its result comes only after the end
+    assert f.end("d0", True)[1] == "s1"
+    for name in ("d0", "d2"):
+        f.nodes[name].state.placements[WF] = {"s0": (1, "d2", "d1")}
+    assert f.end("d2", False, "boom")[1] == "s2"
+    assert f.disks["d0"].final[WF] is WorkflowState.FAILED and comp_states(f) == {}
+    succeeded(f, "d1")  # its run there
+    f.step("d0", Message("d1", ResultMsg(WF, "s0", 1, StepState.SUCCEEDED,
+                                         {"of": "s0"}, "", 0)))
+    assert f.disks["d0"].compensations[(WF, "s0")].domain == "d1"
+    assert not f.nodes["d0"].stats["compensation planned in a step's new domain"]
+    f.deliver()
+    assert f.compensations == [("d1", (WF, "s0", 1, COMPENSATE))]
+    f.end("d1", True)
+    assert comp_states(f) == {"s0": ("COMPENSATED", 1)}
