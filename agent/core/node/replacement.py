@@ -130,6 +130,7 @@ class Replacements:
         self.telling: dict[Key, tuple[str, Any]] = {}
         # (workflow, round) -> the domains that acknowledged its PlacedMsg.
         self.acked: dict[Key, set[str]] = {}
+        self.handover.early.clear()
         self.mandates.reset()
 
     # ---- what the Node asks ------------------------------------------------------------
@@ -236,6 +237,7 @@ class Replacements:
         (2PC takeover soak seed 4920841: the step waited for ever, its domain told it
         was placed nowhere)."""
         self.handover.adopt(wf)
+        self.handover.asked_early(wf)
         self.start(now, wf)
 
     def _placer(self, wf: str, step: str, lost: set[str]):
@@ -440,6 +442,7 @@ class Replacements:
     def ended(self, now: float, wf: str) -> None:
         """`wf` ended here: a round under way is aborted, nothing more is told."""
         self.mandates.drop(wf)
+        self.handover.early.pop(wf, None)
         entry = self.cores.pop(wf, None)
         if entry is not None and entry[0].phase is Phase.PREPARING:
             self.cores[wf] = entry

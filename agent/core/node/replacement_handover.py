@@ -118,6 +118,9 @@ class Handover:
         # The re-placement part that owns this one (replacement.py imports it).
         self.r = replacements
         self.n = replacements.n
+        # Workflow -> the (round, asker) pairs asked while we claimed it, answered once
+        # we act (`asked_early`); in memory only: the asker asks again.
+        self.early: dict[str, set[tuple[Key, str]]] = {}
 
     def adopt(self, wf: str) -> None:
         """This Node acts for `wf` in a later epoch (it just won it, or is restored
@@ -242,7 +245,18 @@ class Handover:
             self.adopt(wf)
         elif acting and not any(e == epoch for e, _, _ in placed.values()):
             self.void(key, src)
+        elif not acting:
+            self.early.setdefault(wf, set()).add((key, src))
         return True
+
+    def asked_early(self, wf: str) -> None:
+        """We start acting in an epoch of `wf`: a round asked of us while we did not
+        act yet is answered now, as if asked now (`answered`). The asker's next ask may
+        come only after we are gone again (takeover soak seed 26000884: asked just
+        before the grants came in, and crashed a second after winning, so its YES waited
+        past the lease twice over for a later holder)."""
+        for key, src in sorted(self.early.pop(wf, ())):
+            self.answered(key, src)
 
     def void(self, key: Key, src: str) -> None:
         """We act in epoch e >= 1 and know no placement of round `key`, which `src`

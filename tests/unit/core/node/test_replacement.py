@@ -732,7 +732,10 @@ def in_doubt_with_the_coordinator_gone(steps: list | None = None,
                      for m in NAMES if m != "d1"])
     for n in ("d2", "d3"):
         fed.step(n, MemberState("d1", "ALIVE"), MemberState("d0", "DEAD"))
-    fed.deliver()
+    # d3's asks of these steps are lost: asked before d1 acts, one would be answered
+    # once it acts (replacement_handover.py, `asked_early`); d3 asks again on its timer.
+    fed.deliver(keep=lambda src, dst, msg: isinstance(msg, DecisionQuery) and src == "d3")
+    fed.net = []
     assert fed.evidence.acting == {(WF, 1): "d1"}
     return fed, key
 

@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
-from fedorch.core.node import Message, StepEnded
+from fedorch.core.negotiation.messages import DecisionQuery
+from fedorch.core.node import MemberState, Message, StepEnded
 from fedorch.core.node.records import FinalMsg, VoteMsg
 from fedorch.core.workflow.lifecycle import WorkflowState
 
-from tests.unit.core.node.test_domain_loss import WF, committed, dies, step
+from tests.unit.core.node.test_domain_loss import NAMES, WF, committed, dies, step
 
 
 def ended_by_the_original_that_then_dies() -> tuple:
@@ -82,3 +83,33 @@ def test_a_new_domain_takes_the_end_of_the_claimant_it_granted_its_epoch() -> No
     assert not d3.participant.holds()
     assert d3.stats["re-placement YES released at the end"] == 1
     assert fed.disks["d3"].final[WF] is WorkflowState.FAILED
+
+
+def test_a_round_asked_of_a_claimant_before_it_acts_is_answered_void_once_it_acts(
+) -> None:
+    """d3, in doubt on its round (its coordinator d0 gone for good undecided), asks d1
+    while d1 only comes back and has not won epoch 1 yet: nothing can be answered then.
+    Once d1 acts it answers that ask at once, void, and d3 releases its YES, where it
+    waited for its next ask, which may come only after d1 is gone again (takeover soak
+    seed 26000884: d3's YES held past twice the lease, until a later holder ended the
+    workflow)."""
+    fed = committed([step("s1", needs=("s2",)), step("s2")], {"s1": "d1", "s2": "d2"})
+    fed.goes_silent_and_dead(
+        "d1", keep=lambda src, dst, msg: isinstance(msg, VoteMsg) and src == "d3")
+    fed.net = []
+    key = next(h.key for h in fed.nodes["d3"].participant.holds() if h.workflow_id == WF)
+    fed.silent.add("d0")  # gone for good, undecided
+    fed.silent.discard("d1")
+    fed.restore("d1")
+    fed.step("d1", Message("d3", DecisionQuery(key, "d3")))  # asked before it claims
+    assert not fed.nodes["d1"].stats["re-placement asked: answered void"]
+    fed.step("d1", *[MemberState(m, "DEAD" if m == "d0" else "ALIVE")
+                     for m in NAMES if m != "d1"])
+    for n in ("d2", "d3"):
+        fed.step(n, MemberState("d1", "ALIVE"), MemberState("d0", "DEAD"))
+    fed.deliver(keep=lambda src, dst, msg: isinstance(msg, DecisionQuery))  # no new ask
+    assert fed.evidence.acting == {(WF, 1): "d1"}
+    assert fed.nodes["d1"].stats["re-placement asked: answered void"] == 1
+    d3 = fed.nodes["d3"]
+    assert d3.stats["re-placement YES released: void in a later epoch"] == 1
+    assert key not in fed.disks["d3"].holds and key not in fed.disks["d3"].learned
