@@ -99,16 +99,21 @@ def succeeded(f: Sagas, name: str) -> None:
     d.results[WF] = {**d.results[WF], "s0": (1, StepState.SUCCEEDED, {"of": "s0"}, "")}
 
 
+def s0_compensated_beside_s1_and_s2() -> spec_pb2.WorkflowSpec:
+    """Three parallel steps, s0 with a `compensate` block."""
+    comp = spec_pb2.Compensation(params_json='{"undo": true}')
+    return spec_pb2.WorkflowSpec(name="w1", steps=[
+        spec_pb2.StepSpec(id="s0", capability="a", compensate=comp),
+        spec_pb2.StepSpec(id="s1", capability="a"),
+        spec_pb2.StepSpec(id="s2", capability="a")])
+
+
 def s0_placed_again_on_d1_after_d0_lost_it(result_before_the_end: bool = False) -> Sagas:
     """s0 (compensate, first placed on d0), s1 (d1) and s2 (d2) in parallel; s0 placed
     again on d1 (as replacement.py records it: its epoch, new domain, lost domain),
     where it SUCCEEDED, its result unheard at d0 when s2 FAILED the workflow (or,
     `result_before_the_end`, heard before)."""
-    comp = spec_pb2.Compensation(params_json='{"undo": true}')
-    spec = spec_pb2.WorkflowSpec(name="w1", steps=[
-        spec_pb2.StepSpec(id="s0", capability="a", compensate=comp),
-        spec_pb2.StepSpec(id="s1", capability="a"),
-        spec_pb2.StepSpec(id="s2", capability="a")])
+    spec = s0_compensated_beside_s1_and_s2()
     f = Sagas()
     f.step("d0", Submit(WF, spec, placement={"s0": "d0", "s1": "d1", "s2": "d2"}))
     f.deliver()
@@ -211,11 +216,7 @@ def test_a_late_result_told_by_the_lost_domain_of_its_older_placement_is_compens
     # reports s0 SUCCEEDED of its older placement: the step ran in d1, so its
     # compensation is owed in d1, not in d2 (takeover soak seed 21200275: planned in
     # d2, which did not know the workflow, it never ran).
-    comp = spec_pb2.Compensation(params_json='{"undo": true}')
-    spec = spec_pb2.WorkflowSpec(name="w1", steps=[
-        spec_pb2.StepSpec(id="s0", capability="a", compensate=comp),
-        spec_pb2.StepSpec(id="s1", capability="a"),
-        spec_pb2.StepSpec(id="s2", capability="a")])
+    spec = s0_compensated_beside_s1_and_s2()
     f = Sagas()
     f.step("d0", Submit(WF, spec, placement={"s0": "d1", "s1": "d0", "s2": "d2"}))
     f.deliver()
