@@ -27,21 +27,27 @@ WF = "d0.w0"
 TAKEOVER = Timing(max_rounds=1, takeover_after_s=3.0)
 
 
-def scenario(seed: int = 1, timing: Timing = TAKEOVER) -> Simulation:
-    """d0 coordinates one workflow of three steps on d1, d2 and d3; no random faults."""
+def scenario(seed: int = 1, timing: Timing = TAKEOVER,
+             steps: list[spec_pb2.StepSpec] | None = None,
+             placement: dict[str, str] | None = None, cancels: bool = True) -> Simulation:
+    """d0 coordinates one workflow of three steps on d1, d2 and d3 (by default s1, then
+    s2 and s3); no random faults."""
     names = [f"d{i}" for i in range(4)]
-    steps = [spec_pb2.StepSpec(id="s1", capability="a"),
-             spec_pb2.StepSpec(id="s2", capability="a", needs=["s1"]),
-             spec_pb2.StepSpec(id="s3", capability="a", needs=["s1"])]
+    if steps is None:
+        steps = [spec_pb2.StepSpec(id="s1", capability="a"),
+                 spec_pb2.StepSpec(id="s2", capability="a", needs=["s1"]),
+                 spec_pb2.StepSpec(id="s3", capability="a", needs=["s1"])]
+    if placement is None:
+        placement = {"s1": "d1", "s2": "d2", "s3": "d3"}
     config = Config(
         names=names,
         policies={n: config_pb2.Policy(accept_from=["*"]) for n in names},
         capacities={n: {"a": 4} for n in names},
         workflows=[Workflow(WF, "d0", 1.0, spec_pb2.WorkflowSpec(name="w0", steps=steps),
-                            {"s1": "d1", "s2": "d2", "s3": "d3"})],
+                            placement)],
         timing=timing,
     )
-    return Simulation(seed, config)
+    return Simulation(seed, config, cancels=cancels)
 
 
 def at_d0s_first(what: str, verdict: str):

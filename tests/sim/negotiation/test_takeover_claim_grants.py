@@ -22,30 +22,23 @@ import pytest
 from fedorch.core.node.records import ClaimAnswerMsg, ClaimMsg, ResultMsg
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.core.workflow.progress import StepState
-from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
+from fedorch.gen.fedorch.v1 import spec_pb2
 from fedorch.sim.negotiation import agent as sim_agent
-from fedorch.sim.negotiation.config import Config, Workflow
-from fedorch.sim.negotiation.disk import Timing
 from fedorch.sim.negotiation.run import Simulation
+
+from tests.sim.negotiation.test_takeover import scenario
 
 WF = "d0.w0"
 
 
 def saga(seed: int) -> Simulation:
-    names = [f"d{i}" for i in range(4)]
+    """d0's workflow: s0 (with a compensation) on d1, then s1 on d2, then s2 on d3."""
     comp = spec_pb2.Compensation(params_json='{"undo": true}')
     steps = [spec_pb2.StepSpec(id="s0", capability="a", compensate=comp),
              spec_pb2.StepSpec(id="s1", capability="a", needs=["s0"]),
              spec_pb2.StepSpec(id="s2", capability="a", needs=["s1"])]
-    config = Config(
-        names=names,
-        policies={n: config_pb2.Policy(accept_from=["*"]) for n in names},
-        capacities={n: {"a": 4} for n in names},
-        workflows=[Workflow(WF, "d0", 1.0, spec_pb2.WorkflowSpec(name="w0", steps=steps),
-                            {"s0": "d1", "s1": "d2", "s2": "d3"})],
-        timing=Timing(max_rounds=1, takeover_after_s=3.0),
-    )
-    return Simulation(seed, config, cancels=False)
+    return scenario(seed, steps=steps, placement={"s0": "d1", "s1": "d2", "s2": "d3"},
+                    cancels=False)
 
 
 @pytest.mark.parametrize("seed", range(1, 6))
