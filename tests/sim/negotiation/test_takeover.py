@@ -29,7 +29,7 @@ TAKEOVER = Timing(max_rounds=1, takeover_after_s=3.0)
 
 def scenario(seed: int = 1, timing: Timing = TAKEOVER,
              steps: list[spec_pb2.StepSpec] | None = None,
-             placement: dict[str, str] | None = None, cancels: bool = True) -> Simulation:
+             placement: dict[str, str] | None = None, cancels: bool = False) -> Simulation:
     """d0 coordinates one workflow of three steps on d1, d2 and d3 (by default s1, then
     s2 and s3); no random faults."""
     names = [f"d{i}" for i in range(4)]
