@@ -304,6 +304,7 @@ class DomainLoss:
         n.stats["held end told again in a later epoch"] += 1
         notice = self.notices[wf] = self._notice(wf, epoch, self.held[wf])
         n.note("end_told", wf, epoch, self.held[wf])
+        n.out.wait()  # the notices leave once the note is reported (`_hold`)
         acked = n.state.final_acked.get(wf, set())
         for dst in sorted(self._told(wf) - acked):
             n.reliable(dst, ("final", wf, dst), notice)
@@ -431,6 +432,7 @@ class DomainLoss:
                 else "end told before it is made"] += 1
         n.point("loss verdict told" if verdict else "end told")
         n.note("end_told", wf, epoch, state)
+        n.out.wait()  # even with nothing else written (a restore): seed 26000081
         acked = n.state.final_acked.get(wf, set())
         notice = self.notices[wf] = self._notice(wf, epoch, state)
         for dst in sorted(self._told(wf) - acked):

@@ -217,6 +217,23 @@ def test_the_loss_is_written_and_its_end_told_before_the_end_is_made() -> None:
     assert "d2" in fed.disks["d0"].final_acked[WF]
 
 
+def test_a_restored_verdicts_end_is_told_after_its_note_though_nothing_is_written() -> None:
+    """Restored holding a verdict on record, the coordinator tells its end again with no
+    other write in the Ready: the notices still wait for the end_told note's group, so a
+    crash at that point (the takeover soak's seed 26000081: d0 died for good there)
+    never leaves a participant ending the workflow on an end no observer heard told."""
+    fed = committed([step("s1"), step("s2")], {"s1": "d1", "s2": "d2"})
+    fed.silent.add("d1")
+    fed.step("d0", MemberState("d1", "DEAD"))
+    fed.net = []  # lost with d0, which crashes before anyone hears the end
+    fed.restore("d0")
+    ready = fed.readies["d0"][-1]
+    assert [(w.point, w.ops, w.notes) for w in ready.writes] == [
+        ("loss verdict told", [], [("end_told", WF, 0, WorkflowState.FAILED)])]
+    assert not any(isinstance(o.msg, FinalMsg) for o in ready.send_now)
+    assert {o.to for o in ready.send_after_write if isinstance(o.msg, FinalMsg)} == {"d1", "d2"}
+
+
 def test_without_takeover_the_end_is_made_at_once() -> None:
     """No other coordinator can exist: nothing to tell first."""
     fed = NoTakeover()

@@ -36,6 +36,21 @@ def test_a_message_after_a_write_waits_for_it_and_one_before_does_not():
         ("reservation", [Op("holds", "put", ("w", 1), "hold")])]
 
 
+def test_after_wait_a_message_waits_for_a_group_of_notes_alone():
+    out = Outbox()
+    out.send("d1", "before")
+    out.wait()  # nothing to wait for yet: changes nothing
+    out.send("d1", "still now")
+    out.point("end told")
+    out.note("end_told", "w")
+    out.wait()
+    out.send("d1", "after")
+    ready = out.ready()
+    assert [o.msg for o in ready.send_now] == ["before", "still now"]
+    assert [o.msg for o in ready.send_after_write] == ["after"]
+    assert [(w.point, w.notes) for w in ready.writes] == [("end told", [("end_told", "w")])]
+
+
 def test_advance_drops_what_was_handed_out_and_keeps_what_came_later():
     out = Outbox()
     view = recorded_view(Disk(), out.op)
