@@ -104,6 +104,8 @@ class Checker:
         self.placements_refused = 0
         # The ends loss verdicts told before their coordinator made them: wf -> states.
         self.told_ends: dict[str, set[object]] = {}
+        # The workflows whose end a successor told in its epoch (1 or later), made or not.
+        self.told_later: set[str] = set()
         # Retention (core/node/retention.py): each coordinator row as it was forgotten.
         self.compacted_rows: dict[str, object] = {}
         # Cancels (core/node/cancel.py): who took, gave up and was refused each
@@ -235,6 +237,8 @@ class Checker:
         """`agent`, coordinator of `wf` at `epoch`, told its participants the end a
         loss verdict decided before making it (core/node/domain_loss.py)."""
         self.told_ends.setdefault(wf, set()).add(state)
+        if epoch >= 1:
+            self.told_later.add(wf)
 
     def placed_again(self, agent: str, step: tuple[str, str], domain: str, epoch: int,
                      idempotent: bool, now: float) -> None:
@@ -278,7 +282,8 @@ class Checker:
         if row is None:
             return
         self.compacted_rows[wf] = row
-        if row.committed and not any(e >= 1 for e in self.ends.get(wf, {})):
+        if row.committed and not any(e >= 1 for e in self.ends.get(wf, {})) \
+                and wf not in self.told_later:
             for p in set(row.info.placement.values()) - {agent}:
                 if (p, wf) not in self.ended_at:
                     self.fail(f"retention: {agent} forgot {wf} before {p} ended it")

@@ -164,12 +164,17 @@ def test_seeded_runs_with_takeover_hold_every_invariant(first: int) -> None:
 # told by a step's lost domain, of its older placement, compensated in its new domain,
 # which never ran it: saga_results.py plans it where it ran), 26000884 (a re-placement
 # round asked of a claimant before it acted, answered once it acts:
-# replacement_handover.py, `asked_early`) and 26000081 (a restored coordinator's told
+# replacement_handover.py, `asked_early`), 26000081 (a restored coordinator's told
 # end sent before the write group noting it, then a crash there: domain_loss.py waits).
+# 30000591 and 37000443: the checker, not the core (a successor told its end and died
+# for good before making it; the original, following its epoch, forgot the workflow
+# without that successor's acknowledgement, which the checker asked for as it counted an
+# end made in a later epoch, not one told: check.py).
 ONCE_FAILING = (8101707, 8700249, 8303778, 8101903, 9600991, 8102557, 10000987, 10001968,
                 10002160, 11000176, 11001793, 101675, 115435, 101830, 108549, 102364,
                 114857, 117530, 103863, 115316, 117826, 119616, 116571, 18300721, 18100834,
-                18101218, 20600021, 20801425, 21000917, 21200275, 26000884, 26000081)
+                18101218, 20600021, 20801425, 21000917, 21200275, 26000884, 26000081,
+                30000591, 37000443)
 
 
 @pytest.mark.parametrize("seed", ONCE_FAILING)
