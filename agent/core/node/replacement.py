@@ -40,13 +40,10 @@ decision any other way. Only the rounds of this Node's own range are its own
 (`owns`): the original's log has no word on a successor's round, and never presumes
 ABORT for one.
 
-Its life. The round states when it began (TxInfo.created_ms: this Node's wall clock,
-`created`; signed with the round), as a Paxos Commit round does: the new domain in
-doubt runs recovery ballots of it (its acceptors are this Node and the new domain),
-and its own acceptor's record of them goes by the round's life once the workflow is
-forgotten there (retention.py), the horizon of this Node raised, as any round's
-(acceptor.py, "A round's life"). This Node's clock, a successor's too: the horizon
-is per round coordinator (TxInfo.coordinator, this Node), whose other rounds it stamps.
+Its life. The round states when it began (TxInfo.created_ms, signed with it: this
+Node's wall clock, a successor's own, as the horizons are per TxInfo.coordinator), as
+a Paxos round does: the new domain's record of its own recovery ballots of it (the
+acceptors are this Node and the new domain) goes by the round's life (retention.py).
 
 Acting. A coordinator that starts acting in an epoch it won (takeover.py's Act) starts
 the round of each step still waiting to be placed again (`acting`): a round of its own
