@@ -86,11 +86,12 @@ no state change) when
   never taken for one never seen (blank), whatever this agent's wall clock says: a
   step back of it cannot make a forgotten round look young again. This alone is what
   safety rests on; the age rule above makes the answers alike before and after.
-A round stated without a creation time (0: a classic or re-placement round, which
-never reaches an acceptor's ballot) has no life, and is never forgotten. A participant
-in doubt longer than the life is refused by every acceptor that recorded or forgot the
-round: it stays in doubt (its reservation held), never decided wrongly
-(termination.py, PAST_LIFE).
+A round stated without a creation time (0: a record an older release wrote; every
+round a Node makes with acceptors states one, a re-placement round's too, whose new
+domain's recovery ballots its own acceptor records) has no life, and is never
+forgotten. A participant in doubt longer than the life is refused by every acceptor
+that recorded or forgot the round: it stays in doubt (its reservation held), never
+decided wrongly (termination.py, PAST_LIFE).
 """
 
 from __future__ import annotations

@@ -91,7 +91,8 @@ class TxInfo:
     `created_ms`: when its coordinator began the round (its wall clock, ms), in the
     signed statement too (takeover_grants.round_statement). Part of the identity: the
     acceptors refuse a round past its life by it (acceptor.py). 0: not stated (a
-    classic or re-placement round): such a round has no life and is never forgotten."""
+    classic 2PC workflow round, which has no acceptors, or a round of an older
+    release): such a round has no life and is never forgotten."""
 
     workflow_id: str
     round: int

@@ -49,9 +49,8 @@ from that round and may run its first-placement steps too without holding the
 round's COMMIT (placed_here.py, `committed_here`). The coordinator that ran that
 re-placement round has it on record; a successor's round (takeover) it may not know
 of, but takeover runs on Paxos Commit only, where every round's acceptors keep its
-decision for the round's life, and a re-placement round's (stated with no creation time)
-for good (retention.py), so a participant in doubt that is answered FORGOTTEN still
-learns the COMMIT from them: a count that came too early
+decision for the round's life (retention.py), so a participant in doubt that is
+answered FORGOTTEN still learns the COMMIT from them: a count that came too early
 costs a record the acceptors hold anyway, never a decision.
 
 Cost: a deferred acknowledgement is a dict entry; the deadlines are one constant after

@@ -40,6 +40,11 @@ decision any other way. Only the rounds of this Node's own range are its own
 (`owns`): the original's log has no word on a successor's round, and never presumes
 ABORT for one.
 
+Its life. The round states when it began (TxInfo.created_ms, signed with it: this
+Node's wall clock, a successor's own, as the horizons are per TxInfo.coordinator), as
+a Paxos round does: the new domain's record of its own recovery ballots of it (the
+acceptors are this Node and the new domain) goes by the round's life (retention.py).
+
 Acting. A coordinator that starts acting in an epoch it won (takeover.py's Act) starts
 the round of each step still waiting to be placed again (`acting`): a round of its own
 that ended while it followed another's epoch (`failed` and `start` do nothing then)
@@ -130,6 +135,8 @@ class Replacements:
         self.telling: dict[Key, tuple[str, Any]] = {}
         # (workflow, round) -> the domains that acknowledged its PlacedMsg.
         self.acked: dict[Key, set[str]] = {}
+        # Workflow -> (round, creation time) of the round under way (see "Its life").
+        self.created: dict[str, tuple[int, int]] = {}
         self.handover.early.clear()
         self.mandates.reset()
 
@@ -340,7 +347,7 @@ class Replacements:
                 held = n.domain_loss.epoch(wf)  # a successor's: shown with its certificate
                 won = n.takeover.proof.own_certificate(wf, held) \
                     if held >= 1 and n.takeover is not None else ()
-                n.send(a.domain, PrepareMsg(self._tx(wf, a.round, a.domain),
+                n.send(a.domain, PrepareMsg(self._tx(now, wf, a.round, a.domain),
                                             ((step, caps[step]),),
                                             self._info(wf, step, a.domain, lost), held, won))
             elif isinstance(a, PersistDecision):
@@ -359,14 +366,20 @@ class Replacements:
                 # Its COMMIT is on record (answered, told, collected at the new domain's
                 # acknowledgement): the core is done either way.
                 self.cores.pop(wf, None)
+                self.created.pop(wf, None)
                 if not a.committed and not a.cancelled:
                     self.failed(now, wf, step, lost,
                                 f"no domain could take it after {lost} was lost ({a.reason})")
                 self.start(now, wf)
 
-    def _tx(self, wf: str, round_: int, domain: str) -> TxInfo:
-        # Classic 2PC (see the header); the acceptors only make a well-formed round.
-        return TxInfo(wf, round_, self.n.name, (domain,), tuple(sorted({self.n.name, domain})))
+    def _tx(self, now: float, wf: str, round_: int, domain: str) -> TxInfo:
+        # Classic 2PC (see the header); the acceptors only make a well-formed round, and
+        # the new domain's recovery ballots, which this Node refuses.
+        made = self.created.get(wf)
+        if made is None or made[0] != round_:  # its first PREPARE: the round begins
+            made = self.created[wf] = (round_, max(1, self.n.wall_ms(now)))  # 0: none
+        return TxInfo(wf, round_, self.n.name, (domain,), tuple(sorted({self.n.name, domain})),
+                      created_ms=made[1])
 
     def _info(self, wf: str, step: str, domain: str, lost: str) -> WfInfo:
         # `coordinator` stays the original's (the one the workflow id names, whom the
@@ -449,6 +462,7 @@ class Replacements:
             entry[0].cancel(now, "the workflow ended")
             self._run(now, wf, ending=True)
             self.cores.pop(wf, None)
+        self.created.pop(wf, None)
         later = self.handover.later_holder(wf)
         for key in [k for k in self.telling if k[0] == wf]:
             # Decided, never told, never sent: the new domain hears the end instead

@@ -86,9 +86,11 @@ workflow is forgotten here, each acceptor record of it goes when its round is
 `round_kept_s` old (its life and `late_message_s` more) by the wall clock, with its
 learned decision and the horizon raised, in one write group (`_rounds_of`,
 `_forget_round`); a learned decision without a record here goes as long after the
-workflow's last mark (no ballot reads it). A round stated without a creation time (a
-classic or re-placement round) has no life: its record stays. docs/retention.md
-("Forgetting acceptor records") has the argument.
+workflow's last mark (no ballot reads it). A re-placement round states its creation
+time as a Paxos round does (replacement.py), and a classic 2PC workflow round has no
+acceptors, so no record of it is made; only a record of a round stated without one (an
+older release's) has no life and stays. docs/retention.md ("Forgetting acceptor
+records") has the argument.
 
 Presumed abort (`presumes_abort`, the rule in core/workflow/presumed_abort.py). Under
 classic 2PC a participant in doubt has only its coordinator to ask: no acceptors, no
@@ -510,8 +512,8 @@ class Retainer:
         (which is no earlier than the round's creation here; no ballot reads such a
         decision: an acceptor that never promised nor accepted anything of a round
         answers as if blank after any restart anyway, so when it goes is no matter of
-        safety). A round stated without a creation time (0) has no life: its record
-        stays, as before rounds had one."""
+        safety). A round stated without a creation time (0: an older release's) has no
+        life: its record stays, as before rounds had one."""
         d = self.n.state
         for key in list(d.acceptor.of(wf)):
             created = d.acceptor[key].tx.created_ms

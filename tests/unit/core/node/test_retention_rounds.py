@@ -8,7 +8,7 @@ import random
 
 from fedorch.core.negotiation.messages import Accept, PaxosPrepare
 from fedorch.core.node import Message, Node
-from fedorch.core.node.records import Disk
+from fedorch.core.node.records import Disk, PrepareMsg
 from fedorch.core.node.retention import Retention
 from fedorch.gen.fedorch.v1 import config_pb2
 
@@ -78,3 +78,28 @@ def test_a_stale_learned_entry_never_forgets_a_record_made_since_before_its_life
     assert key in d2.acceptor and key in d2.learned  # kept for its own round's life
     f.run_until(own_s + 2.0)
     assert key not in d2.acceptor and key not in d2.learned
+
+
+def test_a_classic_round_leaves_no_acceptor_record_and_its_learned_decisions_go() -> None:
+    """Classic 2PC (docs/retention.md, "Re-placement and classic 2PC rounds"): the
+    workflow's round has no acceptors, so no Node makes an acceptor record of it and
+    it states no creation time; what is kept of it goes with the workflow (the
+    coordinator's row and records) or `round_kept_s` after the workflow's last mark
+    (each participant's learned decision): nothing stays for good."""
+    policy = Retention(keep_ended_s=10.0, max_ended_workflows=1000, late_message_s=10.0)
+    f = RetentionFederation(policy, classic=True)
+    wf = f.submit()
+    key = (wf, 1)
+    txs = {msg.tx for _, _, msg in f.net if isinstance(msg, PrepareMsg)}
+    assert [(tx.key, tx.acceptors, tx.created_ms) for tx in txs] == [(key, (), 0)]
+    f.run_until(1.0)
+    assert all(f.disks[n].final[wf].name == "SUCCEEDED" for n in NAMES)
+    assert all(not f.disks[n].acceptor for n in NAMES)  # no record of it, anywhere
+    assert all(key in f.disks[n].learned for n in ("d1", "d2"))
+    f.run_until(1.0 + policy.keep_ended_s + policy.late_message_s + 2.0)
+    assert all(f.has(n, wf) == [] for n in NAMES)  # the workflow forgotten everywhere
+    assert all(key in f.disks[n].learned for n in ("d1", "d2"))  # not yet
+    f.run_until(1.0 + policy.keep_ended_s + policy.round_kept_s + 2.0)
+    for n in NAMES:
+        assert not f.disks[n].acceptor and not f.disks[n].learned and not f.disks[n].horizons
+        assert f.nodes[n].acceptor.records() == []
