@@ -167,7 +167,7 @@ class NodeCodec:
         self._kept = tuple(kept)
         if not set(self._kept) <= set(self._protos.values()):
             raise ValueError("a kept protobuf class must be one of the codec's")
-        self.proto_bytes = ProtoBytes()
+        self.proto_bytes = ProtoBytes(self._kept)
         self._enc, array, checked_array = self._compile()
         # The parser hands every array to `array` as it closes, its items already
         # values: the decoding walk runs in msgpack's C loop, not in a Python one. A

@@ -18,8 +18,12 @@ builds or parses them and places the spec (fan-out expanded into a new message,
 core/workflow/fanout.py) before posting the `Submit`; the Node puts that message into
 its `WfInfo` and copies it into every later one (`WfInfo(info.spec, ...)`), never
 changing it; a participant's comes new from the PREPARE's bytes; the own spec
-signatures copy what they keep (runtime/node_engine/own_specs.py). Nothing in the
-cores or the runtime sets a field of a message once it is in a `Submit` (a test holds
+signatures copy what they keep (runtime/node_engine/own_specs.py). The placing of a
+submission (its plans are kept by the spec's bytes: runtime/node_engine/placing.py),
+the own spec signature (its shape) and the audit log's hash of a PREPARE's spec take
+their bytes from here too, so a coordinator serialises each spec once. Nothing in the
+cores or the runtime sets a field of a spec or submission once the client service took
+it (checked before it is placed and signed; a test holds
 every kept message equal to its bytes after a federation's workflows ran:
 tests/unit/runtime/test_node_codec_protos.py). Other protobuf messages (the config's)
 are serialised at each encoding, as before.
@@ -34,6 +38,7 @@ and `max_bytes` of their bytes are kept, the oldest go first; a message larger t
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable
 
 from google.protobuf.message import Message as ProtoMessage
 
@@ -47,19 +52,25 @@ class ProtoBytes:
     """`message.SerializeToString(deterministic=True)`, kept per message object for the
     messages nothing changes once made (see the header)."""
 
-    def __init__(self, kept: int = KEPT_PROTOS, max_bytes: int = KEPT_PROTO_BYTES) -> None:
+    def __init__(self, classes: Iterable[type[ProtoMessage]], kept: int = KEPT_PROTOS,
+                 max_bytes: int = KEPT_PROTO_BYTES) -> None:
+        """`classes`: those whose messages' bytes are kept (others are serialised at
+        each call)."""
+        self.classes = frozenset(classes)
         self.kept = kept
         self.max_bytes = max_bytes
         self._entries: dict[int, tuple[ProtoMessage, bytes]] = {}
         self._bytes = 0
         self._lock = threading.Lock()
-        self.serialised = 0  # messages serialised (for tests and the benchmark note)
+        self.serialised = 0  # messages of `classes` serialised (for tests and benchmarks)
 
     def of(self, message: ProtoMessage) -> bytes:
         entry = self._entries.get(id(message))
         if entry is not None and entry[0] is message:
             return entry[1]
         data = message.SerializeToString(deterministic=True)
+        if message.__class__ not in self.classes:
+            return data
         with self._lock:
             self.serialised += 1
             if len(data) <= self.max_bytes // 64:

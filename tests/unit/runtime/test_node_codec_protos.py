@@ -59,11 +59,14 @@ def test_other_protobuf_messages_are_serialised_at_each_encoding():
     codec.encode(policy)
     policy.accept_from.append("d9")  # a message of a class whose bytes are not kept
     assert list(codec.decode(codec.encode(policy)).accept_from) == ["*", "d9"]
+    assert codec.proto_bytes.of(policy) == policy.SerializeToString(deterministic=True)
+    policy.accept_from.append("d8")
+    assert codec.proto_bytes.of(policy) == policy.SerializeToString(deterministic=True)
     assert codec.proto_bytes.serialised == 0
 
 
 def test_the_kept_bytes_are_bounded_in_count_and_size():
-    kept = ProtoBytes(kept=2, max_bytes=64 * 100)
+    kept = ProtoBytes([spec_pb2.WorkflowSpec], kept=2, max_bytes=64 * 100)
     messages = [spec_pb2.WorkflowSpec(name=f"w{n}") for n in range(3)]
     for m in messages:
         assert kept.of(m) == m.SerializeToString(deterministic=True)
@@ -71,7 +74,7 @@ def test_the_kept_bytes_are_bounded_in_count_and_size():
     large = spec_pb2.WorkflowSpec(name="x" * 200)  # over max_bytes / 64: not kept
     kept.of(large)
     assert id(large) not in kept._entries
-    kept = ProtoBytes(kept=100, max_bytes=64 * 100)  # 6,400 bytes in all
+    kept = ProtoBytes([spec_pb2.WorkflowSpec], kept=100, max_bytes=64 * 100)  # 6,400 bytes in all
     for n in range(100):
         kept.of(spec_pb2.WorkflowSpec(name=f"{n:090d}"))
     assert kept._bytes <= 64 * 100 and kept._bytes == sum(len(d) for _, d in
@@ -79,7 +82,7 @@ def test_the_kept_bytes_are_bounded_in_count_and_size():
 
 
 def test_a_kept_message_changed_after_its_encoding_is_found_stale():
-    kept = ProtoBytes()
+    kept = ProtoBytes([spec_pb2.WorkflowSpec])
     message = spec_pb2.WorkflowSpec(name="w")
     kept.of(message)
     assert kept.stale() == []
