@@ -22,10 +22,10 @@ signatures copy what they keep (runtime/node_engine/own_specs.py). The placing o
 submission (its plans are kept by the spec's bytes: runtime/node_engine/placing.py),
 the own spec signature (its shape) and the audit log's hash of a PREPARE's spec take
 their bytes from here too, so a coordinator serialises each spec once. Nothing in the
-cores or the runtime sets a field of a spec or submission once the client service took
-it (checked before it is placed and signed; a test holds
-every kept message equal to its bytes after a federation's workflows ran:
-tests/unit/runtime/test_node_codec_protos.py). Other protobuf messages (the config's)
+cores or the runtime sets a field of a spec or submission once the client service
+placed it (the submission's public key is set before), and a test holds every kept
+message equal to its bytes after a federation's workflows ran
+(tests/unit/runtime/test_node_codec_protos.py). Other protobuf messages (the config's)
 are serialised at each encoding, as before.
 
 Two threads encode (the event loop its messages, the commit thread node.db's rows)
