@@ -16,7 +16,9 @@ int, float, bool, None and bytes, each its own tree) and arrays, every array sta
 with a tag: `["t", ...]` a tuple, `["l", ...]` a list, `["d", k1, v1, ...]` a dict (any
 keys), `["s", ...]` / `["f", ...]` a set / frozenset (items in the order of their
 packed bytes, so equal sets encode the same), `["i", digits]` an int beyond 64 bits,
-`["pb", full_name, bytes]` a protobuf message (deterministic serialisation), and
+`["pb", full_name, bytes]` a protobuf message (deterministic serialisation; a
+workflow's spec and signed submission serialised once per message object,
+node_codec_protos.py), and
 `[Name, *fields]` a registered dataclass (fields in declaration order) or `[Name,
 value]` a registered enum. A str that is not valid UTF-8 (a lone surrogate) is carried
 as it is ("surrogatepass"). Only registered types are ever built when decoding: bytes
@@ -76,6 +78,7 @@ from typing import Any
 
 import msgpack
 from fedorch.core.negotiation.errors import RemoteProtocolError
+from fedorch.runtime.node_codec_protos import ProtoBytes
 from fedorch.runtime.node_codec_types import field_checks
 from fedorch.runtime.node_codec_walks import CodecError, dataclass_walks, declared, enum_walks
 from google.protobuf.message import DecodeError
@@ -151,13 +154,20 @@ _RESERVED = frozenset({"t", "l", "d", "s", "f", "i", "pb"})
 class NodeCodec:
     """Encode and decode the Node's values (see the header)."""
 
-    def __init__(self, types: Iterable[type], protos: Iterable[type[ProtoMessage]]) -> None:
+    def __init__(self, types: Iterable[type], protos: Iterable[type[ProtoMessage]],
+                 kept: Iterable[type[ProtoMessage]] = ()) -> None:
+        """`kept`: the protobuf classes (of `protos`) whose messages nothing changes once
+        made, so that their bytes are kept per message (node_codec_protos.py)."""
         self._by_name: dict[str, type] = {}
         self._fields: dict[type, tuple[str, ...]] = {}
         for cls in types:
             self._register(cls)
         self._protos: dict[str, type[ProtoMessage]] = {
             p.DESCRIPTOR.full_name: p for p in protos}
+        self._kept = tuple(kept)
+        if not set(self._kept) <= set(self._protos.values()):
+            raise ValueError("a kept protobuf class must be one of the codec's")
+        self.proto_bytes = ProtoBytes(self._kept)
         self._enc, array, checked_array = self._compile()
         # The parser hands every array to `array` as it closes, its items already
         # values: the decoding walk runs in msgpack's C loop, not in a Python one. A
@@ -326,6 +336,8 @@ class NodeCodec:
         })
         for cls in self._protos.values():
             encoders[cls] = _proto
+        for cls in self._kept:  # serialised once per message (node_codec_protos.py)
+            encoders[cls] = _kept_proto(cls.DESCRIPTOR.full_name, self.proto_bytes.of)
         # The generated functions share one namespace, where each finds the encoder of a
         # field's declared dataclass by name (filled in once all are made).
         namespace = {"new": _new, "enc": enc, "scalars": _SCALARS, "prefix_t": prefix_t,
@@ -353,6 +365,12 @@ def _same(value: Any) -> Any:
 
 def _proto(value: ProtoMessage) -> list:
     return ["pb", value.DESCRIPTOR.full_name, value.SerializeToString(deterministic=True)]
+
+
+def _kept_proto(name: str, of: Callable[[ProtoMessage], bytes]) -> Callable[[Any], list]:
+    def encode(value: ProtoMessage) -> list:
+        return ["pb", name, of(value)]
+    return encode
 
 
 def _own_types(*modules: types.ModuleType) -> list[type]:
@@ -392,5 +410,8 @@ def node_codec() -> NodeCodec:
 
         types = _own_types(records, messages, acceptor, participant, acceptor_grant,
                            lifecycle, progress, takeover_grants)
-        _codec = NodeCodec(types, _proto_types(spec_pb2, config_pb2))
+        # A workflow's spec and its signed submission are never changed once a Node
+        # holds them, and are encoded with each change of a row that holds them.
+        _codec = NodeCodec(types, _proto_types(spec_pb2, config_pb2),
+                           kept=(spec_pb2.WorkflowSpec, spec_pb2.SignedSpec))
     return _codec

@@ -97,6 +97,7 @@ from fedorch.core.node.ready import ADD, DELETE, PUT, Ready, Write
 from fedorch.core.node.records import CoordRow, PrepareMsg, ResultMsg, VoteMsg
 from fedorch.core.workflow.lifecycle import TERMINAL, WorkflowState
 from fedorch.core.workflow.progress import TERMINAL_STEP_STATES
+from fedorch.runtime.node_codec import node_codec
 from fedorch.runtime.node_engine.attestations import Attestations
 from fedorch.runtime.node_engine.layer import NodeLayer
 from fedorch.runtime.node_engine.reload import Reconfigure
@@ -122,7 +123,8 @@ CLOSE_S = 5.0  # at a stop, the last acts are given this long to be written
 
 def spec_sha256(message: Any) -> str:
     """The hash of a PREPARE's spec or of the policy, as the `vote` records carry it."""
-    return hashlib.sha256(message.SerializeToString(deterministic=True)).hexdigest()
+    # A spec's bytes are those its rows were written with (node_codec_protos.py).
+    return hashlib.sha256(node_codec().proto_bytes.of(message)).hexdigest()
 
 
 def outputs_sha256(outputs: Any) -> str:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from fedorch.core.identity.clients import DOMAIN_PRINCIPAL_PREFIX
 from fedorch.core.identity.submission import sign_spec, submission_payload
 from fedorch.gen.fedorch.v1 import spec_pb2
+from fedorch.runtime.node_codec import node_codec
 
 if TYPE_CHECKING:
     from fedorch.runtime.context import AgentContext
@@ -55,7 +56,9 @@ class OwnSpecSignatures:
         """The signed spec `a` vouches for `spec` with now (a message of the caller's own)."""
         now_ms = a.now_ms()
         key_now = a.signer.private_key()
-        shape = spec.SerializeToString(deterministic=True)
+        # The spec's bytes as the Node's rows and PREPAREs will carry them: serialised
+        # once for all of them (node_codec_protos.py; the spec is not changed after).
+        shape = node_codec().proto_bytes.of(spec)
         kept = self._signed.get(shape)
         if kept is not None and kept[1] is key_now \
                 and 0 <= now_ms - kept[0].issued_at_ms < SPEC_SIGNATURE_REUSE_MS:

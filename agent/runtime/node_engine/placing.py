@@ -40,6 +40,7 @@ from fedorch.core.workflow.placement import Candidate, Placement, place
 from fedorch.core.workflow.spec import check_no_expansion_fields, validate_spec
 from fedorch.gen.fedorch.v1 import peer_pb2, spec_pb2
 from fedorch.runtime.candidates import placement_candidates
+from fedorch.runtime.node_codec import node_codec
 
 __all__ = ["CANDIDATES_KEPT_S", "KeptCandidates", "PLANS_KEPT", "Plan", "PlacedNode",
            "SubmissionPlans"]
@@ -158,7 +159,8 @@ class SubmissionPlans:
     def plan(self, spec: spec_pb2.WorkflowSpec, candidates: Sequence[Candidate]) -> Plan:
         """The checked, expanded, placed spec. Raises SpecError (the spec's fault, as
         `validate_spec` says it)."""
-        key = spec.SerializeToString(deterministic=True)
+        # The spec's bytes, kept for its rows and PREPAREs too (node_codec_protos.py).
+        key = node_codec().proto_bytes.of(spec)
         view = tuple((c.record, c.alive, c.suspect, c.revoked) for c in candidates)
         kept = self._plans.get(key)
         if kept is not None and kept[0] == view:

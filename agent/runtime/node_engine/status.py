@@ -43,7 +43,10 @@ step from the live progress or, once the workflow has ended, from the results th
 Node keeps (a step placed again names the domain it was lost with: `replaced_from`).
 Its coordinator
 adds the compensations (`compensation`, and each compensated step's state); a
-participant leaves them out (the summary reads NONE there).
+participant leaves them out (the summary reads NONE there). A step's outputs are shown
+as their canonical JSON text, written once per outputs object and kept for the
+builds after (`OutputTexts`: an outputs dict is never changed in place, so a changed
+output is another object, written anew).
 
 `StatusView` is also the driver's `StatusSink`: a workflow's state change wakes the
 watchers of that workflow, and the submitter waiting for its workflow to be durable
@@ -68,7 +71,7 @@ from fedorch.core.workflow.progress import StepState
 from fedorch.gen.fedorch.v1 import status_pb2
 from fedorch.runtime.ports import Durable
 
-__all__ = ["Listener", "StatusView", "WriteNotice", "status_of"]
+__all__ = ["Listener", "OutputTexts", "StatusView", "WriteNotice", "status_of"]
 
 
 # A step's state (a StepState or its value) -> the proto's enum number.
@@ -76,8 +79,48 @@ _STEP_STATES = {key: status_pb2.StepState.Value(f"STEP_STATE_{s.value}")
                 for s in StepState for key in (s, s.value)}
 
 
-def status_of(node: Any, wf: str) -> status_pb2.WorkflowStatus | None:
-    """The status of `wf` as `node` (a core.node.Node) knows it; None: not known."""
+KEPT_OUTPUT_TEXTS = 16_384  # outputs whose canonical text is kept (`OutputTexts`)
+KEPT_OUTPUT_CHARS = 16_384  # and only a text up to this long (a bound on memory)
+
+
+class OutputTexts:
+    """The canonical JSON text of each step's outputs (`values.write_object`), written
+    once per outputs object, not at every build of a status that shows it.
+
+    Keyed by the object's identity, the object kept alive with its text, so no other
+    object can take its id while it is kept. That is safe because an outputs dict is
+    never changed in place: the cores take a result's outputs into a new dict
+    (core/workflow/progress.py `dict(outputs)`; the results table's tuples are made
+    anew at each result, core/node/running.py), so a step whose outputs changed holds
+    another object, whose text is written then. A text longer than
+    `KEPT_OUTPUT_CHARS` is written at each build (kept, it would hold a large value
+    alive); at most `kept` texts are kept, the oldest go first."""
+
+    def __init__(self, kept: int = KEPT_OUTPUT_TEXTS) -> None:
+        self.kept = kept
+        self._texts: dict[int, tuple[dict, str]] = {}
+        self.written = 0  # texts written (for tests and the benchmark note)
+
+    def write(self, step: status_pb2.StepStatus, outputs: dict) -> None:
+        """Set a new `step`'s outputs (it has no Struct to clear: only the text is set)."""
+        entry = self._texts.get(id(outputs))
+        if entry is not None and entry[0] is outputs:
+            step.outputs_json = entry[1]
+            return
+        values.write_object(step, "outputs", outputs)
+        self.written += 1
+        text = step.outputs_json
+        if len(text) <= KEPT_OUTPUT_CHARS:
+            texts = self._texts
+            texts[id(outputs)] = (outputs, text)
+            if len(texts) > self.kept:
+                del texts[next(iter(texts))]
+
+
+def status_of(node: Any, wf: str,
+              texts: OutputTexts | None = None) -> status_pb2.WorkflowStatus | None:
+    """The status of `wf` as `node` (a core.node.Node) knows it; None: not known.
+    `texts`: where the outputs' texts are kept between builds (None: written anew)."""
     d = node.state
     row = d.rows.get(wf)
     if row is not None:  # coordinated here
@@ -123,7 +166,10 @@ def status_of(node: Any, wf: str) -> status_pb2.WorkflowStatus | None:
         step.attempts = attempts
         step.error = error
         if outputs:  # a new message has none to clear: only a result is written
-            values.write_object(step, "outputs", outputs)
+            if texts is not None:
+                texts.write(step, outputs)
+            else:
+                values.write_object(step, "outputs", outputs)
     if row is not None or coordinator == node.name:
         # The coordinator in its epoch (the original, or a successor) drives the
         # compensations and holds their rows (compensating.py).
@@ -175,6 +221,7 @@ class StatusView:
         self._wanted: list[tuple[list[str] | None, asyncio.Future[list[Any]]]] = []
         self._listeners: dict[str, list[Listener]] = {}
         self.built = 0  # statuses built, in all (for tests and the benchmark note)
+        self.texts = OutputTexts()  # each step's outputs as text, kept between builds
 
     # ---- reads ---------------------------------------------------------------------
 
@@ -226,7 +273,7 @@ class StatusView:
 
     def _build(self, wf: str) -> status_pb2.WorkflowStatus | None:
         """Build `wf`'s status from the Node at rest, and keep it."""
-        status = status_of(self.node, wf)
+        status = status_of(self.node, wf, self.texts)
         self.built += 1
         kept = self._kept
         kept[wf] = (self._version(), status)

@@ -338,3 +338,53 @@ def test_a_start_told_without_a_write_is_shown_at_once_not_at_the_next_write():
     assert {s.id: s.state for s in shown.steps} == {"s": status_pb2.STEP_STATE_RUNNING}
     assert coordinator.running.starts_shown == 1
     assert view.status(WF) is shown  # kept again: built once for its readers
+
+
+def _participant_with_result(wf: str, outputs: dict) -> SimpleNamespace:
+    """A participant (d1) of `wf` whose step s0 ended SUCCEEDED with `outputs`."""
+    disk = Disk(committed={wf: 1}, final={wf: WorkflowState.SUCCEEDED},
+                info={(wf, 1): WfInfo(spec("a"), {"s0": "d1"}, "d0")},
+                results={wf: {"s0": (1, StepState.SUCCEEDED, outputs, "")}})
+    return SimpleNamespace(state=disk, progress={}, name="d1")
+
+
+def _outputs_of(status: status_pb2.WorkflowStatus) -> str:
+    return next(s.outputs_json for s in status.steps if s.id == "s0")
+
+
+def test_a_steps_outputs_are_written_as_text_once_per_outputs_object():
+    wf = "d0.w1"
+    node = _participant_with_result(wf, {"out": [1, 2], "é": "x"})
+    texts = status_module.OutputTexts()
+    first = status_of(node, wf, texts)
+    assert status_of(node, wf, texts) == first == status_of(node, wf)  # the same text
+    assert texts.written == 1
+    # A new result (its outputs a new dict, as the cores make it) is written anew.
+    node.state.results[wf] = {"s0": (2, StepState.SUCCEEDED, {"out": 3}, "")}
+    assert _outputs_of(status_of(node, wf, texts)) == '{"out":3}'
+    assert texts.written == 2
+
+
+def test_an_outputs_text_is_never_shown_for_another_object_with_its_id():
+    """The text is kept with the object it was written of: an outputs dict freed after
+    its build cannot hand its id, and so its text, to the next one (CPython reuses the
+    address of a freed dict at once)."""
+    wf = "d0.w1"
+    texts = status_module.OutputTexts()
+    for n in range(50):
+        node = _participant_with_result(wf, {"n": n})
+        assert _outputs_of(status_of(node, wf, texts)) == f'{{"n":{n}}}'
+        del node
+    assert texts.written == 50
+
+
+def test_the_kept_texts_are_bounded_and_a_long_one_is_not_kept():
+    texts = status_module.OutputTexts(kept=2)
+    outputs = [{"n": n} for n in range(3)]
+    for o in outputs:
+        texts.write(status_pb2.StepStatus(), o)
+    assert len(texts._texts) == 2 and id(outputs[0]) not in texts._texts
+    long = {"x": "y" * status_module.KEPT_OUTPUT_CHARS}
+    step = status_pb2.StepStatus()
+    texts.write(step, long)
+    assert id(long) not in texts._texts and len(step.outputs_json) > len(long["x"])
