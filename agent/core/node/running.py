@@ -95,6 +95,9 @@ class Running:
         if p is None:
             return  # the workflow ended meanwhile: the attempt was stopped
         state = p.attempt_ended(e.step_id, e.attempt, e.ok, e.outputs, e.error)
+        if e.ok:  # our run's own word (saga_runs.py: what a compensation here undoes)
+            self.n.compensating.runs.succeeded(e.workflow_id, e.step_id, e.attempt,
+                                               p.steps[e.step_id].epoch)
         self._step_end(now, e.workflow_id, e.step_id, state)
         self._start_ready(now, e.workflow_id)
 
@@ -470,6 +473,7 @@ class Running:
             n.state.holds.pop(h.key, None)
         n.pending.drop(wf, lambda k, v: k[0] == "result"
                        and not n.compensating.owed_result(state, v[1]))  # a saga needs it
+        n.compensating.runs.report_elsewhere(wf, state)  # our runs of steps moved since
         if n.takeover is not None:
             n.takeover.forget(wf)
         if n.fencing is not None:

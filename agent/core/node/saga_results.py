@@ -56,7 +56,6 @@ from __future__ import annotations
 from typing import Any
 
 from fedorch.core.node.records import CompRow, ResultMsg
-from fedorch.core.workflow.compensation import Compensation, CompState, CompStep
 from fedorch.core.workflow.lifecycle import WorkflowState
 
 OWING = frozenset({WorkflowState.FAILED, WorkflowState.CANCELLED})
@@ -94,7 +93,10 @@ class SagaResults:
         if self.c.driver(wf) != n.name:
             self.keep(msg)
             return
-        if (wf, step) in d.compensations:
+        first = d.compensations.get((wf, step))
+        if first is not None:
+            if first.domain != domain:  # a run in a second domain: its own compensation
+                self.c.runs.extra(now, wf, step, domain, 1 + spec.compensate.retries)
             return
         n.point("compensation owed late")
         if domain == self.c.placement(wf).get(step):
@@ -103,10 +105,7 @@ class SagaResults:
         d.results[wf] = {**d.results.get(wf, {}), step: (
             msg.attempt, msg.state, msg.outputs, msg.error)}
         d.compensations[(wf, step)] = CompRow(domain, 1 + spec.compensate.retries)
-        rows = self.c.of(wf)[0]
-        steps = [CompStep(s, r.domain, r.max_attempts, CompState(r.state), r.attempts,
-                          r.error) for s, r in rows.items()]
-        self.c.cores[wf] = Compensation(info.spec, steps)  # RUNNING ones told again
+        self.c.cores[wf] = self.c.runs.core(wf)  # RUNNING ones told again
         self.c.plans.tell(wf)  # the plan grew (or a saga over starts again)
         self.c.drive(now, wf)
 
