@@ -80,15 +80,18 @@ class SagaRuns:
 
     # ---- the step's domain ----------------------------------------------------------
 
-    def succeeded(self, wf: str, step: str, attempt: int, epoch: int) -> None:
-        """A run of `step` here SUCCEEDED (in the write of its result): recorded if the
-        step has a `compensate` block."""
+    def succeeded(self, wf: str, step: str, attempt: int, epoch: int,
+                  with_result: bool = True) -> None:
+        """A run of `step` here SUCCEEDED: recorded if the step has a `compensate`
+        block, in the write group of its result (`with_result`: one is written; a
+        crash never keeps one without the other), else in a group of its own."""
         d = self.n.state
         spec = self.c.results._spec(wf)  # a new domain may hold its own round only
         if spec is None or not any(s.id == step and s.HasField("compensate")
                                    for s in spec.steps):
             return
-        self.n.point("step end")
+        if not with_result:
+            self.n.point("step end")
         d.succeeded_here[wf] = {**d.succeeded_here.get(wf, {}), step: (attempt, epoch)}
 
     def ran_here(self, wf: str, step: str) -> bool:
