@@ -71,6 +71,9 @@ never runs in the lost domain of a step placed again, where the step did not run
 (takeover soak seed 8101787: the lost domain, the saga's driver, ran it): a tell
 that reaches it ends COMPENSATION_FAILED there ("did not run in"). Planned in the
 lost domain, the step that ran in its new domain went uncompensated (seed 8100080).
+A domain whose own run of the step SUCCEEDED (`succeeded_here`, saga_runs.py) takes
+the tell though the step was placed elsewhere since: its run's effects are there; a
+step that SUCCEEDED in its lost domain and its new one owes a compensation in each.
 The new domain takes the driver's tells as it follows the driver's epoch: a
 successor's round committed there makes it follow the successor (placed_here.py), an
 end of an epoch it granted makes it follow the end's teller (takeover_ends.py), and

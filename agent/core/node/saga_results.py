@@ -19,8 +19,10 @@ uncompensated for good (takeover soak seeds 4000605: the original coordinator ba
 from a restart ran its step, learned its successor's end FAILED and crashed as it
 reported; 3700970: the successor refused the result while its loss verdict's end was
 not made, made it, and the step's domain restarted). Not reported again: those the
-plan told the domain names (its driver planned them), and a step placed again
-elsewhere since (the result held is an older placement's, not the workflow's). No
+plan told the domain names (its driver planned them), and the result held of a step
+placed again elsewhere since (an older placement's, or another domain's); the
+domain's own SUCCEEDED run of such a step is reported instead, from its own record
+(saga_runs.py: it owes a compensation there too). No
 record says which results a driver acknowledged, so each restart reports the rest
 once more: one message each, acknowledged at once.
 
@@ -158,6 +160,15 @@ class SagaResults:
             here = moved[step][1] if step in moved else placement.get(step)
             if here == n.name and step not in planned and self.owes(msg):
                 n.reliable(driver, ("result", wf, step, driver), msg)
+                sent += 1
+        # Our own SUCCEEDED runs of steps placed elsewhere since, each in the epoch of
+        # its older placement (saga_runs.py), but those the plan told here names here.
+        ours = {o[0] for o in d.plans.get(wf) or () if o[1] == n.name} \
+            if skip_planned else set()
+        for step, attempt, epoch in self.c.runs.elsewhere(wf):
+            if step not in ours:
+                n.reliable(driver, ("result", wf, step, driver),
+                           self.c.runs.result(wf, step, attempt, epoch))
                 sent += 1
         return sent
 

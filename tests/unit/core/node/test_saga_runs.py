@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from fedorch.core.node import Message, StepEnded, Submit
 from fedorch.core.node.compensating import COMPENSATE
-from fedorch.core.node.records import CompensateMsg, ResultMsg
+from fedorch.core.node.records import CompensateMsg, FinalMsg, ResultMsg
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.core.workflow.progress import StepState
 
@@ -19,7 +19,8 @@ from tests.unit.core.node.test_saga_results import s0_compensated_beside_s1_and_
 PLACED_AGAIN = {"s0": (1, "d2", "d1")}  # (epoch, new domain, lost domain)
 
 
-def s0_placed_again_on_d2(d1_ok: bool = True, d2_ran: bool = True) -> Sagas:
+def s0_placed_again_on_d2(d1_ok: bool = True, d2_ran: bool = True,
+                          d1_restarts: bool = False) -> Sagas:
     """s0's placement on d1 lost, placed again on d2 (every Node knows it); d2 ran s0
     and its SUCCEEDED reached d0 (`d2_ran`); d1's own run ended after all (`d1_ok`:
     SUCCEEDED, refused at d0 as an older placement's); then s1 SUCCEEDED and s2
@@ -42,7 +43,15 @@ def s0_placed_again_on_d2(d1_ok: bool = True, d2_ran: bool = True) -> Sagas:
     if d1_ok:
         assert f.nodes["d0"].stats["result of an older placement refused"] == 1
     assert f.end("d0", True)[1] == "s1"
-    assert f.end("d2", False, "boom")[1] == "s2"
+    if d1_restarts:  # d1 takes the end and restarts before its report left
+        run = f.queue["d2"].pop(0)
+        f.step("d2", StepEnded(*run, False, {}, "boom"))
+        f.deliver_until(lambda src, dst, m: dst == "d1" and isinstance(m, FinalMsg))
+        assert f.nodes["d1"].stats["run of a step placed elsewhere reported to the saga"]
+        f.restart("d1")
+        f.deliver()
+    else:
+        assert f.end("d2", False, "boom")[1] == "s2"
     assert f.disks["d0"].final[WF] is WorkflowState.FAILED
     return f
 
@@ -121,3 +130,12 @@ def test_a_lost_domain_whose_run_did_not_succeed_runs_no_compensation():
     f.step("d1", Message("d0", CompensateMsg(WF, "s0", 1)))
     assert [c for c in f.compensations if c[0] == "d1"] == []
     assert f.disks["d1"].comp_runs[(WF, "s0", 1)][1] == f"step s0 of {WF} did not run in d1"
+
+
+def test_a_lost_domain_restarted_before_its_report_left_reports_its_run_again():
+    # The report of d1's run was in memory only: restored, d1 reports it again from
+    # its own record (SagaResults.report), and d0 owes the compensation there.
+    f = s0_placed_again_on_d2(d1_restarts=True)
+    assert f.nodes["d1"].stats["owed results reported again after a restart"] == 1
+    assert f.disks["d0"].extra_compensations[(WF, "s0", "d1")].domain == "d1"
+    assert ("d1", (WF, "s0", 1, COMPENSATE)) in f.compensations
