@@ -183,11 +183,11 @@ class SagaResults:
         """Is `msg` a SUCCEEDED result of a step with a `compensate` block?"""
         if not isinstance(msg, ResultMsg) or name_of(msg.state) != "SUCCEEDED":
             return False
-        spec = self._spec(msg.workflow_id)
+        spec = self.spec(msg.workflow_id)
         return spec is not None \
             and any(s.id == msg.step_id and s.HasField("compensate") for s in spec.steps)
 
-    def _spec(self, wf: str) -> Any:
+    def spec(self, wf: str) -> Any:
         """The workflow's spec, from any round of it held here: a re-placement's new
         domain that took a later epoch's end never held the committed round (its own
         round only), and stopped on a KeyError when the original reported to it

@@ -86,7 +86,7 @@ class SagaRuns:
         block, in the write group of its result (`with_result`: one is written; a
         crash never keeps one without the other), else in a group of its own."""
         d = self.n.state
-        spec = self.c.results._spec(wf)  # a new domain may hold its own round only
+        spec = self.c.results.spec(wf)  # a new domain may hold its own round only
         if spec is None or not any(s.id == step and s.HasField("compensate")
                                    for s in spec.steps):
             return
