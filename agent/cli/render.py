@@ -109,9 +109,15 @@ def refusal_to_dict(refusal: status_pb2.Refusal) -> dict[str, Any]:
     }
 
 
+def compensation_to_dict(c: status_pb2.CompensationStatus) -> dict[str, Any]:
+    return {"step": c.step, "domain": c.domain, "state": c.state,
+            "attempts": c.attempts, "error": c.error}
+
+
 def status_to_dict(status: status_pb2.WorkflowStatus) -> dict[str, Any]:
-    """The status JSON of ARCHITECTURE §6, plus "refusals" and "rounds"."""
-    return {
+    """The status JSON of ARCHITECTURE §6, plus "refusals" and "rounds" (and
+    "compensations", each one, when a saga compensates anything: docs/sagas.md)."""
+    out = {
         "id": status.id,
         "name": status.name,
         "state": workflow_state_name(status.state),
@@ -123,6 +129,9 @@ def status_to_dict(status: status_pb2.WorkflowStatus) -> dict[str, Any]:
         "refusals": [refusal_to_dict(r) for r in status.refusals],
         "rounds": status.rounds,
     }
+    if status.compensations:
+        out["compensations"] = [compensation_to_dict(c) for c in status.compensations]
+    return out
 
 
 def member_to_dict(member: client_pb2.MemberInfo) -> dict[str, Any]:

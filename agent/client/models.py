@@ -73,6 +73,22 @@ class Refusal:
 
 
 @dataclass(frozen=True)
+class Compensation:
+    """One compensation of a FAILED or CANCELLED workflow (docs/sagas.md): a step's run
+    in one domain (a step that ran in two domains has one in each)."""
+
+    step: str
+    domain: str
+    state: str  # PENDING, RUNNING, COMPENSATED or COMPENSATION_FAILED
+    attempts: int
+    error: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"step": self.step, "domain": self.domain, "state": self.state,
+                "attempts": self.attempts, "error": self.error}
+
+
+@dataclass(frozen=True)
 class WorkflowStatus:
     id: str
     name: str
@@ -88,6 +104,8 @@ class WorkflowStatus:
     compensation: str = "NONE"
     # The epoch of `coordinator`: 0 unless a participant took the workflow over.
     epoch: int = 0
+    # Each compensation (empty when nothing is compensated).
+    compensations: list[Compensation] = field(default_factory=list)
 
     @property
     def terminal(self) -> bool:
@@ -114,7 +132,9 @@ class WorkflowStatus:
             updated_at_ms=status.updated_at_ms,
             compensation="NONE" if not status.compensation else _name(
                 status_pb2.CompensationSummary, status.compensation, "COMPENSATION_SUMMARY_"),
-            epoch=status.epoch)
+            epoch=status.epoch,
+            compensations=[Compensation(c.step, c.domain, c.state, c.attempts, c.error)
+                           for c in status.compensations])
 
     def to_dict(self) -> dict[str, Any]:
         """The status JSON of `fedorch status --json`."""
@@ -122,7 +142,9 @@ class WorkflowStatus:
                 "coordinator": self.coordinator, "epoch": self.epoch, "reason": self.reason,
                 "compensation": self.compensation,
                 "steps": [s.to_dict() for s in self.steps],
-                "refusals": [r.to_dict() for r in self.refusals], "rounds": self.rounds}
+                "refusals": [r.to_dict() for r in self.refusals], "rounds": self.rounds,
+                **({"compensations": [c.to_dict() for c in self.compensations]}
+                   if self.compensations else {})}
 
 
 @dataclass(frozen=True)

@@ -106,6 +106,10 @@ async def test_a_step_placed_again_is_compensated_in_its_new_domain(tmp_path):
         states = step_states(status)
         assert states["first"][:2] == ("COMPENSATED", new), states
         assert states["last"][0] == "FAILED", states
+        # Each compensation as the status lists it (core/node/saga_runs.py): one, the
+        # lost domain's run having died with it before it SUCCEEDED.
+        assert [(c.step, c.domain, c.state) for c in status.compensations] == [
+            ("first", new, "COMPENSATED")], status.compensations
         # One completed run of `first`, at the new domain, and its one compensation
         # there; nothing ran in the lost domain after its start.
         entries = _log(log)

@@ -41,6 +41,9 @@ def _status() -> status_pb2.WorkflowStatus:
     values.write_object(step, "outputs", {"n": 1, "big": 2**60, "f": 1.0})
     status.steps.add(id="b", state=99)  # a state from a newer agent
     status.refusals.add(round=1, domain="us-east", steps=["a"], reason="residency")
+    status.compensations.add(step="a", domain="eu-west", state="COMPENSATED", attempts=1)
+    status.compensations.add(step="a", domain="us-east", state="COMPENSATION_FAILED",
+                             attempts=2, error="cannot undo")
     return status
 
 
@@ -54,6 +57,9 @@ def test_status_model_matches_the_cli_json() -> None:
     with pytest.raises(KeyError):
         status.step("zzz")
     assert status.to_dict() == render.status_to_dict(message)
+    assert [(c.domain, c.state) for c in status.compensations] == [
+        ("eu-west", "COMPENSATED"), ("us-east", "COMPENSATION_FAILED")]
+    assert render.status_to_dict(message)["compensations"][1]["error"] == "cannot undo"
 
 
 def test_member_model_matches_the_cli_json() -> None:

@@ -71,6 +71,9 @@ never runs in the lost domain of a step placed again, where the step did not run
 (takeover soak seed 8101787: the lost domain, the saga's driver, ran it): a tell
 that reaches it ends COMPENSATION_FAILED there ("did not run in"). Planned in the
 lost domain, the step that ran in its new domain went uncompensated (seed 8100080).
+A domain whose own run of the step SUCCEEDED (`succeeded_here`, saga_runs.py) takes
+the tell though the step was placed elsewhere since: its run's effects are there; a
+step that SUCCEEDED in its lost domain and its new one owes a compensation in each.
 The new domain takes the driver's tells as it follows the driver's epoch: a
 successor's round committed there makes it follow the successor (placed_here.py), an
 end of an epoch it granted makes it follow the end's teller (takeover_ends.py), and
@@ -114,10 +117,10 @@ from fedorch.core.node.records import (
 from fedorch.core.node.saga_loss import SagaLoss
 from fedorch.core.node.saga_plans import SAGA, SagaPlans
 from fedorch.core.node.saga_results import SagaResults
+from fedorch.core.node.saga_runs import SagaRuns
 from fedorch.core.workflow.compensation import (
     Compensation,
     CompState,
-    CompStep,
     Summary,
     plan,
     summary,
@@ -140,6 +143,8 @@ class Compensating:
         self.loss = SagaLoss(self)
         # SUCCEEDED results that reach the driver after the end (saga_results.py).
         self.results = SagaResults(self)
+        # Each SUCCEEDED run's compensation, in the domain that made it (saga_runs.py).
+        self.runs = SagaRuns(self)
 
     # ---- coordinator -----------------------------------------------------------------
 
@@ -157,19 +162,20 @@ class Compensating:
             return
         if d.plans.get(wf):  # its driver planned it and told it here: this Node's now
             self.plans.adopt(now, wf)
+            self.runs.own_extras(now, wf)  # our runs of steps placed elsewhere since
             return
         info = n.running.info(wf)
         states = {s: name_of(r[1]) for s, r in d.results.get(wf, {}).items()}
         owed = plan(info.spec, states, self.placement(wf))
-        if not owed or (wf, owed[0].step_id) in d.compensations:
-            return
-        n.point("compensations owed")
-        self.count_moved(wf, [c.step_id for c in owed])
-        for c in owed:
-            d.compensations[(wf, c.step_id)] = CompRow(c.domain, c.max_attempts)
-        self.cores[wf] = Compensation(info.spec, owed)
-        self.plans.tell(wf)
-        self.drive(now, wf)
+        if owed and (wf, owed[0].step_id) not in d.compensations:
+            n.point("compensations owed")
+            self.count_moved(wf, [c.step_id for c in owed])
+            for c in owed:
+                d.compensations[(wf, c.step_id)] = CompRow(c.domain, c.max_attempts)
+            self.cores[wf] = Compensation(info.spec, owed)
+            self.plans.tell(wf)
+            self.drive(now, wf)
+        self.runs.own_extras(now, wf)  # our runs of steps placed elsewhere since
 
     def restore(self, now: float) -> None:
         """After a restore: rebuild each unfinished core (RUNNING attempts are told
@@ -178,13 +184,9 @@ class Compensating:
         n = self.n
         d = n.state
         self.cores = {}
-        by_wf: dict[str, list[CompStep]] = {}
-        for (wf, step), r in d.compensations.items():
-            if not self.known(wf) or self.driver(wf) != n.name:
-                continue  # forgotten, or its epoch is over here: another drives them
-            by_wf.setdefault(wf, []).append(
-                CompStep(step, r.domain, r.max_attempts, CompState(r.state), r.attempts,
-                         r.error))
+        # Forgotten, or its epoch over here (another drives them): not rebuilt.
+        by_wf = {wf for wf, _ in d.compensations
+                 if self.known(wf) and self.driver(wf) == n.name}
         for wf in sorted(d.plans):  # a plan told here, this Node now its epoch's holder
             self.plans.adopt(now, wf, drive=False)
         # Ended, and a crash came before it planned: as the original coordinator...
@@ -197,10 +199,10 @@ class Compensating:
             if epoch >= 1 and holder == n.name and d.final.get(wf) in OWING \
                     and wf not in by_wf and self.known(wf):
                 self.ended(now, wf, d.final[wf])
-        for wf, steps in by_wf.items():
+        for wf in sorted(by_wf):
             if wf in self.cores:  # a plan adopted above: its rows replaced these
                 continue
-            core = Compensation(n.running.info(wf).spec, steps)
+            core = self.runs.core(wf)  # with the rows of further runs' compensations
             if not core.done():
                 self.cores[wf] = core
         for key, (state, _, reported) in list(d.comp_runs.items()):
@@ -227,9 +229,9 @@ class Compensating:
         core = self.cores[wf]
         self.loss.judge(wf)  # none is told to a domain the view says is gone
         for a in core.start_ready():
-            s = core.steps[a.step_id]
+            s = core.entry(a.step_id, a.domain)
             n.point("compensation start")
-            n.state.compensations[(wf, a.step_id)] = _row(s)
+            self.runs.write(wf, s)
             if a.domain == n.name:
                 self.run_here(now, n.name, CompensateMsg(wf, a.step_id, a.attempt))
             else:
@@ -258,15 +260,15 @@ class Compensating:
             # acknowledgement clearing its resend: takeover soak seed 1401769).
             n.stats["compensation report before the end: not acknowledged"] += 1
             return
-        if self.loss.fenced(wf, msg):
+        s = core.entry(msg.step_id, src) if core is not None else None
+        if self.loss.fenced(wf, msg, src):
             pass  # its domain back: the loss verdict stands (saga_loss.py)
-        elif core is not None and msg.step_id in core.steps:  # else over, or not ours
-            s = core.steps[msg.step_id]
+        elif s is not None:  # else over, or not ours; the entry of src's run (saga_runs)
             before = (s.state, s.attempts)
-            core.attempt_ended(msg.step_id, msg.attempt, msg.ok, msg.error)
+            core.attempt_ended(msg.step_id, msg.attempt, msg.ok, msg.error, s.domain)
             if (s.state, s.attempts) != before:
                 n.point("compensation end")
-                n.state.compensations[(wf, msg.step_id)] = _row(s)
+                self.runs.write(wf, s)
                 self.drive(now, wf)
         if src != n.name:  # once the row is written (see on_compensate)
             n.send(src, AckMsg(("compensated", wf, msg.step_id, msg.attempt, n.name)))
@@ -424,10 +426,11 @@ class Compensating:
     def forget(self, wf: str) -> None:
         """Retention forgets `wf`: both tables' rows of it (in its write group)."""
         d = self.n.state
-        for table in (d.compensations, d.comp_runs):
+        for table in (d.compensations, d.comp_runs, d.extra_compensations):
             for key in table.of(wf):
                 del table[key]
         d.plans.pop(wf, None)
+        d.succeeded_here.pop(wf, None)
 
     def known(self, wf: str) -> bool:
         d = self.n.state
@@ -439,11 +442,12 @@ class Compensating:
         if not self.known(wf):
             return f"workflow {wf} is not known in {self.n.name}"
         info = self.n.running.info(wf)
-        if self.placement(wf).get(step) != self.n.name:
+        own = self.runs.ran_here(wf, step)  # its run here SUCCEEDED, placed here or not
+        if not own and self.placement(wf).get(step) != self.n.name:
             return f"step {step} of {wf} did not run in {self.n.name}"
         result = d.results.get(wf, {}).get(step)
         state = name_of(result[1]) if result is not None else "PENDING"
-        if state != "SUCCEEDED":
+        if not own and state != "SUCCEEDED":
             return f"step {step} is {state} in {self.n.name}, not SUCCEEDED"
         if not any(s.id == step and s.HasField("compensate") for s in info.spec.steps):
             return f"step {step} has no compensate block"
@@ -464,23 +468,20 @@ class Compensating:
             else:
                 n.reliable(coordinator, ("compensated", wf, step, attempt, coordinator), msg)
 
-    def write_row(self, wf: str, step: str) -> None:
-        """As driver: the row of `wf`'s compensation of `step`, as its core has it."""
-        self.n.state.compensations[(wf, step)] = _row(self.cores[wf].steps[step])
-
     # ---- reads --------------------------------------------------------------------------
 
-    def of(self, wf: str) -> tuple[dict[str, CompRow], Summary]:
-        """As coordinator: each compensated step's row, and the summary."""
+    def firsts(self, wf: str) -> dict[str, CompRow]:
+        """As coordinator: each compensated step's first row (`compensations`)."""
         d = self.n.state
-        rows = {s.id: d.compensations[(wf, s.id)] for s in self.n.running.info(wf).spec.steps
+        return {s.id: d.compensations[(wf, s.id)] for s in self.n.running.info(wf).spec.steps
                 if (wf, s.id) in d.compensations}
-        return rows, summary(CompState(r.state) for r in rows.values())
+
+    def of(self, wf: str) -> tuple[dict[str, CompRow], Summary]:
+        """As coordinator: each compensated step's row (its entries together:
+        saga_runs.combined), and the summary of every compensation."""
+        return self.runs.combined(wf), summary(
+            CompState(r.state) for _, r in self.runs.rows(wf))
 
 
 def name_of(state: Any) -> str:
     return getattr(state, "value", state)
-
-
-def _row(s: CompStep) -> CompRow:
-    return CompRow(s.domain, s.max_attempts, s.state.value, s.attempts, s.error)

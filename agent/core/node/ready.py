@@ -294,7 +294,7 @@ class RecordedRounds(Recorded):
 ROUND_TABLES = ("cells", "records", "learned", "acceptor", "holds", "info", "ballots")
 # The sagas' tables, keyed by (workflow, step[, attempt]): indexed by workflow the same
 # way, so retention forgets a workflow's compensations without a scan.
-SAGA_TABLES = ("compensations", "comp_runs")
+SAGA_TABLES = ("compensations", "comp_runs", "extra_compensations")
 
 
 def recorded_view(disk: Disk, log: Callable[[Op], None], *, by_workflow: bool = False) -> Disk:

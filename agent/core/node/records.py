@@ -361,6 +361,15 @@ class Disk:
     compensations: dict[tuple[str, str], CompRow] = field(default_factory=dict)
     comp_runs: dict[tuple[str, str, int], tuple[str, str, bool]] = \
         field(default_factory=dict)
+    # As driver: (workflow, step, domain) -> the compensation of a run of that step in
+    # another domain than its row's in `compensations` (a step placed again that
+    # SUCCEEDED in its lost domain and its new one owes one in each: saga_runs.py).
+    extra_compensations: dict[tuple[str, str, str], CompRow] = field(default_factory=dict)
+    # As a step's domain: workflow -> {step: (attempt, placement epoch)} of each run
+    # made here that SUCCEEDED, of a step with a `compensate` block (written with its result): the
+    # proof a compensation told here undoes a run made here, where the step may have
+    # been placed again since (saga_runs.py).
+    succeeded_here: dict[str, dict[str, tuple[int, int]]] = field(default_factory=dict)
     # As a participant told an end that owes a saga: workflow -> the owed compensations
     # (step, domain, max attempts) of its end notice (FinalMsg.owed), until its driver
     # tells the saga over (FinalMsg.saga_over). Open: retention keeps the workflow.

@@ -95,7 +95,7 @@ class Running:
         if p is None:
             return  # the workflow ended meanwhile: the attempt was stopped
         state = p.attempt_ended(e.step_id, e.attempt, e.ok, e.outputs, e.error)
-        self._step_end(now, e.workflow_id, e.step_id, state)
+        self._step_end(now, e.workflow_id, e.step_id, state, ran_ok=e.ok)
         self._start_ready(now, e.workflow_id)
 
     def on_result(self, now: float, src: str, msg: ResultMsg) -> None:
@@ -353,7 +353,8 @@ class Running:
         p.steps[step].max_attempts = attempt
         self._step_end(now, wf, step, p.attempt_ended(step, attempt, False, {}, why))
 
-    def _step_end(self, now: float, wf: str, step: str, state: StepState) -> None:
+    def _step_end(self, now: float, wf: str, step: str, state: StepState,
+                  ran_ok: bool = False) -> None:
         n = self.n
         p = n.progress[wf]
         s = p.steps[step]
@@ -361,6 +362,10 @@ class Running:
             n.point("step end")
             n.state.results[wf] = {**n.state.results.get(wf, {}),
                                    step: (s.attempts, state, s.outputs, s.error)}
+        if ran_ok:  # our run's own word, with its result (saga_runs.py)
+            n.compensating.runs.succeeded(wf, step, s.attempts, s.epoch,
+                                          with_result=state in TERMINAL_STEP_STATES)
+        if state in TERMINAL_STEP_STATES:
             hold = n.participant.step_ended(wf, step)
             if hold is not None:
                 if hold.steps:
@@ -470,6 +475,7 @@ class Running:
             n.state.holds.pop(h.key, None)
         n.pending.drop(wf, lambda k, v: k[0] == "result"
                        and not n.compensating.owed_result(state, v[1]))  # a saga needs it
+        n.compensating.runs.report_elsewhere(wf, state)  # our runs of steps moved since
         if n.takeover is not None:
             n.takeover.forget(wf)
         if n.fencing is not None:

@@ -79,7 +79,7 @@ class SagaLoss:
         sagas driven here that owe a compensation there are judged and driven on."""
         for wf in sorted(self.c.cores):
             core = self.c.cores[wf]
-            if any(s.domain in domains for s in core.steps.values()):
+            if any(s.domain in domains for s in core.entries()):
                 self.c.drive(now, wf)  # judges first (`judge`)
 
     def judge(self, wf: str) -> None:
@@ -90,22 +90,27 @@ class SagaLoss:
         core = self.c.cores.get(wf)
         if core is None or self.c.driver(wf) != n.name:
             return
-        for step, s in sorted(core.steps.items()):
+        # Each entry by its own domain (a step's runs in two domains: saga_runs.py).
+        for s in sorted(core.entries(), key=lambda s: (s.step_id, s.domain)):
             if not n.member_loss.gone(s.domain):
                 continue
             running = s.state is CompState.RUNNING
-            if not core.lost(step, reason(s.domain, n.members[s.domain], s.attempts,
-                                          running)):
+            if not core.lost(s.step_id, reason(s.domain, n.members[s.domain], s.attempts,
+                                               running), s.domain):
                 continue
             n.point("compensation lost")
             n.stats["compensation failed: its domain was lost"] += 1
-            self.c.write_row(wf, step)
-            n.pending.drop(wf, lambda k, v, step=step: k[0] == "compensate" and k[2] == step)
+            self.c.runs.write(wf, s)
+            n.pending.drop(wf, lambda k, v, s=s: k[0] == "compensate"
+                           and k[2] == s.step_id and k[4] == s.domain)
 
-    def fenced(self, wf: str, msg: CompensatedMsg) -> bool:
-        """Is `msg` a report of a compensation this Node ended on a loss verdict (its
-        domain back)? Counted; the caller acknowledges it and takes nothing."""
-        row = self.n.state.compensations.get((wf, msg.step_id))
+    def fenced(self, wf: str, msg: CompensatedMsg, src: str = "") -> bool:
+        """Is `msg` (from `src`) a report of a compensation this Node ended on a loss
+        verdict (its domain back)? Counted; the caller acknowledges it and takes
+        nothing."""
+        d = self.n.state
+        row = d.extra_compensations.get((wf, msg.step_id, src)) \
+            or d.compensations.get((wf, msg.step_id))
         if row is None or row.state != CompState.COMPENSATION_FAILED.value \
                 or not was_lost(row.domain, row.error):
             return False

@@ -77,7 +77,7 @@ from __future__ import annotations
 from typing import Any
 
 from fedorch.core.node.records import AckMsg, CompRow, FinalMsg
-from fedorch.core.workflow.compensation import Compensation, CompState, CompStep, plan
+from fedorch.core.workflow.compensation import plan
 
 SAGA = "saga"  # the resend key (and acknowledgement) of a saga's plan or its end
 
@@ -111,6 +111,7 @@ class SagaPlans:
         steps = {step for step, _, _ in told}
         more = [c for c in plan(info.spec, states, self.c.placement(wf))
                 if c.step_id not in steps]
+        extra = self.c.runs.extra_keys(wf)
         self.c.count_moved(wf, [c.step_id for c in more])
         owed = told + tuple((c.step_id, c.domain, c.max_attempts) for c in more)
         # Rows of its own from an earlier epoch it drove (then followed a later one,
@@ -121,14 +122,17 @@ class SagaPlans:
             n.stats["saga rows of an earlier epoch replaced by an adopted plan"] += 1
         for key in stale:
             del d.compensations[key]
+        for key in extra:
+            del d.extra_compensations[key]
         for step, domain, max_attempts in owed:
-            d.compensations[(wf, step)] = CompRow(domain, max_attempts)
+            if (wf, step) in d.compensations:  # its run in a further domain (saga_runs.py)
+                d.extra_compensations[(wf, step, domain)] = CompRow(domain, max_attempts)
+            else:
+                d.compensations[(wf, step)] = CompRow(domain, max_attempts)
         del d.plans[wf]  # the driver's rows are the plan now
         if n.takeover is not None:
             n.takeover.forget(wf)  # acting: its core has nothing left to do
-        self.c.cores[wf] = Compensation(n.running.info(wf).spec, [
-            CompStep(step, domain, max_attempts, CompState.PENDING, 0, "")
-            for step, domain, max_attempts in owed])
+        self.c.cores[wf] = self.c.runs.core(wf)
         self.tell(wf)  # the participants learn the plan again, and who drives it
         if drive:
             self.c.drive(now, wf)
@@ -145,15 +149,15 @@ class SagaPlans:
         if state is None:
             return
         epoch = d.epochs.get(wf, (0, ""))[0]
-        rows = self.c.of(wf)[0]
+        rows = self.c.runs.rows(wf)  # every compensation, a step's runs in two domains too
         owed = () if over else tuple(
-            (step, r.domain, r.max_attempts) for step, r in rows.items())
+            (step, r.domain, r.max_attempts) for step, r in rows)
         msg = FinalMsg(wf, state, epoch, owed=owed, saga_over=over)
         info = n.running.info(wf)
         # And each domain a compensation is owed in: a step placed again owes it in its
         # new domain, which the committed placement does not name (it keeps the
         # workflow while the plan is open, as every participant does).
-        owing = {r.domain for r in rows.values()}
+        owing = {r.domain for _, r in rows}
         for dst in sorted((set(info.placement.values()) | owing | {info.coordinator})
                           - {n.name}):
             n.reliable(dst, (SAGA, wf, dst), msg)
@@ -187,7 +191,8 @@ class SagaPlans:
                         n.takeover.late.plan_closed(wf)  # our claim's granters: the end
                         n.takeover.forget(wf)  # no successor is needed any more
             elif known != ():
-                merged = {o[0]: o for o in known or ()} | {o[0]: o for o in msg.owed}
+                # By (step, domain): a step's runs in two domains owe one each.
+                merged = {o[:2]: o for o in known or ()} | {o[:2]: o for o in msg.owed}
                 plan = tuple(merged[k] for k in sorted(merged))
                 if plan != known:
                     n.point("saga plan")

@@ -19,8 +19,10 @@ uncompensated for good (takeover soak seeds 4000605: the original coordinator ba
 from a restart ran its step, learned its successor's end FAILED and crashed as it
 reported; 3700970: the successor refused the result while its loss verdict's end was
 not made, made it, and the step's domain restarted). Not reported again: those the
-plan told the domain names (its driver planned them), and a step placed again
-elsewhere since (the result held is an older placement's, not the workflow's). No
+plan told the domain names (its driver planned them), and the result held of a step
+placed again elsewhere since (an older placement's, or another domain's); the
+domain's own SUCCEEDED run of such a step is reported instead, from its own record
+(saga_runs.py: it owes a compensation there too). No
 record says which results a driver acknowledged, so each restart reports the rest
 once more: one message each, acknowledged at once.
 
@@ -56,7 +58,6 @@ from __future__ import annotations
 from typing import Any
 
 from fedorch.core.node.records import CompRow, ResultMsg
-from fedorch.core.workflow.compensation import Compensation, CompState, CompStep
 from fedorch.core.workflow.lifecycle import WorkflowState
 
 OWING = frozenset({WorkflowState.FAILED, WorkflowState.CANCELLED})
@@ -94,7 +95,10 @@ class SagaResults:
         if self.c.driver(wf) != n.name:
             self.keep(msg)
             return
-        if (wf, step) in d.compensations:
+        first = d.compensations.get((wf, step))
+        if first is not None:
+            if first.domain != domain:  # a run in a second domain: its own compensation
+                self.c.runs.extra(now, wf, step, domain, 1 + spec.compensate.retries)
             return
         n.point("compensation owed late")
         if domain == self.c.placement(wf).get(step):
@@ -103,10 +107,7 @@ class SagaResults:
         d.results[wf] = {**d.results.get(wf, {}), step: (
             msg.attempt, msg.state, msg.outputs, msg.error)}
         d.compensations[(wf, step)] = CompRow(domain, 1 + spec.compensate.retries)
-        rows = self.c.of(wf)[0]
-        steps = [CompStep(s, r.domain, r.max_attempts, CompState(r.state), r.attempts,
-                          r.error) for s, r in rows.items()]
-        self.c.cores[wf] = Compensation(info.spec, steps)  # RUNNING ones told again
+        self.c.cores[wf] = self.c.runs.core(wf)  # RUNNING ones told again
         self.c.plans.tell(wf)  # the plan grew (or a saga over starts again)
         self.c.drive(now, wf)
 
@@ -160,6 +161,15 @@ class SagaResults:
             if here == n.name and step not in planned and self.owes(msg):
                 n.reliable(driver, ("result", wf, step, driver), msg)
                 sent += 1
+        # Our own SUCCEEDED runs of steps placed elsewhere since, each in the epoch of
+        # its older placement (saga_runs.py), but those the plan told here names here.
+        ours = {o[0] for o in d.plans.get(wf) or () if o[1] == n.name} \
+            if skip_planned else set()
+        for step, attempt, epoch in self.c.runs.elsewhere(wf):
+            if step not in ours:
+                n.reliable(driver, ("result", wf, step, driver),
+                           self.c.runs.result(wf, step, attempt, epoch))
+                sent += 1
         return sent
 
     def owed(self, state: WorkflowState, msg: object) -> bool:
@@ -173,11 +183,11 @@ class SagaResults:
         """Is `msg` a SUCCEEDED result of a step with a `compensate` block?"""
         if not isinstance(msg, ResultMsg) or name_of(msg.state) != "SUCCEEDED":
             return False
-        spec = self._spec(msg.workflow_id)
+        spec = self.spec(msg.workflow_id)
         return spec is not None \
             and any(s.id == msg.step_id and s.HasField("compensate") for s in spec.steps)
 
-    def _spec(self, wf: str) -> Any:
+    def spec(self, wf: str) -> Any:
         """The workflow's spec, from any round of it held here: a re-placement's new
         domain that took a later epoch's end never held the committed round (its own
         round only), and stopped on a KeyError when the original reported to it

@@ -178,8 +178,8 @@ def status_of(node: Any, wf: str,
 
 
 def _compensations(node: Any, wf: str, out: status_pb2.WorkflowStatus) -> None:
-    """Each compensated step's state (COMPENSATED, COMPENSATION_FAILED with its error)
-    and the summary."""
+    """Each compensated step's state (COMPENSATED, COMPENSATION_FAILED with its error:
+    all its compensations taken together), the summary, and each compensation."""
     rows, summary = node.compensating.of(wf)
     for step in out.steps:
         r = rows.get(step.id)
@@ -188,6 +188,10 @@ def _compensations(node: Any, wf: str, out: status_pb2.WorkflowStatus) -> None:
             step.error = r.error
     out.compensation = status_pb2.CompensationSummary.Value(
         f"COMPENSATION_SUMMARY_{summary.value}")
+    # Each compensation apart: a step that ran in two domains has one in each.
+    for step, r in node.compensating.runs.rows(wf):
+        out.compensations.add(step=step, domain=r.domain, state=r.state,
+                              attempts=r.attempts, error=r.error)
 
 
 class Listener(Protocol):

@@ -114,7 +114,7 @@ class Checker:
         self.cancelled = self.cancels.cancelled
         # Sagas (core/node/compensating.py): each compensation attempt started, by whom;
         # each saga's summary as its driver ended it.
-        self.comp_runs: dict[tuple[str, str, int], str] = {}
+        self.comp_runs: dict[tuple[tuple[str, str, int], str], str] = {}
         self.sagas_ended: dict[str, str] = {}
         self._sim: World | None = None
         self._forgotten: list[tuple[str, str, object, dict]] = []  # (agent, wf, end, results)
@@ -185,10 +185,11 @@ class Checker:
 
     def compensation_started(self, agent: str, run: tuple[str, str, int],
                              now: float) -> None:
-        if run in self.comp_runs:
-            self.fail(f"saga: compensation attempt {run} started twice"
-                      f" ({self.comp_runs[run]}, then {agent})")
-        self.comp_runs[run] = agent
+        # The attempt number is the idempotency key at its domain: a step that ran in
+        # two domains (placed again) has a compensation in each (saga_runs.py).
+        if (run, agent) in self.comp_runs:
+            self.fail(f"saga: compensation attempt {run} started twice at {agent}")
+        self.comp_runs[(run, agent)] = agent
 
     def compensation_ended(self, agent: str, wf: str, summary: str) -> None:
         """A driver's saga ended: it compensated every step its results show SUCCEEDED

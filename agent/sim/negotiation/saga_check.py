@@ -67,9 +67,28 @@ def check_sagas(checker: Any, sim: World) -> None:
         if owed - ended:
             checker.fail(f"saga: {wf} ended {state}, {sorted(owed - ended)} SUCCEEDED and"
                          f" not compensated (rows {sorted(rows)})")
+        _check_runs(checker, sim, wf, state, holders, alive)
         for name, _ in drivers:
             left = {step: r.state for (holder, step), r in rows.items() if holder == name
                     and r.state not in ("COMPENSATED", "COMPENSATION_FAILED")}
             if left:
                 checker.fail(f"saga: {name} drives {wf}, compensations not ended at the"
                              f" end of the run: {left}")
+
+
+def _check_runs(checker: Any, sim: World, wf: str, state: str, holders: list,
+                alive: dict) -> None:
+    """Each run of a step that SUCCEEDED at a live domain (its own record, agent
+    core/node/saga_runs.py: a step placed again may have SUCCEEDED in its lost domain
+    and its new one) has a compensation in that domain, ended, at some coordinator:
+    its step's first row or a further one."""
+    where = {(k[1], r.domain): r.state for _, a in holders
+             for k, r in a.disk.compensations.items() if k[0] == wf}
+    where.update({(k[1], k[2]): r.state for _, a in holders
+                  for k, r in a.disk.extra_compensations.items() if k[0] == wf})
+    for name, a in alive.items():
+        for step in a.disk.succeeded_here.get(wf, {}):
+            sim.stats["saga run judged"] += 1
+            if where.get((step, name)) not in ("COMPENSATED", "COMPENSATION_FAILED"):
+                checker.fail(f"saga: {wf} ended {state}, {step} SUCCEEDED at {name} and"
+                             f" not compensated there ({where.get((step, name))})")

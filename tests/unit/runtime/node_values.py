@@ -152,6 +152,13 @@ TABLE_ROWS = {
         st.integers(0, 5), text)),
     "comp_runs": st.tuples(st.tuples(wf_ids, text, st.integers(1, 5)), st.tuples(
         st.sampled_from(["running", "succeeded", "failed"]), text, st.booleans())),
+    # A step's run in another domain than its first compensation's: (wf, step, domain).
+    "extra_compensations": st.tuples(st.tuples(wf_ids, text, names), st.builds(
+        CompRow, names, st.integers(1, 5), st.sampled_from(["RUNNING", "COMPENSATED"]),
+        st.integers(0, 5), text)),
+    # The runs made here that SUCCEEDED: step -> (attempt, placement epoch).
+    "succeeded_here": st.tuples(wf_ids, st.dictionaries(
+        text, st.tuples(st.integers(1, 5), st.integers(0, 2**40)), min_size=1, max_size=3)),
     "plans": st.tuples(wf_ids, owed_steps),
     # (epoch, domain, lost) of each step placed again, by step.
     "placements": st.tuples(wf_ids, st.dictionaries(

@@ -25,23 +25,25 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x66\x65\x64orch/v1/status.proto\x12\nfedorch.v1\x1a\x1cgoogle/protobuf/struct.proto\"G\n\x07Refusal\x12\r\n\x05round\x18\x01 \x01(\r\x12\x0e\n\x06\x64omain\x18\x02 \x01(\t\x12\r\n\x05steps\x18\x03 \x03(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\"\xfe\x01\n\nStepStatus\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06\x64omain\x18\x02 \x01(\t\x12$\n\x05state\x18\x03 \x01(\x0e\x32\x15.fedorch.v1.StepState\x12\x10\n\x08\x61ttempts\x18\x04 \x01(\r\x12(\n\x07outputs\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\r\n\x05\x65rror\x18\x06 \x01(\t\x12\x12\n\ncapability\x18\x07 \x01(\t\x12\x14\n\x0coutputs_json\x18( \x01(\t\x12\x13\n\x0binstance_of\x18P \x01(\t\x12\x0c\n\x04wave\x18Q \x01(\r\x12\x16\n\rreplaced_from\x18\xaa\x01 \x03(\t\"\xcc\x02\n\x0eWorkflowStatus\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12(\n\x05state\x18\x03 \x01(\x0e\x32\x19.fedorch.v1.WorkflowState\x12\x13\n\x0b\x63oordinator\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12%\n\x05steps\x18\x06 \x03(\x0b\x32\x16.fedorch.v1.StepStatus\x12%\n\x08refusals\x18\x07 \x03(\x0b\x32\x13.fedorch.v1.Refusal\x12\x0e\n\x06rounds\x18\x08 \x01(\r\x12\x15\n\rcreated_at_ms\x18\t \x01(\x03\x12\x15\n\rupdated_at_ms\x18\n \x01(\x03\x12\x35\n\x0c\x63ompensation\x18\x46 \x01(\x0e\x32\x1f.fedorch.v1.CompensationSummary\x12\x0e\n\x05\x65poch\x18\x8c\x01 \x01(\r*\xfa\x01\n\rWorkflowState\x12\x1e\n\x1aWORKFLOW_STATE_UNSPECIFIED\x10\x00\x12\x1a\n\x16WORKFLOW_STATE_PENDING\x10\x01\x12\x1e\n\x1aWORKFLOW_STATE_NEGOTIATING\x10\x02\x12\x1a\n\x16WORKFLOW_STATE_RUNNING\x10\x03\x12\x1c\n\x18WORKFLOW_STATE_SUCCEEDED\x10\x04\x12\x19\n\x15WORKFLOW_STATE_FAILED\x10\x05\x12\x1a\n\x16WORKFLOW_STATE_ABORTED\x10\x06\x12\x1c\n\x18WORKFLOW_STATE_CANCELLED\x10\x07*\x92\x02\n\tStepState\x12\x1a\n\x16STEP_STATE_UNSPECIFIED\x10\x00\x12\x16\n\x12STEP_STATE_PENDING\x10\x01\x12\x16\n\x12STEP_STATE_WAITING\x10\x02\x12\x16\n\x12STEP_STATE_RUNNING\x10\x03\x12\x18\n\x14STEP_STATE_SUCCEEDED\x10\x04\x12\x15\n\x11STEP_STATE_FAILED\x10\x05\x12\x16\n\x12STEP_STATE_SKIPPED\x10\x06\x12\x18\n\x14STEP_STATE_CANCELLED\x10\x07\x12\x1a\n\x16STEP_STATE_COMPENSATED\x10\x46\x12\"\n\x1eSTEP_STATE_COMPENSATION_FAILED\x10G*\xbc\x01\n\x13\x43ompensationSummary\x12$\n COMPENSATION_SUMMARY_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x43OMPENSATION_SUMMARY_NONE\x10\x01\x12 \n\x1c\x43OMPENSATION_SUMMARY_RUNNING\x10\x02\x12\x1d\n\x19\x43OMPENSATION_SUMMARY_DONE\x10\x03\x12\x1f\n\x1b\x43OMPENSATION_SUMMARY_FAILED\x10\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x66\x65\x64orch/v1/status.proto\x12\nfedorch.v1\x1a\x1cgoogle/protobuf/struct.proto\"G\n\x07Refusal\x12\r\n\x05round\x18\x01 \x01(\r\x12\x0e\n\x06\x64omain\x18\x02 \x01(\t\x12\r\n\x05steps\x18\x03 \x03(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\"b\n\x12\x43ompensationStatus\x12\x0c\n\x04step\x18\x01 \x01(\t\x12\x0e\n\x06\x64omain\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\t\x12\x10\n\x08\x61ttempts\x18\x04 \x01(\r\x12\r\n\x05\x65rror\x18\x05 \x01(\t\"\xfe\x01\n\nStepStatus\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06\x64omain\x18\x02 \x01(\t\x12$\n\x05state\x18\x03 \x01(\x0e\x32\x15.fedorch.v1.StepState\x12\x10\n\x08\x61ttempts\x18\x04 \x01(\r\x12(\n\x07outputs\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\r\n\x05\x65rror\x18\x06 \x01(\t\x12\x12\n\ncapability\x18\x07 \x01(\t\x12\x14\n\x0coutputs_json\x18( \x01(\t\x12\x13\n\x0binstance_of\x18P \x01(\t\x12\x0c\n\x04wave\x18Q \x01(\r\x12\x16\n\rreplaced_from\x18\xaa\x01 \x03(\t\"\x83\x03\n\x0eWorkflowStatus\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12(\n\x05state\x18\x03 \x01(\x0e\x32\x19.fedorch.v1.WorkflowState\x12\x13\n\x0b\x63oordinator\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12%\n\x05steps\x18\x06 \x03(\x0b\x32\x16.fedorch.v1.StepStatus\x12%\n\x08refusals\x18\x07 \x03(\x0b\x32\x13.fedorch.v1.Refusal\x12\x0e\n\x06rounds\x18\x08 \x01(\r\x12\x15\n\rcreated_at_ms\x18\t \x01(\x03\x12\x15\n\rupdated_at_ms\x18\n \x01(\x03\x12\x35\n\x0c\x63ompensation\x18\x46 \x01(\x0e\x32\x1f.fedorch.v1.CompensationSummary\x12\x35\n\rcompensations\x18G \x03(\x0b\x32\x1e.fedorch.v1.CompensationStatus\x12\x0e\n\x05\x65poch\x18\x8c\x01 \x01(\r*\xfa\x01\n\rWorkflowState\x12\x1e\n\x1aWORKFLOW_STATE_UNSPECIFIED\x10\x00\x12\x1a\n\x16WORKFLOW_STATE_PENDING\x10\x01\x12\x1e\n\x1aWORKFLOW_STATE_NEGOTIATING\x10\x02\x12\x1a\n\x16WORKFLOW_STATE_RUNNING\x10\x03\x12\x1c\n\x18WORKFLOW_STATE_SUCCEEDED\x10\x04\x12\x19\n\x15WORKFLOW_STATE_FAILED\x10\x05\x12\x1a\n\x16WORKFLOW_STATE_ABORTED\x10\x06\x12\x1c\n\x18WORKFLOW_STATE_CANCELLED\x10\x07*\x92\x02\n\tStepState\x12\x1a\n\x16STEP_STATE_UNSPECIFIED\x10\x00\x12\x16\n\x12STEP_STATE_PENDING\x10\x01\x12\x16\n\x12STEP_STATE_WAITING\x10\x02\x12\x16\n\x12STEP_STATE_RUNNING\x10\x03\x12\x18\n\x14STEP_STATE_SUCCEEDED\x10\x04\x12\x15\n\x11STEP_STATE_FAILED\x10\x05\x12\x16\n\x12STEP_STATE_SKIPPED\x10\x06\x12\x18\n\x14STEP_STATE_CANCELLED\x10\x07\x12\x1a\n\x16STEP_STATE_COMPENSATED\x10\x46\x12\"\n\x1eSTEP_STATE_COMPENSATION_FAILED\x10G*\xbc\x01\n\x13\x43ompensationSummary\x12$\n COMPENSATION_SUMMARY_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x43OMPENSATION_SUMMARY_NONE\x10\x01\x12 \n\x1c\x43OMPENSATION_SUMMARY_RUNNING\x10\x02\x12\x1d\n\x19\x43OMPENSATION_SUMMARY_DONE\x10\x03\x12\x1f\n\x1b\x43OMPENSATION_SUMMARY_FAILED\x10\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'fedorch.v1.status_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_WORKFLOWSTATE']._serialized_start=735
-  _globals['_WORKFLOWSTATE']._serialized_end=985
-  _globals['_STEPSTATE']._serialized_start=988
-  _globals['_STEPSTATE']._serialized_end=1262
-  _globals['_COMPENSATIONSUMMARY']._serialized_start=1265
-  _globals['_COMPENSATIONSUMMARY']._serialized_end=1453
+  _globals['_WORKFLOWSTATE']._serialized_start=890
+  _globals['_WORKFLOWSTATE']._serialized_end=1140
+  _globals['_STEPSTATE']._serialized_start=1143
+  _globals['_STEPSTATE']._serialized_end=1417
+  _globals['_COMPENSATIONSUMMARY']._serialized_start=1420
+  _globals['_COMPENSATIONSUMMARY']._serialized_end=1608
   _globals['_REFUSAL']._serialized_start=69
   _globals['_REFUSAL']._serialized_end=140
-  _globals['_STEPSTATUS']._serialized_start=143
-  _globals['_STEPSTATUS']._serialized_end=397
-  _globals['_WORKFLOWSTATUS']._serialized_start=400
-  _globals['_WORKFLOWSTATUS']._serialized_end=732
+  _globals['_COMPENSATIONSTATUS']._serialized_start=142
+  _globals['_COMPENSATIONSTATUS']._serialized_end=240
+  _globals['_STEPSTATUS']._serialized_start=243
+  _globals['_STEPSTATUS']._serialized_end=497
+  _globals['_WORKFLOWSTATUS']._serialized_start=500
+  _globals['_WORKFLOWSTATUS']._serialized_end=887
 # @@protoc_insertion_point(module_scope)

@@ -75,6 +75,20 @@ class Refusal(_message.Message):
     reason: str
     def __init__(self, round: _Optional[int] = ..., domain: _Optional[str] = ..., steps: _Optional[_Iterable[str]] = ..., reason: _Optional[str] = ...) -> None: ...
 
+class CompensationStatus(_message.Message):
+    __slots__ = ("step", "domain", "state", "attempts", "error")
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    DOMAIN_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    step: str
+    domain: str
+    state: str
+    attempts: int
+    error: str
+    def __init__(self, step: _Optional[str] = ..., domain: _Optional[str] = ..., state: _Optional[str] = ..., attempts: _Optional[int] = ..., error: _Optional[str] = ...) -> None: ...
+
 class StepStatus(_message.Message):
     __slots__ = ("id", "domain", "state", "attempts", "outputs", "error", "capability", "outputs_json", "instance_of", "wave", "replaced_from")
     ID_FIELD_NUMBER: _ClassVar[int]
@@ -102,7 +116,7 @@ class StepStatus(_message.Message):
     def __init__(self, id: _Optional[str] = ..., domain: _Optional[str] = ..., state: _Optional[_Union[StepState, str]] = ..., attempts: _Optional[int] = ..., outputs: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., error: _Optional[str] = ..., capability: _Optional[str] = ..., outputs_json: _Optional[str] = ..., instance_of: _Optional[str] = ..., wave: _Optional[int] = ..., replaced_from: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class WorkflowStatus(_message.Message):
-    __slots__ = ("id", "name", "state", "coordinator", "reason", "steps", "refusals", "rounds", "created_at_ms", "updated_at_ms", "compensation", "epoch")
+    __slots__ = ("id", "name", "state", "coordinator", "reason", "steps", "refusals", "rounds", "created_at_ms", "updated_at_ms", "compensation", "compensations", "epoch")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -114,6 +128,7 @@ class WorkflowStatus(_message.Message):
     CREATED_AT_MS_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_MS_FIELD_NUMBER: _ClassVar[int]
     COMPENSATION_FIELD_NUMBER: _ClassVar[int]
+    COMPENSATIONS_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
@@ -126,5 +141,6 @@ class WorkflowStatus(_message.Message):
     created_at_ms: int
     updated_at_ms: int
     compensation: CompensationSummary
+    compensations: _containers.RepeatedCompositeFieldContainer[CompensationStatus]
     epoch: int
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[_Union[WorkflowState, str]] = ..., coordinator: _Optional[str] = ..., reason: _Optional[str] = ..., steps: _Optional[_Iterable[_Union[StepStatus, _Mapping]]] = ..., refusals: _Optional[_Iterable[_Union[Refusal, _Mapping]]] = ..., rounds: _Optional[int] = ..., created_at_ms: _Optional[int] = ..., updated_at_ms: _Optional[int] = ..., compensation: _Optional[_Union[CompensationSummary, str]] = ..., epoch: _Optional[int] = ...) -> None: ...
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[_Union[WorkflowState, str]] = ..., coordinator: _Optional[str] = ..., reason: _Optional[str] = ..., steps: _Optional[_Iterable[_Union[StepStatus, _Mapping]]] = ..., refusals: _Optional[_Iterable[_Union[Refusal, _Mapping]]] = ..., rounds: _Optional[int] = ..., created_at_ms: _Optional[int] = ..., updated_at_ms: _Optional[int] = ..., compensation: _Optional[_Union[CompensationSummary, str]] = ..., compensations: _Optional[_Iterable[_Union[CompensationStatus, _Mapping]]] = ..., epoch: _Optional[int] = ...) -> None: ...

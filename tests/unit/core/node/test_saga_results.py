@@ -61,16 +61,26 @@ def test_a_result_the_plan_told_here_names_is_not_reported_again_on_restore():
     assert not any(k[0] == "result" for k in f.nodes["d1"].pending)
 
 
-def test_a_result_of_a_step_placed_again_elsewhere_is_not_reported_again_on_restore():
-    # As if s0 had been placed again on d2 since (replacement.py): d1's SUCCEEDED is an
-    # older placement's, not the workflow's, and owes nothing.
+def test_a_result_of_a_step_placed_again_elsewhere_is_reported_again_only_if_run_here():
+    # As if s0 had been placed again on d2 since (replacement.py): the result d1 holds
+    # is not the workflow's. Without d1's own record of a run of it (a result it was
+    # told), it is not reported; with it (d1's run SUCCEEDED: its effects are at d1),
+    # it is, and owes its compensation at d1 (saga_runs.py). Before, neither was.
     f, _ = s0_succeeded_at_d1_unheard()
     f.end("d2", False, "boom")
     f.disks["d1"].placements[WF] = {"s0": (1, "d2", "d1")}
+    own = f.disks["d1"].succeeded_here.pop(WF)
+    assert own == {"s0": (1, 0)}
     f.restart("d1")
     assert not f.nodes["d1"].stats["owed results reported again after a restart"]
     f.deliver()
     assert comp_states(f) == {} and f.compensations == []
+    f.disks["d1"].succeeded_here[WF] = own
+    f.restart("d1")
+    assert f.nodes["d1"].stats["owed results reported again after a restart"] == 1
+    f.deliver()
+    assert comp_states(f) == {"s0": ("RUNNING", 1)}
+    assert f.compensations == [("d1", (WF, "s0", 1, COMPENSATE))]
 
 
 def test_a_member_that_took_a_later_end_without_the_commit_weighs_the_originals_result():

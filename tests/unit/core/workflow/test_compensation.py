@@ -173,3 +173,44 @@ def test_no_compensation_starts_before_every_dependant_has_ended(run):
         assert s.attempts <= 1 + retries
         assert s.state is CompState.COMPENSATED or s.attempts == 1 + retries
     assert core.summary() is summary(s.state for s in core.steps.values())
+
+
+def test_a_steps_runs_in_two_domains_are_compensated_each_in_its_domain():
+    # b ran in y (its first row) and again in z (a step placed again): each run has its
+    # own compensation; both wait for c's, run at the same time, and a's waits for both.
+    spec = _chain()
+    core = Compensation(spec, [CompStep("a", "x", 1), CompStep("b", "y", 1),
+                               CompStep("c", "z", 1)], [CompStep("b", "z", 1)])
+    assert [(a.step_id, a.domain) for a in core.start_ready()] == [("c", "z")]
+    core.attempt_ended("c", 1, True, "", "z")
+    assert sorted((a.step_id, a.domain) for a in core.start_ready()) == [("b", "y"),
+                                                                          ("b", "z")]
+    # z's answer ends z's entry only, not y's
+    assert core.attempt_ended("b", 1, True, "", "z") is CompState.COMPENSATED
+    assert core.entry("b", "y").state is CompState.RUNNING
+    assert core.start_ready() == [] and core.summary() is Summary.RUNNING
+    assert core.attempt_ended("b", 1, False, "no", "y") is CompState.COMPENSATION_FAILED
+    assert [(a.step_id, a.domain) for a in core.start_ready()] == [("a", "x")]
+    core.attempt_ended("a", 1, True, "", "x")
+    assert core.done() and core.summary() is Summary.FAILED
+
+
+def test_a_further_run_is_added_once_and_a_lost_domain_fails_its_entry_only():
+    spec = _spec({"a": []}, {"a"})
+    core = Compensation(spec, [CompStep("a", "x", 1)])
+    assert core.add(CompStep("a", "y", 1))
+    assert not core.add(CompStep("a", "y", 1)) and not core.add(CompStep("a", "x", 1))
+    assert not core.add(CompStep("b", "y", 1))  # a step not planned has no first entry
+    assert len(core.start_ready()) == 2
+    assert core.lost("a", "y is gone", "y") and core.entry("a", "y").error == "y is gone"
+    assert core.entry("a", "x").state is CompState.RUNNING
+    assert core.entry("a", "w") is core.steps["a"]  # an unknown domain: the first entry
+    core.attempt_ended("a", 1, True, "", "x")
+    assert core.summary() is Summary.FAILED
+
+
+def test_a_restored_running_entry_of_a_further_run_is_sent_again_to_its_domain():
+    spec = _spec({"a": []}, {"a"})
+    core = Compensation(spec, [CompStep("a", "x", 1, CompState.COMPENSATED, 1)],
+                        [CompStep("a", "y", 2, CompState.RUNNING, 2)])
+    assert [(a.step_id, a.domain, a.attempt) for a in core.start_ready()] == [("a", "y", 2)]

@@ -298,7 +298,8 @@ def test_a_successors_failed_end_shows_its_reason_and_a_followers_none():
     acting = Disk(committed={wf: 1}, final={wf: WorkflowState.FAILED},
                   info={(wf, 1): WfInfo(spec("a", "b"), {"s0": "d1", "s1": "d2"}, "d0")},
                   epochs={wf: (1, "d1")}, end_reasons={wf: "step s0 failed: broken"})
-    no_saga = SimpleNamespace(of=lambda wf: ({}, SimpleNamespace(value="NONE")))
+    no_saga = SimpleNamespace(of=lambda wf: ({}, SimpleNamespace(value="NONE")),
+                              runs=SimpleNamespace(rows=lambda wf: []))
     out = status_of(SimpleNamespace(state=acting, progress={}, name="d1",
                                     compensating=no_saga), wf)
     assert (out.state, out.reason, out.epoch, out.coordinator) == (
@@ -388,3 +389,26 @@ def test_the_kept_texts_are_bounded_and_a_long_one_is_not_kept():
     step = status_pb2.StepStatus()
     texts.write(step, long)
     assert id(long) not in texts._texts and len(step.outputs_json) > len(long["x"])
+
+
+def test_a_step_compensated_in_two_domains_shows_each_compensation():
+    """s0 SUCCEEDED in its lost domain d1 and its new one d2 (core/node/saga_runs.py):
+    its state is that of both compensations, and `compensations` lists each."""
+    from tests.unit.core.node.test_saga_runs import WF as SAGA_WF
+    from tests.unit.core.node.test_saga_runs import s0_placed_again_on_d2
+
+    f = s0_placed_again_on_d2()
+    f.end("d2", True)
+    status = status_of(f.nodes["d0"], SAGA_WF)
+    s0 = next(s for s in status.steps if s.id == "s0")
+    assert s0.state != status_pb2.STEP_STATE_COMPENSATED  # d1's has not ended
+    assert status.compensation == status_pb2.COMPENSATION_SUMMARY_RUNNING
+    assert [(c.step, c.domain, c.state) for c in status.compensations] == [
+        ("s0", "d2", "COMPENSATED"), ("s0", "d1", "RUNNING")]
+    f.end("d1", False, "cannot undo")
+    status = status_of(f.nodes["d0"], SAGA_WF)
+    s0 = next(s for s in status.steps if s.id == "s0")
+    assert s0.state == status_pb2.STEP_STATE_COMPENSATION_FAILED and s0.error == "cannot undo"
+    assert status.compensation == status_pb2.COMPENSATION_SUMMARY_FAILED
+    assert [(c.domain, c.state, c.error) for c in status.compensations] == [
+        ("d2", "COMPENSATED", ""), ("d1", "COMPENSATION_FAILED", "cannot undo")]
