@@ -5,10 +5,10 @@ Theory of operation
 Each message a Node must deliver is kept under its id, `(kind, workflow, ...)`, with
 `[to, msg, next resend, backoff]`, until its acknowledgement pops the id (resends are
 in memory only: a restore reports again what is owed). The table is read by id (an
-acknowledgement, "is the end still told to d?"), walked in the order the ids were
-first kept (the resend tick and `get_timer`), and cut by workflow: a workflow's ids of
-some kind are told no more (its end, a void loss verdict, a saga's new driver,
-retention forgetting it).
+acknowledgement, "is the end still told to d?"), resent from in the order the ids were
+first kept (the resend tick; `get_timer` wants the earliest next resend: see
+Resends below), and cut by workflow: a workflow's ids of some kind are told no more
+(its end, a void loss verdict, a saga's new driver, retention forgetting it).
 
 Cutting used to rebuild the whole table, a walk of every workflow in flight for each
 workflow that ends: work per workflow growing with the workflows in flight. The table
@@ -23,8 +23,9 @@ Resends. `Node.get_timer` wants the earliest next resend and the tick the ids du
 in the table's order; both walked the whole table once per turn. The next resends are
 kept in a LazyHeap (deadlines.py) instead: an entry's next resend is pushed when it is
 kept and each time `resend_due` moves it on (the only place an entry's deadline
-changes), and an item counts only while its id is kept with that very deadline. The
-due ids are sorted by the number each got when first kept (kept in the index beside
+changes), and an item counts only while its id is kept with that very deadline: every
+kept id has a live item at its next resend, so none is missed, and a tick hands each
+due id out once, so none goes twice. The due ids are sorted by the number each got when first kept (kept in the index beside
 it: the dict's own order, since an id set again keeps its place and one cut and kept
 again goes last), so resends leave in the order the walk sent them.
 """
