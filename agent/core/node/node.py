@@ -255,12 +255,9 @@ class Node:
                   self.takeover.timer() if self.takeover is not None else None,
                   self.running.timer(), self.replacement.timer(), self.restart_check.timer(),
                   self.commit_acks.timer(),
-                  self.fencing.timer() if self.fencing is not None else None):
+                  self.fencing.timer() if self.fencing is not None else None,
+                  self.pending.earliest()):  # a heap: no walk of the resends (pending.py)
             if t is not None and (best is None or t < best):
-                best = t
-        for entry in self.pending.values():
-            t = entry[2]
-            if best is None or t < best:
                 best = t
         return best
 
@@ -358,11 +355,8 @@ class Node:
         self.commit_acks.tick(now)  # DecisionAcks no result stood for in time
         if self.fencing is not None:
             self.fencing.tick(now)  # the attempts cut off past their step lease
-        for entry in list(self.pending.values()):
-            if entry[2] <= now:
-                entry[3] = min(entry[3] * 2, 8.0)
-                entry[2] = now + entry[3]
-                self.send(entry[0], entry[1])
+        for entry in self.pending.resend_due(now, 8.0):  # in the table's order
+            self.send(entry[0], entry[1])
         if self.retain is not None:  # last: what this tick ended or acknowledged counts
             self.retain.tick(now)
 

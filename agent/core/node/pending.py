@@ -5,10 +5,10 @@ Theory of operation
 Each message a Node must deliver is kept under its id, `(kind, workflow, ...)`, with
 `[to, msg, next resend, backoff]`, until its acknowledgement pops the id (resends are
 in memory only: a restore reports again what is owed). The table is read by id (an
-acknowledgement, "is the end still told to d?"), walked in the order the ids were
-first kept (the resend tick and `get_timer`), and cut by workflow: a workflow's ids of
-some kind are told no more (its end, a void loss verdict, a saga's new driver,
-retention forgetting it).
+acknowledgement, "is the end still told to d?"), resent from in the order the ids were
+first kept (the resend tick; `get_timer` wants the earliest next resend: see
+Resends below), and cut by workflow: a workflow's ids of some kind are told no more
+(its end, a void loss verdict, a saga's new driver, retention forgetting it).
 
 Cutting used to rebuild the whole table, a walk of every workflow in flight for each
 workflow that ends: work per workflow growing with the workflows in flight. The table
@@ -18,11 +18,23 @@ ids left keep the order they had, as the rebuilt table kept it, so resends go ou
 the same order as before. Every change goes through `__setitem__`, `__delitem__` or
 `pop`, which keep the index; the bulk changes of `dict` that would bypass it are
 refused.
+
+Resends. `Node.get_timer` wants the earliest next resend and the tick the ids due,
+in the table's order; both walked the whole table once per turn. The next resends are
+kept in a LazyHeap (deadlines.py) instead: an entry's next resend is pushed when it is
+kept and each time `resend_due` moves it on (the only place an entry's deadline
+changes), and an item counts only while its id is kept with that very deadline: every
+kept id has a live item at its next resend, so none is missed, and a tick hands each
+due id out once, so none goes twice. The due ids are sorted by the number each got when first kept (kept in the index beside
+it: the dict's own order, since an id set again keeps its place and one cut and kept
+again goes last), so resends leave in the order the walk sent them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+
+from fedorch.core.node.deadlines import LazyHeap
 
 Entry = list  # [to, msg, next resend, backoff]
 
@@ -32,16 +44,22 @@ _missing = object()
 class Pending(dict):
     def __init__(self) -> None:
         super().__init__()
-        # Workflow -> its ids kept here, in the order first kept (a dict as an ordered set).
-        self._of: dict[str, dict[tuple, None]] = {}
+        # Workflow -> its ids kept here, in the order first kept, each with the number
+        # it got then (the table's order across workflows).
+        self._of: dict[str, dict[tuple, int]] = {}
+        self._n = 0
+        self._resends = LazyHeap()  # next resends (see Resends above)
 
     def __setitem__(self, key: tuple, value: Entry) -> None:
-        super().__setitem__(key, value)
         ids = self._of.get(key[1])
         if ids is None:
-            self._of[key[1]] = {key: None}
-        else:
-            ids[key] = None
+            self._of[key[1]] = {key: self._n}
+            self._n += 1
+        elif key not in ids:
+            ids[key] = self._n
+            self._n += 1
+        super().__setitem__(key, value)
+        self._push(value[2], key)
 
     def __delitem__(self, key: tuple) -> None:
         super().__delitem__(key)
@@ -67,6 +85,35 @@ class Pending(dict):
         ids = self._of.get(wf)
         return list(ids) if ids is not None else []
 
+    def earliest(self) -> float | None:
+        """The earliest next resend of any entry (None: none kept)."""
+        return self._resends.earliest(self._deadline)
+
+    def resend_due(self, now: float, most_s: float) -> list[Entry]:
+        """The entries whose next resend is `now` or earlier, in the table's order, each
+        moved on: its backoff doubled (at most `most_s`), its next resend that far from
+        `now`."""
+        keys = self._resends.due(now, self._deadline)
+        if len(keys) > 1:
+            keys.sort(key=lambda k: self._of[k[1]][k])
+        entries = []
+        for key in keys:
+            entry = dict.__getitem__(self, key)
+            entry[3] = min(entry[3] * 2, most_s)
+            entry[2] = now + entry[3]
+            self._push(entry[2], key)
+            entries.append(entry)
+        return entries
+
+    def _deadline(self, key: tuple) -> float | None:
+        entry = dict.get(self, key)
+        return entry[2] if entry is not None else None
+
+    def _push(self, deadline: float, key: tuple) -> None:
+        self._resends.push(deadline, key)
+        if self._resends.crowded(len(self)):
+            self._resends.compact((e[2], k) for k, e in self.items())
+
     def drop(self, wf: str, which: Callable[[tuple, Entry], bool] | None = None) -> None:
         """Delete the ids of `wf` that `which(id, entry)` names (every one: None)."""
         ids = self._of.get(wf)
@@ -76,7 +123,17 @@ class Pending(dict):
             if which is None or which(key, dict.__getitem__(self, key)):
                 del self[key]
 
+    def __reduce__(self):
+        return _rebuilt, (list(self.items()),)
+
     def _refuse(self, *args, **kwargs):
         raise TypeError("reliable sends: change them id by id, so the index follows")
 
     update = setdefault = clear = popitem = __ior__ = _refuse  # type: ignore[assignment]
+
+
+def _rebuilt(items: list[tuple[tuple, Entry]]) -> Pending:
+    table = Pending()
+    for key, entry in items:
+        table[key] = entry
+    return table

@@ -57,6 +57,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from fedorch.core.node.deadlines import DeadlineTable
 from fedorch.core.workflow import self_fencing as rule
 from fedorch.core.workflow.progress import StepState
 
@@ -73,7 +74,9 @@ class SelfFencing:
         self.heard_from: dict[str, float] = {}  # domain -> the last moment heard
         self.heard = rule.WorkflowHeard()  # workflow -> its first start here
         self.running: set[str] = set()  # workflows with an attempt started here
-        self.due: dict[str, float] = {}  # workflow -> when the rule fences it
+        # Workflow -> when the rule fences it; its earliest and due ones from a heap
+        # (deadlines.py), not a walk of every watched workflow per turn.
+        self.due = DeadlineTable()
 
     # ---- what the Node tells ---------------------------------------------------------
 
@@ -112,11 +115,12 @@ class SelfFencing:
     # ---- the timer -------------------------------------------------------------------
 
     def timer(self) -> float | None:
-        return min(self.due.values(), default=None)
+        return self.due.earliest()
 
     def tick(self, now: float) -> None:
-        """Fence every workflow whose deadline has come (computed again first)."""
-        for wf in [wf for wf, t in self.due.items() if t <= now]:
+        """Fence every workflow whose deadline has come (computed again first), in the
+        order they were first given one."""
+        for wf in self.due.due(now):
             self._look(now, wf, fence=True)
 
     # ---- the rule --------------------------------------------------------------------

@@ -116,32 +116,32 @@ class StartAttempt:
 
 class Progress:
     def __init__(self, spec: spec_pb2.WorkflowSpec, placement: Mapping[str, str], me: str) -> None:
+        # Built for every workflow on every Node that knows it: one pass over the spec's
+        # steps, each protobuf field read once; the fan-out groups only when there are.
         self.me = me
         self.steps: dict[str, StepProgress] = {}
+        downstream: dict[str, list[str]] = {}
+        fanned = False
         for s in spec.steps:
-            self.steps[s.id] = StepProgress(
-                id=s.id,
-                capability=s.capability,
-                needs=tuple(s.needs),
-                domain=placement.get(s.id, ""),
-                max_attempts=1 + s.retries,
-                timeout_s=s.timeout_s or None,
-                params=values.read_object(s, "params"),
-                idempotent=s.idempotent,
-                on_domain_loss=s.on_domain_loss or "replace",
-            )
+            sid = s.id
+            self.steps[sid] = StepProgress(
+                sid, s.capability, tuple(s.needs), placement.get(sid, ""), 1 + s.retries,
+                s.timeout_s or None, values.read_object(s, "params"), s.idempotent,
+                s.on_domain_loss or "replace")
+            downstream[sid] = []
+            fanned = fanned or bool(s.instance_of)
         # Rebuilt from the tables after a restart (set by the caller): results sent
         # while this agent was down may have reached other domains and not yet come
         # here, so a domain loss judges needs on third domains as possibly SUCCEEDED.
         self.reports_missed = False
-        self.groups = fanout.groups(spec)
+        self.groups = fanout.groups(spec) if fanned else {}
         self._group_of = {i: g.id for g in self.groups.values() for i in g.instances}
         # Instance id -> when this Progress first saw its wave barrier met (for pause_s).
         self._barrier_met_at: dict[str, float] = {}
-        self._downstream: dict[str, list[str]] = {k: [] for k in self.steps}
-        for s in self.steps.values():
-            for n in s.needs:
-                self._downstream[n].append(s.id)
+        for step in self.steps.values():
+            for n in step.needs:
+                downstream[n].append(step.id)
+        self._downstream = downstream
 
     # ---- inputs ----------------------------------------------------------------
 
@@ -185,6 +185,8 @@ class Progress:
     def next_start_at(self) -> float | None:
         """When a local instance that waits out its wave's pause_s may start (for the
         caller's timer: call start_ready then), or None."""
+        if not self._barrier_met_at:
+            return None  # no wave seen ready yet (or no fan-out): nothing waits a pause
         due = [self._barrier_met_at[s.id] + self.groups[self._group_of[s.id]].pause_s
                for s in self.local_steps()
                if s.state is StepState.WAITING and s.id in self._barrier_met_at]
@@ -423,7 +425,8 @@ class Progress:
         return reasons
 
     def local_steps(self) -> list[StepProgress]:
-        return [s for s in self.steps.values() if s.domain == self.me]
+        me = self.me
+        return [s for s in self.steps.values() if s.domain == me]
 
     def result_recipients(self, step_id: str, coordinator: str) -> list[str]:
         """Domains that must hear a step's result: the coordinator and downstream owners."""

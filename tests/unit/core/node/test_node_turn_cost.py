@@ -171,3 +171,34 @@ def test_the_runs_of_a_workflow_are_those_a_scan_finds(changes) -> None:
     for w in range(4):
         wf = f"w{w}"
         assert runs.of(wf) == {r for r in runs if r[0] == wf}
+
+
+# ---- the resends and the fence deadlines: a heap, not a walk per turn ------------------
+
+def test_a_turn_reads_no_resend_and_no_fence_deadline_but_the_earliest() -> None:
+    class Entry(list):
+        reads = 0
+
+        def __getitem__(self, i):
+            Entry.reads += 1
+            return list.__getitem__(self, i)
+
+    class Deadline(float):
+        compared = 0
+
+        def __lt__(self, other):
+            Deadline.compared += 1
+            return float.__lt__(self, other)
+
+    node = Node("d0", policy=config_pb2.Policy(accept_from=["*"]), capacities={"a": 1},
+                timing=Timing(step_lease_s=30.0), peers=["d0", "d1"], rng=random.Random(1),
+                disk=Disk())
+    for i in range(300):  # far off: nothing is due in the turns below
+        node.pending[("final", f"d0.w{i}", "d1")] = Entry(["d1", None, 1e6 + i, 1.0])
+        node.fencing.due[f"d0.w{i}"] = Deadline(2e6 + i)
+    Entry.reads = Deadline.compared = 0
+    assert node.get_timer() == 1e6
+    node.step(1.0, Tick())
+    node.advance(node.ready())
+    assert node.get_timer() == 1e6
+    assert Entry.reads <= 4 and Deadline.compared <= 4  # the walks read all 300, twice

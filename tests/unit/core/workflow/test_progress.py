@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from fedorch.core.workflow.progress import Outcome, Progress, StartAttempt, StepState
 from fedorch.gen.fedorch.v1 import spec_pb2
 from google.protobuf import struct_pb2
@@ -281,3 +282,23 @@ def test_diamond_one_branch_fails_while_the_other_runs() -> None:
     assert p.steps["d"].state is StepState.SKIPPED
     assert p.start_ready() == []
     assert p.outcome() is Outcome.FAILED
+
+
+# ---- cost ----------------------------------------------------------------------------
+
+
+def test_next_start_at_with_no_wave_waiting_reads_no_step(monkeypatch) -> None:
+    # Asked at every start of every workflow: without a wave seen ready (no fan-out, or
+    # none pausing yet) there is nothing to wait for, and no step list is built.
+    p = progress([step("a"), step("b", "a"), step("c", "b")])
+    p.start_ready(1.0)
+    monkeypatch.setattr(Progress, "local_steps", lambda self: pytest.fail("walked"))
+    assert p.next_start_at() is None
+
+
+def test_the_steps_downstream_and_groups_are_those_of_the_spec() -> None:
+    p = progress([step("c", "b"), step("a"), step("b", "a"), step("d", "a", "b")])
+    assert p._downstream == {"c": [], "a": ["b", "d"], "b": ["c", "d"], "d": []}
+    assert p.groups == {} and p._group_of == {}
+    assert [(s.id, s.needs, s.max_attempts) for s in p.steps.values()] == [
+        ("c", ("b",), 1), ("a", (), 1), ("b", ("a",), 1), ("d", ("a", "b"), 1)]
