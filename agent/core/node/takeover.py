@@ -163,6 +163,7 @@ class Takeovers:
         self.timed = {}
         self.claims.reset()
         self.proof.reset()
+        self.late.reset()
 
     def restore(self, now: float) -> None:
         """After the Node's tables are read back: every running workflow has its core (a
@@ -178,6 +179,7 @@ class Takeovers:
             self.resumed(now, wf)
         self.ends.restore()
         self.late.restore()  # ends told to a claim's granters (takeover_late_grants.py)
+        self.late.restore_asks(now)  # and holders of our grants asked about them
 
     # ---- cores --------------------------------------------------------------------------
 
@@ -231,6 +233,7 @@ class Takeovers:
         self.timed.pop(wf, None)
         self.claims.forget(wf)
         self.proof.forget(wf)
+        self.late.forget(wf)
 
     def placed(self, wf: str, domain: str) -> None:
         """A step of `wf` was placed again on `domain` (told here, or decided here): the
@@ -277,9 +280,9 @@ class Takeovers:
         times = [t for wf in self.timed if self.live(wf)
                  and (core := self.cores.get(wf)) is not None
                  and (t := core.get_timer()) is not None]
-        again = self.claims.timer()
-        if again is not None:
-            times.append(again)
+        for again in (self.claims.timer(), self.late.timer()):
+            if again is not None:
+                times.append(again)
         return min(times) if times else None
 
     def tick(self, now: float) -> None:
@@ -296,6 +299,7 @@ class Takeovers:
                     raise LocalProtocolError(f"takeover of {wf}: the deadline {timer} is"
                                              f" still due after its timer fired")
         self.claims.tick(now)
+        self.late.tick(now)  # a holder of our grant that never acted is asked
 
     # ---- the core's actions -------------------------------------------------------------
 
@@ -317,6 +321,7 @@ class Takeovers:
                 d.granted[wf] = (x.epoch, x.coordinator)
                 if x.coordinator != n.name:
                     d.epochs[wf] = (x.epoch, x.coordinator)
+                    self.late.gave(now, wf, x.epoch, x.coordinator)
                     n.domain_loss.followed(wf)  # an end held here is void now
                     self.report_again(wf)
                     if wf in d.final:  # a saga's: its reports go to the new holder
