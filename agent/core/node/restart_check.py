@@ -32,7 +32,9 @@ The rule:
   epoch, domain and lost domain) and its progress's view of every step (placement
   epoch and domain, "" for one lost and waiting for its new round); one asked that
   ended the workflow tells its end instead to a lost domain holding no step of it
-  any more, which nobody else tells (`_tell_end`);
+  any more, which nobody else tells (`_tell_end`), or to a domain that granted its
+  claim, over, for the saga's plan, which it never took (the same question, asked
+  by such a granter: takeover_late_grants.py `asked`);
 - the answer's placements are taken as a PlacedMsg's would be (placed_here.py:
   written, an attempt of a placement that is over stopped or its result dropped);
   then, if every unfinished step still placed here is confirmed (the coordinator has
