@@ -78,7 +78,8 @@ the end told on after a denial, `_ended_claim_denied`, whose driver tells every
 domain its end and plan itself), no later epoch granted or followed since, and its
 plan is closed (the saga is over: no plan owed, so an end without one is the whole
 end; while the claim runs or the saga goes on the asker is answered nothing and asks
-again). The answer is the tell above, to a domain that names itself a follower by
+again), and no end notice of ours goes to the asker already (the tell above, which
+it acknowledges). The answer is the tell above, to a domain that names itself a follower by
 asking (only a domain that follows us asks us), in our epoch, once, not written:
 the asker asks again until the workflow ends there. Why safe: the end is the one end
 there is (the driver's, taken here before the claim); the asker takes it through the
@@ -270,8 +271,9 @@ class LateGrants:
         if holder != n.name or epoch < 1 or wf not in d.final or followed[0] >= epoch \
                 or n.compensating.plans.plan_open(wf) or self.claim_runs(wf) \
                 or (src not in n.replacement.domains_of(wf)
-                    and src != wf.rpartition(".")[0]):
-            return False
+                    and src != wf.rpartition(".")[0]) \
+                or n.pending.get(("final", wf, src)) is not None:
+            return False  # not the case, or an end of ours goes to it already
         n.stats["takeover grant never taken: end told to the granter that asked"] += 1
         n.send(src, FinalMsg(wf, d.final[wf], epoch))
         return True

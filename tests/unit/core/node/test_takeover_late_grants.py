@@ -300,6 +300,10 @@ def test_a_holder_answers_no_ask_while_its_claim_runs_or_once_it_acted():
     f.step("d1", Message("d3", PlacementQuery(WF)))
     assert d1.stats[key] == 0
     del d1.state.epochs[WF]
+    d1.reliable("d3", ("final", WF, "d3"), FinalMsg(WF, WorkflowState.FAILED, 1))
+    f.step("d1", Message("d3", PlacementQuery(WF)))
+    assert d1.stats[key] == 0  # an end of ours goes to it already: that one tells it
+    d1.pending.pop(("final", WF, "d3"))
     f.step("d1", Message("d3", PlacementQuery(WF)))
     assert d1.stats[key] == 1
     assert f.sent_by("d1", FinalMsg)[-1] == ("d3", FinalMsg(WF, WorkflowState.FAILED, 1))
