@@ -222,6 +222,8 @@ class RestartCheck:
     def on_answer(self, now: float, src: str, msg: PlacementAnswer) -> None:
         n = self.n
         wf = msg.workflow_id
+        if n.takeover is not None:  # the holder of our grant drives: asked no more
+            n.takeover.late.answered(src, wf)
         if wf not in self.held or wf not in n.progress or n.takeover is not None \
                 and n.takeover.coordinator_now(wf) != src:
             return  # not asked (any more), or not of the coordinator we follow now

@@ -53,8 +53,9 @@ again, `may_grant`).
 Outputs. `Persist` is written to `granted` (and, for another holder, `epochs`: the
 coordinator followed, to whom our results then go again) under the point "takeover
 epoch", before any message of the same turn leaves (an epoch granted to another is
-asked about if its holder never shows a win: takeover_late_grants.py `gave`); `Act` writes `epochs` as our own
-under "takeover act" and notes `acting` (the simulator's checker takes it); acting,
+asked about if its holder never shows a win: takeover_late_grants.py `gave`); `Act`
+writes `epochs` as our own under "takeover act" and notes `acting` (the simulator's
+checker takes it); acting,
 the Node judges the steps of the domains its view holds gone (domain_loss.py), and
 asks for a round for a step already waiting to be placed again (replacement.py):
 one whose round an older epoch's coordinator, this Node too, cut short by following

@@ -79,9 +79,12 @@ domain its end and plan itself), no later epoch granted or followed since, and i
 plan is closed (the saga is over: no plan owed, so an end without one is the whole
 end; while the claim runs or the saga goes on the asker is answered nothing and asks
 again), and no end notice of ours goes to the asker already (the tell above, which
-it acknowledges). The answer is the tell above, to a domain that names itself a follower by
-asking (only a domain that follows us asks us), in our epoch, once, not written:
-the asker asks again until the workflow ends there. Why safe: the end is the one end
+it acknowledges). The answer is the tell above, to a domain that names itself a
+follower by asking (only a domain that follows us asks us), in our epoch, once, not
+written: the asker asks again until the workflow ends there. A holder that answers
+with its placements drives the workflow (only such a Node does: restart_check.py),
+so it is asked no more (`answered`): its proof, in memory, is lost with a restart of
+the asker, and the ask would go on while the workflow runs. Why safe: the end is the one end
 there is (the driver's, taken here before the claim); the asker takes it through the
 authority rules of any end notice (authority_ends.py), from the holder of the epoch
 it follows, so one that granted or follows a later epoch since refuses it (and asks
@@ -251,6 +254,12 @@ class LateGrants:
         if proof is not None and proof[:2] == (epoch, holder):
             return None
         return holder
+
+    def answered(self, src: str, wf: str) -> None:
+        """`src` answered a PlacementQuery of `wf` with its placements: it drives the
+        workflow (restart_check.py answers so only then), so it is asked no more."""
+        if wf in self.asks and self.n.state.granted.get(wf, (0, ""))[1] == src:
+            del self.asks[wf]
 
     def restore_asks(self, now: float) -> None:
         """After a restore: every epoch granted to another for a workflow running here

@@ -10,7 +10,13 @@ The federation and its story: test_takeover_claims.py."""
 from __future__ import annotations
 
 from fedorch.core.node import Message
-from fedorch.core.node.records import ClaimAnswerMsg, ClaimMsg, FinalMsg, PlacementQuery
+from fedorch.core.node.records import (
+    ClaimAnswerMsg,
+    ClaimMsg,
+    FinalMsg,
+    PlacementAnswer,
+    PlacementQuery,
+)
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.core.workflow.takeover import Role
 
@@ -327,4 +333,24 @@ def test_a_granter_asks_nothing_of_a_holder_that_proved_its_win():
     asked = d3.stats[key]
     f.run_until(f.now + 30.0)
     assert d3.stats[key] == asked
+    assert WF not in d3.takeover.late.asks
+
+
+def test_a_granter_asks_nothing_more_of_a_holder_that_answers_with_its_placements():
+    """Only a Node that drives the workflow answers the question with its placements
+    (restart_check.py): a holder that does acts, so it is asked no more (its proof,
+    kept in memory only, may be lost with the asker's restart)."""
+
+    def grant_lost(src: str, dst: str, msg: object) -> bool:
+        return (src, dst) == ("d3", "d1") and isinstance(msg, ClaimAnswerMsg) and msg.granted
+
+    f = granted_by_a_member_that_never_heard_the_end(lost=grant_lost)
+    f.hold = grant_lost
+    d3 = f.nodes["d3"]
+    d3.restart_check.held.clear()
+    f.run_until(f.now + 10.0)
+    assert WF in d3.takeover.late.asks
+    f.step("d3", Message("d0", PlacementAnswer(WF, 0, ())))  # not the holder: asked on
+    assert WF in d3.takeover.late.asks
+    f.step("d3", Message("d1", PlacementAnswer(WF, 1, ())))
     assert WF not in d3.takeover.late.asks
