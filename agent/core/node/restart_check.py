@@ -32,7 +32,9 @@ The rule:
   epoch, domain and lost domain) and its progress's view of every step (placement
   epoch and domain, "" for one lost and waiting for its new round); one asked that
   ended the workflow tells its end instead to a lost domain holding no step of it
-  any more, which nobody else tells (`_tell_end`);
+  any more, which nobody else tells (`_tell_end`), or to a domain that granted its
+  claim, over, for the saga's plan, which it never took (the same question, asked
+  by such a granter: takeover_late_grants.py `asked`);
 - the answer's placements are taken as a PlacedMsg's would be (placed_here.py:
   written, an attempt of a placement that is over stopped or its result dropped);
   then, if every unfinished step still placed here is confirmed (the coordinator has
@@ -199,6 +201,8 @@ class RestartCheck:
         the plan and later drove a saga that missed a step)."""
         n = self.n
         d = n.state
+        if n.takeover is not None and n.takeover.late.asked(src, wf):
+            return  # our claim's granter, never taken (takeover_late_grants.py)
         placed = dict(n.running.info(wf).placement)
         placed.update((step, p[1]) for step, p in d.placements.get(wf, {}).items())
         if src in placed.values():
@@ -218,6 +222,8 @@ class RestartCheck:
     def on_answer(self, now: float, src: str, msg: PlacementAnswer) -> None:
         n = self.n
         wf = msg.workflow_id
+        if n.takeover is not None:  # the holder of our grant drives: asked no more
+            n.takeover.late.answered(src, wf)
         if wf not in self.held or wf not in n.progress or n.takeover is not None \
                 and n.takeover.coordinator_now(wf) != src:
             return  # not asked (any more), or not of the coordinator we follow now

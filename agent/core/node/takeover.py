@@ -52,8 +52,10 @@ again, `may_grant`).
 
 Outputs. `Persist` is written to `granted` (and, for another holder, `epochs`: the
 coordinator followed, to whom our results then go again) under the point "takeover
-epoch", before any message of the same turn leaves; `Act` writes `epochs` as our own
-under "takeover act" and notes `acting` (the simulator's checker takes it); acting,
+epoch", before any message of the same turn leaves (an epoch granted to another is
+asked about if its holder never shows a win: takeover_late_grants.py `gave`); `Act`
+writes `epochs` as our own under "takeover act" and notes `acting` (the simulator's
+checker takes it); acting,
 the Node judges the steps of the domains its view holds gone (domain_loss.py), and
 asks for a round for a step already waiting to be placed again (replacement.py):
 one whose round an older epoch's coordinator, this Node too, cut short by following
@@ -163,6 +165,7 @@ class Takeovers:
         self.timed = {}
         self.claims.reset()
         self.proof.reset()
+        self.late.reset()
 
     def restore(self, now: float) -> None:
         """After the Node's tables are read back: every running workflow has its core (a
@@ -178,6 +181,7 @@ class Takeovers:
             self.resumed(now, wf)
         self.ends.restore()
         self.late.restore()  # ends told to a claim's granters (takeover_late_grants.py)
+        self.late.restore_asks(now)  # and holders of our grants asked about them
 
     # ---- cores --------------------------------------------------------------------------
 
@@ -231,6 +235,7 @@ class Takeovers:
         self.timed.pop(wf, None)
         self.claims.forget(wf)
         self.proof.forget(wf)
+        self.late.forget(wf)
 
     def placed(self, wf: str, domain: str) -> None:
         """A step of `wf` was placed again on `domain` (told here, or decided here): the
@@ -277,9 +282,9 @@ class Takeovers:
         times = [t for wf in self.timed if self.live(wf)
                  and (core := self.cores.get(wf)) is not None
                  and (t := core.get_timer()) is not None]
-        again = self.claims.timer()
-        if again is not None:
-            times.append(again)
+        for again in (self.claims.timer(), self.late.timer()):
+            if again is not None:
+                times.append(again)
         return min(times) if times else None
 
     def tick(self, now: float) -> None:
@@ -296,6 +301,7 @@ class Takeovers:
                     raise LocalProtocolError(f"takeover of {wf}: the deadline {timer} is"
                                              f" still due after its timer fired")
         self.claims.tick(now)
+        self.late.tick(now)  # a holder of our grant that never acted is asked
 
     # ---- the core's actions -------------------------------------------------------------
 
@@ -317,6 +323,7 @@ class Takeovers:
                 d.granted[wf] = (x.epoch, x.coordinator)
                 if x.coordinator != n.name:
                     d.epochs[wf] = (x.epoch, x.coordinator)
+                    self.late.gave(now, wf, x.epoch, x.coordinator)
                     n.domain_loss.followed(wf)  # an end held here is void now
                     self.report_again(wf)
                     if wf in d.final:  # a saga's: its reports go to the new holder

@@ -33,10 +33,10 @@ the claimant: the granter and the epoch are written (`late_grants`, workflow ->
 the write of its acknowledgement (`acked`, running.py), and a restored Node tells every
 entry again (`restore`), unless a notice of that epoch or a later one goes to that
 granter already (an end it made or told on as the epoch's holder: takeover_ends.py).
-Chosen over the granter asking for the end once held past a lease: that needs a new
-question, its timer and an answer at every member, where the claimant knows the case
-already; the row is one per such grant, of a workflow retention keeps anyway (claimed
-here: "taken over"), and goes with it. Told again, the end is acknowledged again and
+Chosen over the granter asking alone (below, for the grants the claimant never
+took): the claimant knows the case at once, where the asker waits a bound; the row
+is one per such grant, of a workflow retention keeps anyway (claimed here: "taken
+over"), and goes with it. Told again, the end is acknowledged again and
 changes nothing there.
 
 The grants of a claim still running, too. So the table holds every grant this Node
@@ -58,9 +58,45 @@ told nothing then; they go with the workflow. The extra write is one row per
 grant of such a claim: rare (a claim for a saga's open plan, the driver cut off), and
 no write for the grants of a running workflow's claims, whose end the claim's core
 tells every member (the core's Announce, or the winner's end notices).
-Not built: a grant the claimant never took (its answer lost on the way, or the
-claimant down before its write) when the plan closes before the claim goes again:
-nothing here names that granter, and it stays held.
+A grant the claimant never took (its answer lost on the way, or the claimant down
+before the write of the turn that counts it) when the plan closes before the claim
+goes again: nothing at the claimant names that granter, so nothing above tells it.
+The granter asks instead (`tick`): a domain of the workflow, running it (not ended
+here), whose core follows the holder of an epoch it granted, another domain, with no
+proof that the holder won it (it never acted, as far as we know), asks that holder
+for the workflow every `takeover_after_s` (the silence that makes a coordinator gone:
+the bound a claimant has to act or claim again), first that long after the grant
+(`gave`, from the grant's write; rebuilt on restore from `granted`, so the ask needs
+no row of its own: the grant it stands on is durable already). The question is the
+restarted participant's `PlacementQuery` (restart_check.py), sent to the same
+coordinator (the one followed: `coordinator_now`), so no new message: a holder that
+drives answers it with its placements, which the asker, holding nothing back, drops.
+The holder answers with the end (`asked`, from restart_check.py `_tell_end`) only
+where the case is the one above: it ended the workflow, the epoch it holds is its
+own grant, e >= 1, never acted nor told on in (no `epochs` entry of it: an Act, or
+the end told on after a denial, `_ended_claim_denied`, whose driver tells every
+domain its end and plan itself), no later epoch granted or followed since, and its
+plan is closed (the saga is over: no plan owed, so an end without one is the whole
+end; while the claim runs or the saga goes on the asker is answered nothing and asks
+again), and no end notice of ours goes to the asker already (the tell above, which
+it acknowledges). The answer is the tell above, to a domain that names itself a
+follower by asking (only a domain that follows us asks us), in our epoch, once, not
+written: the asker asks again until the workflow ends there. A holder that answers
+with its placements drives the workflow (only such a Node does: restart_check.py),
+so it is asked no more (`answered`): its proof, in memory, is lost with a restart of
+the asker, and the ask would go on while the workflow runs. Why safe: the end is the one end
+there is (the driver's, taken here before the claim); the asker takes it through the
+authority rules of any end notice (authority_ends.py), from the holder of the epoch
+it follows, so one that granted or follows a later epoch since refuses it (and asks
+that holder instead), and a holder that won shows its certificate to its granters,
+which then stop asking (it drives, and tells its end itself). Chosen over the
+claimant telling, at its plan's close, every elector it asked: those that never
+granted (the claim lost on the way) follow the driver, and an end in our epoch would
+move them onto a holder that never drives, without the plan they may still owe
+(restart_check.py `_tell_end`, seed 5200672); and a claimant restarted before the
+write has lost even whom it asked. The cost: one query per `takeover_after_s` per
+granter of a claim that has not won within that bound, answered with nothing while
+the claim runs.
 
 Not told: an elector holding no step of the workflow (an extra acceptor of its
 round). It holds no reservation, and it refuses a claimant's end of epoch 1 or
@@ -75,7 +111,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fedorch.core.node.records import FinalMsg
+from fedorch.core.node.records import FinalMsg, PlacementQuery
 from fedorch.core.workflow.takeover import Role
 
 
@@ -84,6 +120,16 @@ class LateGrants:
         # The takeover part that owns this one (takeover.py imports it, not the reverse).
         self.tk = takeovers
         self.n = takeovers.n
+        self.reset()
+
+    def reset(self) -> None:
+        # As a granter: workflow -> when to ask the holder of the epoch we granted for
+        # it next (see the header, "A grant the claimant never took"). In memory:
+        # rebuilt from `granted` on restore.
+        self.asks: dict[str, float] = {}
+
+    def forget(self, wf: str) -> None:
+        self.asks.pop(wf, None)
 
     def granted(self, wf: str, src: str, epoch: int) -> None:
         """`src`, a domain of `wf`, granted our running claim of `epoch`: written where
@@ -169,3 +215,74 @@ class LateGrants:
                     continue
                 n.stats["takeover late grant: end told again after a restart"] += 1
                 n.reliable(src, ("final", wf, src), FinalMsg(wf, state, epoch))
+
+    # ---- a grant the claimant never took (see the header) ---------------------------------
+
+    def gave(self, now: float, wf: str, epoch: int, holder: str) -> None:
+        """We granted (or follow) `holder` in `epoch` of `wf`, running here: asked from
+        `takeover_after_s` on, unless it acts (or we follow another) by then."""
+        if epoch >= 1 and holder != self.n.name and wf not in self.n.state.final:
+            self.asks[wf] = now + self.tk.after_s
+
+    def timer(self) -> float | None:
+        return min(self.asks.values(), default=None)
+
+    def tick(self, now: float) -> None:
+        for wf in sorted(wf for wf, at in self.asks.items() if at <= now):
+            holder = self._waits_on(wf)
+            if holder is None:
+                del self.asks[wf]
+                continue
+            self.n.stats["takeover granter asked a holder that never acted"] += 1
+            self.n.send(holder, PlacementQuery(wf))
+            self.asks[wf] = now + self.tk.after_s
+
+    def _waits_on(self, wf: str) -> str | None:
+        """The holder of the epoch we granted for `wf` and follow, if it never showed
+        that it won it (a holder that did drives, and tells its end itself): whom we
+        ask. None where nothing waits on it (ended here, or a later epoch held)."""
+        n = self.n
+        d = n.state
+        epoch, holder = d.granted.get(wf, (0, ""))
+        core = self.tk.cores.get(wf)
+        if wf in d.final or wf not in n.progress or epoch < 1 or holder == n.name \
+                or core is None or core.role is not Role.FOLLOWING \
+                or (core.epoch, core.coordinator) != (epoch, holder) \
+                or self.tk.coordinator_now(wf) != holder:
+            return None
+        proof = self.tk.proofs.get(wf)
+        if proof is not None and proof[:2] == (epoch, holder):
+            return None
+        return holder
+
+    def answered(self, src: str, wf: str) -> None:
+        """`src` answered a PlacementQuery of `wf` with its placements: it drives the
+        workflow (restart_check.py answers so only then), so it is asked no more."""
+        if wf in self.asks and self.n.state.granted.get(wf, (0, ""))[1] == src:
+            del self.asks[wf]
+
+    def restore_asks(self, now: float) -> None:
+        """After a restore: every epoch granted to another for a workflow running here
+        is asked about again, `takeover_after_s` from now."""
+        d = self.n.state
+        for wf in sorted(self.n.progress):
+            epoch, holder = d.granted.get(wf, (0, ""))
+            self.gave(now, wf, epoch, holder)
+
+    def asked(self, src: str, wf: str) -> bool:
+        """`src` asks us, whom it follows, for `wf`, ended here: answered with the end
+        in our epoch where it may be a granter our claim never took, the claim and the
+        saga over (see the header). True if answered."""
+        n = self.n
+        d = n.state
+        epoch, holder = d.granted.get(wf, (0, ""))
+        followed = d.epochs.get(wf, (0, ""))
+        if holder != n.name or epoch < 1 or wf not in d.final or followed[0] >= epoch \
+                or n.compensating.plans.plan_open(wf) or self.claim_runs(wf) \
+                or (src not in n.replacement.domains_of(wf)
+                    and src != wf.rpartition(".")[0]) \
+                or n.pending.get(("final", wf, src)) is not None:
+            return False  # not the case, or an end of ours goes to it already
+        n.stats["takeover grant never taken: end told to the granter that asked"] += 1
+        n.send(src, FinalMsg(wf, d.final[wf], epoch))
+        return True

@@ -14,6 +14,12 @@ plan before d1's claim went again to d3. d1 tells d3 the end in epoch 1 from the
 grant it wrote, and d3 ends the workflow and releases its hold. Before, which domains
 had granted a running claim was in memory only: d3 followed d1 in epoch 1 for ever,
 refusing d0's notices of epoch 0, its reservation held (each seed here fails so).
+
+And a grant d1 never took (takeover_late_grants.py, "A grant the claimant never
+took"): d3's answer lost on the way, or d1 crashed before the write that counts it;
+d1's plan closes before its claim goes again to d3, so nothing at d1 names d3. d3,
+following d1 in epoch 1 with no proof that d1 won it, asks d1, which answers with
+the end in epoch 1. Before, the checker found d3's reservation leaked.
 """
 
 from __future__ import annotations
@@ -119,3 +125,111 @@ def test_a_claimant_restarted_mid_claim_tells_its_granter_when_its_plan_closes(
     assert not [h for h in d3.state.holds if h[0] == WF]
     assert report.stats["takeover claim grants known again after a restart"] >= 1, report.stats
     assert report.violations == [], report.violations
+
+
+def grant_never_taken(seed: int, monkeypatch, case: str) -> tuple[Simulation, dict, object]:
+    """The saga above, d1 claiming epoch 1 while cut off from d0 and d2, and d3 (its
+    notices from d0 lost, d1 ALIVE in its view) granting it; but d1 never takes the
+    grant. `case` "answer lost": every grant's answer from d3 to d1 is lost, and the
+    cut from d0 heals as the first is lost. "crash before the write": d1 crashes at
+    the write of the turn that counts d3's grant (nothing of it written), and from its
+    restart its claims to d3 and d0's denials to it are lost (the claim does not go
+    again to d3, and no denial tells d1 the end); the cut heals as it is back. Either
+    way d0 takes d1's report, its saga is over, and its saga-over notice closes d1's
+    plan, and with it the claim: d1 names no granter, and d3 follows it in epoch 1,
+    refusing d0's notices of epoch 0, its reservation held, unless it asks d1."""
+    step_done = sim_agent.SimAgent.step_done
+
+    def s1_fails(agent, now, wf, step, attempt):
+        if step != "s1":
+            return step_done(agent, now, wf, step, attempt)
+        agent.sim.fences.ended(agent.name, (wf, step, attempt))
+        agent._step(now, sim_agent.StepEnded(wf, step, attempt, False, {}, "boom"))
+
+    def compensated(agent, now, wf, step, attempt):
+        agent._step(now, sim_agent.CompensationEnded(wf, step, attempt, True, ""))
+
+    monkeypatch.setattr(sim_agent.SimAgent, "step_done", s1_fails)
+    monkeypatch.setattr(sim_agent.SimAgent, "compensation_done", compensated)
+    sim = saga(seed)
+    seen = {"cut": False, "d1": "up", "healed": False, "d3 gone at d0": False}
+    views = sim.member_state
+
+    def member_state(observer: str, name: str) -> str:
+        state = views(observer, name)
+        if seen["cut"] and not seen["healed"] and {observer, name} == {"d0", "d1"}:
+            state = "SUSPECT"
+        elif seen["d3 gone at d0"] and not seen["healed"] and (observer, name) == ("d0", "d3"):
+            state = "DEAD"
+        elif (observer, name) == ("d3", "d1"):
+            state = "ALIVE"  # d3 claims nothing itself
+        else:
+            return state
+        sim.clock_check.observed(observer, name, state)
+        return state
+
+    sim.member_state = member_state
+
+    def hook(agent, now, label):
+        d = agent.node.state
+        if agent.name == "d1" and not seen["cut"] and d.plans.get(WF):
+            seen["cut"] = True
+            sim.view_change_at(now)
+        if case == "crash before the write" and agent.name == "d1" \
+                and seen["d1"] == "up" and label == "takeover claim grant":
+            seen["d1"] = "restarted"  # before the grant's write: nothing of it kept
+            return "crash"
+        return None
+
+    def intercept(src, dst, msg, now):
+        if case == "crash before the write" and seen["d1"] == "restarted" \
+                and sim.agents["d1"].alive and not seen["healed"]:
+            seen["healed"] = True
+            sim.view_change_at(now)
+        if (src, dst) == ("d2", "d0") and isinstance(msg, ResultMsg) \
+                and msg.state is StepState.FAILED and not seen["d3 gone at d0"]:
+            seen["d3 gone at d0"] = True
+            sim.view_change_at(now)
+        if (src, dst) == ("d0", "d3") and seen["d3 gone at d0"]:
+            return "drop"
+        if case == "answer lost" and (src, dst) == ("d3", "d1") \
+                and isinstance(msg, ClaimAnswerMsg) and msg.granted:
+            if not seen["healed"]:
+                seen["healed"] = True
+                sim.view_change_at(now)
+            seen["d1"] = "never took it"
+            return "drop"
+        if seen["cut"] and (not seen["healed"] and {src, dst} == {"d0", "d1"}
+                            or {src, dst} == {"d1", "d2"}):
+            return "drop"
+        if seen["d1"] == "restarted" and (
+                (src, dst) == ("d1", "d3") and isinstance(msg, ClaimMsg)
+                or (src, dst) == ("d0", "d1") and isinstance(msg, ClaimAnswerMsg)):
+            return "drop"
+        return None
+
+    sim.crash_hook = hook
+    sim.intercept = intercept
+    return sim, seen, sim.run()
+
+
+@pytest.mark.parametrize("case", ["answer lost", "crash before the write"])
+@pytest.mark.parametrize("seed", range(1, 6))
+def test_a_granter_whose_grant_the_claimant_never_took_asks_it_for_the_end(
+        seed, case, monkeypatch) -> None:
+    """d3 asks d1, the holder of the epoch it granted that never showed a win, for the
+    workflow (takeover_late_grants.py, "A grant the claimant never took"); d1, its claim
+    and plan over, answers with the end in epoch 1, and d3 ends the workflow and
+    releases its hold. Before, d3 followed d1 for ever: the checker found its
+    reservation leaked and the workflow not terminal there (each seed here fails so)."""
+    sim, seen, report = grant_never_taken(seed, monkeypatch, case)
+    assert seen["d1"] in ("restarted", "never took it") and seen["healed"], seen
+    assert report.violations == [], report.violations  # a leaked hold, d3 not terminal
+    d1, d3 = sim.agents["d1"].node, sim.agents["d3"].node
+    assert sim.agents["d0"].node.state.rows[WF].state is WorkflowState.FAILED
+    assert d1.state.plans.get(WF) == ()  # its plan closed
+    assert "d3" not in d1.state.late_grants.get(WF, {})  # d1 never took the grant
+    assert d3.state.granted.get(WF) == (1, "d1")
+    assert d3.state.final.get(WF) is WorkflowState.FAILED
+    assert not [h for h in d3.state.holds if h[0] == WF]
+    assert report.stats["takeover grant never taken: end told to the granter that asked"] >= 1

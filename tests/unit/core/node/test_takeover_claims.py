@@ -38,12 +38,14 @@ def views(f: Held, name: str, **states: str) -> None:
     f.step(name, *(MemberState(m, s) for m, s in sorted(states.items())))
 
 
-def granted_by_a_member_that_never_heard_the_end(*, d3_back: bool = True) -> Held:
+def granted_by_a_member_that_never_heard_the_end(*, d3_back: bool = True,
+                                                 lost=None) -> Held:
     """d3 is down when d0 ends the workflow FAILED (s1 failed) and tells the saga's
     plan (s0's compensation, running at d1); d2 then dies for good. d0 is cut off from
     d1 past the takeover delay: d1, its plan open, claims epoch 1; d3, back from its
     restart without the end (d0's notices to it late), grants it (a majority is out
-    of d1's reach: d2 is dead, d0 cut off). Then the cut heals."""
+    of d1's reach: d2 is dead, d0 cut off). Then the cut heals. `lost`: what the
+    network loses meanwhile (held, then dropped), a (src, dst, msg) predicate."""
     f = Held()
     f.step("d0", Submit(WF, spec(), placement=PLACEMENT))
     f.deliver()
@@ -59,7 +61,8 @@ def granted_by_a_member_that_never_heard_the_end(*, d3_back: bool = True) -> Hel
 
     def cut(src: str, dst: str, msg: object) -> bool:
         # d0 and d1 cut off from each other; d0's end notices to d3 late.
-        return {src, dst} == {"d0", "d1"} or (src, dst) == ("d0", "d3")
+        return {src, dst} == {"d0", "d1"} or (src, dst) == ("d0", "d3") \
+            or lost is not None and lost(src, dst, msg)
 
     f.hold = cut
     views(f, "d1", d0="SUSPECT")

@@ -10,7 +10,13 @@ The federation and its story: test_takeover_claims.py."""
 from __future__ import annotations
 
 from fedorch.core.node import Message
-from fedorch.core.node.records import ClaimAnswerMsg, ClaimMsg, FinalMsg
+from fedorch.core.node.records import (
+    ClaimAnswerMsg,
+    ClaimMsg,
+    FinalMsg,
+    PlacementAnswer,
+    PlacementQuery,
+)
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.core.workflow.takeover import Role
 
@@ -216,3 +222,135 @@ def test_the_grants_of_an_overtaken_claim_are_told_nothing_after_a_restart():
     assert d1.stats["takeover late grant: end told again after a restart"] == 0
     assert f.sent_by("d1", FinalMsg)[told:] == []
     assert f.disks["d1"].late_grants == {WF: {"d3": 1}}
+
+
+def grant_never_taken(*, restart_ask: bool = True):
+    """d3 grants d1's claim of epoch 1 while it runs, and every answer of its grant is
+    lost on the way: d1 never took it (nothing of it written there), while d3 follows d1
+    in epoch 1 and refuses the driver's notices of epoch 0. d0's denials to d1 (which
+    carry the end) are late, and d0's saga-over notice closes d1's plan, and with it
+    the claim, before the claim goes again. Returns the federation once d1's claim is
+    over, the grant's answers still lost, d0's denials released. `restart_ask` False:
+    d3's restart check has let the workflow go (it asks the coordinator it follows too,
+    after its restart), so only the grant's own ask is left."""
+
+    def grant_lost(src: str, dst: str, msg: object) -> bool:
+        return (src, dst) == ("d3", "d1") and isinstance(msg, ClaimAnswerMsg) and msg.granted
+
+    f = granted_by_a_member_that_never_heard_the_end(lost=grant_lost)
+    f.net = [m for m in f.net if not grant_lost(*m)]
+    if not restart_ask:
+        f.nodes["d3"].restart_check.held.clear()
+    assert f.disks["d3"].granted[WF] == (1, "d1") and WF not in f.disks["d3"].final
+    assert WF not in f.disks["d1"].late_grants and not f.nodes["d1"].takeover.claims.granters
+
+    def denials_late(src: str, dst: str, msg: object) -> bool:
+        return (src, dst) == ("d0", "d1") and isinstance(msg, ClaimAnswerMsg)
+
+    f.hold = lambda *m: grant_lost(*m) or denials_late(*m)
+    f.end("d1", True)  # the compensation ends: d0's saga is over, d1's plan closes
+    f.run_until(f.now + 3.0)
+    assert f.disks["d1"].plans[WF] == () and not f.nodes["d1"].takeover.live(WF)
+    f.hold = grant_lost
+    f.net = [m for m in f.net if not grant_lost(*m)]
+    return f
+
+
+def test_a_granter_whose_grant_the_claimant_never_took_asks_it_and_gets_the_end():
+    """d3's grant never reached d1, so d1, its claim over, names no granter to tell. d3,
+    following d1 in epoch 1 with no proof that d1 won it, asks d1 (a PlacementQuery)
+    from `takeover_after_s` after its grant, and d1 answers with the end in epoch 1:
+    d3 ends the workflow and releases its hold. Before, d3 followed d1 for ever,
+    refusing d0's notices of epoch 0, its reservation held."""
+    f = grant_never_taken()
+    f.run_until(f.now + 60.0)
+    assert f.disks["d3"].final.get(WF) is WorkflowState.FAILED
+    assert not holds(f, "d3")
+    d1 = f.nodes["d1"]
+    assert d1.stats["takeover grant never taken: end told to the granter that asked"] >= 1
+    assert ("d3", FinalMsg(WF, WorkflowState.FAILED, 1)) in f.sent_by("d1", FinalMsg)
+    assert WF not in f.disks["d1"].late_grants  # nothing written for it
+    asked = f.nodes["d3"].stats["takeover granter asked a holder that never acted"]
+    f.run_until(f.now + 60.0)
+    assert f.nodes["d3"].stats["takeover granter asked a holder that never acted"] == asked
+
+
+def test_a_granter_not_restarted_asks_the_holder_itself():
+    """As above, but asked by the granter's own rule only: d3's restart check (which
+    asks the coordinator it follows too, after its restart) has let the workflow go,
+    so the grant's ask, every `takeover_after_s`, is what ends it there."""
+    f = grant_never_taken(restart_ask=False)
+    f.run_until(f.now + 60.0)
+    d3 = f.nodes["d3"]
+    assert d3.stats["takeover granter asked a holder that never acted"] >= 1
+    assert d3.stats["placement asked after a restart"] == 0 or not d3.restart_check.held
+    assert f.disks["d3"].final.get(WF) is WorkflowState.FAILED
+    assert not holds(f, "d3")
+
+
+def test_a_holder_answers_no_ask_while_its_claim_runs_or_once_it_acted():
+    """The end goes to an asker only where the case is a grant never taken: not while
+    d1's claim runs or its plan is open (the claim, or the saga's driver, tells the end
+    then), not once d1 acted in (or told the end on in) its epoch (it drives: its end
+    notices carry the plan), nor to a domain of no step of the workflow."""
+    f = granted_by_a_member_that_never_heard_the_end()
+    d1 = f.nodes["d1"]
+    key = "takeover grant never taken: end told to the granter that asked"
+    f.step("d1", Message("d3", PlacementQuery(WF)))
+    assert d1.stats[key] == 0  # the claim runs, the plan is open
+    d1.state.plans[WF] = ()
+    d1.takeover.forget(WF)  # the claim over, as at the plan's close
+    f.step("d1", Message("d9", PlacementQuery(WF)))
+    assert d1.stats[key] == 0  # no step of the workflow
+    d1.state.epochs[WF] = (1, "d1")  # told the end on in epoch 1: it drives
+    f.step("d1", Message("d3", PlacementQuery(WF)))
+    assert d1.stats[key] == 0
+    del d1.state.epochs[WF]
+    d1.reliable("d3", ("final", WF, "d3"), FinalMsg(WF, WorkflowState.FAILED, 1))
+    f.step("d1", Message("d3", PlacementQuery(WF)))
+    assert d1.stats[key] == 0  # an end of ours goes to it already: that one tells it
+    d1.pending.pop(("final", WF, "d3"))
+    f.step("d1", Message("d3", PlacementQuery(WF)))
+    assert d1.stats[key] == 1
+    assert f.sent_by("d1", FinalMsg)[-1] == ("d3", FinalMsg(WF, WorkflowState.FAILED, 1))
+
+
+def test_a_granter_asks_nothing_of_a_holder_that_proved_its_win():
+    """A holder that showed its certificate (it won the epoch we granted) drives the
+    workflow and tells its end itself: no ask goes to it any more."""
+
+    def grant_lost(src: str, dst: str, msg: object) -> bool:
+        return (src, dst) == ("d3", "d1") and isinstance(msg, ClaimAnswerMsg) and msg.granted
+
+    f = granted_by_a_member_that_never_heard_the_end(lost=grant_lost)
+    f.hold = grant_lost  # d1 never takes d3's grant: its claim runs on
+    d3 = f.nodes["d3"]
+    d3.restart_check.held.clear()
+    f.run_until(f.now + 10.0)
+    key = "takeover granter asked a holder that never acted"
+    assert d3.stats[key] >= 1 and WF in d3.takeover.late.asks  # asked, the claim runs
+    d3.takeover.proof.proofs[WF] = (1, "d1", ())
+    asked = d3.stats[key]
+    f.run_until(f.now + 30.0)
+    assert d3.stats[key] == asked
+    assert WF not in d3.takeover.late.asks
+
+
+def test_a_granter_asks_nothing_more_of_a_holder_that_answers_with_its_placements():
+    """Only a Node that drives the workflow answers the question with its placements
+    (restart_check.py): a holder that does acts, so it is asked no more (its proof,
+    kept in memory only, may be lost with the asker's restart)."""
+
+    def grant_lost(src: str, dst: str, msg: object) -> bool:
+        return (src, dst) == ("d3", "d1") and isinstance(msg, ClaimAnswerMsg) and msg.granted
+
+    f = granted_by_a_member_that_never_heard_the_end(lost=grant_lost)
+    f.hold = grant_lost
+    d3 = f.nodes["d3"]
+    d3.restart_check.held.clear()
+    f.run_until(f.now + 10.0)
+    assert WF in d3.takeover.late.asks
+    f.step("d3", Message("d0", PlacementAnswer(WF, 0, ())))  # not the holder: asked on
+    assert WF in d3.takeover.late.asks
+    f.step("d3", Message("d1", PlacementAnswer(WF, 1, ())))
+    assert WF not in d3.takeover.late.asks
