@@ -32,9 +32,10 @@ The rule:
   epoch, domain and lost domain) and its progress's view of every step (placement
   epoch and domain, "" for one lost and waiting for its new round); one asked that
   ended the workflow tells its end instead to a lost domain holding no step of it
-  any more, which nobody else tells (`_tell_end`), or to a domain that granted its
-  claim, over, for the saga's plan, which it never took (the same question, asked
-  by such a granter: takeover_late_grants.py `asked`);
+  any more, which nobody else tells, or to any asker once the saga's plan is closed
+  here (`_tell_end`), or to a domain that granted its claim, over, for the saga's
+  plan, which it never took (the same question, asked by such a granter:
+  takeover_late_grants.py `asked`);
 - the answer's placements are taken as a PlacedMsg's would be (placed_here.py:
   written, an attempt of a placement that is over stopped or its result dropped);
   then, if every unfinished step still placed here is confirmed (the coordinator has
@@ -198,21 +199,30 @@ class RestartCheck:
         what this Node holds, and a later epoch's proven end replaces it alike
         (told_ends.py). One that holds a step still is told the end by the saga's
         driver, with the plan it owes (seed 5200672: told here first, it ended without
-        the plan and later drove a saga that missed a step)."""
+        the plan and later drove a saga that missed a step). Once the plan is closed
+        here (the saga over), no plan nor end comes from its driver, which may never
+        have learned the asker (placed again by an earlier epoch's holder): told the
+        end then, by this Node as that holder too, in the epoch it won, with its
+        certificate (takeover soak seed 43007752: the asker held its reservation)."""
         n = self.n
         d = n.state
         if n.takeover is not None and n.takeover.late.asked(src, wf):
             return  # our claim's granter, never taken (takeover_late_grants.py)
         placed = dict(n.running.info(wf).placement)
         placed.update((step, p[1]) for step, p in d.placements.get(wf, {}).items())
-        if src in placed.values():
+        if src in placed.values() and d.plans.get(wf) != ():
             return  # it holds a step still: the saga's driver tells it the end and plan
         epoch, holder = d.epochs.get(wf, (0, ""))
+        kept = d.certificates.get(wf, (0, ()))
         if holder == n.name and epoch >= 1:
             won = n.takeover.proof.own_certificate(wf, epoch) if n.takeover else ()
             n.send(src, FinalMsg(wf, d.final[wf], epoch, won=won))
         elif coordinator_of(wf) == n.name:
             n.send(src, FinalMsg(wf, d.final[wf]))
+        elif kept[0] >= 1 and kept[1] and d.plans.get(wf) == ():
+            # A holder of an earlier epoch, which the asker follows: told in it, with
+            # its certificate (the later holder may never have learned the asker).
+            n.send(src, FinalMsg(wf, d.final[wf], kept[0], won=kept[1]))
         else:
             return
         n.stats["placement asked of an ended workflow: the end told"] += 1

@@ -170,11 +170,14 @@ def test_seeded_runs_with_takeover_hold_every_invariant(first: int) -> None:
 # for good before making it; the original, following its epoch, forgot the workflow
 # without that successor's acknowledgement, which the checker asked for as it counted an
 # end made in a later epoch, not one told: check.py).
+# 43007752 (a re-placed step's domain, back from a restart, asked an earlier epoch's
+# holder, ended with the saga over, which told it nothing: the later driver never
+# learned it; restart_check.py, `_tell_end`).
 ONCE_FAILING = (8101707, 8700249, 8303778, 8101903, 9600991, 8102557, 10000987, 10001968,
                 10002160, 11000176, 11001793, 101675, 115435, 101830, 108549, 102364,
                 114857, 117530, 103863, 115316, 117826, 119616, 116571, 18300721, 18100834,
                 18101218, 20600021, 20801425, 21000917, 21200275, 26000884, 26000081,
-                30000591, 37000443)
+                30000591, 37000443, 43007752)
 
 
 @pytest.mark.parametrize("seed", ONCE_FAILING)

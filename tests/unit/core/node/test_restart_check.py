@@ -301,3 +301,26 @@ def test_a_domain_that_holds_a_step_still_is_told_the_end_by_the_sagas_driver_on
     fed.step("d0", Message("d1", PlacementQuery(WF)))
     assert not [m for to, m in fed.sent_by("d0", FinalMsg) if to == "d1"]
     assert fed.nodes["d0"].stats["placement asked of an ended workflow: the end told"] == 0
+
+
+def test_a_domain_that_holds_a_step_is_told_the_end_once_the_saga_is_over() -> None:
+    """d2 won epoch 1 (its certificate kept), then followed d3's later epoch, took its
+    end, FAILED, and was told its saga is over (the plan closed here). d1, whose step is
+    still placed on it as d2 knows and as the saga's driver never learned, asks d2, the
+    coordinator it follows: no plan will ever reach it, so d2 tells it the end in the
+    epoch it won, with its certificate, and d1 lets its hold go (takeover soak seed
+    43007752: d1 asked for ever and held its reservation)."""
+    fed = committed([step("s1"), step("s2", needs=("s1",))], {"s1": "d2", "s2": "d1"})
+    won = certificate(fed, "d2", ("d0", "d2"))
+    d2 = fed.nodes["d2"].state
+    d2.certificates[WF] = (1, won)
+    d2.epochs[WF] = (2, "d3")
+    d2.final[WF] = WorkflowState.FAILED
+    d2.plans[WF] = ()
+    fed.net.clear()
+    fed.step("d2", Message("d1", PlacementQuery(WF)))
+    told = [m for to, m in fed.sent_by("d2", FinalMsg) if to == "d1"]
+    assert [(m.state, m.epoch, m.won) for m in told] == [(WorkflowState.FAILED, 1, won)]
+    fed.deliver()
+    assert fed.disks["d1"].final[WF] is WorkflowState.FAILED
+    assert not [h for h in fed.nodes["d1"].participant.holds() if h.workflow_id == WF]
