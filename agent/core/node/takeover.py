@@ -377,10 +377,14 @@ class Takeovers:
         if wf in d.rows or wf in d.committed:  # classic 2PC: participants and original
             info = self.n.running.info(wf)
             return frozenset(info.placement.values()) | {info.coordinator}
-        # Not a re-placement round's (classic 2PC: its coordinator and new domain).
+        # Not a re-placement round's (classic 2PC: its coordinator and new domain), nor
+        # an aborted round's: it elects no one (an acceptor that recovered round 1 as
+        # ABORT, its Accept of the committed round 2 lost, refused the certificate of
+        # the epoch it granted on round 2's proof: takeover soak seed 43003501).
         named = {frozenset(rec.tx.acceptors) for (w, r), rec in d.acceptor.items()
                  if w == wf and rec.tx is not None and rec.tx.acceptors
-                 and not getattr(d.info.get((w, r)), "lost", "")}
+                 and not getattr(d.info.get((w, r)), "lost", "")
+                 and getattr(rec.decided or d.learned.get((w, r)), "commit", True)}
         return next(iter(named)) if len(named) == 1 else None
 
     def follow_proven(self, now: float, wf: str, winner: str, epoch: int,

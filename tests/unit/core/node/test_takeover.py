@@ -7,8 +7,11 @@ from __future__ import annotations
 import random
 
 import pytest
+from fedorch.core.negotiation.acceptor import AcceptorRecord
+from fedorch.core.negotiation.messages import TxInfo, Value
 from fedorch.core.node import MemberState, MemberViews, Message, Node, StepEnded, Submit, Tick
-from fedorch.core.node.records import ClaimAnswerMsg, ClaimMsg, FinalMsg, Timing
+from fedorch.core.node.authority import check as boundary_check
+from fedorch.core.node.records import AckMsg, ClaimAnswerMsg, ClaimMsg, FinalMsg, Timing
 from fedorch.core.node.takeover_grants import SignedEvidence, sign_grant
 from fedorch.core.workflow.lifecycle import TERMINAL, WorkflowState
 from fedorch.core.workflow.takeover import Role
@@ -410,3 +413,28 @@ def test_a_claimant_that_finds_the_end_names_the_failed_steps_it_knows() -> None
     assert fed.nodes["d1"].stats["takeover found the end"] == 1
     assert fed.disks["d1"].final[WF] is WorkflowState.FAILED
     assert fed.disks["d1"].end_reasons[WF] == "step s1 failed: disk on fire"
+
+
+def test_an_aborted_rounds_acceptors_do_not_judge_a_later_rounds_certificate() -> None:
+    """d3 holds no step: it recovered round 1 of d0's workflow (acceptors d0, d1, d3) as
+    ABORT, and its Accept of the committed round 2 (acceptors d0, d2, d3) was lost. It
+    granted epoch 1 to d2 on round 2's proof; d2 tells the end with its certificate in
+    round 2's electorate: d3 takes it and acknowledges, not judging it against the
+    aborted round's acceptors (takeover soak seed 43003501: refused for ever, d2 never
+    made its end)."""
+    fed = Federation()
+    disk = fed.disks["d3"]
+    key = (WF, 1)
+    disk.acceptor[key] = AcceptorRecord(TxInfo(WF, 1, "d0", ("d1",), ("d0", "d1", "d3")),
+                                        accepted_value=Value(False))
+    disk.learned[key] = Value(False)
+    disk.granted[WF] = (1, "d2")
+    d3 = fed.restore("d3")
+    assert d3.takeover.electorate_of(WF) is None
+    cert = tuple(sign_grant(fake_signer(g), g, WF, 1, "d2", frozenset({"d0", "d2", "d3"}))
+                 for g in ("d2", "d3"))
+    end = FinalMsg(WF, WorkflowState.SUCCEEDED, 1, won=cert)
+    boundary_check(d3, "d2", end)  # the authority table's check, as at the boundary
+    ready = fed.step("d3", Message("d2", end))
+    assert fed.disks["d3"].final[WF] is WorkflowState.SUCCEEDED
+    assert [dst for dst, m in sent(ready) if isinstance(m, AckMsg)] == ["d2"]
