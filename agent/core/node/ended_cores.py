@@ -35,8 +35,8 @@ acknowledgement (refused from a domain not asked, else nothing, `ended_ack`), a
 decision query about a round decided or collected (`ended_query`), a step result of
 a committed workflow (ignored). Where the core's answer would change something, it is
 revived as before: a query that presumes ABORT, an acknowledgement that lets an ABORT
-record on the table be collected, any input while a cancel is on record (cancel.py
-reads the core after each of its inputs). Before, 3,000 takeover soak runs revived
+record on the table be collected, any input while a cancel is on record and the
+workflow's end is not (cancel.py reads the core after each of its inputs). Before, 3,000 takeover soak runs revived
 25,259 cores, most for votes and acknowledgements the authority table refused: a
 liar made a coordinator rebuild a core per message.
 """
@@ -112,9 +112,13 @@ def ended_tx(n: Any, wf: str, record: Ended) -> TxInfo | None:
 
 def answering(n: Any, wf: str) -> Ended | None:
     """The record that answers a late message of `wf` itself; None for a core kept
-    whole, none kept, or a cancel on record (its core is read after each input)."""
+    whole, none kept, or a cancel on record of a workflow whose end is not (cancel.py's
+    `after_run` reads the core after each of its inputs until then)."""
     record = n.coordinators.ended.get(wf)
-    return None if record is None or wf in n.state.cancels else record
+    d = n.state
+    if record is None or wf in d.cancels and wf not in d.final:
+        return None
+    return record
 
 
 def ended_vote(n: Any, record: Ended, src: str, key: Key, yes: bool) -> None:
