@@ -50,10 +50,10 @@ def _raw(key: Ed25519PublicKey) -> bytes:
 # make the full cache some 60 MB; the digest makes it about 1.5 MB). Finding another
 # (signature, bytes) of one digest is a SHA-256 collision; and as every signature
 # remembered is 64 bytes (`_key`), a digest stands for one signature and one message.
-# What never comes twice is not remembered (`cache=False`): an envelope carries a
-# nonce of its own, so its entry could never be hit, and would only push out a vote's
-# entry (which is, some three times per round). Nor is it looked up: the digest of a
-# 7 KB body costs more than the lookup saves when it never hits.
+# What never comes twice is not remembered (`cache=False`): a live envelope carries a
+# nonce of its own, so its entry could never be hit, and would only push out the entry
+# of a vote, verified again in every Accept, Accepted and decision that carries it.
+# Nor is it looked up: the digest of a 7 KB body is all a lookup that never hits buys.
 VERIFIED_CACHE_SIZE = 8192
 SIGNATURE_BYTES = 64
 # Records that do not (yet) touch their domain's chain: a rotation heard before the one

@@ -23,7 +23,7 @@ a revived core answers every input as the core did when it was dropped.
 
 Most late messages need no revived core: its phase's rows of the transition table
 ignore Paxos replies and decisions; a late vote, a duplicate acknowledgement and a
-decision query read only the record's round numbers. `tx`, `tells_abort_again`,
+decision query read only the record's round numbers. `record_tx`, `tells_abort_again`,
 `check_ack` and `answer_query` give what the revived core would, from the record (a
 query about a round with no decision on record is left to the core: it presumes
 ABORT, a write). So a message that is refused, or that an ended core only answers,
@@ -58,8 +58,8 @@ from fedorch.core.negotiation.rounds import (
     RoundState,
 )
 
-__all__ = ["Ended", "answer_query", "check_ack", "ended", "revive", "tells_abort_again",
-           "tx"]
+__all__ = ["Ended", "answer_query", "check_ack", "ended", "record_tx", "revive",
+           "tells_abort_again"]
 
 Rounds = tuple[int, ...]
 # The round tuples of most records are one of a few ((), (1,), ...): shared, not one
@@ -148,8 +148,8 @@ def revive(record: Ended, workflow_id: str, *, placement: Mapping[str, str],
 
 # ---- answers from the record (what the revived core would give; see the header) ----
 
-def tx(record: Ended, workflow_id: str, *, me: str, placement: Mapping[str, str],
-       acceptors: tuple[str, ...]) -> TxInfo | None:
+def record_tx(record: Ended, workflow_id: str, *, me: str, placement: Mapping[str, str],
+              acceptors: tuple[str, ...]) -> TxInfo | None:
     """`Coordinator.tx` of the core `revive` makes (its round states no created_ms)."""
     if record.round < 1:
         return None
