@@ -39,7 +39,7 @@ record on the table be collected, any input while a cancel is on record and the
 workflow's end is not (cancel.py reads the core after each of its inputs). Before,
 the table's own check rebuilt the core for each late vote or acknowledgement, so a
 liar made a coordinator rebuild a core per message (a 1,000-seed takeover soak
-revived 7,916 cores; 237 since, every other count the same).
+revived 7,916 cores; 208 since, every other count the same).
 """
 
 from __future__ import annotations
