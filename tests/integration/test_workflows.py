@@ -331,6 +331,10 @@ async def test_members_and_metrics(fed):
                                    direction="out") > 0
     assert await asyncio.to_thread(sample, "fedorch_swim_probes_sent_total") > 0
     assert await asyncio.to_thread(sample, "fedorch_members", state="ALIVE") == 3
+    # Live envelopes are verified without the cache of verified signatures (each new
+    # by its nonce); the votes their Accepts and decisions carry are answered from it.
+    assert await asyncio.to_thread(sample, "fedorch_signature_verifies_total",
+                                   result="uncached") > 0
     # The daemon's process and its garbage collector, beside the agent's own numbers.
     assert await asyncio.to_thread(sample, "process_resident_memory_bytes") > 0
     assert await asyncio.to_thread(sample, "process_cpu_seconds_total") > 0

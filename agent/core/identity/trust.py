@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
@@ -50,6 +50,10 @@ def _raw(key: Ed25519PublicKey) -> bytes:
 # make the full cache some 60 MB; the digest makes it about 1.5 MB). Finding another
 # (signature, bytes) of one digest is a SHA-256 collision; and as every signature
 # remembered is 64 bytes (`_key`), a digest stands for one signature and one message.
+# What never comes twice is not remembered (`cache=False`): a live envelope carries a
+# nonce of its own, so its entry could never be hit, and would only push out the entry
+# of a vote, verified again in every Accept, Accepted and decision that carries it.
+# Nor is it looked up: the digest of a 7 KB body is all a lookup that never hits buys.
 VERIFIED_CACHE_SIZE = 8192
 SIGNATURE_BYTES = 64
 # Records that do not (yet) touch their domain's chain: a rotation heard before the one
@@ -72,6 +76,9 @@ class TrustStore:
         self._now = -math.inf
         # (domain, digest of signature and bytes) -> the key that verified them
         self._verified: OrderedDict[tuple[str, bytes], bytes] = OrderedDict()
+        # Verifies answered from the cache, verified and remembered, verified uncached
+        # (`cache=False`): what the agent's metrics show (fedorch_signature_verifies).
+        self.verify_counts: Counter[str] = Counter()
         # Told of the records that changed a domain's keys, and of how many were refused,
         # wherever they were learned (the runtime keeps, audits and relays them).
         self.on_learned: Callable[[list[KeyChange], int], None] | None = None
@@ -273,11 +280,13 @@ class TrustStore:
     # ---- verifying -------------------------------------------------------------------
 
     def verify(self, domain: str, data: bytes, signature: bytes, *,
-               evidence: bool = False) -> bool:
+               evidence: bool = False, cache: bool = True) -> bool:
         """True only if `domain` is trusted and `signature` is its signature over `data`
         by a key it may sign with: its current key, or an earlier one of its chain that
         is not revoked (live messages: within the rotation's overlap; `evidence`, a
-        signed object stored or relayed, made before the rotation: always)."""
+        signed object stored or relayed, made before the rotation: always). `cache`:
+        False for bytes that never come twice (an envelope, by its nonce), neither
+        looked up nor remembered."""
         try:
             keys = self._acceptable(domain, evidence=evidence) if isinstance(domain, str) \
                 else []
@@ -289,11 +298,14 @@ class TrustStore:
                 # would borrow the message's first bytes, so only a whole one is looked at.
                 return False
             data = bytes(data)
-            entry = _key(domain, signature, data)
-            hit = self._verified.get(entry)
-            if hit is not None and hit in keys:
-                self._verified.move_to_end(entry)
-                return True
+            counts = self.verify_counts
+            entry = _key(domain, signature, data) if cache else None
+            if entry is not None:
+                hit = self._verified.get(entry)
+                if hit is not None and hit in keys:
+                    self._verified.move_to_end(entry)
+                    counts["hit"] += 1
+                    return True
             signed = signature + data
             for raw in keys:
                 # libsodium (PyNaCl): about half the CPU of `cryptography`'s Ed25519
@@ -302,7 +314,11 @@ class TrustStore:
                     crypto_sign_open(signed, raw)
                 except Exception:  # not this key's signature: try the next key
                     continue
-                self._remember(entry, raw)
+                if entry is None:
+                    counts["uncached"] += 1
+                else:
+                    counts["miss"] += 1
+                    self._remember(entry, raw)
                 return True
             return False
         except Exception:  # junk arguments: never raise at the boundary

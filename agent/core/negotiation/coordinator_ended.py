@@ -21,8 +21,17 @@ tell: the phase, the round (placement, acceptors, every participant acknowledged
 the log (cells, decisions, rounds told ABORT, rounds collected), the refusals. So
 a revived core answers every input as the core did when it was dropped.
 
+Most late messages need no revived core: its phase's rows of the transition table
+ignore Paxos replies and decisions; a late vote, a duplicate acknowledgement and a
+decision query read only the record's round numbers. `record_tx`, `tells_abort_again`,
+`check_ack` and `answer_query` give what the revived core would, from the record (a
+query about a round with no decision on record is left to the core: it presumes
+ABORT, a write). So a message that is refused, or that an ended core only answers,
+costs no core: a liar sending late messages costs a record lookup each, not a core.
+
 Like coordinator_recovery, this is a companion of coordinator.py that reads and sets
-the core's own fields: it changes together with coordinator.py.
+the core's own fields: it changes together with coordinator.py (and its log,
+coordinator_log.py, whose `answer` `answer_query` follows).
 """
 
 from __future__ import annotations
@@ -32,7 +41,14 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
 from fedorch.core.negotiation.coordinator import Coordinator
-from fedorch.core.negotiation.messages import ABORT, Value
+from fedorch.core.negotiation.errors import RemoteProtocolError
+from fedorch.core.negotiation.messages import (
+    ABORT,
+    AnswerStatus,
+    DecisionAnswer,
+    TxInfo,
+    Value,
+)
 from fedorch.core.negotiation.rounds import (
     ConsensusOptions,
     Phase,
@@ -42,7 +58,8 @@ from fedorch.core.negotiation.rounds import (
     RoundState,
 )
 
-__all__ = ["Ended", "ended", "revive"]
+__all__ = ["Ended", "answer_query", "check_ack", "ended", "record_tx", "revive",
+           "tells_abort_again"]
 
 Rounds = tuple[int, ...]
 # The round tuples of most records are one of a few ((), (1,), ...): shared, not one
@@ -127,3 +144,43 @@ def revive(record: Ended, workflow_id: str, *, placement: Mapping[str, str],
         log.told_abort[r] = set()  # who was told is never read again: only that it was
     log.collected.update(record.collected)
     return core
+
+
+# ---- answers from the record (what the revived core would give; see the header) ----
+
+def record_tx(record: Ended, workflow_id: str, *, me: str, placement: Mapping[str, str],
+              acceptors: tuple[str, ...]) -> TxInfo | None:
+    """`Coordinator.tx` of the core `revive` makes (its round states no created_ms)."""
+    if record.round < 1:
+        return None
+    return TxInfo(workflow_id, record.round, me, tuple(sorted(set(placement.values()))),
+                  acceptors)
+
+
+def tells_abort_again(record: Ended, round_: int, yes: bool) -> bool:
+    """A late vote (`Coordinator._late_vote`, both ended phases): a YES of a round told
+    ABORT is sent that round's ABORT again; anything else is ignored."""
+    return yes and round_ in record.told and round_ in record.aborted
+
+
+def check_ack(record: Ended, placement: Mapping[str, str], domain: str,
+              round_: int) -> None:
+    """An acknowledgement of `round_` from `domain` (`Coordinator._on_ack` when
+    COMMITTED, ignored when ABORTED): RemoteProtocolError from a domain not asked in
+    the record's round; else nothing to change (every participant acknowledged)."""
+    if record.committed and round_ == record.round and domain not in placement.values():
+        raise RemoteProtocolError(f"{domain} acknowledged round {round_} but was not asked")
+
+
+def answer_query(record: Ended, workflow_id: str, me: str, round_: int
+                 ) -> DecisionAnswer | None:
+    """A decision query (`CoordinatorLog.answer` of the revived core, its round decided):
+    the answer, or None where that answer presumes ABORT (a write: the core's)."""
+    key = (workflow_id, round_)
+    if round_ < 1 or round_ > record.round:
+        raise RemoteProtocolError(f"{workflow_id} has no round {round_}")
+    if round_ in record.aborted:
+        return DecisionAnswer(key, me, AnswerStatus.DECIDED, ABORT)
+    if round_ in record.collected:
+        return DecisionAnswer(key, me, AnswerStatus.FORGOTTEN)
+    return None

@@ -80,8 +80,7 @@ def prepare(node: Any, src: str, msg: PrepareMsg, votes: Any, proven: Any) -> No
 
 
 def vote(node: Any, src: str, msg: VoteMsg, votes: Any, proven: Any) -> None:
-    core = node.coordinators.get(msg.key[0])
-    tx = core.tx() if core is not None else None
+    tx = node.coordinators.tx(msg.key[0])  # an ended core's from its record
     authorize("vote", src, Facts(
         workflow_id=msg.key[0], named=msg.domain,
         participants=tx.participants if tx is not None and tx.key == msg.key else None))
@@ -157,8 +156,7 @@ def _successors_round(tx: Any, src: str) -> bool:
 
 
 def decision_ack(node: Any, src: str, msg: DecisionAck, votes: Any, proven: Any) -> None:
-    core = node.coordinators.get(msg.key[0])
-    tx = core.tx() if core is not None else None
+    tx = node.coordinators.tx(msg.key[0])  # an ended core's from its record
     if tx is not None and tx.key != msg.key:
         tx = None  # another round's (a re-placement round's: replacement.py checks it)
     authorize("decision_ack", src, Facts(

@@ -133,6 +133,9 @@ class CommitAcks:
         workflow's round where it implies one (see the header)."""
         n = self.n
         wf = msg.workflow_id
+        record = n.coordinators.ended.get(wf)
+        if record is not None and record.committed:
+            return  # every COMMIT acknowledged: an ended core's answer (ended_cores.py)
         core = n.coordinators.get(wf)
         if core is None or msg.epoch != 0 or src == n.name \
                 or core.phase is Phase.COMMITTED and not core.awaiting_acks():

@@ -29,7 +29,10 @@ the Node's rule (ended_cores.py), and one it settles is kept as its `Ended` reco
 instead. A lookup of such a workflow (`get`, `[]`) brings its core back with
 `revive`, the same in every answer, live until a later refresh settles it again; `in`
 and `del` see ended cores as kept ones, so what asks whether a core is kept, or
-forgets one (retention), needs no change.
+forgets one (retention), needs no change. What the record answers itself revives
+nothing: `tx` (the round as a transaction: what the authority table checks a message
+against) and the late messages ended_cores.py answers; so a refused message, or one
+an ended core only answers, costs no core.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from collections.abc import Callable, Iterator
 
 from fedorch.core.negotiation.coordinator import Coordinator, Phase
 from fedorch.core.negotiation.coordinator_ended import Ended
+from fedorch.core.negotiation.messages import TxInfo
 
 
 class Coordinators(dict[str, Coordinator]):
@@ -54,6 +58,7 @@ class Coordinators(dict[str, Coordinator]):
         self.ended: dict[str, Ended] = {}
         self.settle: Callable[[str, Coordinator], Ended | None] | None = None
         self.revive: Callable[[str, Ended], Coordinator] | None = None
+        self.record_tx: Callable[[str, Ended], TxInfo | None] | None = None
 
     # ---- lookups (each may be followed by a change to the core) -------------------
 
@@ -69,6 +74,16 @@ class Coordinators(dict[str, Coordinator]):
         if workflow_id in self.ended:
             return self._revived(workflow_id)
         return super().get(workflow_id, default)
+
+    def tx(self, workflow_id: str) -> TxInfo | None:
+        """The current round of the workflow's core as a transaction (Coordinator.tx),
+        an ended core's from its record: no core is revived for it."""
+        record = self.ended.get(workflow_id)
+        if record is not None:
+            assert self.record_tx is not None
+            return self.record_tx(workflow_id, record)
+        core = self.get(workflow_id)
+        return core.tx() if core is not None else None
 
     def __contains__(self, workflow_id: object) -> bool:
         return super().__contains__(workflow_id) or workflow_id in self.ended

@@ -83,6 +83,7 @@ from fedorch.core.negotiation.messages import (
 from fedorch.core.negotiation.participant import DecisionEffect, restarted
 from fedorch.core.negotiation.termination import DoubtState, answer_query
 from fedorch.core.node.coordinator_records import coordinator_action
+from fedorch.core.node.ended_cores import answering, ended_ack, ended_query, ended_vote
 from fedorch.core.node.negotiation_restore import restore_negotiation
 from fedorch.core.node.records import (
     AckMsg,
@@ -194,8 +195,14 @@ class Negotiation:
             # which has no coordinator core of the workflow.
             self.n.replacement.on_vote(now, src, msg)
             return
+        if src != msg.domain:
+            raise RemoteProtocolError("a vote for no workflow of ours, or relayed")
+        record = answering(self.n, msg.key[0])
+        if record is not None:  # an ended core's answer, from its record (ended_cores.py)
+            ended_vote(self.n, record, src, msg.key, msg.yes)
+            return
         core = self.n.coordinators.get(msg.key[0])
-        if core is None or src != msg.domain:
+        if core is None:
             raise RemoteProtocolError("a vote for no workflow of ours, or relayed")
         # A YES's evidence, as received (the boundary checked it: authority.py), goes
         # into the certificate.
@@ -214,6 +221,8 @@ class Negotiation:
         n = self.n
         if src != n.name and getattr(msg, "acceptor", src) != src:
             raise RemoteProtocolError("a reply signed by another acceptor")
+        if answering(n, msg.key[0]) is not None:
+            return  # an ended core ignores it (ended_cores.py)
         core = n.coordinators.get(msg.key[0])
         if core is not None:
             core.receive_paxos(now, msg)
@@ -234,7 +243,8 @@ class Negotiation:
                 self.n.send(src, DecisionAck(msg.key, self.n.name))
                 return
             raise RemoteProtocolError(f"a COMMIT of {msg.key}, a transaction unknown here")
-        core = self.n.coordinators.get(msg.key[0])
+        core = None if answering(self.n, msg.key[0]) is not None \
+            else self.n.coordinators.get(msg.key[0])  # an ended core ignores it
         if core is not None and not self.n.replacement.owns(msg.key):
             core.receive_paxos(now, msg)
             self.run(now, core.next_actions(), core)
@@ -242,12 +252,14 @@ class Negotiation:
 
     def _on_query(self, now: float, src: str, msg: DecisionQuery) -> None:
         n = self.n
-        core = n.coordinators.get(msg.key[0])
+        # A successor's round (its epoch's range) is not ours: our core's log has no
+        # word on it, and would presume ABORT for a round it never ran.
+        ours = epoch_of_round(msg.key[1]) == 0
         if n.replacement.owns(msg.key):
             answer = n.replacement.answer(msg.key, src)
-        elif core is not None and epoch_of_round(msg.key[1]) == 0:
-            # Not a successor's round (its epoch's range): this core's log has no word
-            # on it, and would presume ABORT for a round it never ran.
+        elif ours and (answer := ended_query(n, msg.key)) is not None:
+            pass  # from an ended core's record (ended_cores.py): never a COMMIT
+        elif ours and (core := n.coordinators.get(msg.key[0])) is not None:
             answer = core.answer_query(now, msg.key[1])
             self.run(now, core.next_actions(), core)
             if answer.value is not None and answer.value.commit \
@@ -315,6 +327,9 @@ class Negotiation:
         if self.n.replacement.owns(msg.key):
             self.n.replacement.on_decision_ack(now, src, msg.key)
             return
+        record = answering(self.n, msg.key[0])
+        if record is not None and ended_ack(self.n, record, src, msg.key):
+            return  # answered from an ended core's record (ended_cores.py)
         core = self.n.coordinators.get(msg.key[0])
         if core is None:
             return

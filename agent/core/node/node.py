@@ -107,7 +107,7 @@ from fedorch.core.node.commit_acks import CommitAcks
 from fedorch.core.node.compensating import Compensating
 from fedorch.core.node.coordinator_timers import Coordinators
 from fedorch.core.node.domain_loss import DomainLoss
-from fedorch.core.node.ended_cores import revive_core
+from fedorch.core.node.ended_cores import ended_tx, revive_core
 from fedorch.core.node.ended_cores import settle as settle_core
 from fedorch.core.node.inputs import (
     Acks,
@@ -306,6 +306,7 @@ class Node:
         # A core whose workflow's end is settled is kept as a small record (ended_cores.py).
         self.coordinators.settle = lambda wf, core: settle_core(self, wf, core)
         self.coordinators.revive = lambda wf, record: revive_core(self, wf, record)
+        self.coordinators.record_tx = lambda wf, record: ended_tx(self, wf, record)
         self.progress: dict[str, Progress] = {}
         self.running.reset()
         self.commit_acks.reset()
@@ -439,8 +440,7 @@ class Node:
         rec = self.acceptor.record(key)
         if rec is not None:
             return rec.tx
-        core = self.coordinators.get(key[0])
-        tx = core.tx() if core is not None else None
+        tx = self.coordinators.tx(key[0])
         return tx if tx is not None and tx.key == key else None
 
     def consensus(self) -> ConsensusOptions:

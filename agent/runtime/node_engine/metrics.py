@@ -121,6 +121,15 @@ class NodeEngineCollector(Collector):
                                        " records (at most one per turn and batch window)")
         audit_tx.add_metric([], e.audit.transactions)
         yield audit_tx
+        verifies = CounterMetricFamily(
+            "fedorch_signature_verifies",
+            "Signatures the trust store verified: answered from its cache (hit), checked"
+            " and remembered (miss), checked and not remembered (uncached: live"
+            " envelopes, each new by its nonce)", labels=["result"])
+        counts = e.agent.trust.verify_counts
+        for result in ("hit", "miss", "uncached"):
+            verifies.add_metric([result], counts[result])
+        yield verifies
         yield from _write_fault_metrics(e.write_behind)
         yield from _shared_metrics(e.node.stats)
 

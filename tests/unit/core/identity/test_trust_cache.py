@@ -8,9 +8,19 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fedorch.core.identity import TrustStore
 from fedorch.core.identity import trust as trust_module
+from fedorch.core.identity.envelope import (
+    Signer,
+    new_nonce,
+    open_evidence,
+    open_message,
+    seal,
+)
+from fedorch.core.identity.replay import ReplayGuard
+from fedorch.gen.fedorch.v1 import peer_pb2
 
 EU_KEY = Ed25519PrivateKey.generate()
 US_KEY = Ed25519PrivateKey.generate()
+EU = Signer("eu-west", EU_KEY)
 
 
 @pytest.fixture
@@ -116,3 +126,44 @@ def test_a_signature_made_here_is_remembered_by_its_digest(opened):
     store.signed_here("eu-west", body, sig[:63])  # not a signature: not remembered
     assert len(store._verified) == 1
     assert store.verify("eu-west", body, sig) and opened == []
+
+
+def test_uncached_bytes_are_verified_but_neither_looked_up_nor_remembered(opened):
+    store = _store()
+    body = bytes(7_000)
+    sig = EU_KEY.sign(body)
+    assert store.verify("eu-west", body, sig, cache=False)
+    assert len(store._verified) == 0
+    assert store.verify("eu-west", body, sig)  # a miss: nothing was remembered
+    assert store.verify("eu-west", body, sig, cache=False)  # not looked up: checked again
+    assert opened == [body, body, body]
+    assert not store.verify("eu-west", body, EU_KEY.sign(b"other"), cache=False)
+    assert store.verify_counts == {"uncached": 2, "miss": 1}
+
+
+def test_live_envelopes_leave_the_votes_entries_in_the_cache(opened, monkeypatch):
+    # Every envelope is new (its nonce): remembering it would push a vote's entry out,
+    # which the next Accept or decision carrying that vote asks for again.
+    monkeypatch.setattr(trust_module, "VERIFIED_CACHE_SIZE", 4)
+    store = _store()
+    vote = b"a vote's statement"
+    vote_sig = EU_KEY.sign(vote)
+    assert store.verify("eu-west", vote, vote_sig, evidence=True)
+    for i in range(10):
+        env = seal(EU, recipient="us-east", now_ms=1_700_000_000_000 + i, nonce=new_nonce(),
+                   node_turn=peer_pb2.NodeTurn())
+        assert open_message(env, store, ReplayGuard(60_000), me="us-east",
+                            now_ms=1_700_000_000_000 + i, expect="node_turn")
+    opened.clear()
+    assert store.verify("eu-west", vote, vote_sig, evidence=True) and opened == []
+    assert store.verify_counts == {"miss": 1, "uncached": 10, "hit": 1}
+
+
+def test_evidence_envelopes_are_remembered(opened):
+    # A signed object relayed in many messages (an epoch's certificate) verifies once.
+    store = _store()
+    env = seal(EU, recipient="us-east", now_ms=1_700_000_000_000, nonce=new_nonce(),
+               node_turn=peer_pb2.NodeTurn())
+    for _ in range(3):
+        open_evidence(env, store, expect="node_turn")
+    assert len(opened) == 1 and store.verify_counts == {"miss": 1, "hit": 2}

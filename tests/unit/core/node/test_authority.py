@@ -134,8 +134,9 @@ def test_acknowledgements_are_checked_each_by_its_rule_and_refused_alone():
     order; one in another's name, or no acknowledgement at all, is refused alone."""
     from fedorch.core.negotiation.messages import DecisionAck
     from fedorch.core.node.authority import check_acks
+    from fedorch.core.node.coordinator_timers import Coordinators
     from fedorch.core.node.records import AckMsg
-    node = SimpleNamespace(coordinators={})  # coordinates no workflow of these
+    node = SimpleNamespace(coordinators=Coordinators())  # coordinates no workflow of these
     own = (AckMsg(("final", WF, "a")), DecisionAck((WF, 1), "a"))
     assert check_acks(node, "a", own) == (own, [])
     forged = (AckMsg(("final", WF, "b")), DecisionAck((WF, 1), "b"), stale_end())

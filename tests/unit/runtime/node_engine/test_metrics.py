@@ -29,7 +29,9 @@ def engine(fault: WriteFault) -> SimpleNamespace:
                                             "retention: workflow forgotten": 5,
                                             "in-doubt query": 8})),
         audit=SimpleNamespace(appended=7, lost=1, transactions=2, written_records=3),
-        write_behind=fault)
+        write_behind=fault,
+        agent=SimpleNamespace(trust=SimpleNamespace(
+            verify_counts=Counter({"hit": 12, "miss": 3, "uncached": 40}))))
 
 
 def scrape(fault: WriteFault) -> dict[str, float]:
@@ -78,6 +80,9 @@ def test_the_engine_counters_are_read_at_scrape_time():
     assert got['fedorch_node_messages_total{outcome="posted"}'] == 6
     assert got['fedorch_node_inputs_refused_total{input="Message"}'] == 2
     assert got['fedorch_node_audit_records_total{outcome="appended"}'] == 7
+    assert got['fedorch_signature_verifies_total{result="hit"}'] == 12
+    assert got['fedorch_signature_verifies_total{result="miss"}'] == 3
+    assert got['fedorch_signature_verifies_total{result="uncached"}'] == 40
     assert got['fedorch_node_audit_records_total{outcome="lost"}'] == 1
     assert got["fedorch_node_audit_transactions_total"] == 2
     assert got["fedorch_node_audit_stored_records_total"] == 3
