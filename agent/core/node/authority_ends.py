@@ -86,6 +86,15 @@ def final(node: Any, src: str, msg: FinalMsg, votes: Any,
         # next) ended the step the successor had just placed here, and the successor
         # waited for it for ever (takeover soak seed 18300721).
         held = node.state.granted[msg.workflow_id]
+    elif not msg.won and _claiming_later(node, msg.workflow_id, max(held[0], msg.epoch)):
+        # Our own claim of a later epoch, not won: an older end with no certificate is
+        # refused as under a grant to another (its teller may have told it and never
+        # made it, and voids it once it grants a later claim). Taken, the claimant made
+        # it its own in the epoch it claimed at once, and, its acknowledgement lost in a
+        # crash, the teller granted the next claim, whose winner ended the workflow
+        # otherwise (takeover soak seed 28000322). The claim learns the end from its
+        # answers (takeover_claims.py), or wins and decides.
+        held = node.state.granted[msg.workflow_id]
     elif msg.epoch > held[0] and node.state.granted.get(msg.workflow_id) == (msg.epoch, src):
         # The end of the epoch granted here to its sender, granted as an acceptor before
         # this Node was committed (a new domain of that very claimant's re-placement
@@ -224,6 +233,16 @@ def _granted_later(node: Any, wf: str, epoch: int) -> bool:
     """Did this Node grant an epoch of `wf` later than `epoch` to another domain?"""
     granted, holder = node.state.granted.get(wf, (0, ""))
     return granted > epoch and holder != node.name
+
+
+def _claiming_later(node: Any, wf: str, epoch: int) -> bool:
+    """Does this Node claim an epoch of `wf` later than `epoch`, a claim not won (no act
+    of it on record: `epochs` names it only once it acts or tells an end on), and hold
+    no end of it (a claim for an open saga plan takes its driver's notices as before)?"""
+    d = node.state
+    granted = d.granted.get(wf, (0, ""))
+    return granted[0] > epoch and granted[1] == node.name and d.epochs.get(wf) != granted \
+        and wf not in d.final
 
 
 def _no_other_holder(node: Any, wf: str, src: str) -> bool:

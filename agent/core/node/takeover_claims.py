@@ -390,11 +390,14 @@ class Claims:
                 return
             n.stats["takeover found the end"] += 1
             holder = msg.holder if proven else src
+            claiming = core.role is Role.CLAIMING and msg.held_epoch < core.epoch
             if not tk.ends.announce(now, wf, core, msg.final):
                 tk.ends.follow_end(now, wf, msg.held_epoch, holder, msg.final,
                               msg.won if holder != src else ())
                 if wf not in n.state.final:
                     n.running.end_here(wf, msg.final)
+            elif claiming:  # an older epoch's end, told on in the epoch it claims
+                n.stats["takeover claimant told an earlier epoch's end on"] += 1
             return
         if msg.in_doubt and not msg.granted:
             if src in core.participants and core.coordinator == n.name \

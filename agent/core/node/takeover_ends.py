@@ -16,7 +16,11 @@ the original coordinator back from a stall) follows the winner and takes its end
 where it would refuse it for ever (its core follows a live domain, which never acts).
 A claimant that learns the end before its claim won tells it on in its claimed epoch
 (the core's `Announce`, with no certificate), as those that granted it refuse the
-lower epoch's notice.
+lower epoch's notice. It learns it from a member's answer to its claim, or from an
+older epoch's notice with that epoch's certificate; one without (the original's) it
+refuses (authority_ends.py), as under a grant to another: that may be an end told and
+never made, which its teller voids once it grants a later claim, and made here at once
+it stood against the end that claim's winner made (takeover soak seed 28000322).
 
 Restarts. A restored successor that had acted ends the workflow at once if every
 result is in (takeover.py's restore asks `successor_outcome`), and the ends this
@@ -105,8 +109,9 @@ class Ends:
         epoch held here for a claimant that lost it to the sender (its certificate,
         `won`): follow its sender; the original coordinator's row ends as the successor
         ended it; of the epoch granted here to its sender, unfollowed, too (header).
-        Of an earlier epoch than our own claim (taken: the claim had not won): the
-        claimant tells it on, in its epoch, and ends the workflow here (see Announce)."""
+        Of an earlier epoch than our own claim (taken: the claim had not won, and the
+        notice shows its epoch's certificate: authority_ends.py): the claimant tells it
+        on, in its epoch, and ends the workflow here (see Announce)."""
         n = self.n
         d = n.state
         held_epoch, holder = held_of(d, wf, wf.rpartition(".")[0])

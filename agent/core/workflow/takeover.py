@@ -135,8 +135,9 @@ is only its word for what a majority already said.
 
 Why a claimant announces an end it did not make: the members that granted its claim
 follow it, and refuse every word of a lower epoch, the old coordinator's end notice
-too; the claimant took that notice (its claim had not won: the old coordinator was
-still the one it followed). Were it to end the workflow only here, the granters would
+too; the claimant learned the end (from a member's answer to its claim, or from an
+older epoch's notice with that epoch's certificate: one without it refuses while its
+claim has not won, agent/core/node/authority_ends.py). Were it to end the workflow only here, the granters would
 wait for it for ever: it is alive, so nobody claims past it, and it never acts. So it
 tells the end, as it received it, to every participant and the original coordinator in
 its claimed epoch, which those that granted it hold for it, and is done: it never

@@ -246,11 +246,15 @@ def test_a_new_domain_committed_after_granting_a_later_epoch_refuses_the_origina
     committed by b's round after granting b epoch 1: taken, n ended the workflow and
     cancelled s2, while b, acting in epoch 1, waited for s2 for ever (takeover soak seed
     18300721). A grant is a promise, committed here or not: refused as stale. b's end
-    of its epoch is taken; with n's own claim of epoch 1, not won, co's end is too."""
+    of its epoch is taken. With n's own claim of epoch 1, not won, co's end is refused
+    too: told and never made, co voids it once it grants a later claim, and n made it
+    its own at once (takeover soak seed 28000322)."""
     told = FinalMsg(WF, WorkflowState.FAILED)
     with pytest.raises(Refused) as refused:
         check(new_domain_of_the_successors_round((1, "b")), "co", told)
     assert refused.value.reason == "stale_epoch"
     check(new_domain_of_the_successors_round((1, "b")), "b",
           FinalMsg(WF, WorkflowState.SUCCEEDED, epoch=1))
-    check(new_domain_of_the_successors_round((1, "n")), "co", told)
+    with pytest.raises(Refused) as refused:
+        check(new_domain_of_the_successors_round((1, "n")), "co", told)
+    assert refused.value.reason == "stale_epoch"

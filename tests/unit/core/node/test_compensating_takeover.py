@@ -267,12 +267,14 @@ class Bounded(Sagas):
         return super().step(name, *taken)
 
 
-def two_claimants_told_the_end_on() -> tuple[Bounded, list[tuple[str, FinalMsg]]]:
+def two_claimants_told_the_end_on() -> tuple[Bounded, list[tuple[str, ClaimAnswerMsg]]]:
     """d0 has an end, FAILED (s2 failed), and dies before the notices that tell it
     leave (with takeover an end is told before it is made: d0 never made it); d1 and
     d2 both claim epoch 1 (d2 had granted itself epoch 1 before a restart), their
-    claims held back. d0's told end, late, reaches each claimant: each tells it on in
-    epoch 1 (a claimant's end, no certificate) and plans the saga."""
+    claims held back. d0's end, late, reaches each claimant as d0's answer to its claim
+    (a claimant refuses d0's notice itself, of an older epoch with no certificate:
+    authority_ends.py): each tells it on in epoch 1 (a claimant's end, no certificate)
+    and plans the saga."""
     f = Bounded()
     f.step("d0", Submit(WF, spec(), placement={"s0": "d1", "s1": "d2", "s2": "d2"}))
     f.deliver()
@@ -290,7 +292,7 @@ def two_claimants_told_the_end_on() -> tuple[Bounded, list[tuple[str, FinalMsg]]
     f.kill("d0")
     f.disks["d2"].granted[WF] = (1, "d2")  # its own claim of epoch 1, on record
     f.restart("d2")
-    return f, late
+    return f, [(dst, ClaimAnswerMsg(WF, 1, False, 0, "d0", msg.state)) for dst, msg in late]
 
 
 def s0_s1_done_d1_dead_at_d0(f: Bounded, retries: int = 0) -> Bounded:

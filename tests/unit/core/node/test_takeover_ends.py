@@ -6,7 +6,7 @@ the committed round's electorate is its acceptors, d0, d1 and d2."""
 from __future__ import annotations
 
 from fedorch.core.node import MemberState, Message, authority
-from fedorch.core.node.records import CompensateMsg, FinalMsg
+from fedorch.core.node.records import AckMsg, CompensateMsg, FinalMsg
 from fedorch.core.workflow.lifecycle import WorkflowState
 
 from tests.unit.core.node.test_domain_loss import (
@@ -15,6 +15,7 @@ from tests.unit.core.node.test_domain_loss import (
     Federation,
     committed,
     d0_dies_for_good,
+    dies,
     step,
 )
 from tests.unit.core.node.test_replacement import d0_places_s1_again_on_d2_whose_vote_is_lost
@@ -113,3 +114,31 @@ def test_an_end_of_a_later_epoch_than_followed_makes_its_teller_followed_at_once
     assert fed.disks["d2"].granted[WF] == (2, "d3")  # the promise stands
     authority.check(fed.nodes["d2"], "d1", CompensateMsg(WF, "s2", 1))
     assert not fed.refused
+
+
+def test_a_claimant_refuses_an_older_epochs_end_before_its_claim_wins() -> None:
+    """d2 dies: d0 fails s2 (started, not idempotent) and tells its verdict's end,
+    FAILED in epoch 0, before it makes it. d1 claims epoch 1 meanwhile (its own grant
+    written) and restarts before it wins; d0's notice then reaches it. Refused as of an
+    older epoch, as under a grant to another (authority_ends.py), never taken nor
+    acknowledged: taken, d1 made it its own in epoch 1 at once, while d0 may void it
+    (it grants a later claim before d1's acknowledgement reaches it) and that claim's
+    winner end the workflow otherwise (takeover soak seed 28000322)."""
+    fed = committed([step("s0"), step("s1"), step("s2")],
+                    {"s0": "d0", "s1": "d1", "s2": "d2"})
+
+    def told_to_d1(src: str, dst: str, msg: object) -> bool:
+        return src == "d0" and dst == "d1" and isinstance(msg, FinalMsg)
+
+    dies(fed, "d2", keep=told_to_d1)
+    (told,) = [m for src, dst, m in fed.net if told_to_d1(src, dst, m)]
+    assert told.state is WorkflowState.FAILED and told.epoch == 0
+    assert fed.nodes["d0"].domain_loss.holds(WF)  # told, not made
+    fed.disks["d1"].granted[WF] = (1, "d1")  # its claim of epoch 1, not won
+    fed.restore("d1")
+    fed.net = []
+    fed.step("d1", Message("d0", told))
+    assert ("d1", "stale_epoch") in fed.refused
+    assert WF not in fed.disks["d1"].final
+    assert fed.disks["d1"].epochs.get(WF) is None
+    assert not [m for src, _, m in fed.net if src == "d1" and isinstance(m, AckMsg)]
