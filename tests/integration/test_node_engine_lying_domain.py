@@ -6,7 +6,8 @@ the Node steps a message) refuses each for want of authority, the agent counts i
 `fedorch_rejected_messages_total{reason}`, and nothing changes. A PREPARE placing a
 step against the step's own signed constraints is not refused but voted NO, saying why
 (core/node/votes.py), whether its coordinator lied or placed on a stale record: the
-coordinator's round ends on it at once. Lies in gossip are
+coordinator's round ends on it at once. A step's outputs that are not JSON data are
+refused even from the step's own domain. Lies in gossip are
 tests/integration/test_lying_domain.py's."""
 
 from __future__ import annotations
@@ -189,6 +190,33 @@ async def test_a_result_for_a_step_the_liar_did_not_run_is_refused(fed):
     after = await fed.status("eu-west", workflow_id)
     assert state_name(after) == "SUCCEEDED"
     assert step_states(after)["extract"] == ("SUCCEEDED", "eu-west", 1)
+
+
+async def test_a_result_whose_outputs_are_not_json_data_is_refused_from_the_steps_domain(
+        fed):
+    """partner's own key (its agent compromised) reports its running step SUCCEEDED with
+    outputs that are no JSON data: eu-west refuses it (`not_json`) and keeps serving the
+    workflow's status, the step still RUNNING (taken, such outputs made every status of
+    the workflow fail: `values.write_object`); eu-west's cancel ends it."""
+    workflow_id = await fed.submit("eu-west", LONG)
+
+    async def running() -> bool:
+        status = await fed.local_status("eu-west", workflow_id)
+        return status is not None and step_states(status)["nap"][0] == "RUNNING"
+
+    await wait_for(running, 30, "the step to run at partner, as eu-west shows it")
+
+    async def report() -> None:
+        await _tell(fed, fed.signer("partner"), "eu-west",
+                    ResultMsg(workflow_id, "nap", 1, StepState.SUCCEEDED,
+                              {"x": b"raw", "n": float("nan"), "deep": [[[{1: "k"}]]]}, ""))
+
+    await _refused(fed, "eu-west", {"not_json": 1}, report)
+    status = await fed.status("eu-west", workflow_id)
+    assert state_name(status) == "RUNNING"
+    assert step_states(status)["nap"][0] == "RUNNING"
+    await fed.client("eu-west").Cancel(client_pb2.CancelRequest(id=workflow_id), timeout=15)
+    assert state_name(await fed.wait_state("eu-west", workflow_id)) == "CANCELLED"
 
 
 def _submission(alice, spec, *, coordinator: str = "eu-west", age_s: float = 0.0):

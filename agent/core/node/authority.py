@@ -21,6 +21,17 @@ asked, its compensation), authority_ends.py who tells a workflow's end and who c
 its coordination (end notices, takeover claims and their answers). This module holds
 the table of one rule per message type and the two entry points.
 
+What a message carries for the workflow's data is checked too, before the rule: a
+step's outputs (a `ResultMsg`'s, and those a `PlacedMsg` hands a new domain in
+`needs`) must be JSON data by the rule every status, stdin and audit hash applies
+(core/workflow/values.py: string keys, finite numbers, UTF-8 text, nested at most
+MAX_DEPTH). The checked decoding sees only that `outputs` is a dict; a dict of bytes, a
+NaN, an int key or a nesting too deep would be taken, stored, handed to the steps that
+need it and then break the status of its workflow (`values.write_object`), the audit
+log's hash of it and every stdin it is copied into. Such a message is refused whole
+(`not_json`), as a message without authority is: it never reaches the Node, and the
+sender's resend, or its coordinator's query, brings a good one or nothing.
+
 An acknowledgement names the domain that sends it. The acknowledgements of one run of an
 envelope come in as one `Acks` input (inputs.py): `check_acks` applies each one's rule
 in one pass and keeps those that hold, so one that does not is refused alone. Types this
@@ -65,8 +76,9 @@ from fedorch.core.node.records import (
     ResultMsg,
     VoteMsg,
 )
+from fedorch.core.workflow import values
 
-__all__ = ["ACK_TYPES", "MESSAGE_TYPES", "Refused", "check", "check_acks"]
+__all__ = ["ACK_TYPES", "MESSAGE_TYPES", "Refused", "check", "check_acks", "json_outputs"]
 
 def check(node: Any, src: str, msg: object, *,
           proven_epoch: Callable[[str, int, str, Any], bool] | None = None) -> None:
@@ -78,11 +90,16 @@ def check(node: Any, src: str, msg: object, *,
     certificate)."""
     if proven_epoch is None and getattr(node, "takeover", None) is not None:
         proven_epoch = node.takeover.proven
-    rule = _BY_TYPE.get(type(msg))
+    cls = type(msg)
+    rule = _BY_TYPE.get(cls)
     if rule is None:  # a subclass of a message type (the simulator's), or no message
-        rule = next((_BY_TYPE[t] for t in type(msg).__mro__ if t in _BY_TYPE), None)
-        if rule is None:
+        cls = next((t for t in cls.__mro__ if t in _BY_TYPE), None)
+        if cls is None:
             return  # a type this table does not know (see the header)
+        rule = _BY_TYPE[cls]
+    data = _DATA.get(cls)
+    if data is not None:  # the workflow's data it carries first (see the header)
+        data(src, msg)
     rule(node, src, msg, node.votes, proven_epoch)
 
 
@@ -116,6 +133,31 @@ def check_acks(node: Any, src: str, acks: tuple[object, ...]
 
 
 ACK_TYPES = frozenset({AckMsg, DecisionAck})  # what an `Acks` input carries
+
+
+def json_outputs(outputs: object, where: str) -> None:
+    """Refused (`not_json`) unless `outputs` is a JSON object (see the header)."""
+    if not isinstance(outputs, dict):
+        raise Refused("not_json", f"{where}: outputs must be a JSON object,"
+                                  f" got {type(outputs).__name__}")
+    try:
+        values.check(outputs, "outputs")
+    except values.JsonValueError as e:
+        raise Refused("not_json", f"{where}: {e}") from None
+
+
+def _result_data(src: str, msg: ResultMsg) -> None:
+    json_outputs(msg.outputs, f"a result of {msg.workflow_id}/{msg.step_id} from {src}")
+
+
+def _placed_data(src: str, msg: PlacedMsg) -> None:
+    for need in msg.needs:
+        json_outputs(need[2], f"a placement in {msg.workflow_id} from {src}, need {need[0]}")
+
+
+# The messages that carry a workflow's data, and its check (see the header).
+_DATA: dict[type, Callable[[str, Any], None]] = {ResultMsg: _result_data,
+                                                 PlacedMsg: _placed_data}
 
 
 def _ack(node: Any, src: str, msg: AckMsg, votes: Any, proven: Any) -> None:

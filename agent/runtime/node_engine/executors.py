@@ -183,6 +183,8 @@ class NodeExecutors:
                     log.error("executor of %s/%s failed", run[0], run[1], exc_info=e)
                     outcome = StepOutcome.failure(
                         f"executor error: {type(e).__name__}: {e}")
+                if outcome.ok and compensation is None:
+                    outcome = _json_outputs(outcome)
                 span.ended(outcome.ok, outcome.error)
         finally:
             if self.running.get(run) is asyncio.current_task():
@@ -197,3 +199,19 @@ class NodeExecutors:
             self._ended[outcome.ok].inc()
         self.post(StepEnded(run[0], run[1], run[2], outcome.ok, dict(outcome.outputs),
                             outcome.error))
+
+
+def _json_outputs(outcome: StepOutcome) -> StepOutcome:
+    """A success whose outputs are not a JSON object (an in-process executor's, a
+    plugin's) is a failed attempt saying why, as the command executor fails a step
+    whose last stdout line is not one: no peer would take such outputs (the authority
+    table refuses them, `not_json`), no status or audit hash could be made of them."""
+    outputs = outcome.outputs
+    if not isinstance(outputs, dict):
+        return StepOutcome.failure(
+            f"outputs must be a JSON object, got {type(outputs).__name__}")
+    try:
+        values.check(outputs, "outputs")
+    except values.JsonValueError as e:
+        return StepOutcome.failure(f"outputs are not JSON data: {e}")
+    return outcome

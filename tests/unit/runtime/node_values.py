@@ -99,6 +99,48 @@ json_values = st.recursive(
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(text, inner, max_size=3),
     max_leaves=8)
 outputs = st.dictionaries(text, json_values, max_size=3)
+# What core/workflow/values.py takes as JSON data (`outputs` above reaches past it on
+# purpose, for the codec: infinities and lone surrogates), and values that are not JSON
+# data but that the checked decoding lets through inside a step's `outputs` dict: a
+# lying domain's (core/node/authority.py refuses them, `not_json`).
+json_text = st.text(st.characters(exclude_categories=["Cs"]), max_size=8)
+strict_json_values = st.recursive(
+    st.none() | st.booleans() | ints | st.floats(allow_nan=False, allow_infinity=False)
+    | json_text,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(json_text, inner, max_size=3),
+    max_leaves=8)
+json_outputs = st.dictionaries(json_text, strict_json_values, max_size=3)
+
+
+def _nested(depth: int) -> object:
+    value: object = 0
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+not_json_values = st.one_of(
+    st.binary(max_size=8),
+    st.sampled_from([math.nan, math.inf, -math.inf]),
+    st.text(st.characters(categories=["Cs"]), min_size=1, max_size=3),  # lone surrogates
+    st.dictionaries(ints | st.booleans() | st.none() | st.binary(max_size=3),
+                    strict_json_values, min_size=1, max_size=2),  # keys that are no str
+    st.sets(ints, max_size=2) | st.frozensets(json_text, max_size=2),
+    st.integers(0, 3).map(lambda extra: _nested(65 + extra)),  # past values.MAX_DEPTH
+)
+# Outputs with one bad value put at any place of good ones.
+not_json_outputs = st.builds(
+    lambda good, key, path, bad: {**good, key: _at(path, bad)},
+    json_outputs, json_text, st.lists(st.sampled_from(["list", "dict"]), max_size=3),
+    not_json_values)
+
+
+def _at(path: list[str], value: object) -> object:
+    for kind in reversed(path):
+        value = [value] if kind == "list" else {"k": value}
+    return value
+
+
 # A step's result (attempt, state, outputs, error): one row of the results table, keyed
 # (workflow, step) (core/node/ready.py, RecordedResults).
 results = st.tuples(st.integers(0, 5), st.sampled_from(StepState), outputs, text)

@@ -1,16 +1,22 @@
 """The Node's authority table (core/node/authority.py), for end notices of a workflow
-taken over: whose end a member takes, and the one stale end it only acknowledges."""
+taken over: whose end a member takes, and the one stale end it only acknowledges; and
+the workflow data a message carries: a step's outputs that are not JSON data."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from types import SimpleNamespace
 
 import pytest
 from fedorch.core.identity.authority import Refused
 from fedorch.core.node.authority import check
-from fedorch.core.node.records import ClaimMsg, FinalMsg, WfInfo
+from fedorch.core.node.records import ClaimMsg, FinalMsg, PlacedMsg, ResultMsg, WfInfo
 from fedorch.core.workflow.lifecycle import WorkflowState
+from fedorch.core.workflow.progress import StepState
 from fedorch.gen.fedorch.v1 import spec_pb2
+from hypothesis import HealthCheck, given, settings
+
+from tests.unit.runtime import node_values
 
 WF = "co.w1"  # coordinated by co; a and b run its steps
 
@@ -258,3 +264,37 @@ def test_a_new_domain_committed_after_granting_a_later_epoch_refuses_the_origina
     with pytest.raises(Refused) as refused:
         check(new_domain_of_the_successors_round((1, "n")), "co", told)
     assert refused.value.reason == "stale_epoch"
+
+
+def _result(outputs: dict) -> ResultMsg:
+    return ResultMsg(WF, "s1", 1, StepState.SUCCEEDED, outputs, "")
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(outputs=node_values.not_json_outputs)
+def test_a_result_whose_outputs_are_not_json_data_is_refused_from_its_own_domain(outputs):
+    """The checked decoding lets any dict through as `outputs`; the table refuses one
+    that is not JSON data (`not_json`), even from the domain the step is placed on,
+    which has authority over its result."""
+    with pytest.raises(Refused) as refused:
+        check(member(ended=False), "a", _result(outputs))
+    assert refused.value.reason == "not_json"
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(outputs=node_values.json_outputs)
+def test_a_result_of_json_outputs_from_its_domain_is_taken(outputs):
+    check(member(ended=False), "a", _result(outputs))
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(outputs=node_values.not_json_outputs)
+def test_a_placement_handing_over_outputs_that_are_not_json_data_is_refused(outputs):
+    """A new placement told by the workflow's coordinator carries the outputs of the
+    steps the new domain needs (`needs`): the same rule."""
+    good = PlacedMsg(WF, "s2", "n", 1, "b", needs=(("s1", 1, {"rows": 3}),))
+    check(member(ended=False), "co", good)
+    with pytest.raises(Refused) as refused:
+        check(member(ended=False), "co",
+              replace(good, needs=(*good.needs, ("s3", 1, outputs))))
+    assert refused.value.reason == "not_json"

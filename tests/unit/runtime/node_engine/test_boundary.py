@@ -1,9 +1,10 @@
 """The node engine's input boundary (runtime/node_engine/boundary.py): what a NodeTurn
 envelope must pass before its messages reach the Node, and that each refusal is counted
-and posts nothing."""
+and posts nothing (step outputs that are not JSON data included)."""
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from dataclasses import replace
@@ -17,11 +18,11 @@ from fedorch.core.identity.submission import sign_spec
 from fedorch.core.identity.trust import TrustStore
 from fedorch.core.negotiation.errors import RemoteProtocolError
 from fedorch.core.negotiation.messages import DecisionAck, DecisionQuery, TxInfo
-from fedorch.core.node import Acks, Message, Node
+from fedorch.core.node import Acks, Message, Node, Submit
 from fedorch.core.node.authority import ACK_TYPES, MESSAGE_TYPES
 from fedorch.core.node.records import AckMsg, PrepareMsg, ResultMsg, Timing, VoteMsg, WfInfo
 from fedorch.core.workflow.progress import StepState
-from fedorch.gen.fedorch.v1 import config_pb2, peer_pb2, spec_pb2
+from fedorch.gen.fedorch.v1 import config_pb2, peer_pb2, spec_pb2, status_pb2
 from fedorch.runtime.driver import NodeDriver
 from fedorch.runtime.node_codec import node_codec
 from fedorch.runtime.node_engine.boundary import (
@@ -30,9 +31,13 @@ from fedorch.runtime.node_engine.boundary import (
     TurnBoundary,
     signed_submissions,
 )
+from fedorch.runtime.node_engine.status import status_of
 from google.protobuf import struct_pb2
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from tests.unit.core.node.test_negotiation import WF, Federation
+from tests.unit.runtime import node_values
 
 ME = "alpha"
 KEYS = {name: Ed25519PrivateKey.generate() for name in ("alpha", "beta", "stranger")}
@@ -352,3 +357,48 @@ def test_an_acknowledgement_without_authority_is_refused_alone(h):
     assert h.driver.refused == {"Acks": 1}
     assert ("final", "alpha.wf-1", "beta") not in h.node.pending
     assert ("final", "alpha.wf-1", "gamma") in h.node.pending
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(outputs=node_values.not_json_outputs)
+def test_a_result_whose_outputs_are_not_json_data_is_decoded_then_refused(outputs):
+    """A dict of bytes, a NaN, a key that is no str, nesting past values.MAX_DEPTH: the
+    checked decoding lets it through (`outputs` is a dict), the gate refuses it
+    (`not_json`) before the Node sees it, counted and logged; the driver goes on."""
+    h = Harness()
+    bad = ResultMsg("alpha.wf-1", "s", 1, StepState.SUCCEEDED, outputs, "")
+    h.boundary.receive(h.envelope("beta", (bad,)))
+    assert len(h.posted) == 1 and h.boundary.refused == {}
+    h.driver.turn(h.posted)
+    assert h.gate.refused == {"not_json": 1} and h.metric == ["not_json"]
+    assert h.driver.refused == {"Message": 1} and h.driver.stopped is None
+    assert h.node.state.results == {} and h.ports.sent == [] and h.ports.writes == []
+
+
+def test_the_status_of_a_workflow_is_built_after_a_result_not_json_was_refused():
+    """d1 runs s, which t needs: its result with outputs that are not JSON data is
+    refused at d0's gate, so t does not start on them and d0's status is built (once
+    such outputs were taken, `values.write_object` raised for every status of it); the
+    good result that follows is taken."""
+    fed = Federation()
+    spec_ = spec_pb2.WorkflowSpec(name="w1", steps=[
+        spec_pb2.StepSpec(id="s", capability="a"),
+        spec_pb2.StepSpec(id="t", capability="a", needs=["s"])])
+    fed.step("d0", Submit(WF, spec_, placement={"s": "d1", "t": "d0"}))
+    fed.deliver()
+    (run,) = fed.running["d1"]
+    gate = AuthorizedNode(fed.nodes["d0"])
+    bad = ResultMsg(WF, "s", run[2], StepState.SUCCEEDED, {"x": b"raw", "n": math.nan}, "")
+    with pytest.raises(RemoteProtocolError, match="not_json"):
+        gate.step(fed.now, Message("d1", bad))
+    assert gate.refused == {"not_json": 1} and fed.running["d0"] == set()
+    steps = {s.id: s for s in status_of(fed.nodes["d0"], WF).steps}
+    assert steps["t"].state == status_pb2.STEP_STATE_WAITING
+    assert steps["s"].outputs_json == ""
+    good = ResultMsg(WF, "s", run[2], StepState.SUCCEEDED, {"x": "cmF3"}, "")
+    gate.step(fed.now, Message("d1", good))
+    fed.flush("d0")
+    steps = {s.id: s for s in status_of(fed.nodes["d0"], WF).steps}
+    assert steps["s"].state == status_pb2.STEP_STATE_SUCCEEDED
+    assert steps["s"].outputs_json == '{"x":"cmF3"}'
+    assert fed.running["d0"] == {(WF, "t", 1)}

@@ -1,17 +1,21 @@
 """`NodeExecutors`: attempts through the daemon's executors, their process groups on
 record while they run, and executors swapped by a reload (real command steps, each
-stopped by its attempt's end or by the test)."""
+stopped by its attempt's end or by the test), and an attempt whose outputs are not JSON
+data failed."""
 
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import signal
 import sys
 import time
 from types import SimpleNamespace
 
+import pytest
 from fedorch.core.node.inputs import StepEnded
+from fedorch.runtime.executors.base import StepOutcome
 from fedorch.runtime.executors.builtin import build_builtin
 from fedorch.runtime.executors.command import CommandExecutor
 from fedorch.runtime.executors.leftovers import run_marker
@@ -112,3 +116,31 @@ async def test_a_reload_swaps_the_executors_of_the_attempts_started_after_it(tmp
     executors.start(("w1", "a", 3))
     assert not engine.posted[-1].ok and "no executor for capability 'test.cap'" in \
         engine.posted[-1].error
+
+
+class _Answers:
+    """An in-process executor (a plugin's, say) that succeeds with `outputs` as given."""
+
+    def __init__(self, outputs: object) -> None:
+        self.outputs = outputs
+
+    async def run(self, inv) -> StepOutcome:
+        return StepOutcome(ok=True, outputs=self.outputs, error="")
+
+
+@pytest.mark.parametrize("outputs, why", [
+    ({"x": b"raw"}, "outputs are not JSON data: outputs.x: bytes is not JSON data"),
+    ({"n": math.nan}, "outputs are not JSON data: outputs.n: nan is not a JSON number"),
+    ({1: "one"}, "outputs are not JSON data: outputs: keys must be strings, got 1"),
+    (["a"], "outputs must be a JSON object, got list"),
+])
+async def test_an_executors_outputs_that_are_not_json_data_fail_the_attempt(outputs, why):
+    """As the command executor fails a step whose last line is no JSON object: no peer
+    would take such outputs (the authority table refuses them), no status could show
+    them; the attempt fails saying why."""
+    engine = _Engine()
+    executors = NodeExecutors("d1", _node(), {"test.cap": _Answers(outputs)},
+                              engine.post, engine.spawn)
+    executors.start(RUN)
+    await asyncio.gather(*engine.tasks)
+    assert engine.posted == [StepEnded("w1", "a", 1, False, {}, why)]
