@@ -53,6 +53,10 @@ Safe as any round of a driver is: the step's lost placement is over already (its
 moved on when it was sent back, and its results are fenced), a successor's round waits
 for its fresh majority (replacement_successor.py), and its COMMIT is told before made.
 
+Deadlines. `timer`, asked after every turn, reads the earliest of a DeadlineTable
+(deadlines.py), not every core: a core's deadline is set again after each of its steps
+(`_run` follows every call that moves it) and dropped with it.
+
 Fencing. Every result carries its placement's epoch (ResultMsg.epoch); a result from an
 older placement than the one known here is refused (running.py, `on_result`), counted
 in `stats` and noted ("placement_refused") for the driver to log.
@@ -103,6 +107,7 @@ from fedorch.core.negotiation.messages import (
     VoteIn,
 )
 from fedorch.core.negotiation.participant import HoldState
+from fedorch.core.node.deadlines import DeadlineTable
 from fedorch.core.node.domain_loss import was_lost
 from fedorch.core.node.records import FinalMsg, PrepareMsg, VoteMsg, WfInfo
 from fedorch.core.node.replacement_handover import Handover
@@ -130,6 +135,8 @@ class Replacements:
         """A restore: rounds under way are gone (see the header)."""
         # Workflow -> (core, step, lost domain) of the round under way.
         self.cores: dict[str, tuple[Coordinator, str, str]] = {}
+        # Workflow -> its core's deadline (see Deadlines above).
+        self.due = DeadlineTable()
         # (workflow, round) -> (new domain, COMMIT) told and not yet sent to it (None:
         # a successor's handover, replacement_handover.py).
         self.telling: dict[Key, tuple[str, Any]] = {}
@@ -175,11 +182,16 @@ class Replacements:
         return out
 
     def timer(self) -> float | None:
-        return min((t for t in (*(core.get_timer() for core, _, _ in self.cores.values()),
-                                self.mandates.timer()) if t is not None), default=None)
+        t, m = self.due.earliest(), self.mandates.timer()
+        return t if m is None or t is not None and t <= m else m
 
     def tick(self, now: float) -> None:
-        for wf, (core, _, _) in list(self.cores.items()):
+        due = self.due.due(now)
+        if len(due) > 1:  # in the order of the cores, as they were walked
+            order = {wf: i for i, wf in enumerate(self.cores)}
+            due.sort(key=order.__getitem__)
+        for wf in due:
+            core = self.cores[wf][0]  # a due key's core is there (`_deadline`, `ended`)
             t = core.get_timer()
             if t is not None and t <= now:
                 core.handle_timer(now)
@@ -371,6 +383,16 @@ class Replacements:
                     self.failed(now, wf, step, lost,
                                 f"no domain could take it after {lost} was lost ({a.reason})")
                 self.start(now, wf)
+        self._deadline(wf)
+
+    def _deadline(self, wf: str) -> None:
+        """The table takes the deadline of `wf`'s core now (none: no core, or no timer)."""
+        entry = self.cores.get(wf)
+        t = entry[0].get_timer() if entry is not None else None
+        if t is None:
+            self.due.pop(wf, None)
+        else:
+            self.due[wf] = t
 
     def _tx(self, now: float, wf: str, round_: int, domain: str) -> TxInfo:
         # Classic 2PC (see the header); the acceptors only make a well-formed round, and
@@ -463,6 +485,7 @@ class Replacements:
             self._run(now, wf, ending=True)
             self.cores.pop(wf, None)
         self.created.pop(wf, None)
+        self.due.pop(wf, None)
         later = self.handover.later_holder(wf)
         for key in [k for k in self.telling if k[0] == wf]:
             # Decided, never told, never sent: the new domain hears the end instead

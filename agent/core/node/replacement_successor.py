@@ -149,6 +149,8 @@ class Mandates:
             self._decided(now, wf)
 
     def timer(self) -> float | None:
+        if not self.asking:
+            return None  # asked after every turn: none asking is the rule
         return min((t for wf, m in self.asking.items()
                     for t in (m.get_timer(), self.again_at.get(wf)) if t is not None),
                    default=None)

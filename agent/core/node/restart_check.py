@@ -70,6 +70,13 @@ its reservation (replacement_handover.py). A step confirmed here and then lost a
 ordinary loss case (the loss table, domain_loss.py). What is held is in memory only:
 a restart holds everything again and asks again, so nothing of it is written.
 
+Deadlines. The Node asks for `timer` after every turn; the next asks are kept in a
+DeadlineTable (deadlines.py), so it reads the earliest, not every workflow held (all
+those committed at a restore), and a tick finds the due ones the same way. Each ask
+sets its workflow's next ask through the table (a later time, or math.inf while in
+doubt), so a workflow is asked once per deadline, as the walk asked it, in the order of
+its name.
+
 Nothing waits for ever on it: a coordinator gone for good is replaced by a
 successor (takeover.py), which answers once it acts; a workflow that ends is let go
 (`forget`, at its end); a Node that becomes the driver itself lets go at its next
@@ -82,6 +89,7 @@ import math
 from typing import Any
 
 from fedorch.core.identity.authority import coordinator_of
+from fedorch.core.node.deadlines import DeadlineTable
 from fedorch.core.node.records import FinalMsg, PlacedMsg, PlacementAnswer, PlacementQuery
 from fedorch.core.node.takeover_claims import held_of
 from fedorch.core.workflow.progress import TERMINAL_STEP_STATES
@@ -97,8 +105,11 @@ class RestartCheck:
         self.reset()
 
     def reset(self) -> None:
-        # Workflow -> [when to ask next, the wait after that]: held, not yet confirmed.
-        self.held: dict[str, list[float]] = {}
+        # Workflow -> when to ask next (math.inf: in doubt here, no deadline): held, not
+        # yet confirmed; its earliest without a walk (see Deadlines above).
+        self.held = DeadlineTable()
+        # Workflow -> the wait after its next ask.
+        self.wait: dict[str, float] = {}
 
     # ---- what the Node and its parts ask ------------------------------------------------
 
@@ -111,12 +122,13 @@ class RestartCheck:
         return wf in self.held
 
     def timer(self) -> float | None:
-        t = min((entry[0] for entry in self.held.values()), default=math.inf)
+        t = self.held.earliest()
         return None if t == math.inf else t  # in doubt here: no deadline, `resumed`
 
     def forget(self, wf: str) -> None:
         """`wf` ended here: nothing of it starts any more, nothing to ask."""
         self.held.pop(wf, None)
+        self.wait.pop(wf, None)
 
     # ---- restore ---------------------------------------------------------------------------
 
@@ -126,16 +138,19 @@ class RestartCheck:
         from the coordinator that would tell it its placement is over)."""
         d = self.n.state
         resend = self.n.t.reliable_resend_s
-        self.held = {wf: [math.inf, resend] for wf in sorted(
-            {h.workflow_id for h in d.holds.values()}) if wf not in d.final}
-        self.held.update({wf: [now, resend] for wf in d.committed if wf not in d.final})
+        self.reset()
+        for wf in sorted({h.workflow_id for h in d.holds.values()}):
+            if wf not in d.final:
+                self.held[wf], self.wait[wf] = math.inf, resend
+        for wf in d.committed:
+            if wf not in d.final:
+                self.held[wf], self.wait[wf] = now, resend
 
     def resumed(self, wf: str) -> None:
         """`wf` committed here (its progress built): held in doubt since the restore, it
         is asked about at the next tick (now)."""
-        entry = self.held.get(wf)
-        if entry is not None and entry[0] == math.inf:
-            entry[0] = self.n.now
+        if self.held.get(wf) == math.inf:
+            self.held[wf] = self.n.now
 
     def restored(self, now: float) -> None:
         """The Node is whole again: what needs no answer goes, the rest is asked."""
@@ -143,19 +158,19 @@ class RestartCheck:
             self._ask(now, wf)
 
     def tick(self, now: float) -> None:
-        for wf in sorted(wf for wf, entry in self.held.items() if entry[0] <= now):
+        for wf in sorted(self.held.due(now)):
             self._ask(now, wf)
 
     def _ask(self, now: float, wf: str) -> None:
         n = self.n
         p = n.progress.get(wf)
-        entry = self.held[wf]
+        wait = self.wait[wf]
         if p is None and wf not in n.state.committed and wf not in n.state.final \
                 and any(h.workflow_id == wf for h in n.participant.holds()):
-            entry[0] = math.inf  # still in doubt here: asked about once committed
+            self.held[wf] = math.inf  # still in doubt here: asked about once committed
             return
-        entry[0] = now + entry[1]
-        entry[1] = min(entry[1] * 2, ASK_AT_MOST_S)
+        self.held[wf] = now + wait
+        self.wait[wf] = min(wait * 2, ASK_AT_MOST_S)
         if p is None or wf in n.state.final or n.domain_loss.drives(wf) \
                 or not any(s.state not in TERMINAL_STEP_STATES for s in p.local_steps()):
             self._let_go(now, wf)
@@ -168,6 +183,7 @@ class RestartCheck:
 
     def _let_go(self, now: float, wf: str) -> None:
         if self.held.pop(wf, None) is not None:
+            self.wait.pop(wf, None)
             self.n.running.start_ready(now, wf)
 
     # ---- the coordinator's side ---------------------------------------------------------------

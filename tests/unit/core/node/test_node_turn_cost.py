@@ -202,3 +202,33 @@ def test_a_turn_reads_no_resend_and_no_fence_deadline_but_the_earliest() -> None
     node.advance(node.ready())
     assert node.get_timer() == 1e6
     assert Entry.reads <= 4 and Deadline.compared <= 4  # the walks read all 300, twice
+
+
+# ---- the restart asks and the re-placement cores: tables, not a walk per turn ---------
+
+def test_a_turn_reads_no_held_workflow_and_asks_no_core_but_the_earliest() -> None:
+    class Deadline(float):
+        compared = 0
+
+        def __lt__(self, other):
+            Deadline.compared += 1
+            return float.__lt__(self, other)
+
+    node = Node("d0", policy=config_pb2.Policy(accept_from=["*"]), capacities={"a": 1},
+                timing=Timing(step_lease_s=30.0), peers=["d0", "d1"], rng=random.Random(1),
+                disk=Disk())
+    cores = [FakeCore(Deadline(3e6 + i)) for i in range(300)]
+    for i, core in enumerate(cores):  # far off: nothing is due in the turns below
+        node.restart_check.held[f"d0.w{i}"] = Deadline(1e6 + i)
+        node.restart_check.wait[f"d0.w{i}"] = 1.0
+        node.replacement.cores[f"d0.w{i}"] = (core, "s", "d1")
+        node.replacement.due[f"d0.w{i}"] = core.get_timer()
+    Deadline.compared = 0
+    for core in cores:
+        core.asked = 0
+    assert node.get_timer() == 1e6
+    node.step(1.0, Tick())
+    node.advance(node.ready())
+    assert node.get_timer() == 1e6
+    # The walks compared all 300 held and asked all 300 cores, at each turn and tick.
+    assert Deadline.compared <= 8 and sum(core.asked for core in cores) == 0

@@ -929,3 +929,59 @@ def test_a_void_verdict_on_the_lost_placement_yields_to_a_new_placement() -> Non
         fed.tick(fed.now + 3.0)
         fed.net = []
     assert fed.disks["d0"].final[WF] is WorkflowState.SUCCEEDED
+
+
+# ---- the cores' deadlines from a table, against asking every core --------------------
+
+def _walk_timer(r) -> float | None:
+    """What `Replacements.timer` gave before the table: every core asked."""
+    times = [core.get_timer() for core, _, _ in r.cores.values()]
+    return min((t for t in (*times, r.mandates.timer()) if t is not None), default=None)
+
+
+def test_every_turn_of_the_replacement_scenarios_reads_the_walks_earliest(monkeypatch) -> None:
+    """The scenarios of the re-placement tests, each Node's `timer` checked after every
+    turn and its `tick` at every call against the walk of its cores: the same earliest deadline, the same cores
+    handled at a tick, in the cores' order."""
+    import inspect
+
+    from fedorch.core.node.replacement import Replacements
+
+    from tests.unit.core.node import (
+        test_replacement_classic,
+        test_replacement_handover,
+        test_replacement_successor,
+    )
+
+    tick, ready = Replacements.tick, Node.ready
+    seen = Counter()
+
+    def checked_ready(self):  # after every turn of every Node
+        assert self.replacement.timer() == _walk_timer(self.replacement)
+        seen["with cores" if self.replacement.cores else "none"] += 1
+        return ready(self)
+
+    def checked_tick(self, now):
+        expected = [wf for wf, (core, _, _) in self.cores.items()
+                    if (t := core.get_timer()) is not None and t <= now]
+        handled = []
+        for wf in expected:
+            handle = self.cores[wf][0].handle_timer
+            monkeypatch.setattr(self.cores[wf][0], "handle_timer",
+                                lambda now, wf=wf, h=handle: (handled.append(wf), h(now)))
+        tick(self, now)
+        assert handled == expected
+        seen["due"] += bool(expected)
+
+    monkeypatch.setattr(Node, "ready", checked_ready)
+    monkeypatch.setattr(Replacements, "tick", checked_tick)
+    here_test = test_every_turn_of_the_replacement_scenarios_reads_the_walks_earliest
+    here = inspect.getmodule(here_test)
+    for module in (here, test_replacement_classic, test_replacement_successor,
+                   test_replacement_handover):
+        for name, test in sorted(vars(module).items()):
+            if name.startswith("test_") and inspect.isfunction(test) \
+                    and test.__module__ == module.__name__ and test is not here_test \
+                    and not inspect.signature(test).parameters:
+                test()
+    assert seen["with cores"] > 50 and seen["due"] > 0  # rounds under way were seen

@@ -6,6 +6,10 @@ says so (test_domain_loss.py's federation)."""
 
 from __future__ import annotations
 
+import math
+from collections import Counter
+from types import SimpleNamespace as NS
+
 from fedorch.core.negotiation.messages import (
     Accept,
     AnswerStatus,
@@ -25,6 +29,8 @@ from fedorch.core.node.records import (
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.core.workflow.progress import StepState
 from fedorch.gen.fedorch.v1 import spec_pb2
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.unit.core.node.test_domain_loss import (
     NAMES,
@@ -324,3 +330,111 @@ def test_a_domain_that_holds_a_step_is_told_the_end_once_the_saga_is_over() -> N
     fed.deliver()
     assert fed.disks["d1"].final[WF] is WorkflowState.FAILED
     assert not [h for h in fed.nodes["d1"].participant.holds() if h.workflow_id == WF]
+
+
+# ---- the next asks from a table, against the walk of every workflow held ------------
+
+def _running() -> NS:
+    return NS(local_steps=lambda: [NS(state=StepState.RUNNING)])
+
+
+class _FakeNode:
+    """What RestartCheck reads of its Node: workflows committed (each with one step
+    running here, or done), in doubt (a hold, no progress), or ended."""
+
+    def __init__(self, committed: set[str], doubt: set[str]) -> None:
+        self.name, self.now = "d2", 0.0
+        self.t = NS(reliable_resend_s=0.5)
+        self.state = NS(holds={w: NS(workflow_id=w) for w in sorted(doubt)},
+                        committed={w: None for w in sorted(committed)}, final={})
+        self.progress = {w: _running() for w in sorted(committed)}
+        self.participant = NS(holds=lambda: list(self.state.holds.values()))
+        self.domain_loss = NS(drives=lambda wf: False)
+        self.takeover = None
+        self.running = NS(info=lambda wf: NS(coordinator="d0"),
+                          start_ready=lambda now, wf: self.did.append(("go", wf)))
+        self.stats = Counter()
+        self.did: list[tuple] = []
+
+    def send(self, to: str, msg) -> None:
+        self.did.append(("ask", msg.workflow_id, self.now))
+
+
+class _WalkCheck:
+    """RestartCheck's `timer` and `tick` as they were: every workflow held, walked."""
+
+    @staticmethod
+    def timer(check) -> float | None:
+        t = min(check.held.values(), default=math.inf)
+        return None if t == math.inf else t
+
+    @staticmethod
+    def tick(check, now: float) -> None:
+        for wf in sorted(wf for wf, t in check.held.items() if t <= now):
+            check._ask(now, wf)
+
+
+_wfs = [f"w{i}" for i in range(6)]
+_check_ops = st.lists(st.tuples(
+    st.sampled_from(["tick", "tick", "resumed", "done", "forget", "answer"]),
+    st.sampled_from(_wfs), st.integers(0, 12).map(lambda t: t / 2)), max_size=50)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sets(st.sampled_from(_wfs)), st.sets(st.sampled_from(_wfs)), _check_ops)
+def test_the_next_asks_are_the_walks(committed, doubt, ops) -> None:
+    """Any restore, then any sequence of ticks, commits of a workflow in doubt, steps
+    ending, ends and answers: the table's earliest ask and the workflows asked at each
+    tick are the walk's, in the same order, with the same next asks."""
+    _against_the_walk(committed, doubt, ops)
+
+
+def test_the_walk_comparison_sees_asks_again_and_lets_go() -> None:
+    """The comparison above is not of quiet tables: asked again, doubt resumed, let go."""
+    did = _against_the_walk({"w0", "w1", "w2"}, {"w3", "w4"}, [
+        ("tick", "w0", 0.5), ("tick", "w0", 1.0), ("resumed", "w3", 0.0),
+        ("tick", "w0", 0.5), ("done", "w1", 0.0), ("tick", "w0", 6.0),
+        ("forget", "w2", 0.0), ("answer", "w0", 0.5), ("tick", "w0", 6.0)])
+    assert did == [
+        ("ask", "w0", 0.0), ("ask", "w1", 0.0), ("ask", "w2", 0.0),  # restored
+        ("ask", "w0", 0.5), ("ask", "w1", 0.5), ("ask", "w2", 0.5),  # the wait doubles
+        ("ask", "w0", 1.5), ("ask", "w1", 1.5), ("ask", "w2", 1.5),
+        ("ask", "w3", 2.0),  # committed at 1.5: out of doubt, asked at the next tick
+        ("ask", "w0", 8.0), ("go", "w1"), ("ask", "w2", 8.0), ("ask", "w3", 8.0),
+        ("go", "w0"), ("ask", "w3", 14.5)]  # w0 answered at 8.5, w2 ended; w4 in doubt
+
+
+def _against_the_walk(committed: set[str], doubt: set[str], ops: list) -> list:
+    from fedorch.core.node.restart_check import RestartCheck
+
+    doubt = doubt - committed
+    nodes = [_FakeNode(committed, doubt), _FakeNode(committed, doubt)]
+    checks = [RestartCheck(n) for n in nodes]
+    for check in checks:
+        check.hold_all(0.0)
+        check.restored(0.0)
+    now = 0.0
+    for op, wf, dt in ops:
+        now += dt
+        for check, node in zip(checks, nodes, strict=True):
+            node.now = now
+            if op == "tick" and check is checks[0]:
+                check.tick(now)
+            elif op == "tick":
+                _WalkCheck.tick(check, now)
+            elif op == "resumed" and wf in node.state.holds:
+                node.state.committed[wf] = None
+                node.progress[wf] = _running()
+                check.resumed(wf)
+            elif op == "done" and wf in node.progress:
+                node.progress[wf] = NS(local_steps=lambda: [])  # nothing left to hold
+            elif op == "forget":
+                node.state.final[wf] = "ended"
+                check.forget(wf)
+            elif op == "answer" and wf in check.held:
+                check._let_go(now, wf)
+        heap, walk = checks
+        assert dict(heap.held) == dict(walk.held) and heap.wait == walk.wait
+        assert heap.timer() == _WalkCheck.timer(walk)
+        assert nodes[0].did == nodes[1].did
+    return nodes[0].did
