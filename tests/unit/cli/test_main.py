@@ -179,7 +179,13 @@ class ServerThread:
 
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
-        self.loop.run_until_complete(self._serve())
+        try:
+            self.loop.run_until_complete(self._serve())
+        finally:
+            # A stream handler the server cancelled may leave its async generator
+            # suspended; finalised later by the collector, with this loop closed, it
+            # would print its GeneratorExit into whatever stderr a later test captures.
+            self.loop.run_until_complete(self.loop.shutdown_asyncgens())
 
     async def _serve(self) -> None:
         try:
