@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import json
 import math
 
 from fedorch.core.negotiation.acceptor import AcceptorRecord
@@ -47,6 +48,7 @@ from fedorch.core.node.records import (
     WfInfo,
 )
 from fedorch.core.node.takeover_grants import SignedGrant, StatedRound
+from fedorch.core.workflow import values as jsonv
 from fedorch.core.workflow.acceptor_grant import Round
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.core.workflow.progress import StepState
@@ -139,6 +141,30 @@ def _at(path: list[str], value: object) -> object:
     for kind in reversed(path):
         value = [value] if kind == "list" else {"k": value}
     return value
+
+
+def _no_json_object(text: str) -> bool:
+    try:
+        jsonv.loads_object(text)
+    except jsonv.JsonValueError:
+        return True
+    return False
+
+
+# A step's params as a spec carries them (`params_json`, canonical JSON text of an
+# object), and text a lying coordinator could put there that no participant reads as
+# one (core/node/authority.py refuses its PREPARE, `not_json`): no JSON, JSON that is
+# no object, NaN or an infinity, an integer of more digits than Python reads, nesting
+# past values.MAX_DEPTH.
+json_params = json_outputs.map(lambda params: jsonv.dumps(params) if params else "")
+not_json_params = st.one_of(
+    json_text.filter(lambda text: text != "" and _no_json_object(text)),  # "" is {}
+    strict_json_values.filter(lambda v: not isinstance(v, dict)).map(jsonv.dumps),
+    st.builds(lambda key, constant: f"{{{json.dumps(key)}:{constant}}}",
+              json_text, st.sampled_from(["NaN", "Infinity", "-Infinity"])),
+    st.integers(5000, 6000).map(lambda digits: '{"n":' + "1" * digits + "}"),
+    st.integers(0, 3).map(lambda extra: '{"x":' + json.dumps(_nested(65 + extra)) + "}"),
+)
 
 
 # A step's result (attempt, state, outputs, error): one row of the results table, keyed

@@ -1,6 +1,7 @@
 """The Node's authority table (core/node/authority.py), for end notices of a workflow
 taken over: whose end a member takes, and the one stale end it only acknowledges; and
-the workflow data a message carries: a step's outputs that are not JSON data."""
+the workflow data a message carries: a step's outputs that are not JSON data, and a
+PREPARE's spec whose params are not a JSON object."""
 
 from __future__ import annotations
 
@@ -9,12 +10,21 @@ from types import SimpleNamespace
 
 import pytest
 from fedorch.core.identity.authority import Refused
+from fedorch.core.negotiation.messages import TxInfo
 from fedorch.core.node.authority import check
-from fedorch.core.node.records import ClaimMsg, FinalMsg, PlacedMsg, ResultMsg, WfInfo
+from fedorch.core.node.records import (
+    ClaimMsg,
+    FinalMsg,
+    PlacedMsg,
+    PrepareMsg,
+    ResultMsg,
+    WfInfo,
+)
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.core.workflow.progress import StepState
 from fedorch.gen.fedorch.v1 import spec_pb2
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.unit.runtime import node_values
 
@@ -298,3 +308,39 @@ def test_a_placement_handing_over_outputs_that_are_not_json_data_is_refused(outp
         check(member(ended=False), "co",
               replace(good, needs=(*good.needs, ("s3", 1, outputs))))
     assert refused.value.reason == "not_json"
+
+
+def _spec(params: list[str], bad: str, at: int, compensation: bool) -> spec_pb2.WorkflowSpec:
+    """Steps s0.. with `params`, and `bad` put at step `at` (its compensation's params
+    with `compensation`)."""
+    steps = [spec_pb2.StepSpec(id=f"s{i}", capability="a", params_json=p)
+             for i, p in enumerate(params)]
+    step = steps[at % len(steps)]
+    if compensation:
+        step.compensate.capability = "a.undo"
+        step.compensate.params_json = bad
+    else:
+        step.params_json = bad
+    return spec_pb2.WorkflowSpec(name="w1", steps=steps)
+
+
+def _prepare(spec: spec_pb2.WorkflowSpec) -> PrepareMsg:
+    tx = TxInfo(WF, 1, "co", ("co", "a"), ("co", "a"))
+    return PrepareMsg(tx, (("s0", "a"),), WfInfo(spec, {"s0": "a"}, "co"))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(params=st.lists(node_values.json_params, min_size=1, max_size=3),
+       bad=node_values.not_json_params, at=st.integers(0, 2), compensation=st.booleans())
+def test_a_prepare_whose_spec_has_params_that_are_not_a_json_object_is_refused(
+        params, bad, at, compensation):
+    """From the workflow's own coordinator (who has authority over its PREPARE, and
+    signed its own spec): params a participant could not read (its Node would raise at
+    the COMMIT, building the workflow's progress) refuse the PREPARE whole (`not_json`);
+    the same spec with good params passes."""
+    good = _spec(params, params[at % len(params)], at, compensation)
+    check(member(ended=False), "co", _prepare(good))
+    with pytest.raises(Refused) as refused:
+        check(member(ended=False), "co", _prepare(_spec(params, bad, at, compensation)))
+    assert refused.value.reason == "not_json"
+    assert f"step 's{at % len(params)}': params" in refused.value.detail

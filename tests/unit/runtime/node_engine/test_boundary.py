@@ -1,6 +1,7 @@
 """The node engine's input boundary (runtime/node_engine/boundary.py): what a NodeTurn
 envelope must pass before its messages reach the Node, and that each refusal is counted
-and posts nothing (step outputs that are not JSON data included)."""
+and posts nothing (step outputs that are not JSON data included, and a lying
+coordinator's PREPARE whose params are not a JSON object: the agent goes on)."""
 
 from __future__ import annotations
 
@@ -402,3 +403,88 @@ def test_the_status_of_a_workflow_is_built_after_a_result_not_json_was_refused()
     assert steps["s"].state == status_pb2.STEP_STATE_SUCCEEDED
     assert steps["s"].outputs_json == '{"x":"cmF3"}'
     assert fed.running["d0"] == {(WF, "t", 1)}
+
+
+class _Steps(Recorder):
+    """Ports that start the steps (they never end here)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started: list[tuple[str, str, int]] = []
+
+    def start(self, run) -> None:
+        self.started.append(run)
+
+    def stop(self, run) -> None:
+        raise AssertionError(f"no step is stopped here: {run}")
+
+
+def _lying_coordinator(params_json: str):
+    """beta, an honest Node, and what it sends alpha with every PREPARE's spec given
+    `params_json` on its step (beta's own spec stays good: its lie is to alpha only)."""
+    def lie(msg: object) -> object:
+        if type(msg) is not PrepareMsg:
+            return msg
+        spec = spec_pb2.WorkflowSpec()
+        spec.CopyFrom(msg.info.spec)
+        spec.steps[0].params_json = params_json
+        return replace(msg, info=replace(msg.info, spec=spec))
+    return lie
+
+
+def _relay(h: Harness, beta: Node, lie=lambda msg: msg) -> None:
+    """beta's messages to alpha through alpha's boundary and driver, alpha's answers
+    stepped into beta, until neither sends any more."""
+    for _ in range(20):
+        ready = beta.ready()
+        beta.advance(ready)
+        out = [(o.to, o.msg) for o in (*ready.send_now, *ready.send_after_write)]
+        to_alpha = tuple(lie(msg) for to, msg in out if to == ME)
+        if to_alpha:
+            h.posted.clear()
+            h.boundary.receive(h.envelope("beta", to_alpha))
+            h.driver.turn(list(h.posted))
+        while h.driver.looped:  # what alpha sent itself (its acceptor's, say)
+            h.driver.turn()
+        answers, h.ports.sent = h.ports.sent, []
+        now = h.clock.monotonic()
+        for msg in (msg for to, msg in out if to == "beta"):
+            beta.step(now, Message("beta", msg))
+        for dst, msg in answers:
+            assert dst == "beta", dst
+            beta.step(now, Message(ME, msg))
+        if not (to_alpha or answers or any(to == "beta" for to, _ in out)):
+            return
+    raise AssertionError("beta and alpha did not settle")
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(params_json=node_values.not_json_params)
+def test_a_prepare_whose_params_are_not_a_json_object_is_refused_and_the_agent_goes_on(
+        params_json):
+    """beta coordinates a step placed on alpha and lies in the PREPARE it sends: the
+    step's params are text alpha cannot read as a JSON object. Taken, alpha voted YES
+    and its driver stopped at the COMMIT (building the workflow's progress raised);
+    the gate refuses the PREPARE (`not_json`), alpha holds and sends nothing for it,
+    and the next workflow beta places on it is voted on and started."""
+    h = Harness()
+    h.node = Node(ME, policy=config_pb2.Policy(accept_from=["*"]),
+                  capacities={"test.echo": 1}, timing=Timing(), peers=[ME, "beta"],
+                  rng=random.Random(1), now=h.clock.monotonic())
+    h.gate = AuthorizedNode(h.node, on_refused=h.metric.append)
+    h.ports = _Steps()
+    h.driver = NodeDriver(h.gate, h.clock, h.ports, h.ports, h.ports, loopback=ME)
+    beta = Node("beta", policy=config_pb2.Policy(accept_from=["*"]), capacities={},
+                timing=Timing(), peers=[ME, "beta"], rng=random.Random(2),
+                now=h.clock.monotonic())
+    spec = spec_pb2.WorkflowSpec(name="w", steps=[spec_pb2.StepSpec(
+        id="a", capability="test.echo", params_json='{"rows":3}')])
+    beta.step(h.clock.monotonic(), Submit("beta.w1", spec, placement={"a": ME}))
+    _relay(h, beta, _lying_coordinator(params_json))
+    assert h.driver.stopped is None
+    assert h.gate.refused == {"not_json": 1} and h.metric == ["not_json"]
+    assert h.driver.refused == {"Message": 1}
+    assert h.node.state.holds == {} and h.node.state.info == {} and h.ports.started == []
+    beta.step(h.clock.monotonic(), Submit("beta.w2", spec, placement={"a": ME}))
+    _relay(h, beta)
+    assert h.driver.stopped is None and h.ports.started == [("beta.w2", "a", 1)]
