@@ -125,26 +125,14 @@ result of an older placement is refused by it.
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
+# was_lost: running.py and replacement.py import it from here, as before it moved.
+from fedorch.core.node.domain_loss_verdict import placed, resolve, was_lost
 from fedorch.core.node.records import FinalMsg
-from fedorch.core.workflow.domain_loss import LossAction
 from fedorch.core.workflow.lifecycle import WorkflowState
-from fedorch.core.workflow.progress import Outcome, StepState
+from fedorch.core.workflow.progress import StepState
 from fedorch.core.workflow.takeover_events import majority
-
-
-def was_lost(domain: str, state: StepState, error: str) -> bool:
-    """Is this result a loss verdict on a step placed on `domain` (its reason, as
-    core/workflow/domain_loss.py words every one)?"""
-    return state is StepState.FAILED and error.startswith(f"domain {domain} was lost (")
-
-
-def _placed(p: Any, step: str) -> str:
-    """The domain a step is (or, waiting to be placed again, was last) placed on."""
-    s = p.steps[step]
-    return s.domain or s.lost_to
 
 
 class DomainLoss:
@@ -227,7 +215,7 @@ class DomainLoss:
         """The view now says each of `domains` is DEAD or LEFT (it did not before)."""
         for wf in list(self.n.progress):
             if self.drives(wf):
-                self._resolve(now, wf, domains)
+                resolve(self, now, wf, domains)
                 self.n.running.relay_gone_results(wf, domains)
         for wf in list(self.held):  # a participant gone need not acknowledge
             self._release_if_told(now, wf)
@@ -244,7 +232,7 @@ class DomainLoss:
         if n.takeover is None or not self.drives(wf):
             return
         p = n.progress[wf]
-        if any(step in p.steps and was_lost(_placed(p, step), state, error)
+        if any(step in p.steps and was_lost(placed(p, step), state, error)
                for step, (_, state, _, error) in n.state.results.get(wf, {}).items()):
             self._hold(wf)
 
@@ -258,7 +246,7 @@ class DomainLoss:
         placed = {s.domain for s in p.steps.values()}
         gone = sorted(d for d in placed if n.member_loss.gone(d))
         if gone:
-            self._resolve(now, wf, gone)
+            resolve(self, now, wf, gone)
             n.running.relay_gone_results(wf, gone)
         self._release_if_told(now, wf)
 
@@ -344,64 +332,12 @@ class DomainLoss:
         n.stats["loss verdict void: driven or ended elsewhere"] += 1
         n.pending.drop(wf, lambda k, v: k[0] == "final")
 
-    # ---- the verdict ---------------------------------------------------------------------
-
-    def _resolve(self, now: float, wf: str, domains: list[str]) -> None:
-        n = self.n
-        p = n.progress[wf]
-        # With takeover, the verdict is worked out on a copy: the workflow's progress
-        # takes it only when its end is made (`_release_if_told`), so a coordinator
-        # whose epoch ends meanwhile goes on as a participant its verdict never touched.
-        judged = p if n.takeover is None else copy.deepcopy(p)
-        if self.epoch(wf) >= 1:
-            # A successor's progress is a participant's: producers report to the
-            # original coordinator and to their consumers, not to it, so a need on a
-            # third domain may have reached the lost one unheard here (seed 4800265:
-            # re-placed as not started, the step ran twice).
-            judged.reports_missed = True
-        resolved: list[str] = []
-        replaced = False
-        for domain in domains:
-            if not n.member_loss.gone(domain):
-                continue
-            # The coordinator of the current epoch places a step again, a successor
-            # on a fresh majority of its electorate (replacement_successor.py).
-            can_replace = True
-            for step, action in judged.domain_lost(domain, state=n.members[domain],
-                                                   can_replace=can_replace):
-                n.stats[f"step lost with its domain: {action.value}"] += 1
-                n.note("step_lost", (wf, step), domain, action.value, now)
-                if action is LossAction.REPLACE and can_replace:  # a new round (replacement.py)
-                    n.replacement.step_lost(wf, step, domain, n.members[domain])
-                    replaced = True
-                else:
-                    resolved.append(step)
-        if replaced and not resolved:
-            n.replacement.start(now, wf)
-            return
-        if not resolved:
-            return
-        n.point("step lost")
-        results = dict(n.state.results.get(wf, {}))
-        for step in resolved:
-            s = judged.steps[step]
-            results[step] = (s.attempts, s.state, {}, s.error)
-        n.state.results[wf] = results
-        if judged is not p and judged.outcome() is Outcome.FAILED:
-            self._hold(wf)  # nothing is placed again: the workflow's end is coming
-            return
-        if judged is not p:  # no end follows from it (a fan-out step goes on): taken now
-            self._apply(wf)
-        n.running.check_outcome(now, wf)  # ends it where nothing holds it
-        if replaced and wf in n.progress:
-            n.replacement.start(now, wf)
-
     def _apply(self, wf: str) -> None:
         """The verdicts on record, into the workflow's progress (FAILED, what is
         downstream SKIPPED)."""
         p = self.n.progress[wf]
         for step, (attempt, state, _, error) in self.n.state.results.get(wf, {}).items():
-            if step in p.steps and was_lost(_placed(p, step), state, error):
+            if step in p.steps and was_lost(placed(p, step), state, error):
                 p.apply_result(step, max(attempt, p.steps[step].attempts), state, {}, error)
 
     def deferred(self, wf: str, step_domain: str, state: StepState, error: str) -> bool:
@@ -441,7 +377,7 @@ class DomainLoss:
     def _verdict_on_record(self, wf: str) -> bool:
         p = self.n.progress.get(wf)
         return p is not None and any(
-            step in p.steps and was_lost(_placed(p, step), state, error)
+            step in p.steps and was_lost(placed(p, step), state, error)
             for step, (_, state, _, error) in self.n.state.results.get(wf, {}).items())
 
     def participants(self, wf: str) -> set[str]:

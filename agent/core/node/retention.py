@@ -53,7 +53,7 @@ forgot a chosen COMMIT it could choose ABORT). Settled: it is this Node's own
 workflow (every round decided here), or every acceptor record of it here has its
 outcome learned, an ABORT, or a COMMIT whose end notice said every participant had
 acknowledged it (`FinalMsg.settled`). An unsettled one goes by age only. (Since the
-acceptor records and learned decisions go by their round's life, below, this
+acceptor records and learned decisions go by their round's life (retention_rounds.py), this
 distinction no longer protects them; it is kept as the order in which workflows go
 beyond the count.)
 
@@ -66,31 +66,8 @@ the Ready, and a Node restored from what it applied, forget the same. With it go
 Coordinator core and anything still resent.
 
 What is not forgotten with the workflow: the acceptor's records and the decisions
-learned (tables `acceptor` and `learned`, and the acceptor core's memory of them).
-Paxos keeps a chosen value only while a majority of its acceptors remember accepting
-it: if they forget and answer blank, a recovery ballot of a participant still in doubt
-(one that missed the decision, or holds a YES of an earlier round that aborted) can
-find another value accepted at a minority (the coordinator's COMMIT that reached one
-acceptor before the round aborted) and choose it. Being settled here does not prove
-that no participant anywhere is in doubt about any round of the workflow (the seeded
-soak found the violation, seed 201539 of range 200000, with them forgotten with the
-workflow: an extra acceptor, told of no end, forgot by age a COMMIT chosen with the
-coordinator that died, while the one participant, paused and restarted, was still in
-doubt). An acceptor with no record of a round answers as if it never heard of it, so a
-forgotten decision must be refused, never blank (acceptor.py, "A round's life"): every
-acceptor refuses a recovery ballot of a round past its life (`Retention.round_life_s`:
-`keep_ended_s` plus one replay window of skew; its creation time is signed in the
-round), and any round of a coordinator no newer than its *horizon* there (the newest
-creation time among that coordinator's rounds it forgot: table `horizons`). So once a
-workflow is forgotten here, each acceptor record of it goes when its round is
-`round_kept_s` old (its life and `late_message_s` more) by the wall clock, with its
-learned decision and the horizon raised, in one write group (`_rounds_of`,
-`_forget_round`); a learned decision without a record here goes as long after the
-workflow's last mark (no ballot reads it). A re-placement round states its creation
-time as a Paxos round does (replacement.py), and a classic 2PC workflow round has no
-acceptors, so no record of it is made; only a record of a round stated without one (an
-older release's) has no life and stays. docs/retention.md ("Forgetting acceptor
-records") has the argument.
+learned (tables `acceptor` and `learned`). They go by their round's life, once the
+workflow is forgotten here (retention_rounds.py, `RoundLife`, where the argument is).
 
 Presumed abort (`presumes_abort`, the rule in core/workflow/presumed_abort.py). Under
 classic 2PC a participant in doubt has only its coordinator to ask: no acceptors, no
@@ -127,6 +104,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fedorch.core.identity.authority import coordinator_of
+from fedorch.core.node.retention_rounds import RoundLife
 from fedorch.core.workflow.lifecycle import TERMINAL
 from fedorch.core.workflow.presumed_abort import presumes_abort
 
@@ -140,7 +118,7 @@ CLAIM_ANSWERS = "taken over: a grant of its claim may still come"
 
 # The tables keyed by workflow id (those keyed by (workflow, round) are ready.ROUND_TABLES).
 # A round's tables retention forgets with its workflow; `acceptor` and `learned`
-# (ROUND_LIFE_TABLES) only once the round is past its life (see the top): a recovery
+# (ROUND_LIFE_TABLES) only once the round is past its life (retention_rounds.py): a recovery
 # ballot may need them until then.
 ROUND_LIFE_TABLES = ("acceptor", "learned")
 FORGOTTEN_ROUND_TABLES = ("cells", "records", "holds", "info", "ballots")
@@ -203,10 +181,9 @@ class Retainer:
         # WAITING workflows by the monotonic time their second window ends.
         self._waiting: list[tuple[float, str]] = []
         self._opened = False  # this tick's write group is open
-        self._kept_ms = int(policy.round_kept_s * 1000)
         # Rounds of forgotten workflows whose acceptor record waits for its round's
-        # life to pass: (when it may go, wall ms; its key), the soonest first.
-        self._rounds: list[tuple[int, tuple[str, int]]] = []
+        # life to pass (retention_rounds.py).
+        self.rounds = RoundLife(self)
         # The deadline, as last computed; None when a mark or a tick may have moved it.
         # (A wall clock step moves it too; a deadline that comes early finds nothing due
         # and is computed again, one that comes late forgets later: never sooner.)
@@ -221,16 +198,7 @@ class Retainer:
         self._heaps = {MAIN: sorted((e.stamp, wf) for wf, e in self._entries.items()),
                        AGE_ONLY: []}
         self._waiting = []
-        # The rounds of workflows forgotten before: theirs wait for their life; a
-        # learned decision without an acceptor record, as long again from now.
-        self._rounds = []
-        for key, rec in d.acceptor.items():
-            if key[0] not in self._entries and rec.tx.created_ms > 0:
-                self._rounds.append((rec.tx.created_ms + self._kept_ms, key))
-        later = self.n.wall_ms(now) + self._kept_ms
-        self._rounds.extend((later, key) for key in d.learned
-                            if key[0] not in self._entries and key not in d.acceptor)
-        heapq.heapify(self._rounds)
+        self.rounds.restore(now)
         self._deadline = None
 
     def mark(self, wf: str, *, ended: bool = False) -> None:
@@ -303,8 +271,8 @@ class Retainer:
                 times.append(max(now, e.since + self.policy.late_message_s))
         if self._waiting:  # a stale one wakes a tick that finds nothing: later, never sooner
             times.append(max(now, self._waiting[0][0]))
-        if self._rounds:
-            times.append(now + max(0, self._rounds[0][0] - wall) / 1000)
+        if self.rounds.heap:
+            times.append(now + max(0, self.rounds.heap[0][0] - wall) / 1000)
         if not times:
             return None
         grid = self.policy.tick_s
@@ -335,8 +303,7 @@ class Retainer:
             e = self._entries.get(wf)
             if e is not None and e.place == WAITING:  # else marked again, or forgotten
                 self._forget_or_park(wf)
-        while self._rounds and self._rounds[0][0] <= wall:
-            self._forget_round(heapq.heappop(self._rounds)[1], wall)
+        self.rounds.tick(wall)
         self._forget_admissions(wall)
 
     # ---- the rule ---------------------------------------------------------------------
@@ -500,58 +467,8 @@ class Retainer:
         if n.takeover is not None:  # its cores, claims and proofs in memory
             n.takeover.forget(wf)
         stamp = self._entries.pop(wf).stamp
-        self._rounds_of(wf, stamp)  # untracked now: its rounds wait for their life alone
+        self.rounds.of(wf, stamp)  # untracked now: its rounds wait for their life alone
         n.stats["retention: workflow forgotten"] += 1
-
-    # ---- acceptor records and learned decisions: by their round's life ----------------
-
-    def _rounds_of(self, wf: str, stamp: int) -> None:
-        """`wf` is forgotten (its last `endings` stamp): each acceptor record of it
-        waits for its round's life (and `late_message_s`) to pass, from the creation
-        time the round states; a learned decision without one, as long from the stamp
-        (which is no earlier than the round's creation here; no ballot reads such a
-        decision: an acceptor that never promised nor accepted anything of a round
-        answers as if blank after any restart anyway, so when it goes is no matter of
-        safety). A round stated without a creation time (0: an older release's) has no
-        life: its record stays, as before rounds had one."""
-        d = self.n.state
-        for key in list(d.acceptor.of(wf)):
-            created = d.acceptor[key].tx.created_ms
-            if created > 0:
-                heapq.heappush(self._rounds, (created + self._kept_ms, key))
-        for key in list(d.learned.of(wf)):
-            if key not in d.acceptor:
-                heapq.heappush(self._rounds, (stamp + self._kept_ms, key))
-
-    def _forget_round(self, key: tuple[str, int], wall: int) -> None:
-        """A round past its life (or a learned decision alone, above): its acceptor
-        record and learned decision go, in memory and on disk, in this tick's write
-        group, with its coordinator's horizon risen to its creation time (acceptor.py:
-        a forgotten round is refused, never blank). Not if its workflow was marked
-        again since (a late record or decision): it goes with that workflow again."""
-        n = self.n
-        d = n.state
-        if key[0] in self._entries:
-            return
-        rec = d.acceptor.get(key)
-        if rec is None and key not in d.learned:
-            return  # gone already (pushed twice)
-        if rec is not None and (rec.tx.created_ms <= 0
-                                or rec.tx.created_ms + self._kept_ms > wall):
-            return  # a record made since it was pushed: it goes by its own round's life
-        if not self._opened:
-            n.point("retention")
-            self._opened = True
-        horizon = n.acceptor.forget(key, rec.tx if rec is not None else None)
-        if horizon is not None:
-            assert rec is not None
-            d.horizons[rec.tx.coordinator] = horizon
-        if rec is not None:
-            del d.acceptor[key]
-            n.stats["retention: acceptor record forgotten"] += 1
-        if key in d.learned:
-            del d.learned[key]
-            n.stats["retention: learned decision forgotten"] += 1
 
     def _forget_admissions(self, wall: int) -> None:
         """Signed submissions past their window (the guard refuses them by age anyway):

@@ -91,7 +91,7 @@ with `min_acceptors` 3 (the default), one participant, the dead coordinator and 
 extra acceptor: the participant and the extra acceptor. Under classic 2PC, with two
 participants and the original coordinator dead, both must be up.
 
-Roles (`Role`) and the one transition table (`TABLE`):
+Roles (`Role`) and the one transition table (`TABLE`; CLAIMING's: takeover_claiming.py):
 
     FOLLOWING --Watch/Timer: known coordinator gone, we are the successor--> CLAIMING
               (the successor is next in line once those before it let
@@ -181,6 +181,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Collection
 
+from fedorch.core.workflow import takeover_claiming as claiming
 from fedorch.core.workflow.takeover_events import (
     Act,
     Action,
@@ -201,7 +202,6 @@ from fedorch.core.workflow.takeover_events import (
     successor,
 )
 from fedorch.core.workflow.takeover_overtaken import claim_past
-from fedorch.core.workflow.takeover_split import resolve
 
 __all__ = ["TABLE", "Act", "Action", "Adopted", "Announce", "Deny", "EndKnown", "Grant",
            "Input", "Persist", "Proven", "Role", "SendClaim", "Takeover", "Timer", "Unproven",
@@ -215,7 +215,6 @@ class Role(enum.Enum):
     FOLLOWING = "following"  # another domain is the coordinator known here
     CLAIMING = "claiming"    # asked the electorate for the next epoch
     ACTING = "acting"        # coordinator of the current epoch, agreed by a majority
-
 
 
 class Takeover:
@@ -397,16 +396,6 @@ class Takeover:
                     *(SendClaim(d, self.epoch) for d in sorted(told | granters))]
         return []
 
-    def _grant(self, now: float, ev: Grant) -> list[Action]:
-        if ev.epoch != self.epoch or ev.voter not in self.audience:
-            return []
-        self._grants.add(ev.voter)  # counted in the electorate only (_won)
-        self._denied.pop(ev.voter, None)  # a rival that yielded to us, asked again
-        won = self._won()
-        if won or not self._denied:
-            return won
-        return self._split(now)  # the last answer we lacked may settle a split
-
     def _acting_grant(self, now: float, ev: Grant) -> list[Action]:
         if ev.epoch == self.epoch and ev.voter in self.audience:
             self._grants.add(ev.voter)
@@ -440,67 +429,6 @@ class Takeover:
             return self._claim(now, ev.held_epoch + 1)
         self._unproven.add(ev.voter)
         return [Unproven(ev.voter, ev.held_epoch, ev.holder)]  # keep acting (Denials)
-
-    def _deny(self, now: float, ev: Deny) -> list[Action]:
-        if ev.epoch != self.epoch or ev.holder == self.me:
-            return []
-        if ev.proven:  # the holder's certificate, shown by the voter
-            return self._proven(now, Proven(ev.held_epoch, ev.holder))
-        if ev.held_epoch > self.epoch:
-            # Someone claims a later epoch, on the voter's word: keep claiming (Denials).
-            self._unproven.add(ev.voter)
-            out = self._split(now) if self._denied else []  # a Persist stays first
-            return [*out, Unproven(ev.voter, ev.held_epoch, ev.holder)]
-        if ev.held_epoch == self.epoch:  # a rival claimed our epoch: the votes may split
-            self._denied[ev.voter] = ev.holder
-            return self._split(now)
-        return []
-
-    def _split(self, now: float) -> list[Action]:
-        """Decide at once, from the denials, who goes next (takeover_split.resolve)."""
-        verdict = resolve(self.me, self.electorate, self._grants, self._denied,
-                          self._dead | ({self._predecessor} - {None}) | self._unproven)
-        if verdict.follow is not None:
-            return self._adopt(now, Adopted(self.epoch, verdict.follow), force=True)
-        if verdict.next_epoch:
-            return self._claim(now, self.epoch + 1)
-        if verdict.ask_again and self._again_at is None:
-            self._again_pause = self.rival_again_s
-            self._again_at = now + self._again_pause
-        return []
-
-    def _claim_timer(self, now: float, ev: Timer) -> list[Action]:
-        if self._claim_deadline is not None and now >= self._claim_deadline:
-            return self._claim_timed_out(now)
-        if self._again_at is None or now < self._again_at:
-            return []
-        # The worse-ranked rivals that answered as themselves: they yield to us once our
-        # denial of their claim reaches them, and then grant us this epoch.
-        again = sorted(v for v, h in self._denied.items() if v == h and h > self.me)
-        self._again_pause = min(2 * self._again_pause, self.claim_timeout_s)
-        self._again_at = now + self._again_pause if again else None
-        return [SendClaim(d, self.epoch) for d in again]
-
-    def _claim_timed_out(self, now: float) -> list[Action]:
-        if self._denied:
-            # Views differed and another claimed this epoch too, and the denials did not
-            # settle it (a member stayed silent). Never a second claim of ours at this
-            # epoch. The best-ranked (lowest) name claims the next epoch; the others
-            # follow it (and grant it that epoch when asked), so they do not duel.
-            best = min(self._denied.values())
-            if self.me < best:
-                return self._claim(now, self.epoch + 1)
-            return self._adopt(now, Adopted(self.epoch, best), force=True)
-        gone = (self._dead | ({self._predecessor} - {None}) | self._unproven) - self._grants
-        if self._unproven and len(self.electorate - gone) < majority(self.electorate):
-            # Lost to voters holding a later epoch they cannot prove: the next epoch,
-            # one at a time (a lie moves us one epoch per claim timeout at most).
-            return self._claim(now, self.epoch + 1)
-        # No majority and no rival: the electorate did not answer; ask again (the same
-        # epoch: granting it to us again is allowed, see may_grant).
-        self._claim_deadline = now + self.claim_timeout_s
-        asked = self.electorate - self._grants - self._unproven  # those deny ours for good
-        return [SendClaim(d, self.epoch) for d in sorted(asked)]
 
     def _adopt(self, now: float, ev: Adopted, force: bool = False) -> list[Action]:
         if ev.epoch < self.epoch or ev.coordinator == self.me or (
@@ -556,9 +484,9 @@ TABLE: dict[tuple[Role, type], _Handler] = {
     (Role.FOLLOWING, Timer): Takeover._follow_timer,
     (Role.FOLLOWING, Adopted): Takeover._adopt,
     (Role.ACTING, Watch): Takeover._note_view,
-    (Role.CLAIMING, Grant): Takeover._grant,
-    (Role.CLAIMING, Deny): Takeover._deny,
-    (Role.CLAIMING, Timer): Takeover._claim_timer,
+    (Role.CLAIMING, Grant): claiming.grant,
+    (Role.CLAIMING, Deny): claiming.deny,
+    (Role.CLAIMING, Timer): claiming.claim_timer,
     (Role.CLAIMING, Adopted): Takeover._adopt,
     (Role.CLAIMING, EndKnown): Takeover._end_known,
     (Role.ACTING, Adopted): Takeover._acting_adopt,

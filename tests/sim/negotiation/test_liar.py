@@ -8,7 +8,7 @@ import random
 from collections import Counter
 
 import fedorch.sim.negotiation.agent as sim_agent
-from fedorch.core.node.retention import Retainer
+from fedorch.core.node.retention_rounds import RoundLife
 from fedorch.core.node.votes import evidence_holds
 from fedorch.sim.negotiation.config import Config
 from fedorch.sim.negotiation.run import Simulation, run, seeded_config
@@ -104,15 +104,15 @@ def test_forged_votes_in_commit_certificates_and_round_proofs_are_all_refused(mo
     stats: Counter[str] = Counter()
     checked = 0
     forgotten: list = []  # the decisions retention forgot (their round past its life)
-    forget_round = Retainer._forget_round
+    forget_round = RoundLife.forget
 
-    def keeping(self: Retainer, key: tuple[str, int], wall: int) -> None:
+    def keeping(self: RoundLife, key: tuple[str, int], wall: int) -> None:
         value = self.n.state.learned.get(key)
         forget_round(self, key, wall)
         if value is not None and key not in self.n.state.learned:
             forgotten.append((key, value))
 
-    monkeypatch.setattr(Retainer, "_forget_round", keeping)
+    monkeypatch.setattr(RoundLife, "forget", keeping)
     for seed in range(60):
         config = seeded_config(seed, 3.0)
         config.liar = "liar"

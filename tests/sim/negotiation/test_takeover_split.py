@@ -23,8 +23,8 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
+from fedorch.core.workflow import takeover_claiming
 from fedorch.core.workflow.lifecycle import TERMINAL
-from fedorch.core.workflow.takeover import Takeover
 from fedorch.sim.negotiation.disk import Timing
 from fedorch.sim.negotiation.run import Simulation
 
@@ -105,7 +105,7 @@ def test_before_split_claimants_waited_out_the_claim_timeout(monkeypatch) -> Non
     """The same schedule with the split rule off (the denials recorded, nothing decided
     from them): d1 claims epoch 2 only at its claim timeout, and the workflow ends past
     the checker's takeover deadline."""
-    monkeypatch.setattr(Takeover, "_split", lambda self, now: [])
+    monkeypatch.setattr(takeover_claiming, "split", lambda t, now: [])
     sim, seen = split(1)
     report = sim.run()
     assert sim.checker.acting_in == {(WF, 2): "d1"}, sim.checker.acting_in

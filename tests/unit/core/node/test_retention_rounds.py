@@ -1,5 +1,5 @@
-"""Retention of a round's acceptor record and learned decision (core/node/retention.py,
-`_rounds_of`, `_forget_round`): each goes by its own round's life, whatever entry of
+"""Retention of a round's acceptor record and learned decision (core/node/retention_rounds.py,
+`RoundLife.of`, `RoundLife.forget`): each goes by its own round's life, whatever entry of
 its round was pushed before."""
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ every live member answering, split claimants settle with no claim timeout at all
 from __future__ import annotations
 
 from fedorch.core.workflow import takeover as tk
+from fedorch.core.workflow import takeover_claiming
 from fedorch.core.workflow.takeover import (
     Act,
     Adopted,
@@ -287,6 +288,6 @@ def test_split_claimants_settle_without_a_claim_timeout(case):
 
 
 def test_the_table_has_the_split_transitions():
-    assert tk.TABLE[(Role.CLAIMING, Deny)] is Takeover._deny
-    assert tk.TABLE[(Role.CLAIMING, Grant)] is Takeover._grant
-    assert tk.TABLE[(Role.CLAIMING, Timer)] is Takeover._claim_timer
+    assert tk.TABLE[(Role.CLAIMING, Deny)] is takeover_claiming.deny
+    assert tk.TABLE[(Role.CLAIMING, Grant)] is takeover_claiming.grant
+    assert tk.TABLE[(Role.CLAIMING, Timer)] is takeover_claiming.claim_timer
