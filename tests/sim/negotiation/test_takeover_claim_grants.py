@@ -47,9 +47,12 @@ def saga(seed: int) -> Simulation:
                     cancels=False)
 
 
-@pytest.mark.parametrize("seed", range(1, 6))
-def test_a_claimant_restarted_mid_claim_tells_its_granter_when_its_plan_closes(
-        seed, monkeypatch) -> None:
+def cut_saga(seed: int, monkeypatch) -> tuple[Simulation, dict]:
+    """The saga above with s1 failing and every compensation succeeding, and the views
+    its tests cut by: while `seen["cut"]` and not `seen["healed"]`, d0 and d1 SUSPECT in
+    each other's view; once `seen["d3 gone at d0"]`, until healed, d3 DEAD in d0's;
+    d1 ALIVE in d3's throughout (its restart unnoticed there: d3 claims nothing
+    itself)."""
     step_done = sim_agent.SimAgent.step_done
 
     def s1_fails(agent, now, wf, step, attempt):
@@ -74,13 +77,20 @@ def test_a_claimant_restarted_mid_claim_tells_its_granter_when_its_plan_closes(
         elif seen["d3 gone at d0"] and not seen["healed"] and (observer, name) == ("d0", "d3"):
             state = "DEAD"
         elif (observer, name) == ("d3", "d1"):
-            state = "ALIVE"  # d1's restart unnoticed there: d3 claims nothing itself
+            state = "ALIVE"
         else:
             return state
         sim.clock_check.observed(observer, name, state)  # what the checker counts from
         return state
 
     sim.member_state = member_state
+    return sim, seen
+
+
+@pytest.mark.parametrize("seed", range(1, 6))
+def test_a_claimant_restarted_mid_claim_tells_its_granter_when_its_plan_closes(
+        seed, monkeypatch) -> None:
+    sim, seen = cut_saga(seed, monkeypatch)
 
     def hook(agent, now, label):
         d = agent.node.state
@@ -138,37 +148,7 @@ def grant_never_taken(seed: int, monkeypatch, case: str) -> tuple[Simulation, di
     way d0 takes d1's report, its saga is over, and its saga-over notice closes d1's
     plan, and with it the claim: d1 names no granter, and d3 follows it in epoch 1,
     refusing d0's notices of epoch 0, its reservation held, unless it asks d1."""
-    step_done = sim_agent.SimAgent.step_done
-
-    def s1_fails(agent, now, wf, step, attempt):
-        if step != "s1":
-            return step_done(agent, now, wf, step, attempt)
-        agent.sim.fences.ended(agent.name, (wf, step, attempt))
-        agent._step(now, sim_agent.StepEnded(wf, step, attempt, False, {}, "boom"))
-
-    def compensated(agent, now, wf, step, attempt):
-        agent._step(now, sim_agent.CompensationEnded(wf, step, attempt, True, ""))
-
-    monkeypatch.setattr(sim_agent.SimAgent, "step_done", s1_fails)
-    monkeypatch.setattr(sim_agent.SimAgent, "compensation_done", compensated)
-    sim = saga(seed)
-    seen = {"cut": False, "d1": "up", "healed": False, "d3 gone at d0": False}
-    views = sim.member_state
-
-    def member_state(observer: str, name: str) -> str:
-        state = views(observer, name)
-        if seen["cut"] and not seen["healed"] and {observer, name} == {"d0", "d1"}:
-            state = "SUSPECT"
-        elif seen["d3 gone at d0"] and not seen["healed"] and (observer, name) == ("d0", "d3"):
-            state = "DEAD"
-        elif (observer, name) == ("d3", "d1"):
-            state = "ALIVE"  # d3 claims nothing itself
-        else:
-            return state
-        sim.clock_check.observed(observer, name, state)
-        return state
-
-    sim.member_state = member_state
+    sim, seen = cut_saga(seed, monkeypatch)
 
     def hook(agent, now, label):
         d = agent.node.state

@@ -175,6 +175,21 @@ def test_the_runs_of_a_workflow_are_those_a_scan_finds(changes) -> None:
 
 # ---- the resends and the fence deadlines: a heap, not a walk per turn ------------------
 
+class Deadline(float):
+    """A deadline that counts how often it is compared: a walk compares every one."""
+    compared = 0
+
+    def __lt__(self, other):
+        Deadline.compared += 1
+        return float.__lt__(self, other)
+
+
+def far_off_node() -> Node:
+    return Node("d0", policy=config_pb2.Policy(accept_from=["*"]), capacities={"a": 1},
+                timing=Timing(step_lease_s=30.0), peers=["d0", "d1"], rng=random.Random(1),
+                disk=Disk())
+
+
 def test_a_turn_reads_no_resend_and_no_fence_deadline_but_the_earliest() -> None:
     class Entry(list):
         reads = 0
@@ -183,16 +198,7 @@ def test_a_turn_reads_no_resend_and_no_fence_deadline_but_the_earliest() -> None
             Entry.reads += 1
             return list.__getitem__(self, i)
 
-    class Deadline(float):
-        compared = 0
-
-        def __lt__(self, other):
-            Deadline.compared += 1
-            return float.__lt__(self, other)
-
-    node = Node("d0", policy=config_pb2.Policy(accept_from=["*"]), capacities={"a": 1},
-                timing=Timing(step_lease_s=30.0), peers=["d0", "d1"], rng=random.Random(1),
-                disk=Disk())
+    node = far_off_node()
     for i in range(300):  # far off: nothing is due in the turns below
         node.pending[("final", f"d0.w{i}", "d1")] = Entry(["d1", None, 1e6 + i, 1.0])
         node.fencing.due[f"d0.w{i}"] = Deadline(2e6 + i)
@@ -207,16 +213,7 @@ def test_a_turn_reads_no_resend_and_no_fence_deadline_but_the_earliest() -> None
 # ---- the restart asks and the re-placement cores: tables, not a walk per turn ---------
 
 def test_a_turn_reads_no_held_workflow_and_asks_no_core_but_the_earliest() -> None:
-    class Deadline(float):
-        compared = 0
-
-        def __lt__(self, other):
-            Deadline.compared += 1
-            return float.__lt__(self, other)
-
-    node = Node("d0", policy=config_pb2.Policy(accept_from=["*"]), capacities={"a": 1},
-                timing=Timing(step_lease_s=30.0), peers=["d0", "d1"], rng=random.Random(1),
-                disk=Disk())
+    node = far_off_node()
     cores = [FakeCore(Deadline(3e6 + i)) for i in range(300)]
     for i, core in enumerate(cores):  # far off: nothing is due in the turns below
         node.restart_check.held[f"d0.w{i}"] = Deadline(1e6 + i)
