@@ -87,6 +87,19 @@ def cut_saga(seed: int, monkeypatch) -> tuple[Simulation, dict]:
     return sim, seen
 
 
+def cut_off(seen: dict, src: str, dst: str, msg: object) -> str | None:
+    """The cuts both stories share: d0 and d1 cut off from each other until healed, d2
+    cut off from d1; once d1 restarted, its claims to d3 and d0's denials to it lost."""
+    if seen["cut"] and (not seen["healed"] and {src, dst} == {"d0", "d1"}
+                        or {src, dst} == {"d1", "d2"}):
+        return "drop"
+    if seen["d1"] == "restarted" and (
+            (src, dst) == ("d1", "d3") and isinstance(msg, ClaimMsg)
+            or (src, dst) == ("d0", "d1") and isinstance(msg, ClaimAnswerMsg)):
+        return "drop"
+    return None
+
+
 @pytest.mark.parametrize("seed", range(1, 6))
 def test_a_claimant_restarted_mid_claim_tells_its_granter_when_its_plan_closes(
         seed, monkeypatch) -> None:
@@ -115,14 +128,7 @@ def test_a_claimant_restarted_mid_claim_tells_its_granter_when_its_plan_closes(
             sim.view_change_at(now)
         if (src, dst) == ("d0", "d3") and seen["d3 gone at d0"]:
             return "drop"  # d0's notices to d3 never arrive
-        if seen["cut"] and (not seen["healed"] and {src, dst} == {"d0", "d1"}
-                            or {src, dst} == {"d1", "d2"}):
-            return "drop"  # d0 and d1 cut off until d1 is back; d2 cut off from d1
-        if seen["d1"] == "restarted" and (
-                (src, dst) == ("d1", "d3") and isinstance(msg, ClaimMsg)
-                or (src, dst) == ("d0", "d1") and isinstance(msg, ClaimAnswerMsg)):
-            return "drop"
-        return None
+        return cut_off(seen, src, dst, msg)
 
     sim.crash_hook = hook
     sim.intercept = intercept
@@ -179,14 +185,7 @@ def grant_never_taken(seed: int, monkeypatch, case: str) -> tuple[Simulation, di
                 sim.view_change_at(now)
             seen["d1"] = "never took it"
             return "drop"
-        if seen["cut"] and (not seen["healed"] and {src, dst} == {"d0", "d1"}
-                            or {src, dst} == {"d1", "d2"}):
-            return "drop"
-        if seen["d1"] == "restarted" and (
-                (src, dst) == ("d1", "d3") and isinstance(msg, ClaimMsg)
-                or (src, dst) == ("d0", "d1") and isinstance(msg, ClaimAnswerMsg)):
-            return "drop"
-        return None
+        return cut_off(seen, src, dst, msg)
 
     sim.crash_hook = hook
     sim.intercept = intercept
