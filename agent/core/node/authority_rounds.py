@@ -11,7 +11,7 @@ core/identity/authority.py with the facts the Node holds.
 
 A PaxosPrepare or Accept that would make an acceptor's first record of a round must
 also state a round its coordinator stated (with coordinator takeover composed, whose
-part signs the rounds: takeover_proofs.check_stated), as the shells' acceptor checks
+part signs the rounds: takeover_proofs.check_stated), as the shells' acceptor checked
 a round's signature before its first record.
 
 Votes are evidence (votes.py): a YES carries its voter's signed statement, checked

@@ -181,7 +181,9 @@ def epoch_of(d: Any, wf: str) -> tuple[tuple[int, str] | None, set[str] | None]:
     if info is None or not info.placement:
         return None, None
     # The coordinator followed (or acted as): our own claim, not yet won, is no
-    # coordinator, so the end its predecessor made meanwhile is still taken.
+    # coordinator. An older epoch's end reaching it meanwhile is taken only with that
+    # epoch's certificate; one without is refused (authority_ends.py, `_claiming_later`):
+    # the claim learns a made end from its answers, or wins and decides.
     # The participants: the committed placement's, and each step's placed again since
     # (replacement.py): its new domain and the one it was lost on (a new domain knows
     # of the lost one only so, and hears its takeover claims); a new domain committed by

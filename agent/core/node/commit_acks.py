@@ -48,10 +48,19 @@ made a new domain of a step and took that round's COMMIT first builds its progre
 from that round and may run its first-placement steps too without holding the
 round's COMMIT (placed_here.py, `committed_here`). The coordinator that ran that
 re-placement round has it on record; a successor's round (takeover) it may not know
-of, but takeover runs on Paxos Commit only, where every round's acceptors keep its
-decision for the round's life (retention.py), so a participant in doubt that is
-answered FORGOTTEN still learns the COMMIT from them: a count that came too early
-costs a record the acceptors hold anyway, never a decision.
+of. Takeover runs under both commit protocols (always on in the daemon, which runs
+`negotiation.commit: 2pc` as classic rounds; the simulator soaks `--commit 2pc
+--takeover 3` too).
+Under Paxos Commit every round's acceptors keep its decision for the round's life
+(retention.py), so a participant in doubt that is answered FORGOTTEN still learns the
+COMMIT from them: a count that came too early costs a record the acceptors hold
+anyway, never a decision. Under classic 2PC the workflow's round has no acceptors and
+a FORGOTTEN answer teaches nothing (core/negotiation/termination.py acts on a decision
+only); there the count rests on where results go: a participant that takes a
+successor's round's COMMIT follows that successor, or a later epoch it holds already
+(placed_here.py, `committed_here`), and reports to the coordinator it follows
+(takeover.py, `coordinator_now`), not to the original. No more than that is argued
+here for classic 2PC.
 
 Cost: a deferred acknowledgement is a dict entry; the deadlines are one constant after
 the Node's `now`, which never goes back within a Node's life, so the dict's first entry

@@ -475,7 +475,7 @@ class DomainLoss:
         be told again: the end released in this very step, told by the original
         coordinator (epoch 0) with that state and at least as settled, which they
         acknowledged. They hold it already (a participant takes the first end it hears,
-        running.py `on_final`), so the made end's notice would change nothing there."""
+        running_ends.py `on_final`), so the made end's notice would change nothing there."""
         notice = self._releasing
         if notice is None or notice.workflow_id != wf or notice.epoch != 0 \
                 or notice.state is not state or (settled and not notice.settled):

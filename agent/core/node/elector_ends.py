@@ -6,7 +6,7 @@ A coordinator tells the end it holds (a loss verdict's, one on results, a cancel
 domain_loss.py) to every elector of the workflow, the committed round's acceptors,
 before it makes it, and makes it once the electors that have not acknowledged it,
 itself aside, are fewer than a majority of the electorate. An elector that holds a
-step is a participant and takes the end as one (running.py, `on_final`). This module
+step is a participant and takes the end as one (running_ends.py, `on_final`). This module
 is what an elector holding no step and no vote of the workflow does with it: an extra
 acceptor of the round, or one whose Accept was lost and that knows nothing of the
 round (the coordinator counts it as told, so it must not acknowledge an end it would

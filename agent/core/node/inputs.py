@@ -40,7 +40,7 @@ class Submit:
     # and ends ABORTED with them at once, no round (submitting.py).
     unplaceable: dict[str, str] | None = None
     # The client's request id: kept with the workflow's row (Disk.requests), so that a
-    # retry after a restart is answered with the same workflow (cancel.Requests).
+    # retry after a restart is answered with the same workflow (cancel.py, "Request ids").
     request_id: str = ""
 
 

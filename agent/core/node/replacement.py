@@ -331,8 +331,9 @@ class Replacements:
             n.send(src, FinalMsg(key[0], ended))
             return DecisionAnswer(key, n.name, AnswerStatus.UNKNOWN)
         if key in self.telling:
-            # Not told yet: the COMMIT is not handed out (see `_send_if_told`; the new
-            # domain hears the end instead if the workflow ends here first, above).
+            # Not told yet: the COMMIT is not handed out (replacement_telling.py,
+            # `send_if_told`; the new domain hears the end instead if the workflow ends
+            # here first, above).
             return DecisionAnswer(key, n.name, AnswerStatus.UNKNOWN)
         entry = self.cores.get(key[0])
         if entry is not None and entry[0].round == key[1] \

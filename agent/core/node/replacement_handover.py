@@ -22,7 +22,7 @@ itself, told before made as the original would:
    `telling` (the value None marks a handover);
 2. once all that the view does not say are gone (at least one) acknowledged it, the new
    domain is sent the PlacedMsg with `made` set, resent until acknowledged;
-3. the new domain (placed_here.py, `made_here`) holding the round's YES, PREPARED, learns
+3. the new domain (`made_here`, from placed_here.py) holding the round's YES, PREPARED, learns
    the round's COMMIT: its own signed YES is the certificate of a round with one
    participant; it follows the holder that told it (the certificate `won`), to whom its
    result goes.

@@ -54,7 +54,7 @@ elsewhere exists (its progress takes a new placement in the write of the round's
 decision, before any COMMIT leaves). Answered by the holder of a later epoch, it holds
 for the placements of earlier epochs too, because a new placement's COMMIT leaves the
 Node that placed it only once a majority of the workflow's electorate that had granted
-no later epoch holds the placement (replacement.py, `_send_if_told`;
+no later epoch holds the placement (replacement_telling.py, `send_if_told`;
 replacement_successor.py for a successor's rounds), and a grant carries the granter's placements
 (`ClaimAnswerMsg.placements`), which the claimant takes before it counts the grant
 (placed_here.py, `learn_from_grant`): a majority that elects a successor meets that

@@ -57,8 +57,9 @@ from fedorch.core.workflow import lifecycle
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.core.workflow.progress import TERMINAL_STEP_STATES, Outcome, Progress, StepState
 
-# The error of an attempt a restart found running here, the shells' words (both engines
-# tell a client the same): retried if the step is idempotent, else the step FAILS.
+# The error of an attempt a restart found running here, in the shells' words (the
+# engine removed since: a client reads what it read before): retried if the step is
+# idempotent, else the step FAILS.
 INTERRUPTED = "interrupted by an agent restart"
 
 

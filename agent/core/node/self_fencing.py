@@ -23,7 +23,7 @@ on suspicion alone); DEAD, LEFT and unknown are not.
 Last heard. The rule counts the lease from the last moment anything was heard from a
 contact. The Node sees every message's sender (any message from a contact counts,
 whatever workflow it is about), but not membership's own probes and acks. The view
-stands in for them as the shells' `last_heard` does: a contact the view says
+stands in for them as the shells' `last_heard` did: a contact the view says
 is ALIVE is heard from up to the moment the view stops saying so (a change away from
 ALIVE, or to it, is a moment heard). That moment is at most a probe period or so
 after membership last heard it, so the lease here runs at most that much longer than

@@ -6,19 +6,19 @@ A `Submit` becomes the workflow's row (PENDING -> NEGOTIATING, written at the po
 "workflow row", with the client's request id when it names one) and a Coordinator
 core, started at once: its first round is placed and its PREPAREs follow the row's
 write (negotiation.py runs its actions). A retry of a request id on record makes
-nothing (its workflow is the one on record: cancel.py `Requests`).
+nothing (its workflow is the one on record: cancel.py, "Request ids").
 
 The first round's placement comes in with the submission: the driver's placer made
 it a moment before, against the member view the client service checked the spec
 with (`Submit.placement`). When that placer found no domain for some steps
 (`Submit.unplaceable`: each such step and why), the workflow is still taken, as the
-shells take it: the row is written, and the core's first placement is that answer,
+shells took it: the row is written, and the core's first placement is that answer,
 so the Coordinator ends the workflow at its start, ABORTED with the reason (`no
 placement: STEP: WHY`, as coordinator.py words it), with no round, no PREPARE and no
 reservation anywhere. The client gets a workflow id, its status says why, its audit
 record and counters are those of any aborted workflow (they read the row's writes),
 and a restored coordinator finds a finished row of round 0 (presumed nothing to do).
-Why not refuse it at Submit: the shells accept it and end it ABORTED, and a client
+Why not refuse it at Submit: the shells accepted it and ended it ABORTED, and a client
 that submits many workflows at once (SubmitStream) reads every end the same way.
 Why not place it again here: the placer's answer is the one the client service made
 from the same view; placing again could only disagree with it by the view's change

@@ -5,7 +5,7 @@ Theory of operation
 A coordinator tells the end it holds (a loss verdict's, one on results, a cancel's)
 before it makes it, and makes it once enough electors acknowledged it (domain_loss.py).
 A Node told such an end keeps it at once: a participant ends the workflow on it
-(running.py, `on_final`), an elector holding no step keeps it (elector_ends.py). So
+(running_ends.py, `on_final`), an elector holding no step keeps it (elector_ends.py). So
 an end kept at a Node that did not make it may be one its teller never made: the
 teller died, or followed a later epoch, before enough electors acknowledged it.
 

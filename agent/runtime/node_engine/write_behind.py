@@ -36,7 +36,7 @@ outside, like a disk that has become very slow:
   pending: a PREPARE of a transaction this Node has not taken part in is answered at
   once with a NO vote naming the reason (a NO needs no record: presumed abort), never
   stepped into the Node; the client service refuses submissions with UNAVAILABLE and
-  the reason (services.py, `NodeAgent.write_fault`). Reads go on from the Node's
+  the reason (engine.py, `NodeAgent.write_fault`). Reads go on from the Node's
   state in memory, which may run ahead of the file by the pending writes (a status
   may show a step's end that a crash now would make the Node learn again).
 - `retry_until_written` is the one task (owned by the engine's TaskGroup) that calls
