@@ -201,7 +201,11 @@ async def _undecided_with_both_prepared(fed: Federation) -> str:
     c stopped, which nothing outside c shows: it may still be in c's per-peer lane, or in
     a channel reconnecting to the stopped p2. So the premise is checked (p2's YES on its
     disk) rather than assumed; when it does not hold, c resumes, ends that workflow on
-    its own, and the setup starts again with a new one."""
+    its own, and the setup starts again with a new one. A first workflow run to its end
+    beforehand opens c's channels to p1 and p2: a PREPARE to a p2 stopped before c ever
+    reached it waits for the channel's handshake, which a stopped p2 never answers."""
+    warm = await fed.submit("c", PAXOS_SPEC)
+    await fed.wait_state("c", warm, deadline_s=60)
     for _ in range(PREMISE_ATTEMPTS):
         fed.signal("p2", signal.SIGSTOP)  # the coordinator waits for its vote
         wid = await fed.submit("c", PAXOS_SPEC)
