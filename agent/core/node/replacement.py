@@ -33,12 +33,8 @@ and what else differs: its epoch's own round numbers, its certificate on the PRE
   on as after any failed step. A failure to place again is a verdict like a loss's:
   with takeover its end is told before it is made (DomainLoss.hold_end).
 
-The round is classic 2PC, decided by its coordinator's log alone: a query of its new
-domain is answered UNKNOWN while the placement is being told (`answer`), and a
-recovery ballot of it is refused here (`refuses_paxos`), so it cannot learn the
-decision any other way. Only the rounds of this Node's own range are its own
-(`owns`): the original's log has no word on a successor's round, and never presumes
-ABORT for one.
+The round is classic 2PC, decided by its coordinator's log alone (replacement_log.py:
+what it owns, answers and refuses, and when its records are collected).
 
 Its life. The round states when it began (TxInfo.created_ms, signed with it: this
 Node's wall clock, a successor's own, as the horizons are per TxInfo.coordinator), as
@@ -67,7 +63,7 @@ told the placement; a new domain in doubt asks (replacement_handover.py: why saf
 Restore. The placements on record are applied again as the progress is rebuilt
 (placed_here.py, every participant's side: told, or the new domain). A round cut short
 by a crash has no decision on record: its candidate's query is answered ABORT
-(presumed, `restored`), and the step, still on its lost domain in the rebuilt
+(presumed: replacement_log.py), and the step, still on its lost domain in the rebuilt
 progress, is resolved again when the view is posted, in a new round. The placements
 on record are told again (replacement_telling.py, `retell`).
 
@@ -98,23 +94,20 @@ from fedorch.core.negotiation.coordinator import (
     SendPrepare,
 )
 from fedorch.core.negotiation.messages import (
-    ABORT,
-    AnswerStatus,
     Decision,
     DecisionAnswer,
     Key,
     TxInfo,
     VoteIn,
 )
-from fedorch.core.negotiation.participant import HoldState
 from fedorch.core.node.deadlines import DeadlineTable
 from fedorch.core.node.domain_loss import was_lost
 from fedorch.core.node.records import FinalMsg, PrepareMsg, VoteMsg, WfInfo
 from fedorch.core.node.replacement_handover import Handover
+from fedorch.core.node.replacement_log import RoundLog
 from fedorch.core.node.replacement_successor import Mandates
 from fedorch.core.node.replacement_telling import Telling
 from fedorch.core.workflow.domain_loss import not_replaced_reason
-from fedorch.core.workflow.epoch_certificate import epoch_of_round
 from fedorch.core.workflow.placement import Placement
 from fedorch.core.workflow.progress import Outcome, StepState
 
@@ -129,6 +122,8 @@ class Replacements:
         self.told = Telling(self)
         # A successor's fresh majority before each of its rounds (replacement_successor.py).
         self.mandates = Mandates(self)
+        # What its log owns, answers, refuses and collects (replacement_log.py).
+        self.log = RoundLog(self)
         self.reset()
 
     def reset(self) -> None:
@@ -148,18 +143,6 @@ class Replacements:
         self.mandates.reset()
 
     # ---- what the Node asks ------------------------------------------------------------
-
-    def owns(self, key: Key) -> bool:
-        """Is `key` a re-placement round this Node coordinates: the original's (epoch
-        0's range, after the committed round), or a successor's (its epoch's range, up
-        to the last number it wrote: replacement_successor.py)?"""
-        d = self.n.state
-        row = d.rows.get(key[0])
-        epoch = epoch_of_round(key[1])
-        if epoch == 0:
-            return row is not None and row.committed and key[1] > row.round
-        last = d.replaced_rounds.get(key[0], 0)
-        return epoch_of_round(last) == epoch and key[1] <= last
 
     def domains_of(self, wf: str) -> set[str]:
         """Every domain of the workflow as known here: the committed placement's, each
@@ -298,54 +281,6 @@ class Replacements:
         entry[0].receive_vote(now, VoteIn(msg.key[1], src, msg.yes, msg.reason,
                                           msg.evidence))
         self._run(now, msg.key[0])
-
-    def on_decision_ack(self, now: float, src: str, key: Key) -> None:
-        """The new domain learned the COMMIT: its record is no longer needed."""
-        n = self.n
-        placed = n.state.placements.get(key[0], {})
-        if key in n.state.records and any(e == key[1] and dom == src
-                                          for e, dom, _ in placed.values()):
-            n.point("collect record")
-            del n.state.records[key]
-
-    def end_acked(self, wf: str, src: str) -> None:
-        """`src` acknowledged the end of `wf`: the COMMIT record of a round that placed a
-        step on it, if it never had it (`ended`), is of no more use (retention would
-        keep the workflow for it)."""
-        n = self.n
-        if wf not in n.state.final:
-            return
-        for epoch, domain, _ in n.state.placements.get(wf, {}).values():
-            if domain == src and (wf, epoch) in n.state.records:
-                n.point("collect record")
-                del n.state.records[(wf, epoch)]
-
-    def answer(self, key: Key, src: str) -> DecisionAnswer:
-        """A DecisionQuery of `src` about a re-placement round, answered from this log."""
-        n = self.n
-        value = n.state.records.get(key)
-        ended = n.state.final.get(key[0])
-        if ended is not None and value is not None and value.commit:
-            # The workflow ended here before its new domain had the COMMIT (`ended`):
-            # it hears the end again instead, and releases its YES: nothing may run.
-            n.send(src, FinalMsg(key[0], ended))
-            return DecisionAnswer(key, n.name, AnswerStatus.UNKNOWN)
-        if key in self.telling:
-            # Not told yet: the COMMIT is not handed out (replacement_telling.py,
-            # `send_if_told`; the new domain hears the end instead if the workflow ends
-            # here first, above).
-            return DecisionAnswer(key, n.name, AnswerStatus.UNKNOWN)
-        entry = self.cores.get(key[0])
-        if entry is not None and entry[0].round == key[1] \
-                and entry[0].phase is Phase.PREPARING:
-            return DecisionAnswer(key, n.name, AnswerStatus.UNKNOWN)
-        return DecisionAnswer(key, n.name, AnswerStatus.DECIDED,
-                              value if value is not None else ABORT)
-
-    def refuses_paxos(self, key: Key) -> bool:
-        """A re-placement round is decided by this coordinator's log alone (see the
-        header): no recovery ballot of it is taken part in here."""
-        return self.owns(key)
 
     # ---- running the core's actions ----------------------------------------------------
 
@@ -502,19 +437,6 @@ class Replacements:
         n.pending.drop(wf, lambda k, v: k[0] == "placed")  # told no more: it is over
         n.placed_here.ended(now, wf)  # a YES of a round here, undecided, goes
 
-    # ---- restore -----------------------------------------------------------------------
-
-    def restored(self, now: float) -> None:
-        """After a restore: this Node's own YES in a re-placement round it coordinated,
-        with no decision on record, is decided ABORT by its log (presumed: the round's
-        core is gone, and its number is never used again)."""
-        n = self.n
-        for h in list(n.participant.holds()):
-            if h.state is HoldState.PREPARED and h.coordinator == n.name \
-                    and self.owns(h.key) and h.key not in n.state.records:
-                n.stats["re-placement YES of a round cut short released"] += 1
-                n.negotiation.learn(now, h.key, ABORT, h.tx)
-
     # ---- told before made (replacement_telling.py), as the Node's parts ask -----------
 
     def placed_acked(self, now: float, src: str, msg_id: tuple) -> None:
@@ -525,3 +447,23 @@ class Replacements:
 
     def retell(self, wf: str) -> None:
         self.told.retell(wf)
+
+    # ---- the log (replacement_log.py), as the Node's parts ask ------------------------
+
+    def owns(self, key: Key) -> bool:
+        return self.log.owns(key)
+
+    def answer(self, key: Key, src: str) -> DecisionAnswer:
+        return self.log.answer(key, src)
+
+    def refuses_paxos(self, key: Key) -> bool:
+        return self.log.refuses_paxos(key)
+
+    def on_decision_ack(self, now: float, src: str, key: Key) -> None:
+        self.log.on_decision_ack(now, src, key)
+
+    def end_acked(self, wf: str, src: str) -> None:
+        self.log.end_acked(wf, src)
+
+    def restored(self, now: float) -> None:
+        self.log.restored(now)
