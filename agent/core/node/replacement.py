@@ -60,6 +60,15 @@ in `stats` and noted ("placement_refused") for the driver to log.
 Handed over: a COMMIT an original following a later epoch never sent, by a successor
 told the placement; a new domain in doubt asks (replacement_handover.py: why safe).
 
+A later epoch granted. A driver that granted (or follows) a later epoch held by
+another decides no COMMIT: the YES of its round under way ABORTS the round (`on_vote`:
+the ABORT goes to the new domain, and is the log's answer), and it starts no round
+(`start`) until it acts in an epoch of its own. That COMMIT could never leave
+(replacement_telling.py), and the later holder, knowing no placement of the round, may
+answer it void: kept, the placement would ride on this Node's grants of still later
+epochs, whose holder would wait for the step at a new domain that released its YES
+(takeover soak seed 47000184; replacement_handover.py, "Void").
+
 Restore. The placements on record are applied again as the progress is rebuilt
 (placed_here.py, every participant's side: told, or the new domain). A round cut short
 by a crash has no decision on record: its candidate's query is answered ABORT
@@ -203,7 +212,8 @@ class Replacements:
         again (`mandated`: replacement_successor.py asks first, then calls back)."""
         n = self.n
         d = n.state
-        if wf in self.cores or not n.domain_loss.drives(wf) or n.domain_loss.holds(wf):
+        if wf in self.cores or not n.domain_loss.drives(wf) or n.domain_loss.holds(wf) \
+                or self.handover.later_holder(wf):  # its COMMIT would never leave (`on_vote`)
             return
         p = n.progress[wf]
         waiting = p.awaiting_placement()
@@ -277,6 +287,14 @@ class Replacements:
         entry = self.cores.get(msg.key[0])
         if entry is None:
             return  # a round ended (or cut short by a restart): its ABORT was sent
+        if msg.yes and entry[0].round == msg.key[1] and entry[0].phase is Phase.PREPARING \
+                and self.handover.later_holder(msg.key[0]):
+            # The YES would make a COMMIT that could never leave, and that the later
+            # holder's void must outlive: ABORTED (see the header, "A later epoch").
+            self.n.stats["re-placement round aborted: a later epoch granted here"] += 1
+            entry[0].cancel(now, "a later epoch was granted or is followed here")
+            self._run(now, msg.key[0], cut_short=True)
+            return
         # A YES's evidence, as received (the boundary checked it: authority.py).
         entry[0].receive_vote(now, VoteIn(msg.key[1], src, msg.yes, msg.reason,
                                           msg.evidence))
@@ -284,8 +302,9 @@ class Replacements:
 
     # ---- running the core's actions ----------------------------------------------------
 
-    def _run(self, now: float, wf: str, *, ending: bool = False) -> None:
-        """`ending`: the workflow ended here, and the round is cut short for it."""
+    def _run(self, now: float, wf: str, *, cut_short: bool = False) -> None:
+        """`cut_short`: the round is cancelled (the workflow ended here, or a later epoch
+        was granted here: `on_vote`), no timer fired."""
         n = self.n
         d = n.state
         core, step, lost = self.cores[wf]
@@ -304,7 +323,7 @@ class Replacements:
                     n.point("re-placement decision")
                     d.records[(wf, a.round)] = value
                     self._placed(now, wf, step, a.placement[step], a.round, lost, value)
-                if not ending:  # cut short by the end: no timer, no verdict (observers)
+                if not cut_short:  # no timer, no verdict (observers)
                     n.note("decided", (wf, a.round), value, now)
             elif isinstance(a, SendDecision):
                 value = core.decision(a.round)
@@ -418,7 +437,7 @@ class Replacements:
         if entry is not None and entry[0].phase is Phase.PREPARING:
             self.cores[wf] = entry
             entry[0].cancel(now, "the workflow ended")
-            self._run(now, wf, ending=True)
+            self._run(now, wf, cut_short=True)
             self.cores.pop(wf, None)
         self.created.pop(wf, None)
         self.due.pop(wf, None)

@@ -49,7 +49,10 @@ came later would find nothing held. Why no COMMIT of that round can leave after 
 holder's answer, so that nobody ever waits for the step there:
 1. the original sends a round's COMMIT only once a majority of the electorate (it
    counting) holds the placement (replacement.py), and not at all once it granted or
-   follows a later epoch held by another (`later_holder`);
+   follows a later epoch held by another (`later_holder`); nor does it decide one
+   then: the YES of its round under way ABORTS the round (the ABORT sent to the new
+   domain, and its answer when asked), and it starts no round (replacement.py,
+   `on_vote`, `start`), so every placement it keeps was decided before its grant;
 2. a member that granted (or follows) epoch e acknowledges no placement told in an
    older epoch that it does not hold already (placed_here.py, `on_placed`): so, after
    the majority M that elected the holder granted e, a placement none of M held can
@@ -60,9 +63,10 @@ holder's answer, so that nobody ever waits for the step there:
    when it granted; and once it acts it takes no more (a late grant's, or an older
    epoch's tell: `on_placed`), so what it does not know when it answers it never
    hands out (`adopt` hands out only what it knows);
-4. the original, if it decided COMMIT after it granted e, is covered by 1; the holder
-   answers only for its own epoch, and a new domain takes a void only from the holder
-   of the latest epoch it grants or follows (a later holder may know the placement).
+4. the original decides no COMMIT after it granted e (1): its word on a round it had
+   under way then is ABORT, which agrees with the void; the holder answers only for
+   its own epoch, and a new domain takes a void only from the holder of the latest
+   epoch it grants or follows (a later holder may know the placement).
 The YES is released, not decided ABORT: the original may have the round's COMMIT on
 its record (it decided it and was cut off before a majority held it); that COMMIT is
 never acted on, since it never leaves (1, 2) and the holder, which drives the
@@ -92,14 +96,25 @@ the COMMIT) hands the COMMIT out to itself the same way, its YES still PREPARED:
 original, following it, no longer sends it (replacement.py; takeover soak seed
 3200734, where that COMMIT was the only way out).
 
+A void holds in every later epoch for a round the original had under way when it
+granted e (takeover soak seed 47000184: it finished the round after its grant, and
+its grant of epoch e + 1 carried the placement to a holder that waited for the step
+at the new domain for ever, the YES released on e's void): it ABORTED the round and
+keeps no placement of it (1), so no grant of any epoch carries it, and no member
+was ever told it.
+
 Not done here: a new domain that never kept the workflow's electorate
 (it missed every tell of the original) cannot check the holder's certificate and
 refuses its tell, so the handover waits for the end. A void is not carried to a
-later epoch: should the holder lose its epoch before its end, a later holder elected
-with a grant of a member outside M that held the voided placement takes it and waits
-for the step at the new domain, which released it (a liveness gap, never a second
-run); a member that is not committed to the workflow (an elector holding no step)
-answers nothing, so the new domain then waits for the holder or the end notice.
+later epoch for a round the original decided COMMIT before it granted e: should the
+holder of e, not knowing that placement (the original's grant came after it acted,
+and no member of M held it), answer the round void and lose its epoch before its
+end, a later holder elected with a grant that carries the placement (the original's,
+or a member's outside M that was told it) takes it and waits for the step at the new
+domain, which released it (a liveness gap, never a second run; carrying the voids in
+the grants would close it); a member that is not committed to the workflow (an
+elector holding no step) answers nothing, so the new domain then waits for the holder
+or the end notice.
 """
 
 from __future__ import annotations
@@ -184,7 +199,8 @@ class Handover:
 
     def later_holder(self, wf: str) -> bool:
         """Did this Node grant, or does it follow, a later epoch held by another? (The
-        original's COMMIT of a round is then left to that holder: replacement.py.)"""
+        original's COMMIT of a round is then left to that holder, and it decides none:
+        replacement.py.)"""
         d = self.n.state
         epoch, holder = max(d.granted.get(wf, (0, "")), d.epochs.get(wf, (0, "")))
         return epoch >= 1 and holder != self.n.name

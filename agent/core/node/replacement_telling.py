@@ -26,9 +26,10 @@ coordinator it follows before it starts anything (restart_check.py), learns its
 placement is over. A grant is a promise: a member that granted (or follows) a later
 epoch acknowledges no placement told in an older one that it does not hold already
 (placed_here.py), and once the coordinator granted or follows a later epoch held by
-another, its COMMIT no longer leaves at all, however held: that epoch's holder hands
-it out if it knows the placement, or answers the round void to the new domain if it
-does not (replacement_handover.py, where the argument is). Until then its
+another, its COMMIT no longer leaves at all, however held (and a round it has under
+way then makes none: replacement.py, `on_vote`): that epoch's holder hands it out if
+it knows the placement, or answers the round void to the new domain if it does not
+(replacement_handover.py, where the argument is). Until then its
 DecisionQuery is answered UNKNOWN; the round is classic 2PC, decided by its
 coordinator's log alone, and a recovery ballot of the new domain is refused
 (`Replacements.refuses_paxos`), so it cannot learn the decision any other way.
