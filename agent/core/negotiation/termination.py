@@ -48,6 +48,15 @@ coordinator.
                                                     the decision: a COMMIT record is kept
                                                     until every participant holds it)
 
+Deadlines. A doubt is due at the earlier of its own `next_at` and its proposer's
+timer. The Node asks `get_timer()` after every turn, so a walk over every doubt would
+cost each turn as much as the transactions in doubt here, however few the turn touched:
+the doubts' deadlines are kept in a `DeadlineTable` (core/deadlines.py) instead, set
+again at the end of each input for the one doubt it touched (`_refresh`) and dropped
+with the doubt, so `get_timer()` is the table's earliest (amortised O(1)) and a tick
+fires only the doubts due, in the order they were tracked, as the walk did: a doubt
+not due would have done nothing (neither its proposer's timer nor its own is due).
+
 `get_timer()` is never before the `now` of the last input. A transaction tracked past
 its lease (a restart) is due at `now`: the query goes out on that timer, from the one
 transition that sends it (WAITING, timer), so `track` only records, and the query's
@@ -87,6 +96,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from fedorch.core.deadlines import DeadlineTable
 from fedorch.core.negotiation.errors import RemoteProtocolError
 from fedorch.core.negotiation.messages import (
     ABORT,
@@ -181,6 +191,9 @@ class Termination:
         self._resend_s = resend_s
         self._backoff_s = backoff_s
         self._doubts: dict[Key, _Doubt] = {}
+        # Each doubt's deadline (see the header): every change of a `next_at` or of a
+        # proposer's timer happens inside an input, which refreshes it before it returns.
+        self._deadlines = DeadlineTable()
         self._outbox: list[TerminationAction] = []
 
     def next_actions(self) -> list[TerminationAction]:
@@ -208,6 +221,7 @@ class Termination:
             if self._gone is not None and self._gone(tx.coordinator):
                 d.gone, d.next_at = True, now  # asked from the timer, at once
             self._doubts[tx.key] = d
+            self._refresh(d)
 
     def coordinator_lost(self, now: float, coordinator: str) -> list[Key]:
         """Membership says `coordinator` is DEAD: its transactions in doubt here ask
@@ -225,12 +239,20 @@ class Termination:
     def forget(self, key: Key) -> None:
         """The decision arrived by another way (and was applied)."""
         self._doubts.pop(key, None)
+        self._deadlines.pop(key, None)
 
     def receive(self, now: float, msg: object) -> None:
         key = getattr(msg, "key", None)
         d = self._doubts.get(key) if key is not None else None
         if d is None:
             return  # nothing in doubt here: late or duplicated
+        try:
+            self._receive(now, d, msg)
+        finally:  # refused (RemoteProtocolError) or not, its deadline as it stands now
+            if self._doubts.get(d.tx.key) is d:
+                self._refresh(d)
+
+    def _receive(self, now: float, d: _Doubt, msg: object) -> None:
         if isinstance(msg, DecisionAnswer):
             if msg.status is AnswerStatus.DECIDED and msg.value is not None:
                 self._learned(d, msg.value, announce=False)
@@ -264,60 +286,62 @@ class Termination:
             self._drain(d)
 
     def get_timer(self) -> float | None:
-        times = []
-        for d in self._doubts.values():
-            times.append(d.next_at)
-            if d.proposer is not None:
-                t = d.proposer.get_timer()
-                if t is not None:
-                    times.append(t)
-        return min(times) if times else None
+        return self._deadlines.earliest()
 
     def handle_timer(self, now: float) -> None:
-        for d in list(self._doubts.values()):
-            if d.proposer is not None:
-                d.proposer.handle_timer(now)
-                if self._drain(d):
-                    continue
+        for key in self._deadlines.due(now):
+            d = self._doubts[key]
+            try:
+                self._fire(d, now)
+            finally:
+                if self._doubts.get(key) is d:
+                    self._refresh(d)
+
+    def _fire(self, d: _Doubt, now: float) -> None:
+        """One doubt's timers at `now`: its proposer's, then its own."""
+        if d.proposer is not None:
+            d.proposer.handle_timer(now)
+            if self._drain(d):
+                return
+        if now < d.next_at:
+            return
+        if d.state is DoubtState.WAITING and d.gone:
+            if self._gone is not None and self._gone(d.tx.coordinator):
+                self._lose(d, now)
+                return
+            d.gone = False  # ALIVE again before it asked: back to its lease
+            d.next_at = max(now, d.lease_expires)
             if now < d.next_at:
-                continue
-            if d.state is DoubtState.WAITING and d.gone:
-                if self._gone is not None and self._gone(d.tx.coordinator):
-                    self._lose(d, now)
-                    continue
-                d.gone = False  # ALIVE again before it asked: back to its lease
-                d.next_at = max(now, d.lease_expires)
-                if now < d.next_at:
-                    continue
-            if d.state is DoubtState.PAST_LIFE:  # the coordinator may still know
-                self._ask(d, [d.tx.coordinator])
-                d.next_at = now + self._query_interval_s
-                continue
-            if not d.tx.acceptors:  # classic 2PC: ask again, never a ballot
-                d.state = DoubtState.ASKING
-                d.gone = self._gone is not None and self._gone(d.tx.coordinator)
-                self._ask(d, self._everyone(d.tx) if d.gone else [d.tx.coordinator])
-                d.next_at = now + self._query_interval_s
-            elif d.state is DoubtState.WAITING:
-                d.state = DoubtState.ASKING
-                self._ask(d, [d.tx.coordinator])
-                # From now, not from the lease: after a restart long past the lease the
-                # coordinator must still get its query timeout to answer.
-                start = max(now, d.lease_expires)
-                d.next_at = start + self._query_timeout_s + self._turn(d.tx)
-            elif d.state is DoubtState.ASKING:
-                d.state = DoubtState.RECOVERING
-                self._ask(d, self._everyone(d.tx))
-                d.next_at = now + self._query_interval_s
-                d.proposer = Proposer(
-                    self.me, d.tx, preferred=ABORT, rng=self._rng, resend_s=self._resend_s,
-                    backoff_s=self._backoff_s, floor=d.floor, order=self._order(d.tx),
-                )
-                d.proposer.start(now)
-                self._drain(d)
-            else:
-                self._ask(d, self._everyone(d.tx))
-                d.next_at = now + self._query_interval_s
+                return
+        if d.state is DoubtState.PAST_LIFE:  # the coordinator may still know
+            self._ask(d, [d.tx.coordinator])
+            d.next_at = now + self._query_interval_s
+            return
+        if not d.tx.acceptors:  # classic 2PC: ask again, never a ballot
+            d.state = DoubtState.ASKING
+            d.gone = self._gone is not None and self._gone(d.tx.coordinator)
+            self._ask(d, self._everyone(d.tx) if d.gone else [d.tx.coordinator])
+            d.next_at = now + self._query_interval_s
+        elif d.state is DoubtState.WAITING:
+            d.state = DoubtState.ASKING
+            self._ask(d, [d.tx.coordinator])
+            # From now, not from the lease: after a restart long past the lease the
+            # coordinator must still get its query timeout to answer.
+            start = max(now, d.lease_expires)
+            d.next_at = start + self._query_timeout_s + self._turn(d.tx)
+        elif d.state is DoubtState.ASKING:
+            d.state = DoubtState.RECOVERING
+            self._ask(d, self._everyone(d.tx))
+            d.next_at = now + self._query_interval_s
+            d.proposer = Proposer(
+                self.me, d.tx, preferred=ABORT, rng=self._rng, resend_s=self._resend_s,
+                backoff_s=self._backoff_s, floor=d.floor, order=self._order(d.tx),
+            )
+            d.proposer.start(now)
+            self._drain(d)
+        else:
+            self._ask(d, self._everyone(d.tx))
+            d.next_at = now + self._query_interval_s
 
     # ---- helpers -------------------------------------------------------------------
 
@@ -330,6 +354,16 @@ class Termination:
         d.gone = True
         d.state = DoubtState.ASKING
         self._ask(d, self._everyone(d.tx))
+        self._refresh(d)
+
+    def _refresh(self, d: _Doubt) -> None:
+        """Its deadline in the table: the earlier of its own and its proposer's."""
+        due = d.next_at
+        if d.proposer is not None:
+            t = d.proposer.get_timer()
+            if t is not None and t < due:
+                due = t
+        self._deadlines[d.tx.key] = due
 
     @staticmethod
     def _order(tx: TxInfo) -> tuple[str, ...]:
@@ -371,6 +405,7 @@ class Termination:
         if not certifies(d.tx, value):
             return  # a COMMIT without its certificate proves nothing: keep asking
         del self._doubts[d.tx.key]
+        del self._deadlines[d.tx.key]
         self._outbox.append(Learned(d.tx.key, value, d.tx, by_coordinator))
         if announce:
             notice = Decision(d.tx.key, value, self.me)
