@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from fedorch.gen.fedorch.v1 import spec_pb2
 
 
-@dataclass(frozen=True)
-class Message:
-    """A peer's message, its sender verified and its authority checked."""
+class Message(NamedTuple):
+    """A peer's message, its sender verified and its authority checked. A named tuple,
+    not a frozen dataclass: as immutable, built for every message a Node takes, and
+    a tuple is built without a store through object.__setattr__ per field."""
 
     src: str
     msg: object

@@ -36,15 +36,19 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from fedorch.core.node.records import TABLES, Disk
 
 PUT, DELETE, ADD, DISCARD = "put", "delete", "add", "discard"
 
 
-@dataclass(frozen=True)
-class Op:
+# Op, Outgoing and Ready are named tuples, not frozen dataclasses: as immutable, and
+# built for every change and message (some 80 Ops and 30 Outgoings per workflow over
+# three Nodes; a Ready per turn, per input in the simulator), where a frozen
+# dataclass's __init__ stores each field through object.__setattr__ (two to three
+# times a tuple's cost to build). A Ready changed is `ready._replace(...)`.
+class Op(NamedTuple):
     table: str
     kind: str   # PUT / DELETE on a dict table, ADD / DISCARD on a set table
     key: Any
@@ -60,14 +64,12 @@ class Write:
     notes: list[tuple] = field(default_factory=list)  # (what, *facts) for observers
 
 
-@dataclass(frozen=True)
-class Outgoing:
+class Outgoing(NamedTuple):
     to: str
     msg: object
 
 
-@dataclass(frozen=True)
-class Ready:
+class Ready(NamedTuple):
     writes: tuple[Write, ...]          # one transaction, in order
     send_now: tuple[Outgoing, ...]      # may leave before the writes
     send_after_write: tuple[Outgoing, ...]  # only once every write is durable

@@ -110,7 +110,7 @@ class Attestations:
             queues[q][i] = Outgoing(out.to, replace(out.msg, evidence=raw))
         self.roots_signed += 1
         # The same lengths: the Node's advance drops what it handed out by count.
-        return replace(ready, send_now=tuple(queues[0]), send_after_write=tuple(queues[1]))
+        return ready._replace(send_now=tuple(queues[0]), send_after_write=tuple(queues[1]))
 
     def _to_seal(self, out: Outgoing) -> bool:
         m = out.msg

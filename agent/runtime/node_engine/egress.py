@@ -82,4 +82,4 @@ class EgressNode(NodeLayer):
             checked = tuple(withheld(policy, self.domain, out, labels_of) for out in outs)
             self.withheld += sum(1 for a, b in zip(outs, checked, strict=True) if a is not b)
             queues.append(checked)
-        return replace(ready, send_now=queues[0], send_after_write=queues[1])
+        return ready._replace(send_now=queues[0], send_after_write=queues[1])
