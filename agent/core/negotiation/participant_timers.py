@@ -20,20 +20,24 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING
+from typing import Generic, Protocol, TypeVar
 
 from fedorch.core.negotiation.messages import Key
 
-if TYPE_CHECKING:
-    from fedorch.core.negotiation.participant import Hold
 
-# A hold's deadline in one heap, or None while it is not in that heap's state.
-Deadline = Callable[["Hold"], "float | None"]
+class _Keyed(Protocol):
+    @property
+    def key(self) -> Key: ...
 
 
-class HoldTimers:
-    def __init__(self, holds: Mapping[Key, Hold], leased: Deadline, queried: Deadline
-                 ) -> None:
+# participant.Hold (not imported: participant.py imports this module).
+Hold = TypeVar("Hold", bound=_Keyed)
+
+
+class HoldTimers(Generic[Hold]):
+    def __init__(self, holds: Mapping[Key, Hold],
+                 leased: Callable[[Hold], float | None],
+                 queried: Callable[[Hold], float | None]) -> None:
         # The participant's own map of holds (never rebound there): an entry is live
         # only while its hold is still the one held under its key.
         self._holds = holds
@@ -68,17 +72,19 @@ class HoldTimers:
     def due_queries(self, now: float) -> list[Hold]:
         return self._due(self._queries, self._queried, now)
 
-    def _live(self, entry: tuple[float, int, Hold], still: Deadline) -> bool:
+    def _live(self, entry: tuple[float, int, Hold],
+              still: Callable[[Hold], float | None]) -> bool:
         deadline, _, h = entry
         return self._holds.get(h.key) is h and still(h) == deadline
 
-    def _first(self, heap: list[tuple[float, int, Hold]], still: Deadline) -> float | None:
+    def _first(self, heap: list[tuple[float, int, Hold]],
+               still: Callable[[Hold], float | None]) -> float | None:
         while heap and not self._live(heap[0], still):
             heapq.heappop(heap)
         return heap[0][0] if heap else None
 
-    def _due(self, heap: list[tuple[float, int, Hold]], still: Deadline,
-             now: float) -> list[Hold]:
+    def _due(self, heap: list[tuple[float, int, Hold]],
+             still: Callable[[Hold], float | None], now: float) -> list[Hold]:
         due: dict[int, Hold] = {}  # by identity: a hold added twice has two entries
         while heap and heap[0][0] <= now:
             entry = heapq.heappop(heap)
