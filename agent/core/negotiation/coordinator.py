@@ -15,8 +15,9 @@ participant (the shell runs actions in order). The COMMIT carries the votes: a
 commit certificate. Any NO, or a missing vote at the timeout, makes it ABORT
 (persisted, then sent to the participants that may hold a reservation); the
 refusers are excluded for the steps they were asked and the workflow is placed
-again, up to `max_rounds`; then the workflow is ABORTED, its reason listing
-every refusal. This blocks while the coordinator is down after all YES votes.
+again (coordinator_placing), up to `max_rounds`; then the workflow is ABORTED,
+its reason listing every refusal. This blocks while the coordinator is down
+after all YES votes.
 Given `resend_s`, a PREPARE goes again to the silent and a COMMIT to the
 unacknowledged (coordinator_resends). Given `me`, `tx()` names a classic round.
 
@@ -72,18 +73,17 @@ error: RemoteProtocolError for a peer's input, LocalProtocolError for ours):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from collections.abc import Set as AbstractSet
 
-from fedorch.core.negotiation.abort_reasons import refusals_text, unplaceable_text
-from fedorch.core.negotiation.acceptor_set import choose_acceptors
+from fedorch.core.negotiation.abort_reasons import refusals_text
 from fedorch.core.negotiation.coordinator_log import CoordinatorLog
+from fedorch.core.negotiation.coordinator_placing import Placing
 from fedorch.core.negotiation.coordinator_recovery import restore as restore_from_log
 from fedorch.core.negotiation.coordinator_resends import Resends
 from fedorch.core.negotiation.coordinator_table import transitions
 from fedorch.core.negotiation.errors import LocalProtocolError, RemoteProtocolError
 from fedorch.core.negotiation.messages import (
-    ROUND_DECIDED,
     DecisionAnswer,
     Key,
     PersistBallot,
@@ -140,16 +140,15 @@ class Coordinator:
         self.workflow_id = workflow_id
         self.phase = Phase.IDLE
         self.refusals: list[Refusal] = []
-        self._placer = placer
+        # Each round placed away from the domains that refused its steps before.
+        self._placing = Placing(workflow_id, placer, prepare_timeout_s, consensus)
         # Round numbers are never reused within a workflow: a step placed again after its
         # domain was lost is negotiated in rounds after the committed one.
         self._first_round = first_round
         self._max_rounds = first_round - 1 + max_rounds
-        self._timeout = prepare_timeout_s
         self._consensus = consensus
         self._me = consensus.me if consensus is not None else me
         self._resends = Resends(consensus, resend_s, decision_resend_s)
-        self._excluded: dict[str, set[str]] = {}
         self._round: RoundState | None = None
         self.log = CoordinatorLog(workflow_id, self._me, cells=consensus is not None)
         self._proposer: Proposer | None = None
@@ -317,8 +316,7 @@ class Coordinator:
         # Only the lost one refused (the others still silent are not); the proposal cell
         # is not COMMIT while PREPARING, so the ABORT needs no one's agreement.
         self.refusals.append(Refusal(current.number, domain, steps, f"{domain} is {state}"))
-        for step in steps:
-            self._excluded.setdefault(step, set()).add(domain)
+        self._placing.exclude(domain, steps)
         self._abort_round(current, f"participant {domain} is {state}")
         self._next_round(now, current)
 
@@ -366,25 +364,11 @@ class Coordinator:
             # It may have missed the ABORT: tell it again so it releases.
             self._outbox.append(SendDecision(vote.domain, vote.round))
 
-    def _acceptors(self, participants: Sequence[str]) -> tuple[str, ...]:
-        c = self._consensus
-        assert c is not None
-        extras = c.extra_acceptors() if callable(c.extra_acceptors) else c.extra_acceptors
-        return choose_acceptors(self.workflow_id, c.me, participants,
-                                max_acceptors=c.max_acceptors,
-                                min_acceptors=c.min_acceptors, extras=extras)
-
     def _begin_round(self, now: float, number: int) -> None:
-        result = self._placer({k: frozenset(v) for k, v in self._excluded.items()})
-        if not result.ok:
-            self._finish_aborted(number - 1,
-                                 f"no placement: {unplaceable_text(result.unplaceable)}")
+        rnd = self._placing.place(now, number)  # coordinator_placing
+        if isinstance(rnd, str):  # no placement: why
+            self._finish_aborted(number - 1, rnd)
             return
-        rnd = RoundState(number, dict(result.assignment), now + self._timeout)
-        if self._consensus is not None:
-            rnd.acceptors = self._acceptors(list(rnd.participants()))
-            if self._consensus.wall_ms is not None:
-                rnd.created_ms = max(1, self._consensus.wall_ms(now))  # 0: none stated
         self._resends.round_begun(now, rnd)
         self._round = rnd
         self.phase = Phase.PREPARING
@@ -393,21 +377,8 @@ class Coordinator:
                 SendPrepare(domain, number, steps, dict(rnd.placement), rnd.acceptors))
 
     def _fail_round(self, now: float, rnd: RoundState, *, timed_out: bool) -> None:
-        # A NO ends the round at once; domains still to vote are not refusers
-        # (they only hear ABORT). At the deadline, silence counts as refusal.
-        asked = rnd.participants()
-        for domain, steps in asked.items():
-            vote = rnd.votes.get(domain)
-            if vote is None and not timed_out or vote is not None and vote.yes:
-                continue
-            reason = vote.reason if vote is not None else f"no vote within {self._timeout:g}s"
-            self.refusals.append(Refusal(rnd.number, domain, steps, reason))
-            if vote is not None and reason == ROUND_DECIDED:
-                # It learned the round's ABORT before our PREPARE (the participants'
-                # recovery decided it): it refused nothing, and stays a candidate.
-                continue
-            for step in steps:
-                self._excluded.setdefault(step, set()).add(domain)
+        # The refusers (a NO; at the deadline, the silent too) are not asked again.
+        self.refusals.extend(self._placing.refused(rnd, timed_out=timed_out))
         self._abort_round(rnd, "a participant refused or did not vote")
         self._next_round(now, rnd)
 

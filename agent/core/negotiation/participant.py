@@ -42,26 +42,20 @@ restore(..., decided=...)) so that a PREPARE delivered late, after its round was
 decided, cannot reserve again.
 
 Timers without a scan: the leases of RESERVED holds (expiry_timer, expire) and the
-next queries of classic PREPARED holds (get_timer, due_queries) are each kept in a
-heap of (deadline, insertion number, hold), pushed when a hold enters that state or
-its deadline moves. An entry goes stale when its hold leaves the state, is dropped or
-replaced; stale entries are popped when they reach the top (and the heap is rebuilt
-when they outnumber the live ones), so a timer costs O(log n) amortised, not a walk
-of every hold on each driver turn. A hold's `lease_expires` is fixed when it is made
-(restarted() makes a new Hold) and its `next_query` moves only in due_queries(): no
-deadline changes behind a heap's back.
+next queries of classic PREPARED holds (get_timer, due_queries) are kept in heaps
+(participant_timers), not found by walking every hold on each driver turn.
 """
 
 from __future__ import annotations
 
 import enum
-import heapq
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from fedorch.core.negotiation.errors import LocalProtocolError, RemoteProtocolError
 from fedorch.core.negotiation.messages import ROUND_DECIDED, Key, TxInfo
+from fedorch.core.negotiation.participant_timers import HoldTimers
 from fedorch.core.policy.engine import PolicyContext, evaluate_prepare
 from fedorch.gen.fedorch.v1 import config_pb2
 
@@ -160,11 +154,8 @@ class Participant:
         # "expired" or "committed"), oldest first: late PREPAREs cannot reserve,
         # and a decision contradicting an earlier one is detected.
         self._closed: OrderedDict[Key, tuple[str, str]] = OrderedDict()
-        # (deadline, n, hold): RESERVED holds by lease, classic PREPARED holds by next
-        # query (see the header); _pushed numbers the entries so no two compare holds.
-        self._leases: list[tuple[float, int, Hold]] = []
-        self._queries: list[tuple[float, int, Hold]] = []
-        self._pushed = 0
+        # RESERVED holds by lease, classic PREPARED holds by next query (see the header).
+        self._timers = HoldTimers(self._holds, _leased, _queried)
 
     def reconfigure(self, policy: config_pb2.Policy, capacities: Mapping[str, int]) -> None:
         """New policy and capacities (config reload); holds already granted stay valid."""
@@ -315,7 +306,7 @@ class Participant:
             self._expire(held)
             return None
         held.state = HoldState.PREPARED
-        self._timed(held)
+        self._timers.timed(held)
         return held
 
     def decide(self, now: float, workflow_id: str, round: int, commit: bool) -> DecisionEffect:
@@ -387,18 +378,18 @@ class Participant:
     # ---- timers ------------------------------------------------------------------
 
     def get_timer(self) -> float | None:
-        pending = [t for t in (self._first(self._queries, _queried), self.expiry_timer())
+        pending = [t for t in (self._timers.first_query(), self.expiry_timer())
                    if t is not None]
         return min(pending) if pending else None
 
     def expiry_timer(self) -> float | None:
         """When the first RESERVED hold (never voted YES) ends with its lease."""
-        return self._first(self._leases, _leased)
+        return self._timers.first_lease()
 
     def expire(self, now: float) -> list[Hold]:
         """Release RESERVED holds whose lease passed (delete them); YES voters stay.
         Earliest lease first (holds made at once: in the order they were made)."""
-        gone = self._due(self._leases, _leased, now)
+        gone = self._timers.due_leases(now)
         for h in gone:
             self._expire(h)
         return gone
@@ -408,44 +399,11 @@ class Participant:
 
         Classic 2PC only: holds that carry a TxInfo are Termination's.
         """
-        due = self._due(self._queries, _queried, now)
+        due = self._timers.due_queries(now)
         for h in due:
             h.next_query = now + self._query_interval_s
-            self._timed(h)
+            self._timers.timed(h)
         return due
-
-    # ---- the timer heaps (see the header) ------------------------------------------
-
-    def _timed(self, h: Hold) -> None:
-        """Push `h`'s deadline onto the heap of the state it is now in, if any."""
-        for heap, still in ((self._leases, _leased), (self._queries, _queried)):
-            deadline = still(h)
-            if deadline is not None:
-                self._pushed += 1
-                heapq.heappush(heap, (deadline, self._pushed, h))
-                if len(heap) > 2 * len(self._holds) + 64:  # mostly stale: rebuild
-                    heap[:] = [e for e in heap if self._live(e, still)]
-                    heapq.heapify(heap)
-
-    def _live(self, entry: tuple[float, int, Hold], still: Callable[[Hold], float | None]
-              ) -> bool:
-        deadline, _, h = entry
-        return self._holds.get(h.key) is h and still(h) == deadline
-
-    def _first(self, heap: list[tuple[float, int, Hold]],
-               still: Callable[[Hold], float | None]) -> float | None:
-        while heap and not self._live(heap[0], still):
-            heapq.heappop(heap)
-        return heap[0][0] if heap else None
-
-    def _due(self, heap: list[tuple[float, int, Hold]],
-             still: Callable[[Hold], float | None], now: float) -> list[Hold]:
-        due: dict[int, Hold] = {}  # by identity: a hold added twice has two entries
-        while heap and heap[0][0] <= now:
-            entry = heapq.heappop(heap)
-            if self._live(entry, still):
-                due[id(entry[2])] = entry[2]
-        return list(due.values())
 
     def _expire(self, held: Hold) -> None:
         self._drop(held)
@@ -465,7 +423,7 @@ class Participant:
         self._holds[h.key] = h
         self._count(h, +1)
         self._keys_of.setdefault(h.workflow_id, set()).add(h.key)
-        self._timed(h)
+        self._timers.timed(h)
 
     def _shrink(self, h: Hold, kept: list[tuple[str, str]]) -> None:
         self._count(h, -1)
