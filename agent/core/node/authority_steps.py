@@ -4,8 +4,11 @@ Theory of operation
 -------------------
 A step's result, and the report of its compensation, come from the domain the
 committed placement puts it on (`placed_on`), or, for a step placed again
-(replacement.py), from its new domain or the one it was lost with; the coordinator
-followed here may relay a result whose domain this Node's view says is gone. A new
+(replacement.py), from its new domain or the one it was lost with, or, a SUCCEEDED
+result of an older placement, from any domain it was placed on before
+(`placed_before`: taken for its saga, which owes a compensation there; running.py
+fences it out of the progress by its epoch); the coordinator followed here may relay
+a result whose domain this Node's view says is gone. A new
 placement is told, and where steps are asked after a restart is answered, by the
 workflow's coordinator as known here: the original, or the holder of the epoch
 followed (a successor showing its epoch's certificate may tell one to a Node that
@@ -43,6 +46,12 @@ def result(node: Any, src: str, msg: ResultMsg, votes: Any, proven: Any) -> None
         # A step placed again (replacement.py): its new domain speaks for it, and the
         # one it was lost with may still report; the Node refuses an older placement's
         # result by its epoch (running.py), and counts it.
+        placed = src
+    elif moved is not None and ran_before(node, src, msg, moved[0]):
+        # A domain the step was placed on before the placement's lost one (a step placed
+        # again twice: its first domain) reports a run of its older placement that
+        # SUCCEEDED: taken for the saga only (its compensation is owed there:
+        # saga_results.late); running.py fences it out of the progress by its epoch.
         placed = src
     elif placed is not None and src != placed and node.member_loss.gone(placed):
         held, _ = epoch_of(node.state, msg.workflow_id)
@@ -151,9 +160,48 @@ def compensated(node: Any, src: str, msg: CompensatedMsg, votes: Any, proven: An
     moved = node.state.placements.get(msg.workflow_id, {}).get(msg.step_id)
     if moved is not None and src in (moved[1], moved[2]):
         return
+    if moved is not None and src in placed_before(node, msg.workflow_id, msg.step_id):
+        return  # a run there of an older placement owes its compensation (saga_runs.py)
     if placed is not None and src != placed:
         raise Refused("not_placed", f"{src} reported the compensation of"
                                     f" {msg.workflow_id}/{msg.step_id}, placed on {placed}")
+
+
+def placed_before(node: Any, wf: str, step: str) -> set[str]:
+    """The domains `step` of `wf` was placed on before its current placement, as known
+    here: the committed placement's (a step placed again keeps its first domain there;
+    a new domain committed by the round that placed the step on it knows the one it
+    was lost with, the round's `lost`), the one its placement on record was lost with
+    (replacement.py keeps only the last placement: a step placed again twice names its
+    second domain so), and, while the workflow runs here, each its progress saw lost
+    (`replaced_from`: in memory, so a step placed again three times or more loses its
+    middle domains here at a restart or at the end)."""
+    d = node.state
+    moved = d.placements.get(wf, {}).get(step)
+    if moved is None:
+        return set()
+    row = d.rows.get(wf)
+    info = row.info if row is not None else d.info.get((wf, d.committed[wf])) \
+        if wf in d.committed else None
+    before = {moved[2]}
+    if info is not None:
+        before.add(info.placement.get(step, ""))
+        if info.lost and info.placement.get(step) == node.name:
+            before.add(info.lost)
+    p = node.progress.get(wf)
+    s = p.steps.get(step) if p is not None else None
+    if s is not None:
+        before |= {*s.replaced_from, s.lost_to}
+    before -= {moved[1], ""}
+    return before
+
+
+def ran_before(node: Any, src: str, msg: ResultMsg, epoch: int) -> bool:
+    """Is `msg` a SUCCEEDED result of an older placement than the current one (of
+    `epoch`), from a domain the step was placed on before (`placed_before`)? Such a
+    run's side effects are there: its saga owes them a compensation (saga_results.late)."""
+    return getattr(msg.state, "value", msg.state) == "SUCCEEDED" and msg.epoch < epoch \
+        and src in placed_before(node, msg.workflow_id, msg.step_id)
 
 
 def placed_on(d: Any, msg: ResultMsg | CompensatedMsg) -> str | None:

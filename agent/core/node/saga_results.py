@@ -57,6 +57,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from fedorch.core.node.authority_steps import ran_before
 from fedorch.core.node.records import CompRow, ResultMsg
 from fedorch.core.workflow.lifecycle import WorkflowState
 
@@ -85,9 +86,10 @@ class SagaResults:
         spec = next((s for s in info.spec.steps if s.id == step), None)
         domain = self.c.placement(wf).get(step)
         moved = d.placements.get(wf, {}).get(step)
-        if moved is not None and src == moved[2] and msg.epoch < moved[0]:
-            # Told by the step's lost domain, of its older placement: the step ran
-            # there, so it is compensated there, not in its new domain, which may
+        if moved is not None and ran_before(n, src, msg, moved[0]):
+            # Told by a domain the step was placed on before (its lost domain, or an
+            # earlier one: a step placed again twice), of its older placement: the step
+            # ran there, so it is compensated there, not in its new domain, which may
             # never have run it (takeover soak seed 21200275).
             domain = src
         if spec is None or not spec.HasField("compensate") or not domain:

@@ -27,8 +27,8 @@ The driver (1). A compensation is an entry of the saga's core per (step, domain)
 `others`); the first is a row of `compensations`, keyed (workflow, step) as ever, the
 others rows of `extra_compensations`, keyed (workflow, step, domain). The driver
 learns of a run in the lost domain from that domain's SUCCEEDED result of its older
-placement (saga_results.late: `src` is the placement's lost domain, and the result's
-epoch is older than the placement's): if the step's compensation is planned already
+placement (saga_results.late: `src` is a domain the step was placed on before, and
+the result's epoch is older than the placement's): if the step's compensation is planned already
 in another domain, the result adds an entry (`extra`) instead of being dropped. The
 lost domain reports such a run to the driver when it takes a FAILED or CANCELLED end
 (`report_elsewhere`), when it follows another driver and after a restart
@@ -49,10 +49,21 @@ Status. A step's state in the status (COMPENSATED, COMPENSATION_FAILED) is that 
 its entries (`combined`): ended only once every one ended, FAILED if any failed, the
 error naming that domain; the summary counts every entry.
 
-Limits. A run in a domain that lost the step and is not the placement's lost domain
-on record (a step placed again twice: its first domain) is not reported to the
-driver (the authority table refuses its result), so it owes nothing. The outputs
-on a lost domain's compensation's stdin are those its results hold for the step.
+A step placed again twice (domain A lost, placed on B; B lost, placed on C) may have
+SUCCEEDED in all three. The placement on record names only C and its lost domain B;
+A is the committed placement's (authority_steps.placed_before, which the authority
+table and `late` both read: a SUCCEEDED result of an older placement from any domain
+the step was placed on before is taken for the saga, never for the progress, which
+refuses it by its epoch: running.py). So A's report adds an entry in A as B's does in
+B, beside C's first.
+
+Limits. Only the last placement is on record (replacement.py): a step placed again
+three times or more (A, B, C, then D) has its middle domains (B) known to the driver
+only from its running progress (`replaced_from`, in memory): a report that reaches it
+after a restart, or after the end (the progress dropped), from such a domain is not
+taken, so that run owes nothing. Nor does a driver that is a new domain (committed by
+its own round) know the step's first domain. The outputs on a lost domain's
+compensation's stdin are those its results hold for the step.
 """
 
 from __future__ import annotations

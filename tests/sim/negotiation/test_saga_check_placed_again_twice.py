@@ -1,0 +1,114 @@
+"""A step placed again twice, that SUCCEEDED in each domain it was placed on, is
+compensated in each, in the negotiation simulator (core/node/saga_runs.py), checked by
+saga_check.py.
+
+d0 coordinates s0 (d1, idempotent, with a compensate block) and s1 (d2, needs s0,
+fails), among five domains. As a domain's run of s0 ends SUCCEEDED, that domain is
+cut off (its result never reaches anyone, every other view says it is DEAD), twice:
+d1, then the domain d0 placed s0 on next (B). d0 places s0 a third time (C), where it
+SUCCEEDS too; s1 fails and d0 ends the workflow FAILED, owing s0's compensation in C.
+Then the cuts heal: d1 and B learn the end and report their own runs. B is the
+placement's lost domain on record; d1 is not (the placement on record names B as the
+one lost), and before, its run was never compensated: only the placement's last lost
+domain's report was taken into the saga.
+"""
+
+from __future__ import annotations
+
+import pytest
+from fedorch.core.workflow.lifecycle import WorkflowState
+from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
+from fedorch.sim.negotiation import agent as sim_agent
+from fedorch.sim.negotiation.config import Config, Workflow
+from fedorch.sim.negotiation.run import Simulation
+
+from tests.sim.negotiation.test_takeover import TAKEOVER
+
+WF = "d0.w0"
+NAMES = [f"d{i}" for i in range(5)]
+
+
+def placed_twice(seed: int) -> Simulation:
+    comp = spec_pb2.Compensation(params_json='{"undo": true}')
+    steps = [spec_pb2.StepSpec(id="s0", capability="a", compensate=comp, idempotent=True),
+             spec_pb2.StepSpec(id="s1", capability="a", needs=["s0"], idempotent=True),
+             spec_pb2.StepSpec(id="s2", capability="a"),
+             spec_pb2.StepSpec(id="s3", capability="a")]
+    config = Config(
+        names=NAMES,
+        policies={n: config_pb2.Policy(accept_from=["*"]) for n in NAMES},
+        capacities={n: {"a": 4} for n in NAMES},
+        workflows=[Workflow(WF, "d0", 1.0, spec_pb2.WorkflowSpec(name="w0", steps=steps),
+                            {"s0": "d1", "s1": "d2", "s2": "d3", "s3": "d4"})],
+        timing=TAKEOVER,
+    )
+    return Simulation(seed, config, cancels=False)
+
+
+@pytest.mark.parametrize("seed", range(1, 6))
+def test_a_step_placed_again_twice_is_compensated_where_each_run_succeeded(
+        seed, monkeypatch) -> None:
+    def done(agent, now, wf, step, attempt):  # s1 fails; the others succeed wherever
+        agent.sim.fences.ended(agent.name, (wf, step, attempt))
+        if wf not in agent.node.progress:
+            return
+        ok = step != "s1"
+        agent._step(now, sim_agent.StepEnded(wf, step, attempt, ok, {"by": agent.name},
+                                             "" if ok else "boom"))
+
+    def compensated(agent, now, wf, step, attempt):  # every compensation succeeds
+        agent._step(now, sim_agent.CompensationEnded(wf, step, attempt, True, ""))
+
+    monkeypatch.setattr(sim_agent.SimAgent, "step_done", done)
+    monkeypatch.setattr(sim_agent.SimAgent, "compensation_done", compensated)
+    sim = placed_twice(seed)
+    cut: list[str] = []  # the domains cut off, in order
+    healed: list[bool] = []
+    views = sim.member_state
+
+    def member_state(observer: str, name: str) -> str:
+        if not healed and observer != name and (observer in cut or name in cut):
+            state = "DEAD" if name in cut else "SUSPECT"
+            sim.clock_check.observed(observer, name, state)
+            return state
+        return views(observer, name)
+
+    sim.member_state = member_state
+
+    def hook(agent, now, label):
+        d = agent.node.state
+        if len(cut) < 2 and agent.name not in cut and agent.name != "d0" \
+                and "s0" in d.succeeded_here.get(WF, {}):
+            cut.append(agent.name)  # its run SUCCEEDED here: cut off before it is told
+            sim.view_change_at(now)
+        if agent.name == "d0" and len(cut) == 2 and not healed \
+                and d.final.get(WF) is WorkflowState.FAILED:
+            healed.append(True)  # d0 ended it: both come back
+            sim.view_change_at(now)
+        return None
+
+    def intercept(src, dst, msg, now):
+        if not healed and (src in cut or dst in cut):
+            return "drop"
+        return None
+
+    sim.crash_hook = hook
+    sim.intercept = intercept
+    report = sim.run()
+    assert len(cut) == 2 and healed, (cut, healed)
+    first, second = cut
+    assert first == "d1"
+    assert report.violations == [], report.violations
+    d0 = sim.agents["d0"].node
+    assert d0.state.rows[WF].state is WorkflowState.FAILED
+    epoch, last, lost = d0.state.placements[WF]["s0"]
+    assert lost == second and last not in cut
+    assert d0.state.compensations[(WF, "s0")].domain == last
+    for name in cut:
+        assert d0.state.extra_compensations[(WF, "s0", name)].state == "COMPENSATED"
+    assert d0.compensating.of(WF)[1].value == "DONE"
+    for name in (*cut, last):  # each ran its own, once
+        runs = sim.agents[name].node.state.comp_runs
+        assert [k for k in runs if k[:2] == (WF, "s0")] == [(WF, "s0", 1)]
+        assert runs[(WF, "s0", 1)][0] == "succeeded"
+    assert report.stats["compensation owed by a run in a second domain"] == 2
