@@ -54,7 +54,10 @@ driving): its notices go no more, nothing holds its attempts back (the epoch hol
 now follows decides), and the cancel is noted void (`cancel_void`, naming the holder)
 before this Node does anything as a follower: an attempt it starts next (a step of its
 own the holder's progress lets start) is never one started under the cancel (takeover
-soak seed 1701568, where the note came a tick late). Likewise when the end made here
+soak seed 1701568, where the note came a tick late). What the cancel held back starts
+then, in that very step (`void`): a step of its own made ready while the end was told
+(its needs' results in, or a restart let go while this Node drove) is made ready by
+no later message (takeover soak seed 52000180). Likewise when the end made here
 is another than CANCELLED (a later epoch's end, made before this Node heard of it and
 taken from a claim's answer, even in an epoch of its own: the takeover part's
 Announce): the cancel lost to an end that was made first, and is noted void (seed
@@ -229,6 +232,12 @@ class Cancels:
         later = holder_elsewhere(n, wf)
         n.stats["cancel void: a later epoch's holder decides"] += 1
         n.note("cancel_void", wf, *(later if later is not None else (0, "")))
+        # It held our attempts back while this Node drove the workflow (`holds_back`):
+        # a step of ours that became ready meanwhile starts now, as a follower's, for
+        # no later message makes it ready again (takeover soak seed 52000180: the
+        # original, restarted with its cancel's end held, granted a successor and never
+        # started its step; the successor waited for that step's result for ever).
+        n.running.start_ready(n.now, wf)
 
     # ---- carrying it out -----------------------------------------------------------------
 

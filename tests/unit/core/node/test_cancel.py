@@ -413,6 +413,31 @@ def test_a_cancel_is_void_the_moment_its_taker_follows_a_later_epoch():
     assert not fed.nodes["d0"].domain_loss.holds(TWF)
 
 
+def test_a_step_held_back_by_a_cancel_starts_once_the_cancel_is_void():
+    """d0 tells the CANCELLED end (its notices lost); s1 SUCCEEDS at d1 meanwhile, which
+    makes d0's own step s0 ready, held back by the cancel. d0 stalls, d1 wins epoch 1,
+    and d0, back, grants it: the cancel is void, and s0 starts as d1's follower in that
+    very step. Before, nothing made s0 ready again and d1 waited for its result for ever
+    (takeover soak seed 52000180)."""
+    fed = committed([step("s1"), step("s0", needs=("s1",))], {"s1": "d1", "s0": "d0"})
+    _taken(fed, "d0")
+    fed.net.clear()  # d0's end notices lost, and all it sends until it stalls
+    fed.step("d1", StepEnded(*sorted(fed.running["d1"])[0], ok=True))
+    fed.deliver(keep=lambda src, dst, msg: src == "d0")
+    fed.net.clear()
+    assert fed.disks["d0"].results[TWF]["s1"][1] is StepState.SUCCEEDED
+    assert not fed.running["d0"]  # s0 ready, held back by the cancel
+    fed.goes_silent_and_dead("d0")
+    fed.silent.discard("d0")
+    notes: list[tuple] = []
+    fed.note = lambda name, what, facts: notes.append((name, what, *facts))  # type: ignore
+    fed.step("d0", Message("d1", ClaimMsg(TWF, 1, won=won(fed))))
+    at_d0 = [n[1] for n in notes if n[0] == "d0"]
+    assert "step_started" in at_d0, at_d0
+    assert "cancel_void" in at_d0[:at_d0.index("step_started")], at_d0
+    assert [run[:2] for run in fed.running["d0"]] == [(TWF, "s0")]
+
+
 def test_a_cancel_beaten_by_a_later_epochs_end_made_before_it_came_is_void():
     """d0 stalls (DEAD in every view); d1 takes over, ends the workflow SUCCEEDED on
     results with d2, and dies for good. d0, back and unaware, takes a cancel and tells
