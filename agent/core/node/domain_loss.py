@@ -112,7 +112,8 @@ as CANCELLED while the cancel is on record (`_hold`: no outcome or verdict repla
 it), made once released as any held end is, the outcome path going to the cancel
 first (Running.check_outcome, the takeover part's successor_outcome). Made void by a
 later epoch (`_void`), the cancel is noted void (Cancels.void) so that its caller is
-answered what happened.
+answered what happened, and what of this Node's own the cancel held back starts then,
+as the holder's progress lets it (nothing else would start it).
 
 Fencing, what there is of it. While this Node drives the workflow, a step's terminal
 result on record is never replaced by a later report (running.py, `on_result`): a lost
@@ -327,10 +328,15 @@ class DomainLoss:
             if told is WorkflowState.CANCELLED and made is not WorkflowState.CANCELLED:
                 n.cancels.void(wf)
             return
-        if told is WorkflowState.CANCELLED:
-            n.cancels.void(wf)  # the cancel's caller is answered what happened
         n.stats["loss verdict void: driven or ended elsewhere"] += 1
         n.pending.drop(wf, lambda k, v: k[0] == "final")
+        if told is WorkflowState.CANCELLED:
+            n.cancels.void(wf)  # the cancel's caller is answered what happened
+            # Its attempts were held back (Cancels.holds_back) and nothing holds them
+            # now: what the holder's progress lets start starts here, as the result
+            # that made it ready would have started it; no other input comes to start
+            # it (takeover soak seed 111083).
+            n.running.start_ready(n.now, wf)
 
     def _apply(self, wf: str) -> None:
         """The verdicts on record, into the workflow's progress (FAILED, what is
