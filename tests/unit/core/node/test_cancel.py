@@ -516,3 +516,26 @@ def test_a_cancel_waiting_for_a_commit_is_void_before_a_step_starts_under_a_late
     at_d0 = [n[1] for n in notes if n[0] == "d0"]
     assert "step_started" in at_d0
     assert "cancel_void" in at_d0[:at_d0.index("step_started")], at_d0
+
+
+def test_a_step_held_back_by_a_cancel_starts_as_it_grants_a_later_claim():
+    """d0 took a cancel (its end told, every notice lost) while s1's result, which makes
+    d0's own s0 ready, came: s0 is held back. d0 then grants d1's claim of epoch 1: the
+    cancel is void and d0 follows d1, so s0 starts in that very step, noted after the
+    void. Nothing else would start it: no result is left to come, and d1, acting, waits
+    for s0's for ever (takeover soak seed 111083)."""
+    fed = committed([step("s1"), step("s0", needs=("s1",))], {"s1": "d1", "s0": "d0"})
+    _taken(fed, "d0")
+    fed.net.clear()  # the CANCELLED notices lost
+    fed.step("d1", StepEnded(TWF, "s1", 1, ok=True))
+    fed.deliver(keep=lambda src, dst, msg: isinstance(msg, FinalMsg))
+    fed.net.clear()  # told again on the result, lost again
+    assert result(fed, "d0", "s1")[1] is StepState.SUCCEEDED
+    assert fed.running["d0"] == set()  # held back by the cancel told
+    notes: list[tuple] = []
+    fed.note = lambda name, what, facts: notes.append((name, what, *facts))  # type: ignore
+    fed.step("d0", Message("d1", ClaimMsg(TWF, 1)))
+    assert fed.disks["d0"].epochs[TWF] == (1, "d1")
+    assert [r[1] for r in fed.running["d0"]] == ["s0"]
+    at_d0 = [n[1] for n in notes if n[0] == "d0"]
+    assert "cancel_void" in at_d0[:at_d0.index("step_started")], at_d0
