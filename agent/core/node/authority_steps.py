@@ -8,7 +8,11 @@ committed placement puts it on (`placed_on`), or, for a step placed again
 result of an older placement, from any domain it was placed on before
 (`placed_before`: taken for its saga, which owes a compensation there; running.py
 fences it out of the progress by its epoch); the coordinator followed here may relay
-a result whose domain this Node's view says is gone. A new
+a result whose domain this Node's view says is gone. The
+saga's driver, after the end, takes a SUCCEEDED result from any party of the workflow
+of a step it knows no new placement of (`saga_run_elsewhere`: placed again in an
+epoch it never learned of; the run owes a compensation there, and the domain runs one
+only on its own record of the run), and that domain's report of it. A new
 placement is told, and where steps are asked after a restart is answered, by the
 workflow's coordinator as known here: the original, or the holder of the epoch
 followed (a successor showing its epoch's certificate may tell one to a Node that
@@ -37,6 +41,9 @@ from fedorch.core.node.records import (
     PlacementQuery,
     ResultMsg,
 )
+from fedorch.core.workflow.lifecycle import WorkflowState
+
+_OWING = frozenset({WorkflowState.FAILED, WorkflowState.CANCELLED})
 
 
 def result(node: Any, src: str, msg: ResultMsg, votes: Any, proven: Any) -> None:
@@ -53,6 +60,8 @@ def result(node: Any, src: str, msg: ResultMsg, votes: Any, proven: Any) -> None
         # SUCCEEDED: taken for the saga only (its compensation is owed there:
         # saga_results.late); running.py fences it out of the progress by its epoch.
         placed = src
+    elif placed is not None and src != placed and saga_run_elsewhere(node, src, msg):
+        return
     elif placed is not None and src != placed and node.member_loss.gone(placed):
         held, _ = epoch_of(node.state, msg.workflow_id)
         if held is not None and src == held[1]:
@@ -162,6 +171,8 @@ def compensated(node: Any, src: str, msg: CompensatedMsg, votes: Any, proven: An
         return
     if moved is not None and src in placed_before(node, msg.workflow_id, msg.step_id):
         return  # a run there of an older placement owes its compensation (saga_runs.py)
+    if placed is not None and src != placed and _saga_entry_of(node, src, msg):
+        return  # a run there the saga owes a compensation (saga_results.late)
     if placed is not None and src != placed:
         raise Refused("not_placed", f"{src} reported the compensation of"
                                     f" {msg.workflow_id}/{msg.step_id}, placed on {placed}")
@@ -202,6 +213,32 @@ def ran_before(node: Any, src: str, msg: ResultMsg, epoch: int) -> bool:
     run's side effects are there: its saga owes them a compensation (saga_results.late)."""
     return getattr(msg.state, "value", msg.state) == "SUCCEEDED" and msg.epoch < epoch \
         and src in placed_before(node, msg.workflow_id, msg.step_id)
+
+
+def saga_run_elsewhere(node: Any, src: str, msg: ResultMsg) -> bool:
+    """Is `msg` a SUCCEEDED result, from a party of the workflow, reaching the driver
+    of its saga after the end, of a step this Node knows no new placement of? The
+    step was placed again on `src` in an epoch this driver never learned of (a
+    claimant's end, never won, planned from the placement it held: takeover soak seed
+    109463), and ran there: the saga owes a compensation there (saga_results.late).
+    Taken for the saga only: the workflow is over here, so it moves no progress."""
+    d = node.state
+    wf = msg.workflow_id
+    if getattr(msg.state, "value", msg.state) != "SUCCEEDED" \
+            or d.final.get(wf) not in _OWING or msg.step_id in d.placements.get(wf, {}) \
+            or node.compensating.driver(wf) != node.name:
+        return False
+    _, participants = epoch_of(d, wf)
+    return participants is not None and src in participants
+
+
+def _saga_entry_of(node: Any, src: str, msg: CompensatedMsg) -> bool:
+    """Does this Node's saga of the workflow owe the step's compensation in `src`
+    (a row of a run there, `saga_run_elsewhere`: the step's first, or a further one)?"""
+    d = node.state
+    first = d.compensations.get((msg.workflow_id, msg.step_id))
+    return first is not None and first.domain == src \
+        or (msg.workflow_id, msg.step_id, src) in d.extra_compensations
 
 
 def placed_on(d: Any, msg: ResultMsg | CompensatedMsg) -> str | None:

@@ -92,6 +92,13 @@ class SagaResults:
             # ran there, so it is compensated there, not in its new domain, which may
             # never have run it (takeover soak seed 21200275).
             domain = src
+        elif moved is None and src not in ("", n.name, domain) \
+                and src != d.epochs.get(wf, (0, info.coordinator))[1]:
+            # Told by a party the step was placed again on in an epoch this Node never
+            # learned of (authority_steps.saga_run_elsewhere: its driver's end planned
+            # from the placement it held): the run there owes its compensation there,
+            # beside the placement's (takeover soak seed 109463).
+            domain = src
         if spec is None or not spec.HasField("compensate") or not domain:
             return
         if self.c.driver(wf) != n.name:

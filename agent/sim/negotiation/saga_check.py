@@ -81,11 +81,17 @@ def _check_runs(checker: Any, sim: World, wf: str, state: str, holders: list,
     """Each run of a step that SUCCEEDED at a live domain (its own record, agent
     core/node/saga_runs.py: a step placed again may have SUCCEEDED in its lost domain
     and its new one) has a compensation in that domain, ended, at some coordinator:
-    its step's first row or a further one."""
-    where = {(k[1], r.domain): r.state for _, a in holders
-             for k, r in a.disk.compensations.items() if k[0] == wf}
-    where.update({(k[1], k[2]): r.state for _, a in holders
-                  for k, r in a.disk.extra_compensations.items() if k[0] == wf})
+    its step's first row or a further one. A row ended anywhere counts: a claimant
+    that yielded its saga to a rival of its epoch keeps its rows as they were, no
+    longer driven (saga_plans.yield_to), and they do not hide the driver's."""
+    seen = [((k[1], r.domain), r.state) for _, a in holders
+            for k, r in a.disk.compensations.items() if k[0] == wf]
+    seen += [((k[1], k[2]), r.state) for _, a in holders
+             for k, r in a.disk.extra_compensations.items() if k[0] == wf]
+    where: dict = {}
+    for key, state in seen:
+        if where.get(key) not in ("COMPENSATED", "COMPENSATION_FAILED"):
+            where[key] = state
     for name, a in alive.items():
         for step in a.disk.succeeded_here.get(wf, {}):
             sim.stats["saga run judged"] += 1
