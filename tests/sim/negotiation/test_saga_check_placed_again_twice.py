@@ -18,10 +18,10 @@ from __future__ import annotations
 import pytest
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
-from fedorch.sim.negotiation import agent as sim_agent
 from fedorch.sim.negotiation.config import Config, Workflow
 from fedorch.sim.negotiation.run import Simulation
 
+from tests.sim.negotiation.saga_steps import steps_end
 from tests.sim.negotiation.test_takeover import TAKEOVER
 
 WF = "d0.w0"
@@ -48,19 +48,7 @@ def placed_twice(seed: int) -> Simulation:
 @pytest.mark.parametrize("seed", range(1, 6))
 def test_a_step_placed_again_twice_is_compensated_where_each_run_succeeded(
         seed, monkeypatch) -> None:
-    def done(agent, now, wf, step, attempt):  # s1 fails; the others succeed wherever
-        agent.sim.fences.ended(agent.name, (wf, step, attempt))
-        if wf not in agent.node.progress:
-            return
-        ok = step != "s1"
-        agent._step(now, sim_agent.StepEnded(wf, step, attempt, ok, {"by": agent.name},
-                                             "" if ok else "boom"))
-
-    def compensated(agent, now, wf, step, attempt):  # every compensation succeeds
-        agent._step(now, sim_agent.CompensationEnded(wf, step, attempt, True, ""))
-
-    monkeypatch.setattr(sim_agent.SimAgent, "step_done", done)
-    monkeypatch.setattr(sim_agent.SimAgent, "compensation_done", compensated)
+    steps_end(monkeypatch, lambda step: step != "s1")  # s1 fails; the others succeed wherever
     sim = placed_twice(seed)
     cut: list[str] = []  # the domains cut off, in order
     healed: list[bool] = []

@@ -17,9 +17,9 @@ from __future__ import annotations
 import pytest
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.gen.fedorch.v1 import spec_pb2
-from fedorch.sim.negotiation import agent as sim_agent
 from fedorch.sim.negotiation.run import Simulation
 
+from tests.sim.negotiation.saga_steps import steps_end
 from tests.sim.negotiation.test_takeover import scenario
 
 WF = "d0.w0"
@@ -35,19 +35,7 @@ def two_runs(seed: int) -> Simulation:
 @pytest.mark.parametrize("seed", range(1, 6))
 def test_a_step_run_in_its_lost_domain_and_its_new_one_is_compensated_in_both(
         seed, monkeypatch) -> None:
-    def done(agent, now, wf, step, attempt):  # s0 succeeds wherever it runs; s1 fails
-        agent.sim.fences.ended(agent.name, (wf, step, attempt))
-        if wf not in agent.node.progress:
-            return
-        ok = step == "s0"
-        agent._step(now, sim_agent.StepEnded(wf, step, attempt, ok, {"by": agent.name},
-                                             "" if ok else "boom"))
-
-    def compensated(agent, now, wf, step, attempt):  # every compensation succeeds
-        agent._step(now, sim_agent.CompensationEnded(wf, step, attempt, True, ""))
-
-    monkeypatch.setattr(sim_agent.SimAgent, "step_done", done)
-    monkeypatch.setattr(sim_agent.SimAgent, "compensation_done", compensated)
+    steps_end(monkeypatch, lambda step: step == "s0")  # s0 succeeds wherever it runs; s1 fails
     sim = two_runs(seed)
     seen = {"cut": False, "healed": False}
     views = sim.member_state
