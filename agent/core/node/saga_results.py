@@ -19,7 +19,9 @@ uncompensated for good (takeover soak seeds 4000605: the original coordinator ba
 from a restart ran its step, learned its successor's end FAILED and crashed as it
 reported; 3700970: the successor refused the result while its loss verdict's end was
 not made, made it, and the step's domain restarted). Not reported again: those the
-plan told the domain names (its driver planned them), and the result held of a step
+plan told the domain names (its driver planned them; but to a later epoch's
+holder followed since, which may not have that plan: takeover soak seed 60000176, a
+claimant told the end bare planned without the step), and the result held of a step
 placed again elsewhere since (an older placement's, or another domain's); the
 domain's own SUCCEEDED run of such a step is reported instead, from its own record
 (saga_runs.py: it owes a compensation there too). No
@@ -154,7 +156,8 @@ class SagaResults:
         its driver (another Node), resent until acknowledged. A step placed again
         elsewhere since is not ours to report (its result here is an older
         placement's). `skip_planned`: not those the plan told here names (its driver
-        has them). How many were sent."""
+        has them), unless this Node follows a later epoch's holder, which may not have
+        that plan. How many were sent."""
         n = self.n
         d = n.state
         driver = self.c.driver(wf)
@@ -162,6 +165,12 @@ class SagaResults:
             return 0
         placement = n.running.info(wf).placement
         moved = d.placements.get(wf, {})
+        if skip_planned and d.epochs.get(wf, (0, ""))[0] >= 1:
+            # Following a later epoch's holder, this Node may hold the plan of the
+            # driver before it: the holder may have planned without it (a claimant
+            # told the end bare, planning from its own results), so it gets them all;
+            # one it has changes nothing (takeover soak seed 60000176).
+            skip_planned = False
         planned = {o[0] for o in d.plans.get(wf) or ()} if skip_planned else set()
         sent = 0
         for step, (attempt, state, outputs, error) in d.results.get(wf, {}).items():

@@ -1,6 +1,7 @@
 """SUCCEEDED results that reach a saga's driver after the end (core/node/saga_results.py):
 a step's domain that restarts after the end reports its owed results again, but not
-those the plan told it names, nor an older placement's; a step placed again never
+those the plan told it names (unless it follows a later epoch's holder since, which
+may lack that plan), nor an older placement's; a step placed again never
 has its compensation run in its lost domain, but in its new domain; an owed result acknowledged by a Node that does
 not drive the saga yet is kept for the saga it may drive."""
 
@@ -59,6 +60,34 @@ def test_a_result_the_plan_told_here_names_is_not_reported_again_on_restore():
     f.restart("d1")
     assert not f.nodes["d1"].stats["owed results reported again after a restart"]
     assert not any(k[0] == "result" for k in f.nodes["d1"].pending)
+
+
+def test_a_planned_result_is_reported_again_to_a_later_epochs_holder_that_lacks_it():
+    # d0 planned s1's compensation at d1 and told d1 the plan; d1 ran it. d1 then
+    # follows d2, holder of epoch 1 (a claimant it yielded to, which
+    # learned the end bare and planned from its own results: no row of s1), and
+    # restarts, its resends lost. Restored, d1 reports s1's SUCCEEDED to d2 though
+    # d0's plan names it: it joins d2's saga, whose tell d1 answers from its record,
+    # run once. Before, it was skipped, d2's saga never owed s1 and d1's report of
+    # the run was acknowledged by d2 and dropped (takeover soak seed 60000176).
+    f = failed_chain()
+    assert f.disks["d1"].plans[WF] == (("s0", "d0", 1), ("s1", "d1", 1))
+    f.end("d1", True)
+    assert f.disks["d1"].comp_runs[(WF, "s1", 1)][0] == "succeeded"
+    for name in ("d1", "d2"):
+        f.disks[name].epochs[WF] = (1, "d2")
+    # d2 as a claimant told the end bare: no plan of d0's, s1 never heard SUCCEEDED.
+    del f.disks["d2"].plans[WF]
+    f.disks["d2"].results[WF]["s1"] = (0, StepState.CANCELLED, {}, "workflow FAILED")
+    f.restart("d2")  # held so on its disk
+    assert f.disks["d2"].final[WF] is WorkflowState.FAILED
+    assert not any(k[0] == WF for k in f.disks["d2"].compensations)
+    f.restart("d1")
+    assert f.nodes["d1"].stats["owed results reported again after a restart"] == 1
+    f.deliver()
+    assert f.disks["d2"].compensations[(WF, "s1")].state == "COMPENSATED"
+    assert [c for c in f.compensations if c[1][1] == "s1"] == [
+        ("d1", (WF, "s1", 1, COMPENSATE))]  # run once, at d0's tell
 
 
 def test_a_result_of_a_step_placed_again_elsewhere_is_reported_again_only_if_run_here():
