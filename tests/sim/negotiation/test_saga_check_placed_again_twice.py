@@ -21,7 +21,7 @@ from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
 from fedorch.sim.negotiation.config import Config, Workflow
 from fedorch.sim.negotiation.run import Simulation
 
-from tests.sim.negotiation.saga_steps import steps_end
+from tests.sim.negotiation.saga_stories import cut_off, steps_end
 from tests.sim.negotiation.test_takeover import TAKEOVER
 
 WF = "d0.w0"
@@ -52,16 +52,7 @@ def test_a_step_placed_again_twice_is_compensated_where_each_run_succeeded(
     sim = placed_twice(seed)
     cut: list[str] = []  # the domains cut off, in order
     healed: list[bool] = []
-    views = sim.member_state
-
-    def member_state(observer: str, name: str) -> str:
-        if not healed and observer != name and (observer in cut or name in cut):
-            state = "DEAD" if name in cut else "SUSPECT"
-            sim.clock_check.observed(observer, name, state)
-            return state
-        return views(observer, name)
-
-    sim.member_state = member_state
+    cut_off(sim, cut, healed)
 
     def hook(agent, now, label):
         d = agent.node.state
@@ -75,13 +66,7 @@ def test_a_step_placed_again_twice_is_compensated_where_each_run_succeeded(
             sim.view_change_at(now)
         return None
 
-    def intercept(src, dst, msg, now):
-        if not healed and (src in cut or dst in cut):
-            return "drop"
-        return None
-
     sim.crash_hook = hook
-    sim.intercept = intercept
     report = sim.run()
     assert len(cut) == 2 and healed, (cut, healed)
     first, second = cut

@@ -19,7 +19,7 @@ from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.gen.fedorch.v1 import spec_pb2
 from fedorch.sim.negotiation.run import Simulation
 
-from tests.sim.negotiation.saga_steps import steps_end
+from tests.sim.negotiation.saga_stories import cut_off, steps_end
 from tests.sim.negotiation.test_takeover import scenario
 
 WF = "d0.w0"
@@ -37,39 +37,24 @@ def test_a_step_run_in_its_lost_domain_and_its_new_one_is_compensated_in_both(
         seed, monkeypatch) -> None:
     steps_end(monkeypatch, lambda step: step == "s0")  # s0 succeeds wherever it runs; s1 fails
     sim = two_runs(seed)
-    seen = {"cut": False, "healed": False}
-    views = sim.member_state
-
-    def member_state(observer: str, name: str) -> str:
-        if seen["cut"] and not seen["healed"] and "d1" in (observer, name) \
-                and observer != name:
-            state = "DEAD" if name == "d1" else "SUSPECT"
-            sim.clock_check.observed(observer, name, state)
-            return state
-        return views(observer, name)
-
-    sim.member_state = member_state
+    cut: list[str] = []  # d1, once cut
+    healed: list[bool] = []
+    cut_off(sim, cut, healed)
 
     def hook(agent, now, label):
         d = agent.node.state
-        if agent.name == "d1" and not seen["cut"] and WF in d.succeeded_here:
-            seen["cut"] = True  # its run SUCCEEDED here: cut off before it is told
+        if agent.name == "d1" and not cut and WF in d.succeeded_here:
+            cut.append("d1")  # its run SUCCEEDED here: cut off before it is told
             sim.view_change_at(now)
-        if agent.name == "d0" and seen["cut"] and not seen["healed"] \
+        if agent.name == "d0" and cut and not healed \
                 and d.final.get(WF) is WorkflowState.FAILED:
-            seen["healed"] = True  # d0 ended it: d1 comes back
+            healed.append(True)  # d0 ended it: d1 comes back
             sim.view_change_at(now)
-        return None
-
-    def intercept(src, dst, msg, now):
-        if seen["cut"] and not seen["healed"] and "d1" in (src, dst):
-            return "drop"
         return None
 
     sim.crash_hook = hook
-    sim.intercept = intercept
     report = sim.run()
-    assert seen == {"cut": True, "healed": True}, seen
+    assert cut == ["d1"] and healed, (cut, healed)
     assert report.violations == [], report.violations
     d0 = sim.agents["d0"].node
     assert d0.state.rows[WF].state is WorkflowState.FAILED
