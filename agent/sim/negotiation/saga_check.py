@@ -89,9 +89,9 @@ def _check_runs(checker: Any, sim: World, wf: str, state: str, holders: list,
     seen += [((k[1], k[2]), r.state) for _, a in holders
              for k, r in a.disk.extra_compensations.items() if k[0] == wf]
     where: dict = {}
-    for key, state in seen:
+    for key, row_state in seen:
         if where.get(key) not in ("COMPENSATED", "COMPENSATION_FAILED"):
-            where[key] = state
+            where[key] = row_state
     for name, a in alive.items():
         for step in a.disk.succeeded_here.get(wf, {}):
             sim.stats["saga run judged"] += 1
