@@ -7,13 +7,15 @@ from __future__ import annotations
 import random
 
 from fedorch.core.negotiation.coordinator import Coordinator
-from fedorch.core.node import Message, Node, Submit, Tick
+from fedorch.core.node import Node, Submit, Tick
 from fedorch.core.node.coordinator_timers import Coordinators
 from fedorch.core.node.ready import Op, RecordedRuns
 from fedorch.core.node.records import Disk, Timing
 from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from tests.unit.core.node.two_nodes import run_workflows
 
 
 class FakeCore:
@@ -102,40 +104,10 @@ def test_iterating_every_core_is_refused() -> None:
 
 # ---- a Node with many ended workflows --------------------------------------------------
 
-def _node(name: str, peers: list[str]) -> Node:
-    return Node(name, policy=config_pb2.Policy(accept_from=["*"]), capacities={"a": 10_000},
-                timing=Timing(), peers=peers, rng=random.Random(1), disk=Disk())
-
-
 def _run_workflows(count: int) -> tuple[Node, float]:
     """`count` one-step workflows coordinated by d0 and run on d1, all ended."""
-    nodes = {n: _node(n, ["d0", "d1"]) for n in ("d0", "d1")}
-    now = 1.0
-    spec = spec_pb2.WorkflowSpec(name="w", steps=[spec_pb2.StepSpec(id="s0", capability="a")])
-    for i in range(count):
-        nodes["d0"].step(now, Submit(f"d0.w{i}", spec, placement={"s0": "d1"}))
-        _exchange(nodes, now)
-        now += 0.01
+    nodes, now, _ = run_workflows(count)
     return nodes["d0"], now
-
-
-def _exchange(nodes: dict[str, Node], now: float) -> None:
-    """Deliver every message until all is quiet; step attempts end at once, SUCCEEDED."""
-    from fedorch.core.node import StepEnded
-    for _ in range(200):
-        moved = False
-        for node in nodes.values():
-            ready = node.ready()
-            node.advance(ready)
-            for out in (*ready.send_now, *ready.send_after_write):
-                nodes[out.to].step(now, Message(node.name, out.msg))
-                moved = True
-            for run in ready.start_steps:
-                node.step(now, StepEnded(run[0], run[1], run[2], True))
-                moved = True
-        if not moved:
-            return
-    raise AssertionError("the federation never went quiet")
 
 
 def test_a_tick_asks_no_coordinator_its_inputs_did_not_touch(monkeypatch) -> None:

@@ -11,49 +11,22 @@ they were, without a frozen dataclass's `__init__`, which stores each field thro
 from __future__ import annotations
 
 import dataclasses
-import random
 import sys
 from collections import Counter
 
 import pytest
-from fedorch.core.node import Message, Node, StepEnded, Submit, inputs, ready
+from fedorch.core.node import Message, inputs, ready
 from fedorch.core.node.ready import Op, Outgoing, Ready
-from fedorch.core.node.records import Disk, Timing
-from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
+
+from tests.unit.core.node.two_nodes import run_workflows
 
 _BUILT_PER_MESSAGE = (Op, Outgoing, Ready, Message)
-
-
-def _node(name: str) -> Node:
-    return Node(name, policy=config_pb2.Policy(accept_from=["*"]), capacities={"a": 10_000},
-                timing=Timing(), peers=["d0", "d1"], rng=random.Random(1), disk=Disk())
 
 
 def _run(count: int) -> int:
     """`count` one-step workflows coordinated by d0 and run on d1, to their end; the
     messages the two Nodes stepped."""
-    nodes = {n: _node(n) for n in ("d0", "d1")}
-    spec = spec_pb2.WorkflowSpec(name="w", steps=[spec_pb2.StepSpec(id="s0", capability="a")])
-    now, stepped = 1.0, 0
-    for i in range(count):
-        nodes["d0"].step(now, Submit(f"d0.w{i}", spec, placement={"s0": "d1"}))
-        for _ in range(200):
-            moved = False
-            for node in nodes.values():
-                r = node.ready()
-                node.advance(r)
-                for out in (*r.send_now, *r.send_after_write):
-                    nodes[out.to].step(now, Message(node.name, out.msg))
-                    stepped += 1
-                    moved = True
-                for run in r.start_steps:
-                    node.step(now, StepEnded(run[0], run[1], run[2], True))
-                    moved = True
-            if not moved:
-                break
-        else:
-            raise AssertionError("the two Nodes never went quiet")
-        now += 0.01
+    nodes, _, stepped = run_workflows(count)
     assert all(nodes["d0"].state.rows[f"d0.w{i}"].finished for i in range(count))
     return stepped
 
