@@ -63,7 +63,8 @@ taken from a claim's answer, even in an epoch of its own: the takeover part's
 Announce): the cancel lost to an end that was made first, and is noted void (seed
 4401924). So too a cancel that waited for a COMMIT proposed, this Node granting a later
 epoch meanwhile: void as the round commits, before the progress starts anything
-(`before_start`, seed 116571). Why that is sound: the end it lost to is the workflow's one end (made by an
+(`before_start`, seed 116571), or as that epoch's other end comes before the round's
+decision (`lost_to`, seed 69500487). Why that is sound: the end it lost to is the workflow's one end (made by an
 epoch's holder, told first, or found by every later claimant), no CANCELLED was ever
 made anywhere (a told end is made only where it was told, and this one was void
 before), and the caller is answered: the client service, waiting on the cancel, sees
@@ -208,6 +209,15 @@ class Cancels:
         n = self.n
         if wf in n.state.cancels and wf not in n.state.final \
                 and holder_elsewhere(n, wf) is not None:
+            self.void(wf)
+
+    def lost_to(self, wf: str, state: WorkflowState) -> None:
+        """Our round of `wf` still being decided here, a later epoch's end `state` (a
+        successor's, this Node having granted its epoch) came first and ended the row:
+        a cancel that waited for the COMMIT lost to that end, unless it is CANCELLED, and
+        is void (takeover soak seed 69500487: `before_start` never came, the round
+        never committed here, and the cancel stood untold against an end FAILED)."""
+        if state is not WorkflowState.CANCELLED:
             self.void(wf)
 
     def restore(self, now: float) -> None:

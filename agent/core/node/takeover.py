@@ -15,7 +15,8 @@ input, posted by the driver whenever its membership view changes (the simulator 
 (`Node.members`). Each core is told how the view sees the coordinator it follows
 (`Watch`): when the view of that coordinator, or of one of its participants, changes,
 when the core is built, and when the core starts following another coordinator. A
-domain the view has never named is "" to the core: not ALIVE, so silent. Every core's
+domain the view has never named is "" to the core: not ALIVE, so silent (until the
+view names it: then from its first word, core/workflow/takeover.py). Every core's
 own deadline (`Takeover.get_timer`: the silence that makes a coordinator gone, the
 claim timeout, the successor's claim again) is part of `Node.get_timer()`, and a
 `Tick` steps `Timer` into the cores whose deadline has come: there is no periodic look.

@@ -135,6 +135,8 @@ class Ends:
         row = d.rows.get(wf)
         if row is not None and epoch > 0 and row.state is not state:
             d.rows[wf] = replace(row, state=state)
+            if row.state is WorkflowState.NEGOTIATING:  # ended before its COMMIT came
+                n.cancels.lost_to(wf, state)
         core = self.tk.core(wf)
         if core is not None and self.announce(now, wf, core, state):
             n.stats["takeover claimant told an earlier epoch's end on"] += 1

@@ -32,7 +32,9 @@ One `Takeover` per committed workflow per participant, fed by the shell:
 
 - `Watch(state)`: the membership state of the coordinator known here (ALIVE,
   SUSPECT, DEAD, LEFT, or "" when unknown). DEAD or LEFT makes it *gone* at once;
-  anything but ALIVE for `takeover_after_s` (silent: a partition, a stall) too.
+  anything but ALIVE for `takeover_after_s` (silent: a partition, a stall) too. ""
+  is no silence seen but a view not had: silence counts from the view's first word
+  (seed 68000128: a Node stalled as it restarted claimed at its first SUSPECT).
 - `Timer`: `now` passed `get_timer()`.
 - `Grant(voter, epoch)` / `Deny(voter, epoch, held_epoch, holder, proven)`: answers to
   our claim or to an acting coordinator's ask (`proven`: see Denials).
@@ -247,6 +249,7 @@ class Takeover:
         self.rival_again_s = rival_again_s
         self.role = Role.ACTING if self.coordinator == me else Role.FOLLOWING
         self._unseen_since: float | None = None  # coordinator not ALIVE since
+        self._unnamed = False  # ... the view never naming it ("") since then
         self._gone = False
         self._grants: set[str] = set()
         self._claim_deadline: float | None = None
@@ -324,8 +327,9 @@ class Takeover:
         if ev.state == "ALIVE":
             self._unseen_since, self._gone = None, False
             return []
-        if self._unseen_since is None:
-            self._unseen_since = now
+        if self._unseen_since is None or self._unnamed and ev.state:
+            self._unseen_since = now  # first silent, or first named (see Watch)
+            self._unnamed = not ev.state
         if ev.state in GONE_AT_ONCE or now >= self._unseen_since + self.takeover_after_s:
             self._gone = True
         return self._maybe_claim(now)

@@ -539,3 +539,45 @@ def test_a_step_held_back_by_a_cancel_starts_as_it_grants_a_later_claim():
     assert [r[1] for r in fed.running["d0"]] == ["s0"]
     at_d0 = [n[1] for n in notes if n[0] == "d0"]
     assert "cancel_void" in at_d0[:at_d0.index("step_started")], at_d0
+
+
+def test_a_cancel_waiting_for_a_commit_is_void_when_a_later_epochs_end_comes_first():
+    """d0 took a cancel while its round's COMMIT was being decided (it waits); d1 and d2,
+    their view saying d0 DEAD, recover the COMMIT without it, and d1 claims epoch 1,
+    which d0 grants. d1, acting, fails d0's own step (its domain lost) and tells the end
+    FAILED in epoch 1, which reaches d0 before the round's decision does: d0's row ends
+    FAILED as d1 ended it, and the cancel, lost to that end, is noted void, naming d1
+    (takeover soak seed 69500487: the cancel stood, never noted void, against a
+    workflow ended FAILED everywhere)."""
+    fed = TakeoverFed()
+    fed.step("d0", Submit(TWF, spec_pb2.WorkflowSpec(
+        name="w", steps=[step("s0"), step("s1"), step("s2")]),
+        placement={"s0": "d0", "s1": "d1", "s2": "d2"}))
+
+    def to_d0(src: str, dst: str, msg: object) -> bool:
+        return dst == "d0" and isinstance(msg, (Accepted, Decision))
+
+    fed.deliver(keep=to_d0)
+    fed.net = []  # the round's decision never reaches d0
+    assert fed.nodes["d0"].coordinators[TWF].phase is Phase.DECIDING
+    _taken(fed, "d0")
+    assert fed.disks["d0"].rows[TWF].state is WorkflowState.NEGOTIATING  # it waits
+    notes: list[tuple] = []
+    noted = fed.note  # the federation's own (it counts who acts)
+    fed.note = lambda name, what, facts: (  # type: ignore
+        notes.append((name, what, *facts)), noted(name, what, facts))
+    for n in ("d1", "d2"):
+        fed.step(n, MemberState("d0", "DEAD"))  # d0 is not: only their views say so
+    fed.deliver(keep=to_d0)
+    fed.net = []
+    fed.now += 0.5
+    for n in ("d0", "d1", "d2", "d3"):
+        fed.step(n, Tick())  # in doubt, d0 gone: recovered at once (a COMMIT accepted)
+    fed.deliver(keep=to_d0)
+    assert fed.evidence.acting == {(TWF, 1): "d1"}
+    assert fed.disks["d0"].granted[TWF] == (1, "d1")
+    assert TWF not in fed.nodes["d0"].progress  # the decision never came
+    for n in ("d0", "d1", "d2"):
+        assert fed.disks[n].final[TWF] is WorkflowState.FAILED, n
+    assert fed.disks["d0"].rows[TWF].state is WorkflowState.FAILED
+    assert ("d0", "cancel_void", TWF, 1, "d1") in notes, notes

@@ -78,6 +78,30 @@ def test_a_silent_coordinator_is_taken_over_only_after_takeover_after_s():
     assert Persist(1, "b") in out and b.role is Role.CLAIMING
 
 
+def test_a_coordinator_the_view_first_names_after_none_is_silent_from_then():
+    """Takeover soak seed 68000128: a participant restarted and stalled before its view
+    was told anything; the view's first word, SUSPECT, came past the deadline its
+    unknown ("") had set. A view not had is no silence seen: it counts from then."""
+    b = core("b")
+    assert b.step(0.0, Watch("")) == [] and b.get_timer() == 10.0
+    assert b.step(13.0, Watch("SUSPECT")) == [] and b.get_timer() == 23.0
+    assert b.step(22.9, Timer()) == [] and b.role is Role.FOLLOWING
+    assert Persist(1, "b") in b.step(23.0, Timer())
+    # Never named at all (a coordinator long gone from the view): silent from the build.
+    b = core("b")
+    b.step(0.0, Watch(""))
+    assert Persist(1, "b") in b.step(10.0, Timer())
+    # Named DEAD: gone at once.
+    b = core("b")
+    b.step(0.0, Watch(""))
+    assert Persist(1, "b") in b.step(13.0, Watch("DEAD"))
+    # Named first, then unknown, then named again: still silent from the first word.
+    b = core("b")
+    for at, state in [(0.0, "SUSPECT"), (1.0, ""), (2.0, "SUSPECT")]:
+        assert b.step(at, Watch(state)) == []
+    assert b.get_timer() == 10.0
+
+
 def test_a_non_participant_never_claims():
     a = core("a", epoch=0)  # the original coordinator, acting
     assert a.role is Role.ACTING
