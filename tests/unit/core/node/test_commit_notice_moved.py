@@ -7,12 +7,12 @@ driven by hand (test_domain_loss.py's four), d0 coordinates."""
 from __future__ import annotations
 
 from fedorch.core.negotiation.messages import Decision
-from fedorch.core.node import MemberState, Message, Submit
+from fedorch.core.node import MemberState, Message, Submit, Tick
 from fedorch.core.node.records import PlacedMsg, PrepareMsg
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.gen.fedorch.v1 import spec_pb2
 
-from tests.unit.core.node.test_domain_loss import WF, NoTakeover, step
+from tests.unit.core.node.test_domain_loss import WF, Federation, NoTakeover, step
 from tests.unit.core.node.test_replacement import runs_of
 
 OTHERS = ("d0", "d2", "d3")
@@ -91,3 +91,52 @@ def test_a_first_commit_names_nothing_moved() -> None:
     fed.deliver()
     assert all(m.moved == () for _, m in fed.sent_by("d0", Decision))
     assert not [m for _, m in fed.sent_by("d0", PlacedMsg)]
+
+
+def test_a_late_upstream_result_starts_no_step_placed_elsewhere_meanwhile() -> None:
+    """s2 on d1 needs s1 on d2; d1, committed, is cut off and judged DEAD, and s2 (not
+    started) is placed again on d3. s1 SUCCEEDS at d2 before d2 is told the new
+    placement: its result goes to d1 too, resent until acknowledged. Once d2 takes the
+    placement, that result is owed d1 no more (running.py, `report_needs`): d1, back,
+    its new placement not yet told it, never hears s1 and never starts s2 (before: the
+    resent result started s2 on d1 too, a second run of a step not idempotent)."""
+    fed = Federation()
+    fed.step("d0", Submit(WF, spec_pb2.WorkflowSpec(name="w", steps=[
+        step("s1"), step("s2", needs=("s1",))]), placement={"s1": "d2", "s2": "d1"}))
+    fed.deliver()
+    assert fed.disks["d1"].committed[WF] == 1
+    fed.silent.add("d1")
+    fed.running["d1"] = set()
+    for n in OTHERS:
+        fed.step(n, MemberState("d1", "DEAD"))
+    fed.deliver(keep=lambda src, dst, msg: isinstance(msg, PlacedMsg) and dst == "d2")
+    told_d2, fed.net = fed.net, []
+    epoch, new, lost = fed.disks["d0"].placements[WF]["s2"]
+    assert (new, lost) == ("d3", "d1")
+    fed.end("d2", "s1")  # reported to d0 and to d1, which is cut off
+    assert ("result", WF, "s1", "d1") in fed.nodes["d2"].pending
+    fed.net = told_d2
+    fed.deliver()
+    assert fed.disks["d2"].placements[WF]["s2"] == (epoch, "d3", "d1")
+    fed.run_until(fed.now + 5.0)  # s1's result, sent again to d3, now committed there
+    assert runs_of(fed, "s2") == [("d3", 1)]
+    fed.silent.discard("d1")
+    for n in OTHERS:
+        fed.step(n, MemberState("d1", "ALIVE"))
+    hold_placed = lambda src, dst, msg: isinstance(msg, PlacedMsg) and dst == "d1"  # noqa: E731
+    fed.deliver(keep=hold_placed)
+    for _ in range(8):  # every resend due, the new placement's to d1 lost each time
+        fed.now += 2.0
+        for n in fed.names:
+            fed.step(n, Tick())
+        fed.deliver(keep=hold_placed)
+        fed.net = [m for m in fed.net if not hold_placed(*m)]
+    assert runs_of(fed, "s2") == [("d3", 1)]  # never on d1
+    assert "s1" not in fed.disks["d1"].results.get(WF, {})
+    fed.run_until(fed.now + 10.0)  # the placement reaches d1 at last
+    assert fed.disks["d1"].placements[WF]["s2"] == (epoch, "d3", "d1")
+    fed.end("d3", "s2")
+    fed.run_until(fed.now + 10.0)
+    assert runs_of(fed, "s2") == [("d3", 1)]
+    for n in ("d0", "d1", "d2", "d3"):
+        assert fed.disks[n].final[WF] is WorkflowState.SUCCEEDED
