@@ -58,6 +58,11 @@ other Node's (and the coordinator's own, where it is a participant too):
   the end, so it is told it with the epoch's certificate (`_end_to_new_domain`);
 - restore (`resumed`): the placements on record are taken again as the progress is
   rebuilt (this Node's own only once the round's COMMIT is learned here);
+- carried by the workflow's own COMMIT (`moved_away` at its coordinator, `take_moved`
+  here): the notice, first or resent, names the steps of the round's placement on its
+  recipient that are placed elsewhere since, and they are taken as told before the
+  COMMIT builds the progress, so a participant cut off and back starts none of them
+  (what it was told of them was in its coordinator's memory only: a restore lost it);
 - the workflow ended here (`ended`): a YES of a re-placement round still undecided is
   released (its coordinator makes nothing run under it; a COMMIT that comes later finds
   nothing held and changes nothing), noted (`released_at_end`: the simulator's checker
