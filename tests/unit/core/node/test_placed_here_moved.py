@@ -6,12 +6,13 @@ driven by hand (test_domain_loss.py's four), d0 coordinates."""
 
 from __future__ import annotations
 
-from fedorch.core.negotiation.messages import Decision
+from fedorch.core.negotiation.messages import Decision, DecisionQuery
 from fedorch.core.node import MemberState, Message, Submit, Tick
 from fedorch.core.node.records import PlacedMsg, PrepareMsg
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.gen.fedorch.v1 import spec_pb2
 
+from tests.unit.core.node.federation import sent
 from tests.unit.core.node.test_domain_loss import WF, Federation, NoTakeover, step
 from tests.unit.core.node.test_replacement import runs_of
 
@@ -140,3 +141,21 @@ def test_a_late_upstream_result_starts_no_step_placed_elsewhere_meanwhile() -> N
     assert runs_of(fed, "s2") == [("d3", 1)]
     for n in ("d0", "d1", "d2", "d3"):
         assert fed.disks[n].final[WF] is WorkflowState.SUCCEEDED
+
+
+def test_the_coordinators_commit_answer_to_a_query_names_the_steps_moved_away() -> None:
+    """d1 in doubt asks the restored d0 (its record of what it told d1 is gone): the
+    COMMIT comes as a notice naming s2 as placed elsewhere, and d1 never starts it."""
+    fed = NoTakeover()
+    new = d1_cut_off_after_its_vote_and_s2_placed_again(fed)
+    fed.restore("d0")
+    fed.net = []  # its COMMIT sent again at the restore: lost
+    d1_back(fed)
+    fed.net = []
+    ready = fed.step("d0", Message("d1", DecisionQuery((WF, 1), "d1")))
+    replies = [m for to, m in sent(ready) if to == "d1"]
+    fed.deliver()
+    assert fed.disks["d1"].learned[(WF, 1)].commit
+    assert runs_of(fed, "s2") == [(new, 1)]
+    assert [type(m) for m in replies] == [Decision]
+    assert replies[0].moved == (("s2", *fed.disks["d0"].placements[WF]["s2"]),)
