@@ -302,8 +302,8 @@ class Running:
         domains it was placed away from, where no other step needs them: resent there
         until acknowledged, such a result would reach a domain cut off while its step
         was placed elsewhere, back before it is told so, and start the step there too
-        (a second run of a step not idempotent; its new domain's COMMIT waited for this
-        Node to hold the new placement, so nothing left here for it after that)."""
+        (a second run of a step not idempotent). One sent before this Node took the
+        placement and delivered after it still can (docs/failures.md, not built)."""
         n = self.n
         p = n.progress.get(wf)
         if p is None or step not in p.steps:
