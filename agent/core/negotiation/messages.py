@@ -218,6 +218,11 @@ class Decision:
     value: Value
     sender: str
     chosen: bool = True
+    # A workflow's own COMMIT sent by its coordinator (the Node's part: placed_here.py,
+    # `moved_away`): the steps the round placed on the recipient that are placed
+    # elsewhere now, as (step, placement epoch, domain, lost domain) each; taken there
+    # as told placements before anything starts. Empty everywhere else.
+    moved: tuple[tuple[str, int, str, str], ...] = ()
 
 
 @dataclass(frozen=True)

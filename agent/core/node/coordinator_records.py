@@ -68,9 +68,13 @@ def coordinator_action(negotiation: Any, now: float, core: Coordinator, a: objec
         n.note("decided", (wf, a.round), value, now)
     elif isinstance(a, SendDecision):
         value = core.decision(a.round)
-        if value is not None and (not value.commit
-                                  or n.replacement.may_send_commit(wf, a.domain)):
+        if value is not None and not value.commit:
             n.send(a.domain, Decision((wf, a.round), value, n.name))
+        elif value is not None and n.replacement.may_send_commit(wf, a.domain):
+            # Naming the steps placed elsewhere since (placed_here.py, `moved_away`).
+            moved = n.placed_here.moved_away(wf, a.domain)
+            if moved is not None:
+                n.send(a.domain, Decision((wf, a.round), value, n.name, moved=moved))
     elif isinstance(a, Finished):
         n.point("Finished")
         cancelled = not a.committed and not a.cancelled and n.cancels.finished_cancelled(wf)

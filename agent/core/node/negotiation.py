@@ -248,6 +248,7 @@ class Negotiation:
         if core is not None and not self.n.replacement.owns(msg.key):
             core.receive_paxos(now, msg)
             self.run(now, core.next_actions(), core)
+        self.n.placed_here.take_moved(now, src, msg)  # before the progress is built
         self.learn(now, msg.key, msg.value, tx)
 
     def _on_query(self, now: float, src: str, msg: DecisionQuery) -> None:
@@ -262,9 +263,14 @@ class Negotiation:
         elif ours and (core := n.coordinators.get(msg.key[0])) is not None:
             answer = core.answer_query(now, msg.key[1])
             self.run(now, core.next_actions(), core)
-            if answer.value is not None and answer.value.commit \
-                    and not n.replacement.may_send_commit(msg.key[0], src):
-                answer = DecisionAnswer(msg.key, n.name, AnswerStatus.UNKNOWN)
+            if answer.value is not None and answer.value.commit:
+                moved = n.placed_here.moved_away(msg.key[0], src) \
+                    if n.replacement.may_send_commit(msg.key[0], src) else None
+                if moved is None:
+                    answer = DecisionAnswer(msg.key, n.name, AnswerStatus.UNKNOWN)
+                elif moved:  # answered as the notice is, naming the steps moved away
+                    n.send(src, Decision(msg.key, answer.value, n.name, moved=moved))
+                    return
         elif n.replacement.handover.answered(msg.key, src):
             return  # its end, or its COMMIT handed out (replacement_handover.py)
         elif n.retain is not None and n.retain.presumes_abort(msg.key):

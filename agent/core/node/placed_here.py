@@ -58,6 +58,11 @@ other Node's (and the coordinator's own, where it is a participant too):
   the end, so it is told it with the epoch's certificate (`_end_to_new_domain`);
 - restore (`resumed`): the placements on record are taken again as the progress is
   rebuilt (this Node's own only once the round's COMMIT is learned here);
+- carried by the workflow's own COMMIT (`moved_away` at its coordinator, `take_moved`
+  here): the notice, first or resent, names the steps of the round's placement on its
+  recipient that are placed elsewhere since, and they are taken as told before the
+  COMMIT builds the progress, so a participant cut off and back starts none of them
+  (what it was told of them was in its coordinator's memory only: a restore lost it);
 - the workflow ended here (`ended`): a YES of a re-placement round still undecided is
   released (its coordinator makes nothing run under it; a COMMIT that comes later finds
   nothing held and changes nothing), noted (`released_at_end`: the simulator's checker
@@ -120,6 +125,57 @@ class PlacedHere:
         placed again, as a grant or a placement answer carries them."""
         return tuple((step, epoch, domain, lost) for step, (epoch, domain, lost)
                      in sorted(self.n.state.placements.get(wf, {}).items()))
+
+    def moved_away(self, wf: str, domain: str) -> tuple[tuple[str, int, str, str], ...] | None:
+        """As `wf`'s coordinator, about to send its own round's COMMIT to `domain`: the
+        steps that round placed on `domain` that are placed elsewhere now, as (step,
+        epoch, domain, lost) each, which the notice names (Decision.moved: the
+        participant takes them before it builds its progress, so it never starts them).
+        None: hold the notice back, a step of `domain`'s being placed again with its
+        COMMIT not yet made (told before made, replacement_telling.py): the placement
+        is not yet a fact to hand out, and the notice goes again once it is.
+
+        Why the notice must say so. What was told `domain` of a new placement (its
+        PlacedMsg, resent until acknowledged) is kept in memory only: a coordinator
+        restored while `domain` was cut off tells it again only what it may still
+        COMMIT, and without takeover a placement whose round's record was collected is
+        not told again at all; the COMMIT it sends again, unchecked, would have a
+        participant in doubt and back start the step its new domain runs (a second
+        run of it, its result refused by its epoch). The placements on record are
+        durable; the notice carries them, first or resent."""
+        n = self.n
+        placed = n.state.placements.get(wf)
+        row = n.state.rows.get(wf)
+        if not placed or row is None:
+            return ()
+        moved = []
+        for step, (epoch, new, lost) in sorted(placed.items()):
+            if row.info.placement.get(step) != domain or new == domain:
+                continue
+            if (wf, epoch) in n.replacement.telling:
+                n.stats["COMMIT held back: a step of its domain being placed again"] += 1
+                return None
+            moved.append((step, epoch, new, lost))
+        return tuple(moved)
+
+    def take_moved(self, now: float, src: str, msg: Any) -> None:
+        """A workflow's own COMMIT (`msg`, a Decision) naming steps placed elsewhere
+        (`moved_away`): taken as told placements, before the COMMIT is applied, so the
+        progress it builds here has them elsewhere and starts none of them. Only from
+        the round's coordinator (the placement is its word; another party's copy of
+        the decision counts, its list does not), and only for a COMMIT of a round
+        known here."""
+        n = self.n
+        tx = n.tx_of(msg.key)
+        info = n.state.info.get(msg.key)
+        if not msg.moved or not msg.value.commit or tx is None or src != tx.coordinator \
+                or info is None or info.lost:
+            return
+        wf = msg.key[0]
+        for step, epoch, domain, lost in msg.moved:
+            if info.placement.get(step) == n.name and domain != n.name:
+                n.stats["step moved away taken from a COMMIT notice"] += 1
+                self.take(now, PlacedMsg(wf, step, domain, epoch, lost))
 
     def promised(self, wf: str) -> int:
         """The latest coordinator epoch of `wf` this Node granted, follows or acts in

@@ -298,14 +298,29 @@ class Running:
 
     def report_needs(self, wf: str, step: str) -> None:
         """The results of `step`'s needs run here, reported again: `step` was placed
-        again, and its new domain needs them (replacement.py)."""
-        p = self.n.progress.get(wf)
+        again, and its new domain needs them (replacement.py). And owed no more to the
+        domains it was placed away from, where no other step needs them: resent there
+        until acknowledged, such a result would reach a domain cut off while its step
+        was placed elsewhere, back before it is told so, and start the step there too
+        (a second run of a step not idempotent). One sent before this Node took the
+        placement and delivered after it still can (docs/failures.md, not built)."""
+        n = self.n
+        p = n.progress.get(wf)
         if p is None or step not in p.steps:
             return
+        # Not the original coordinator's, whatever it holds (a saga may want it there).
+        moved_from = [d for d in p.steps[step].replaced_from if d != self.info(wf).coordinator]
+        coordinator = n.takeover.coordinator_now(wf) if n.takeover is not None \
+            else self.info(wf).coordinator
         for need in p.steps[step].needs:
             s = p.steps.get(need)
-            if s is not None and s.domain == self.n.name and s.state in TERMINAL_STEP_STATES:
+            if s is not None and s.domain == n.name and s.state in TERMINAL_STEP_STATES:
                 self.report(wf, need)
+                wanted = p.result_recipients(need, coordinator)
+                for dst in moved_from:
+                    if dst not in wanted \
+                            and n.pending.pop(("result", wf, need, dst), None) is not None:
+                        n.stats["result owed a domain a step was placed away from dropped"] += 1
 
     def _start_ready(self, now: float, wf: str) -> None:
         n = self.n

@@ -273,7 +273,7 @@ MESSAGES = {
     Accept: st.builds(Accept, txs, ballots, values, st.booleans()),
     Accepted: st.builds(Accepted, keys, ballots, names, values),
     Reject: st.builds(Reject, keys, ballots, names, ballots),
-    Decision: st.builds(Decision, keys, values, names, st.booleans()),
+    Decision: st.builds(Decision, keys, values, names, st.booleans(), placed_steps),
     DecisionQuery: st.builds(DecisionQuery, keys, names),
     DecisionAnswer: st.builds(DecisionAnswer, keys, names, st.sampled_from(AnswerStatus),
                               st.none() | values),

@@ -1,0 +1,161 @@
+"""A COMMIT notice of a workflow's own round reaching a participant whose step was
+placed elsewhere while it was cut off: the notice names the steps moved away from it
+(Decision.moved, placed_here.py `moved_away`), and the participant takes them as a
+PlacedMsg would be taken before its progress is built, so it never starts them. Nodes
+driven by hand (test_domain_loss.py's four), d0 coordinates."""
+
+from __future__ import annotations
+
+from fedorch.core.negotiation.messages import Decision, DecisionQuery
+from fedorch.core.node import MemberState, Message, Submit, Tick
+from fedorch.core.node.records import PlacedMsg, PrepareMsg
+from fedorch.core.workflow.lifecycle import WorkflowState
+from fedorch.gen.fedorch.v1 import spec_pb2
+
+from tests.unit.core.node.federation import sent
+from tests.unit.core.node.test_domain_loss import WF, Federation, NoTakeover, step
+from tests.unit.core.node.test_replacement import runs_of
+
+OTHERS = ("d0", "d2", "d3")
+
+
+def d1_cut_off_after_its_vote_and_s2_placed_again(fed: NoTakeover) -> str:
+    """s1 on d2, s2 (idempotent) on d1: d1 votes YES, then hears nothing more (the
+    COMMIT to it lost), and is judged DEAD; s2 is placed again. Returns its new domain."""
+    fed.step("d0", Submit(WF, spec_pb2.WorkflowSpec(name="w", steps=[
+        step("s1"), step("s2", idempotent=True)]), placement={"s1": "d2", "s2": "d1"}))
+    fed.deliver(keep=lambda src, dst, msg: dst == "d1" and not isinstance(msg, PrepareMsg))
+    fed.net = []  # lost
+    fed.silent.add("d1")
+    assert WF not in fed.disks["d1"].committed  # in doubt
+    for n in OTHERS:
+        fed.step(n, MemberState("d1", "DEAD"))
+    fed.deliver()
+    epoch, new, lost = fed.disks["d0"].placements[WF]["s2"]
+    assert lost == "d1" and new in ("d2", "d3")
+    assert runs_of(fed, "s2") == [(new, 1)]
+    return new
+
+
+def d1_back(fed: NoTakeover) -> None:
+    fed.silent.discard("d1")
+    for n in OTHERS:
+        fed.step(n, MemberState("d1", "ALIVE"))
+    fed.deliver()
+
+
+def test_a_restored_coordinators_resent_commit_starts_no_step_placed_elsewhere() -> None:
+    """d0 restarts while d1 is cut off: what it told d1 of s2's new placement was in
+    memory, and its round's record was collected, so nothing tells d1 again but the
+    COMMIT it sends again. That COMMIT names s2 as placed elsewhere: d1 takes the
+    placement and never starts s2 (before: d1 ran s2, its result refused by its epoch,
+    a second run of the step)."""
+    fed = NoTakeover()
+    new = d1_cut_off_after_its_vote_and_s2_placed_again(fed)
+    fed.restore("d0")
+    fed.step("d0", *[MemberState(m, "DEAD" if m == "d1" else "ALIVE")
+                     for m in ("d1", "d2", "d3")])
+    d1_back(fed)
+    fed.run_until(fed.now + 10.0)
+    assert fed.disks["d1"].learned[(WF, 1)].commit
+    assert runs_of(fed, "s2") == [(new, 1)]  # once, in its new domain only
+    assert fed.disks["d1"].placements[WF]["s2"] == fed.disks["d0"].placements[WF]["s2"]
+    notices = [m for to, m in fed.sent_by("d0", Decision) if to == "d1" and m.key == (WF, 1)]
+    assert notices and all(m.moved == (("s2", *fed.disks["d0"].placements[WF]["s2"]),)
+                           for m in notices)
+    fed.end(new, "s2")
+    fed.end("d2", "s1")
+    fed.run_until(fed.now + 10.0)
+    for n in ("d0", "d1", new):
+        assert fed.disks[n].final[WF] is WorkflowState.SUCCEEDED
+
+
+def test_a_notice_naming_steps_moved_away_is_taken_from_the_rounds_coordinator_only() -> None:
+    """The same COMMIT with steps moved away, from another party of the round (d2, an
+    acceptor that knows the decision): its decision counts, its list of moves does not
+    (a placement is the coordinator's word)."""
+    fed = NoTakeover()
+    d1_cut_off_after_its_vote_and_s2_placed_again(fed)
+    value = fed.disks["d0"].records.get((WF, 1)) or fed.disks["d0"].learned[(WF, 1)]
+    d1_back(fed)
+    fed.net = []
+    fed.step("d1", Message("d2", Decision((WF, 1), value, "d2",
+                                          moved=(("s2", 9, "d3", "d1"),))))
+    assert fed.disks["d1"].learned[(WF, 1)].commit
+    assert "s2" not in fed.disks["d1"].placements.get(WF, {})
+
+
+def test_a_first_commit_names_nothing_moved() -> None:
+    fed = NoTakeover()
+    fed.step("d0", Submit(WF, spec_pb2.WorkflowSpec(name="w", steps=[step("s1")]),
+                          placement={"s1": "d1"}))
+    fed.deliver()
+    assert all(m.moved == () for _, m in fed.sent_by("d0", Decision))
+    assert not [m for _, m in fed.sent_by("d0", PlacedMsg)]
+
+
+def test_a_late_upstream_result_starts_no_step_placed_elsewhere_meanwhile() -> None:
+    """s2 on d1 needs s1 on d2; d1, committed, is cut off and judged DEAD, and s2 (not
+    started) is placed again on d3. s1 SUCCEEDS at d2 before d2 is told the new
+    placement: its result goes to d1 too, resent until acknowledged. Once d2 takes the
+    placement, that result is owed d1 no more (running.py, `report_needs`): d1, back,
+    its new placement not yet told it, never hears s1 and never starts s2 (before: the
+    resent result started s2 on d1 too, a second run of a step not idempotent)."""
+    fed = Federation()
+    fed.step("d0", Submit(WF, spec_pb2.WorkflowSpec(name="w", steps=[
+        step("s1"), step("s2", needs=("s1",))]), placement={"s1": "d2", "s2": "d1"}))
+    fed.deliver()
+    assert fed.disks["d1"].committed[WF] == 1
+    fed.silent.add("d1")
+    fed.running["d1"] = set()
+    for n in OTHERS:
+        fed.step(n, MemberState("d1", "DEAD"))
+    fed.deliver(keep=lambda src, dst, msg: isinstance(msg, PlacedMsg) and dst == "d2")
+    told_d2, fed.net = fed.net, []
+    epoch, new, lost = fed.disks["d0"].placements[WF]["s2"]
+    assert (new, lost) == ("d3", "d1")
+    fed.end("d2", "s1")  # reported to d0 and to d1, which is cut off
+    assert ("result", WF, "s1", "d1") in fed.nodes["d2"].pending
+    fed.net = told_d2
+    fed.deliver()
+    assert fed.disks["d2"].placements[WF]["s2"] == (epoch, "d3", "d1")
+    fed.run_until(fed.now + 5.0)  # s1's result, sent again to d3, now committed there
+    assert runs_of(fed, "s2") == [("d3", 1)]
+    fed.silent.discard("d1")
+    for n in OTHERS:
+        fed.step(n, MemberState("d1", "ALIVE"))
+    hold_placed = lambda src, dst, msg: isinstance(msg, PlacedMsg) and dst == "d1"  # noqa: E731
+    fed.deliver(keep=hold_placed)
+    for _ in range(8):  # every resend due, the new placement's to d1 lost each time
+        fed.now += 2.0
+        for n in fed.names:
+            fed.step(n, Tick())
+        fed.deliver(keep=hold_placed)
+        fed.net = [m for m in fed.net if not hold_placed(*m)]
+    assert runs_of(fed, "s2") == [("d3", 1)]  # never on d1
+    assert "s1" not in fed.disks["d1"].results.get(WF, {})
+    fed.run_until(fed.now + 10.0)  # the placement reaches d1 at last
+    assert fed.disks["d1"].placements[WF]["s2"] == (epoch, "d3", "d1")
+    fed.end("d3", "s2")
+    fed.run_until(fed.now + 10.0)
+    assert runs_of(fed, "s2") == [("d3", 1)]
+    for n in ("d0", "d1", "d2", "d3"):
+        assert fed.disks[n].final[WF] is WorkflowState.SUCCEEDED
+
+
+def test_the_coordinators_commit_answer_to_a_query_names_the_steps_moved_away() -> None:
+    """d1 in doubt asks the restored d0 (its record of what it told d1 is gone): the
+    COMMIT comes as a notice naming s2 as placed elsewhere, and d1 never starts it."""
+    fed = NoTakeover()
+    new = d1_cut_off_after_its_vote_and_s2_placed_again(fed)
+    fed.restore("d0")
+    fed.net = []  # its COMMIT sent again at the restore: lost
+    d1_back(fed)
+    fed.net = []
+    ready = fed.step("d0", Message("d1", DecisionQuery((WF, 1), "d1")))
+    replies = [m for to, m in sent(ready) if to == "d1"]
+    fed.deliver()
+    assert fed.disks["d1"].learned[(WF, 1)].commit
+    assert runs_of(fed, "s2") == [(new, 1)]
+    assert [type(m) for m in replies] == [Decision]
+    assert replies[0].moved == (("s2", *fed.disks["d0"].placements[WF]["s2"]),)
