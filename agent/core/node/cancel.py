@@ -63,8 +63,9 @@ taken from a claim's answer, even in an epoch of its own: the takeover part's
 Announce): the cancel lost to an end that was made first, and is noted void (seed
 4401924). So too a cancel that waited for a COMMIT proposed, this Node granting a later
 epoch meanwhile: void as the round commits, before the progress starts anything
-(`before_start`, seed 116571), or as that epoch's other end comes before the round's
-decision (`lost_to`, seed 69500487). Why that is sound: the end it lost to is the workflow's one end (made by an
+(`before_start`, seed 116571; so too when the later epoch's end was taken here before the
+COMMIT came: seed 66000289), or as that epoch's end comes before the round's decision
+does (`lost_to`, seed 69500487). Why that is sound: the end it lost to is the workflow's one end (made by an
 epoch's holder, told first, or found by every later claimant), no CANCELLED was ever
 made anywhere (a told end is made only where it was told, and this one was void
 before), and the caller is answered: the client service, waiting on the cancel, sees
@@ -205,9 +206,12 @@ class Cancels:
         epoch: void now, before the progress starts a step of ours as a follower (after
         it, the attempt started under a cancel the caller was never told had lost:
         takeover soak seed 116571). Driving the workflow, nothing here: `after_run`
-        carries the cancel out, its attempts held back meanwhile (`holds_back`)."""
+        carries the cancel out, its attempts held back meanwhile (`holds_back`). The
+        later epoch's end taken here already (its notice came before the COMMIT did)
+        voids it too, unless that end is CANCELLED: the cancel lost to an end made
+        first, and nothing else would note it (takeover soak seed 66000289)."""
         n = self.n
-        if wf in n.state.cancels and wf not in n.state.final \
+        if wf in n.state.cancels and n.state.final.get(wf) is not WorkflowState.CANCELLED \
                 and holder_elsewhere(n, wf) is not None:
             self.void(wf)
 

@@ -581,3 +581,49 @@ def test_a_cancel_waiting_for_a_commit_is_void_when_a_later_epochs_end_comes_fir
         assert fed.disks[n].final[TWF] is WorkflowState.FAILED, n
     assert fed.disks["d0"].rows[TWF].state is WorkflowState.FAILED
     assert ("d0", "cancel_void", TWF, 1, "d1") in notes, notes
+
+
+def test_a_cancel_waiting_for_a_commit_beaten_by_a_later_epochs_end_is_void():
+    """d0 took a cancel while its round's COMMIT was being decided (it waits; what
+    would decide it at d0 is held back) and went silent; d1 took the workflow over in
+    epoch 1 and ended it SUCCEEDED. d0, back, grants d1's claim, takes that end and
+    only then learns the COMMIT: the cancel lost to the end made in epoch 1 and is
+    noted void, its caller answered that the workflow ended otherwise (takeover soak
+    seed 66000289: noted nowhere, the cancel stood at d0 next to its SUCCEEDED end)."""
+    fed = TakeoverFed()
+    fed.step("d0", Submit(TWF, spec_pb2.WorkflowSpec(name="w", steps=[step("s1"), step("s2")]),
+                          placement={"s1": "d1", "s2": "d2"}))
+
+    def to_d0(src: str, dst: str, msg: object) -> bool:
+        return dst == "d0" != src and isinstance(msg, (Accepted, Decision))
+
+    fed.deliver(keep=to_d0)
+    held = [m for m in fed.net if to_d0(*m)]
+    fed.net = []
+    assert fed.nodes["d0"].coordinators[TWF].phase is Phase.DECIDING
+    _taken(fed, "d0")
+    assert fed.disks["d0"].rows[TWF].state is WorkflowState.NEGOTIATING  # it waits
+    fed.goes_silent_and_dead("d0")
+    fed.run_until(fed.now + 5.0)
+    assert fed.evidence.acting == {(TWF, 1): "d1"}
+    fed.end("d1", "s1")
+    fed.end("d2", "s2")
+    assert fed.disks["d1"].final[TWF] is WorkflowState.SUCCEEDED
+    told = [m for to, m in fed.sent_by("d1", FinalMsg) if to == "d0"]
+    assert told and told[-1].epoch == 1 and told[-1].won
+    fed.silent.discard("d0")
+    notes: list[tuple] = []
+    fed.note = lambda name, what, facts: notes.append((name, what, *facts))  # type: ignore
+    # Back, d0 hears d1's claim (won) and its end, and nothing else yet.
+    fed.step("d0", Message("d1", ClaimMsg(TWF, 1, won=won(fed))),
+             Message("d1", told[-1]))
+    fed.net = []
+    assert fed.disks["d0"].granted[TWF] == (1, "d1")
+    assert fed.disks["d0"].final[TWF] is WorkflowState.SUCCEEDED
+    assert TWF not in fed.disks["d0"].committed  # the COMMIT not learned yet
+    for src, dst, msg in held:
+        fed.step(dst, Message(src, msg))
+    fed.deliver()
+    assert TWF in fed.disks["d0"].committed
+    assert fed.disks["d0"].final[TWF] is WorkflowState.SUCCEEDED
+    assert [n for n in notes if n[:3] == ("d0", "cancel_void", TWF)], notes
