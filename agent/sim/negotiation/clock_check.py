@@ -41,7 +41,10 @@ once, with the times that break it):
     (`Simulation.member_state`, as the world answers the agent) showed the coordinator
     not ALIVE, with no ALIVE since and the agent up throughout (what the agent could
     know: its Node is told each change of its view as it happens, as `MemberState`
-    inputs, and a restarted agent starts afresh).
+    inputs, and a restarted agent starts afresh: from its boot if its new Node's first
+    look at the coordinator is not ALIVE, since a member the view never named is
+    silent to the Node's takeover core, core/node/takeover.py; a stall in the boot's
+    turn delays that first look).
     Which coordinator it followed is read off its disk just before that write: whom
     it follows is the agent's, when it may stop following is what is checked;
   - a claimant whose claim met a rival and timed out claims the next epoch at least
@@ -100,6 +103,7 @@ class ClockCheck:
         # (observer, member) -> the first view of `member` not ALIVE since it last was.
         self._silent_since: dict[tuple[str, str], float] = {}
         self._last_seen: dict[tuple[str, str], str] = {}  # (observer, member) -> state
+        self._looked_at: dict[tuple[str, str], float] = {}  # (observer, member) -> last look
         # (observer, member) -> when its view first said DEAD or LEFT since it last said
         # ALIVE: the takeover core holds a coordinator gone from then until ALIVE (a
         # DEAD that turns SUSPECT, the member back and down again between two looks,
@@ -130,6 +134,10 @@ class ClockCheck:
     def observed(self, observer: str, member: str, state: str) -> None:
         """`observer`'s membership view answered `state` for `member` now."""
         key, now = (observer, member), self.sim.now
+        restarted = self.sim.last_restart.get(observer)
+        booted = 0.0 if restarted is None else restarted  # its current Node's build
+        looked = self._looked_at.get(key)
+        self._looked_at[key] = now
         self._last_seen[key] = state
         if state == "ALIVE":
             self._silent_since.pop(key, None)
@@ -141,7 +149,12 @@ class ClockCheck:
                 self._gone_since[key] = now
         since = self._silent_since.get(key)
         if since is None or since < self.sim.last_restart.get(observer, -1.0):
-            self._silent_since[key] = now  # a restarted observer counts afresh
+            # A restarted observer counts afresh: from now, or from its boot if this is
+            # its new Node's first look at `member` (told nothing since, a stall in its
+            # boot's turn, the Node held it "": never named, silent to its takeover
+            # core, core/node/takeover.py; takeover soak seed 64001033).
+            first = looked is None or looked < booted
+            self._silent_since[key] = booted if first else now
 
     def writing(self, agent: str, disk: Disk, write: Write) -> None:
         """A write group about to be applied to `disk` (still as before it): an agent

@@ -285,3 +285,26 @@ def test_a_claimant_that_took_the_old_coordinators_end_tells_those_that_granted_
     checked over the schedule's seeds above."""
     report = stalled_schedule(1110).run()
     assert report.violations == [], report.violations
+
+
+def test_a_coordinator_never_named_since_the_claimants_boot_is_silent_from_it() -> None:
+    """Takeover soak seed 64001033: d2 restarted at 16.9 and stalled in its boot's turn
+    until 31.8, so its new Node was told no view before then; told d0 SUSPECT (a
+    partition), it claimed at once. Its takeover core held d0 "" (never named: silent,
+    core/node/takeover.py) since its boot, 14.8 s: the check counts from the boot too,
+    but only for a first look since the boot that is not ALIVE."""
+    check, failures = checker()
+    check.sim.now = 1.0
+    check.observed("d1", "d0", "ALIVE")
+    check.sim.last_restart["d1"] = 2.0  # d1's new Node is told nothing until 9.0
+    check.sim.now = 9.0
+    check.observed("d1", "d0", "SUSPECT")
+    own_grant(check, Disk(), 9.0, 1)  # silent since its boot: 7 s
+    assert failures == [] and check.claims == 1
+    check, failures = checker()
+    check.sim.last_restart["d1"] = 2.0
+    for at, state in [(2.0, "ALIVE"), (8.0, "SUSPECT")]:
+        check.sim.now = at
+        check.observed("d1", "d0", state)
+    own_grant(check, Disk(), 9.0, 1)  # ALIVE in its view since the boot: 1 s of 3
+    assert len(failures) == 1 and "silent in its view for 1.000 s" in failures[0]
