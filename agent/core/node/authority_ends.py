@@ -29,7 +29,9 @@ sender, as follow_end takes it: its end is taken even from the original coordina
 which is no participant (takeover soak seed 115316). Safe: no grant changes, and a
 rival's end of that epoch needs its certificate as at any holder. A takeover claim
 comes from a participant, the original coordinator, or a claimant that was granted an
-epoch here; its answer from anyone (the claim core checks what it says).
+epoch here, or from anyone once the workflow ended here (no saga plan open): it is
+answered with the end alone, which grants nothing; its answer from anyone (the claim
+core checks what it says).
 
 Pure: reads the Node, changes nothing.
 """
@@ -256,6 +258,14 @@ def claim(node: Any, src: str, msg: ClaimMsg, votes: Any, proven: Any) -> None:
     # A participant claims; so may the original coordinator, told of a later epoch whose
     # holder is gone (agent/core/workflow/takeover_overtaken.py): grants decide.
     d = node.state
+    if msg.workflow_id in d.final \
+            and not node.compensating.plans.plan_open(msg.workflow_id):
+        # Ended here, no saga plan open: the claim is answered with the end alone, no
+        # grant (takeover_claims.py), whoever claims. A step's domain placed again
+        # twice over is named in no placement kept here (only a step's latest is), yet
+        # holds its round's reservation and, claiming, refuses the tell of its step's
+        # move; refused too, it never learned the end (2PC takeover soak seed 65000697).
+        return
     participants = epoch_of(d, msg.workflow_id)[1]
     if participants is not None:
         participants = participants | {coordinator_of(msg.workflow_id)}

@@ -44,7 +44,7 @@ def test_the_soak_command_takes_the_commit_protocol(capsys) -> None:
     assert "in-doubt query" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("seed", [4920613, 4920841, 8400444, 8401953, 9100469])
+@pytest.mark.parametrize("seed", [4920613, 4920841, 8400444, 8401953, 9100469, 65000697])
 def test_classic_takeover_seeds_once_failing_hold_every_invariant(seed: int) -> None:
     """2PC takeover soak seeds: a new domain refused the end of the domain its round
     replaced (4920613, 8400444), a step left waiting to be placed when its coordinator's drive
@@ -54,7 +54,12 @@ def test_classic_takeover_seeds_once_failing_hold_every_invariant(seed: int) -> 
     the takeover rules of epoch certificates since, the run no longer reaches that
     case, and no seed of 2,000 from 8,400,000 does), a lost domain back that yielded
     its claim to a new domain whose placement it never took, then refused that
-    domain's claim as no party's (9100469: the workflow waited for ever).
+    domain's claim as no party's (9100469: the workflow waited for ever), and a
+    step's domain placed again twice over, back and claiming: it refused its step's
+    move (told in an older epoch than its claim) and every member refused its claim
+    as no party's, so it never learned the end and held its reservation for ever
+    (65000697: a claim of a workflow ended here is answered with the end,
+    authority_ends.py).
     `run` raises on any violation."""
     run(seed, takeover_after_s=3.0, classic=True)
 

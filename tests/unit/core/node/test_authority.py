@@ -145,6 +145,34 @@ def test_a_claim_of_the_rival_granted_here_is_let_through():
         assert refused.value.reason == "not_participant"
 
 
+def placed_again_twice(*, ended: bool, plan_open: bool = False) -> SimpleNamespace:
+    """co, the coordinator, placed s2 again on n (lost with b), then on x (lost with
+    n), then on y (lost with x): the placement kept names only the latest, y's, so n
+    is named nowhere here; co has or has not ended WF (a saga plan open or not)."""
+    info = WfInfo(spec_pb2.WorkflowSpec(), {"s1": "a", "s2": "b"}, "co")
+    state = SimpleNamespace(rows={WF: SimpleNamespace(info=info)}, info={}, committed={},
+                            epochs={}, granted={}, placements={WF: {"s2": (8, "y", "x")}},
+                            final={WF: WorkflowState.SUCCEEDED} if ended else {})
+    plans = SimpleNamespace(plan_open=lambda wf: plan_open)
+    return SimpleNamespace(state=state, votes=None, compensating=SimpleNamespace(plans=plans),
+                           end_notices=SimpleNamespace(end_proof=lambda wf: None))
+
+
+def test_a_claim_of_a_workflow_ended_here_is_let_through_to_be_answered_with_its_end():
+    """n, back, holds its round's reservation and claims epoch 1 (co silent to it, cut
+    off); it refused co's tell of the step's move, an older epoch's than its claim
+    (placed_here.py). Refused as no party, it never learned co's end and held its
+    reservation for ever (2PC takeover soak seed 65000697): ended here, the claim
+    reaches the claim core, which answers with the end and grants nothing. While WF
+    runs here, or its saga plan is open (a claim may then be granted), n is refused."""
+    check(placed_again_twice(ended=True), "n", ClaimMsg(WF, 1, None))
+    for node in (placed_again_twice(ended=False), placed_again_twice(ended=True,
+                                                                     plan_open=True)):
+        with pytest.raises(Refused) as refused:
+            check(node, "n", ClaimMsg(WF, 1, None))
+        assert refused.value.reason == "not_participant"
+
+
 def test_acknowledgements_are_checked_each_by_its_rule_and_refused_alone():
     """An `Acks` input (check_acks): the ones in the sender's own name are kept, in
     order; one in another's name, or no acknowledgement at all, is refused alone."""
