@@ -49,3 +49,13 @@ def test_the_clients_reading_counts_its_passes_inside_the_block() -> None:
     assert gc_per_workflow({"client": before}, {"client": after}, 1)["client"]["passes"] \
         == [0.0, 1.0, 0.0]
     assert client.reading()["passes"] == [0.0, 1.0, 0.0]  # none counted after the block
+
+
+def test_the_client_collects_with_the_agents_thresholds_inside_the_block_only() -> None:
+    from fedorch.bench.gc_share import client_thresholds
+    from fedorch.runtime.daemon import GC_THRESHOLDS
+
+    saved = gc.get_threshold()
+    with client_thresholds(GC_THRESHOLDS):
+        inside = gc.get_threshold()
+    assert inside == GC_THRESHOLDS != saved and gc.get_threshold() == saved
