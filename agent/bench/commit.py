@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import grpc
+from fedorch.bench.gc_share import GcTime, client_thresholds, gc_per_workflow, gc_readings
 from fedorch.bench.realnet import RealNet
 from fedorch.cli.demo import pick_free_ports
 from fedorch.core.workflow.lifecycle import TERMINAL
@@ -368,10 +369,14 @@ async def _peak(net: RealNet, total: int, concurrency: int, submit: str = "call"
     transactions and envelopes per workflow."""
     node_before = await asyncio.to_thread(node_counters, net)
     statements_before = await asyncio.to_thread(store_statements, net)
+    gc_before = await asyncio.to_thread(gc_readings, net)
     threads_before = {d: thread_cpu_s(proc.pid) for d, proc in net.procs.items()}
     cpu_before = cpu_now(net)
     start = time.monotonic()
-    loaded = await _closed_loop(net, total, concurrency, submit, time_commit=False)
+    with GcTime() as client_gc:
+        gc_before["client"] = client_gc.reading()
+        loaded = await _closed_loop(net, total, concurrency, submit, time_commit=False)
+        client_gc_after = client_gc.reading()
     cpu = cpu_ms_per_workflow(cpu_before, cpu_now(net), total)
     threads = {d: cpu_ms_per_workflow(threads_before[d], thread_cpu_s(proc.pid), total)
                for d, proc in net.procs.items()}
@@ -383,6 +388,9 @@ async def _peak(net: RealNet, total: int, concurrency: int, submit: str = "call"
         if r.error:
             failed[r.error] = failed.get(r.error, 0) + 1
     after = await asyncio.to_thread(node_counters, net)
+    gc_after = await asyncio.to_thread(gc_readings, net)
+    gc_after["client"] = client_gc_after
+    collector = gc_per_workflow(gc_before, gc_after, total)
     scale = {k: 1000 if k.endswith("_cpu_ms") else 1 for k in NODE_COUNTERS}
     node = {"node_per_workflow": {
         d: {k: round((after[d][k] - node_before[d][k]) * scale[k] / total, 3)
@@ -398,6 +406,10 @@ async def _peak(net: RealNet, total: int, concurrency: int, submit: str = "call"
             "cpu_ms_by_process": cpu,
             # Each agent's CPU per workflow by thread (THREAD_PARTS).
             "cpu_ms_by_thread": threads,
+            # Each process's CPU ms per workflow inside the garbage collector (a part of
+            # its cpu_ms_by_process), and its passes per workflow by generation.
+            "gc_ms_per_workflow": {name: c["ms"] for name, c in collector.items()},
+            "gc_per_workflow": collector,
             # Each agent's SQL statements per workflow over the loop (c1 coordinates).
             "statements_per_workflow": {
                 d: round((statements[d] - statements_before[d]) / total, 1)
@@ -431,12 +443,15 @@ async def _federation(tmp: Path, commit: str, extra: dict | None = None,
         return [*agent_command(config)[:2], "fedorch.bench.profiled_agent", str(profiled),
                 "agent", "run", "--config", str(config)]
 
+    from fedorch.runtime.daemon import GC_THRESHOLDS
+
     try:
         await net.start(command=command)
         from fedorch.cli.demo import wait_members_alive
         for d in DOMAINS:
             await wait_members_alive(net.procs[d], DOMAINS, 5.0, 30)
-        yield net
+        with client_thresholds(GC_THRESHOLDS):
+            yield net
     finally:
         await net.close()
         net.stop()
@@ -490,6 +505,8 @@ async def run_commit_bench(total: int = WORKFLOWS_PER_LOOP,
         "cpu_ms_per_workflow": peak["cpu_ms_per_workflow"],
         "cpu_ms_by_process": peak["cpu_ms_by_process"],
         "cpu_ms_by_thread": peak["cpu_ms_by_thread"],
+        "gc_ms_per_workflow": peak["gc_ms_per_workflow"],
+        "gc_per_workflow": peak["gc_per_workflow"],
         "statements_per_workflow": peak["statements_per_workflow"],
         "workflows": total,
         "concurrency": peak["concurrency"],

@@ -135,6 +135,9 @@ def _print_commit(r: dict) -> None:
     table.add_row("  of which " + ", ".join(
         f"{name} {ms}" for name, ms in r["cpu_ms_by_process"].items() if name != "total"),
         "", "")
+    if "gc_ms_per_workflow" in r:  # the garbage collector's part of the CPU above
+        table.add_row("  of which in the garbage collector: " + ", ".join(
+            f"{name} {ms}" for name, ms in r["gc_ms_per_workflow"].items()), "", "")
     peak = next((loop for loop in r["closed_loops"]
                  if loop["concurrency"] == r["concurrency"]), {})
     for domain, counts in peak.get("node_per_workflow", {}).items():

@@ -24,7 +24,7 @@ from fedorch.core.identity.keys import KeyFileError, load_private_key
 from fedorch.core.identity.tls import trust_bundle
 from fedorch.core.identity.trust import TrustStore
 from fedorch.gen.fedorch.v1 import client_pb2, client_pb2_grpc, peer_pb2, peer_pb2_grpc
-from fedorch.runtime import logs, telemetry
+from fedorch.runtime import gc_tuning, logs, telemetry
 from fedorch.runtime.agent import Agent
 from fedorch.runtime.config import ConfigError, load_config, without_effect
 from fedorch.runtime.console import ConsoleError, start_console
@@ -70,9 +70,13 @@ LEAVE_GRACE_S = 1.0
 # The cyclic garbage collector's first threshold. Python's default (700 new container
 # objects) makes a busy agent run a young-generation pass every few hundred microseconds:
 # the messages, rows, futures and tasks of one workflow are thousands of short-lived
-# objects, which reference counting frees, not the collector. On the commit benchmark the
-# default thresholds cost the coordinator 5-20% of its CPU, depending on the run. With
-# these, cycles are still collected, only in larger and rarer passes.
+# objects, which reference counting frees, not the collector. With these, cycles are
+# still collected, only in larger and rarer passes: at the commit bench's peak the
+# collector is about 1 % of an agent's CPU (Python's default: 7 %, and 11-22 % over
+# 10,000 kept workflows, as each full pass walks all of them). A full pass comes after
+# 100 passes of the middle generation, so in practice not in a run (none in 10,000
+# workflows); a forced one then finds about a hundred unreachable objects: no cyclic
+# garbage piles up meanwhile (gc_tuning.py counts the passes; docs/benchmarks.md).
 GC_THRESHOLDS = (50_000, 20, 100)
 
 
@@ -110,6 +114,7 @@ def main(config_path: str, start_fresh: bool = False) -> int:
     for warning in without_effect(config):
         log.warning("config: %s", warning)
     gc.set_threshold(*GC_THRESHOLDS)
+    gc_tuning.CLOCK.install()  # the collector's passes and CPU, served as metrics
     try:
         telemetry.setup(config)  # off unless the config has `telemetry:`
         return asyncio.run(serve(config, config_path, start_fresh=start_fresh))
@@ -298,6 +303,7 @@ def _start_metrics(listen: str, agent: Agent):
     # so its registry can carry them.
     ProcessCollector(registry=agent.metrics.registry)
     GCCollector(registry=agent.metrics.registry)
+    agent.metrics.registry.register(gc_tuning.GcClockCollector(gc_tuning.CLOCK))
     host, _, port = listen.rpartition(":")
     server, _thread = start_http_server(int(port), addr=host.strip("[]"),
                                         registry=agent.metrics.registry)

@@ -1,0 +1,85 @@
+"""The cyclic garbage collector in a daemon: how often it runs, and what it costs.
+
+Theory of operation. CPython frees almost everything by reference counting; the cyclic
+collector exists only for reference cycles, and it runs when the count of container
+objects allocated minus those freed passes its first threshold. A busy agent allocates
+thousands of short-lived objects per workflow and keeps many thousands alive (every
+workflow until retention), so with Python's default (700) young passes run every few
+hundred microseconds and each older pass walks more of what is kept. A collection is
+not a function of ours: a profile charges it to whatever allocated. `GcClock` counts
+the passes per generation and the CPU time inside them (gc.callbacks, on the clock of
+the thread that collects), and the agent's metrics expose both, so a bench reads the
+collector's share per workflow instead of guessing it.
+
+The thresholds themselves are daemon.GC_THRESHOLDS. `gc.freeze()` once the daemon
+serves was measured and is not used: it takes the objects of starting (about 58,000)
+out of full passes only, and with those thresholds a full pass does not come in 10,000
+workflows (docs/benchmarks.md, "The garbage collector's share").
+"""
+
+from __future__ import annotations
+
+import gc
+import threading
+import time
+from collections.abc import Iterator
+
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
+
+GENERATIONS = (0, 1, 2)
+
+
+class GcClock:
+    """Passes and CPU seconds inside them, per generation, since `install`."""
+
+    def __init__(self) -> None:
+        self.collections = [0, 0, 0]
+        self.seconds = [0.0, 0.0, 0.0]
+        self._started: dict[int, float] = {}
+
+    def __call__(self, phase: str, info: dict) -> None:
+        # A collection runs in whichever thread allocated, holding the GIL: that thread's
+        # CPU clock between start and stop is the pass's cost, the machine's other work
+        # and this process's C threads (gRPC's) not counted.
+        me = threading.get_ident()
+        if phase == "start":
+            self._started[me] = time.thread_time()
+        elif me in self._started:
+            generation = info.get("generation", 0)
+            self.collections[generation] += 1
+            self.seconds[generation] += time.thread_time() - self._started.pop(me)
+
+    def install(self) -> GcClock:
+        if self not in gc.callbacks:
+            gc.callbacks.append(self)
+        return self
+
+    def remove(self) -> None:
+        if self in gc.callbacks:
+            gc.callbacks.remove(self)
+
+
+class GcClockCollector(Collector):
+    """`fedorch_gc_collections_total{generation}` and
+    `fedorch_gc_cpu_seconds_total{generation}` from a GcClock."""
+
+    def __init__(self, clock: GcClock) -> None:
+        self._clock = clock
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        passes = CounterMetricFamily(
+            "fedorch_gc_collections", "Passes of the cyclic garbage collector counted by"
+            " its callbacks, by generation", labels=["generation"])
+        cpu = CounterMetricFamily(
+            "fedorch_gc_cpu_seconds", "CPU seconds inside those passes (the collecting"
+            " thread's clock), by generation", labels=["generation"])
+        for g in GENERATIONS:
+            passes.add_metric([str(g)], self._clock.collections[g])
+            cpu.add_metric([str(g)], self._clock.seconds[g])
+        yield passes
+        yield cpu
+
+
+# The daemon's: one agent per process (installed by daemon.main, read by its metrics).
+CLOCK = GcClock()
