@@ -104,7 +104,7 @@ def new_domain_placed_over() -> SimpleNamespace:
                   lost="b")
     state = SimpleNamespace(rows={}, info={(WF, 2): info}, committed={WF: 2},
                             epochs={}, granted={}, placements={WF: {"s2": (3, "x", "n")}},
-                            final={})
+                            earlier_domains={}, final={})
     return SimpleNamespace(state=state, votes=None,
                            end_notices=SimpleNamespace(end_proof=lambda wf: None))
 
