@@ -6,8 +6,9 @@ A step's result, and the report of its compensation, come from the domain the
 committed placement puts it on (`placed_on`), or, for a step placed again
 (replacement.py), from its new domain or the one it was lost with, or, a SUCCEEDED
 result of an older placement, from any domain it was placed on before
-(`placed_before`: taken for its saga, which owes a compensation there; running.py
-fences it out of the progress by its epoch); the coordinator followed here may relay
+(`placed_before`, from the list of them its placement on record carries, `earlier_of`:
+taken for its saga, which owes a compensation there; running.py fences it out of the
+progress by its epoch); the coordinator followed here may relay
 a result whose domain this Node's view says is gone. The
 saga's driver, after the end, takes a SUCCEEDED result from any party of the workflow
 of a step it knows no new placement of (`saga_run_elsewhere`: placed again in an
@@ -180,13 +181,14 @@ def compensated(node: Any, src: str, msg: CompensatedMsg, votes: Any, proven: An
 
 def placed_before(node: Any, wf: str, step: str) -> set[str]:
     """The domains `step` of `wf` was placed on before its current placement, as known
-    here: the committed placement's (a step placed again keeps its first domain there;
-    a new domain committed by the round that placed the step on it knows the one it
-    was lost with, the round's `lost`), the one its placement on record was lost with
-    (replacement.py keeps only the last placement: a step placed again twice names its
-    second domain so), and, while the workflow runs here, each its progress saw lost
-    (`replaced_from`: in memory, so a step placed again three times or more loses its
-    middle domains here at a restart or at the end)."""
+    here: the list its placement on record carries (`earlier_of`: every one, in order,
+    written with the placement, told with it, carried by grants and placement answers,
+    so a driver that restarted, a successor and a new domain know each), and, for a
+    placement written before the list was kept, the committed placement's (a step
+    placed again keeps its first domain there; a new domain committed by the round
+    that placed the step on it knows the one it was lost with, the round's `lost`, and
+    the round's `before`), the one its placement on record was lost with, and, while
+    the workflow runs here, each its progress saw lost (`replaced_from`, in memory)."""
     d = node.state
     moved = d.placements.get(wf, {}).get(step)
     if moved is None:
@@ -194,17 +196,53 @@ def placed_before(node: Any, wf: str, step: str) -> set[str]:
     row = d.rows.get(wf)
     info = row.info if row is not None else d.info.get((wf, d.committed[wf])) \
         if wf in d.committed else None
-    before = {moved[2]}
+    before = {moved[2], *earlier_of(d, wf, step)}
     if info is not None:
         before.add(info.placement.get(step, ""))
         if info.lost and info.placement.get(step) == node.name:
-            before.add(info.lost)
+            before |= {info.lost, *info.before}
     p = node.progress.get(wf)
     s = p.steps.get(step) if p is not None else None
     if s is not None:
         before |= {*s.replaced_from, s.lost_to}
     before -= {moved[1], ""}
     return before
+
+
+def earlier_of(d: Any, wf: str, step: str) -> tuple[str, ...]:
+    """The domains `step` of `wf` was placed on before its placement on record, oldest
+    first (its `lost` last): the list written with it (`earlier_domains`); for one
+    written before the list was kept, its `lost` alone, after the committed placement's
+    domain where that is another. (): not placed again."""
+    moved = d.placements.get(wf, {}).get(step)
+    if moved is None:
+        return ()
+    kept = d.earlier_domains.get(wf, {}).get(step)
+    if kept:
+        return kept
+    row = d.rows.get(wf)
+    info = row.info if row is not None else d.info.get((wf, d.committed[wf])) \
+        if wf in d.committed else None
+    first = info.placement.get(step, "") if info is not None else ""
+    return in_order((first, moved[2]), moved[1])
+
+
+def earlier_for(d: Any, wf: str, step: str, lost: str, told: tuple[str, ...] = (),
+                domain: str = "") -> tuple[str, ...]:
+    """The list a new placement of `step` on `domain`, after `lost` was lost, carries:
+    `told` with it (PlacedMsg.before, a round's WfInfo.before), and any other domain
+    the list of the placement on record names, then `lost` (each re-placement appends
+    its lost domain; a tell from a sender that kept no list carries none)."""
+    return in_order((*told, *earlier_of(d, wf, step), lost), domain)
+
+
+def in_order(domains: Any, leave_out: str = "") -> tuple[str, ...]:
+    """`domains` once each, in their first order, without "" and `leave_out`."""
+    out: list[str] = []
+    for x in domains:
+        if x and x != leave_out and x not in out:
+            out.append(x)
+    return tuple(out)
 
 
 def ran_before(node: Any, src: str, msg: ResultMsg, epoch: int) -> bool:
@@ -276,7 +314,8 @@ def epoch_of(d: Any, wf: str) -> tuple[tuple[int, str] | None, set[str] | None]:
     # (2PC takeover soak seed 4920613: that domain's end refused, a reservation held for
     # ever). Safe: a participant at every other Node; this view only comes to agree.
     participants = set(info.placement.values()) | {info.lost}
-    for _, domain, lost in d.placements.get(wf, {}).values():
-        participants |= {domain, lost}
+    for step, (_, domain, lost) in d.placements.get(wf, {}).items():
+        # And every domain the step was placed on before (Replacements.domains_of).
+        participants |= {domain, lost, *d.earlier_domains.get(wf, {}).get(step, ())}
     participants.discard("")
     return d.epochs.get(wf, (0, info.coordinator)), participants

@@ -79,6 +79,7 @@ from typing import Any
 
 from fedorch.core.negotiation.messages import Key
 from fedorch.core.negotiation.participant import HoldState
+from fedorch.core.node.authority_steps import earlier_for, earlier_of
 from fedorch.core.node.records import AckMsg, ClaimAnswerMsg, FinalMsg, PlacedMsg
 from fedorch.core.node.takeover_claims import held_of
 from fedorch.core.workflow.epoch_certificate import epoch_of_round
@@ -177,6 +178,15 @@ class PlacedHere:
                 n.stats["step moved away taken from a COMMIT notice"] += 1
                 self.take(now, PlacedMsg(wf, step, domain, epoch, lost))
 
+    def carried(self, wf: str) -> dict[str, tuple]:
+        """What a grant or a placement answer carries of `wf`'s placements on record:
+        each (`known`), and the domains each step was placed on before, oldest first
+        (`before`: the saga owes a compensation for a run in any of them)."""
+        d = self.n.state
+        return {"placements": self.known(wf),
+                "before": tuple((step, earlier_of(d, wf, step))
+                                for step in sorted(d.placements.get(wf, {})))}
+
     def promised(self, wf: str) -> int:
         """The latest coordinator epoch of `wf` this Node granted, follows or acts in
         (0: none): a tell of an older epoch's coordinator is no longer acknowledged here
@@ -233,7 +243,8 @@ class PlacedHere:
         n.send(src, AckMsg(("placed", msg.workflow_id, msg.step_id, msg.epoch, n.name)))
 
     def learn_from_grant(self, now: float, wf: str,
-                         placements: tuple[tuple[str, int, str, str], ...]) -> None:
+                         placements: tuple[tuple[str, int, str, str], ...],
+                         before: tuple[tuple[str, tuple[str, ...]], ...] = ()) -> None:
         """A grant of our claim carries its granter's placements: taken before it counts,
         so that, acting, we know every placement whose COMMIT left (restart_check.py).
         Not once we act in that epoch (a late grant): what we know then is what we may
@@ -243,8 +254,16 @@ class PlacedHere:
         if n.domain_loss.drives(wf) and n.domain_loss.epoch(wf) >= 1:
             n.stats["placements of a late grant left: acting already"] += 1
             return
+        self.learn(now, wf, placements, before)
+
+    def learn(self, now: float, wf: str, placements: tuple[tuple[str, int, str, str], ...],
+              before: tuple[tuple[str, tuple[str, ...]], ...] = ()) -> None:
+        """Placements a grant or a placement answer carries (`carried`), each taken as
+        a PlacedMsg is, with the domains its step was placed on before."""
+        earlier = dict(before)
         for step, epoch, domain, lost in placements:
-            self.take(now, PlacedMsg(wf, step, domain, epoch, lost))
+            self.take(now, PlacedMsg(wf, step, domain, epoch, lost,
+                                     before=earlier.get(step, ())))
 
     def take(self, now: float, msg: PlacedMsg) -> None:
         """A new placement of a step, told (a PlacedMsg), answered (a placement answer)
@@ -258,6 +277,7 @@ class PlacedHere:
         if wf not in d.final and (known is None or known[0] < msg.epoch) \
                 and (n.retain is None or n.retain.knows(wf) or msg.domain == n.name):
             n.point("placed again")
+            self._earlier(msg)
             d.placements[wf] = {**d.placements.get(wf, {}),
                                 msg.step_id: (msg.epoch, msg.domain, msg.lost)}
             results = dict(d.results.get(wf, {}))
@@ -342,8 +362,17 @@ class PlacedHere:
         if known is not None and known[0] >= msg.epoch:
             return
         self.n.point("placed again")
+        self._earlier(msg)
         d.placements[wf] = {**d.placements.get(wf, {}),
                             msg.step_id: (msg.epoch, msg.domain, msg.lost)}
+
+    def _earlier(self, msg: PlacedMsg) -> None:
+        """The domains the step was placed on before its new placement, written with it
+        (before it: read from the placement on record when the tell carries none)."""
+        d = self.n.state
+        wf = msg.workflow_id
+        d.earlier_domains[wf] = {**d.earlier_domains.get(wf, {}), msg.step_id: earlier_for(
+            d, wf, msg.step_id, msg.lost, msg.before, msg.domain)}
 
     def committed_here(self, now: float, key: Key, steps: list) -> bool:
         """This Node is the new domain of a re-placement round and learned its COMMIT
@@ -357,10 +386,13 @@ class PlacedHere:
         wf, epoch = key
         self._follow_successor(now, key)
         placed = dict(d.placements.get(wf, {}))
+        earlier = dict(d.earlier_domains.get(wf, {}))
         for step, _ in steps:
             known = placed.get(step)
             if known is None or known[0] <= epoch:
+                earlier[step] = earlier_for(d, wf, step, info.lost, info.before, n.name)
                 placed[step] = (epoch, n.name, info.lost)
+        d.earlier_domains[wf] = earlier
         d.placements[wf] = placed
         if wf in d.final:  # ended meanwhile: what it holds here goes
             n.running.end_here(wf, d.final[wf])

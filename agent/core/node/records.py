@@ -76,6 +76,11 @@ class WfInfo:
     # with; "" for a workflow's own rounds. The participant asked keeps it with the
     # PREPARE, and takes the round's COMMIT as a new placement of that step.
     lost: str = ""
+    # A re-placement round: every domain the step was placed on before, oldest first
+    # (`lost` last), so a new domain that drives the saga knows each run it may owe a
+    # compensation for (authority_steps.placed_before). (): a workflow's own round, or
+    # one PREPAREd before the list was kept (read as `lost` alone).
+    before: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, eq=False)
@@ -154,6 +159,10 @@ class PlacedMsg:
     won: Certificate = ()
     made: bool = False
     void: bool = False
+    # Every domain the step was placed on before `domain`, oldest first (`lost` last):
+    # the saga owes a compensation for a SUCCEEDED run in any of them
+    # (authority_steps.placed_before). (): told before the list was kept.
+    before: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -175,6 +184,9 @@ class PlacementAnswer:
     epoch: int
     steps: tuple[tuple[str, int, str], ...]
     placements: tuple[tuple[str, int, str, str], ...] = ()
+    # (step, the domains it was placed on before, oldest first) of each step placed
+    # again whose list is on record (PlacedMsg.before).
+    before: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -237,6 +249,9 @@ class ClaimAnswerMsg:
     # the grant: a successor knows every new placement whose COMMIT left (the
     # original sends one only once a majority of the electorate holds it).
     placements: tuple[tuple[str, int, str, str], ...] = ()
+    # A grant: (step, the domains it was placed on before, oldest first) of each of
+    # those steps whose list is on record (PlacedMsg.before).
+    before: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -386,6 +401,12 @@ class Disk:
     # or with the round's end; shown by its status, given back to a restored core.
     refusals: dict[str, tuple[tuple[int, str, tuple[str, ...], str], ...]] = \
         field(default_factory=dict)
+    # Re-placement: workflow -> {step: every domain it was placed on before its
+    # placement in `placements`, oldest first (that placement's `lost` last)}, written
+    # with it (PlacedMsg.before): the saga owes a compensation for a SUCCEEDED run in
+    # any of them (authority_steps.placed_before). A step placed again with no row
+    # here (written before the list was kept) is read from `placements` as before.
+    earlier_domains: dict[str, dict[str, tuple[str, ...]]] = field(default_factory=dict)
 
 
 def copy_hold(h: Hold) -> Hold:

@@ -109,6 +109,7 @@ from fedorch.core.negotiation.messages import (
     TxInfo,
     VoteIn,
 )
+from fedorch.core.node.authority_steps import earlier_for
 from fedorch.core.node.deadlines import DeadlineTable
 from fedorch.core.node.domain_loss import was_lost
 from fedorch.core.node.records import FinalMsg, PrepareMsg, VoteMsg, WfInfo
@@ -165,11 +166,14 @@ class Replacements:
             # And the domain its round replaced, when that is how this Node came in:
             # a participant as everywhere (authority.py's `_epoch_of` says why).
             out.update((*info.placement.values(), info.lost))
-        for _, dom, lost in d.placements.get(wf, {}).values():
+        for step, (_, dom, lost) in d.placements.get(wf, {}).items():
             # The lost domain too: a new domain new to the workflow knows of it only so,
             # and, as a successor, must tell it the end (back, it may hold the old
-            # round's COMMIT and follow this epoch, refusing the original's end).
-            out.update((dom, lost))
+            # round's COMMIT and follow this epoch, refusing the original's end); and
+            # every domain the step was placed on before (a step placed again three
+            # times: its middle ones), whose run may owe a compensation it reports at
+            # the end (saga_runs.py).
+            out.update((dom, lost, *d.earlier_domains.get(wf, {}).get(step, ())))
         out.discard("")
         return out
 
@@ -367,7 +371,8 @@ class Replacements:
         placement = {sid: s.domain or info.placement.get(sid, "")
                      for sid, s in p.steps.items()}
         placement[step] = domain
-        return replace(info, placement=placement, lost=lost, stated=None)
+        return replace(info, placement=placement, lost=lost, stated=None,
+                       before=earlier_for(self.n.state, wf, step, lost, domain=domain))
 
     def _placed(self, now: float, wf: str, step: str, domain: str, epoch: int, lost: str,
                 value: Any) -> None:
@@ -375,7 +380,9 @@ class Replacements:
         written, taken here, and told."""
         n = self.n
         d = n.state
+        before = earlier_for(d, wf, step, lost, domain=domain)  # every domain before
         d.placements[wf] = {**d.placements.get(wf, {}), step: (epoch, domain, lost)}
+        d.earlier_domains[wf] = {**d.earlier_domains.get(wf, {}), step: before}
         p = n.progress[wf]
         p.placed_again(step, domain, epoch, lost)
         verdict = d.results.get(wf, {}).get(step)

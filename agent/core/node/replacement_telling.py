@@ -53,6 +53,7 @@ from __future__ import annotations
 from typing import Any
 
 from fedorch.core.negotiation.messages import Decision, Key
+from fedorch.core.node.authority_steps import earlier_of
 from fedorch.core.node.records import PlacedMsg
 from fedorch.core.workflow.progress import StepState
 from fedorch.core.workflow.takeover_events import majority
@@ -88,7 +89,8 @@ class Telling:
         won = n.takeover.proof.own_certificate(wf, held) \
             if held >= 1 and n.takeover is not None else ()
         return PlacedMsg(wf, step, domain, epoch, lost, needs,
-                         tuple(sorted(electorate or ())), held, won)
+                         tuple(sorted(electorate or ())), held, won,
+                         before=earlier_of(n.state, wf, step))
 
     def told_to(self, wf: str) -> set[str]:
         """Who is told a new placement: every domain of the workflow, and, with takeover,

@@ -90,7 +90,7 @@ from typing import Any
 
 from fedorch.core.identity.authority import coordinator_of
 from fedorch.core.node.deadlines import DeadlineTable
-from fedorch.core.node.records import FinalMsg, PlacedMsg, PlacementAnswer, PlacementQuery
+from fedorch.core.node.records import FinalMsg, PlacementAnswer, PlacementQuery
 from fedorch.core.node.takeover_claims import held_of
 from fedorch.core.workflow.progress import TERMINAL_STEP_STATES
 
@@ -202,7 +202,7 @@ class RestartCheck:
         p = n.progress[wf]
         steps = tuple((s.id, s.epoch, s.domain) for s in p.steps.values())
         n.send(src, PlacementAnswer(wf, n.domain_loss.epoch(wf), steps,
-                                    n.placed_here.known(wf)))
+                                    **n.placed_here.carried(wf)))
 
     def _tell_end(self, src: str, wf: str) -> None:
         """Ended here, asked by a lost domain back from a restart that holds no step of
@@ -253,8 +253,7 @@ class RestartCheck:
         if wf not in self.held or wf not in n.progress or n.takeover is not None \
                 and n.takeover.coordinator_now(wf) != src:
             return  # not asked (any more), or not of the coordinator we follow now
-        for step, epoch, domain, lost in msg.placements:
-            n.placed_here.take(now, PlacedMsg(wf, step, domain, epoch, lost))
+        n.placed_here.learn(now, wf, msg.placements, msg.before)
         p = n.progress.get(wf)
         if p is None:
             return

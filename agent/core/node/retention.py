@@ -125,7 +125,7 @@ FORGOTTEN_ROUND_TABLES = ("cells", "records", "holds", "info", "ballots")
 WORKFLOW_TABLES = ("rows", "committed", "results", "final", "final_acked", "epochs",
                    "granted", "electorates", "endings", "cancels", "end_proofs",
                    "end_reasons", "placements", "replaced_rounds", "refusals",
-                   "late_grants", "certificates")
+                   "late_grants", "certificates", "earlier_domains")
 
 
 @dataclass(frozen=True)

@@ -49,21 +49,23 @@ Status. A step's state in the status (COMPENSATED, COMPENSATION_FAILED) is that 
 its entries (`combined`): ended only once every one ended, FAILED if any failed, the
 error naming that domain; the summary counts every entry.
 
-A step placed again twice (domain A lost, placed on B; B lost, placed on C) may have
-SUCCEEDED in all three. The placement on record names only C and its lost domain B;
-A is the committed placement's (authority_steps.placed_before, which the authority
-table and `late` both read: a SUCCEEDED result of an older placement from any domain
-the step was placed on before is taken for the saga, never for the progress, which
-refuses it by its epoch: running.py). So A's report adds an entry in A as B's does in
-B, beside C's first.
+A step placed again twice or more (domain A lost, placed on B; B lost, placed on C;
+C lost, placed on D...) may have SUCCEEDED in every one. The placement on record
+carries the list of every domain the step was placed on before it, oldest first
+(`earlier_domains`, written with the placement; replacement.py appends the lost domain
+at each re-placement; told with it, PlacedMsg.before, and carried by grants and
+placement answers; a new domain has it from its round's PREPARE, WfInfo.before), so
+a driver that restarted, a successor and a driver that is a new domain all know A, B
+and C (authority_steps.placed_before, which the authority table and `late` both read:
+a SUCCEEDED result of an older placement from any domain the step was placed on
+before is taken for the saga, never for the progress, which refuses it by its epoch:
+running.py). Each of those domains is one of the workflow's (Replacements.domains_of),
+so it is told the end and reports its run. So A's report adds an entry in A, B's in B
+and C's in C, beside D's first. A placement written before the list was kept reads as
+before: its lost domain and the committed placement's.
 
-Limits. Only the last placement is on record (replacement.py): a step placed again
-three times or more (A, B, C, then D) has its middle domains (B) known to the driver
-only from its running progress (`replaced_from`, in memory): a report that reaches it
-after a restart, or after the end (the progress dropped), from such a domain is not
-taken, so that run owes nothing. Nor does a driver that is a new domain (committed by
-its own round) know the step's first domain. The outputs on a lost domain's
-compensation's stdin are those its results hold for the step.
+Limits. The outputs on a lost domain's compensation's stdin are those its results hold
+for the step.
 """
 
 from __future__ import annotations

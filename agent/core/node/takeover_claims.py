@@ -282,7 +282,7 @@ class Claims:
         # after a loss verdict's end was made).
         n.send(src, ClaimAnswerMsg(wf, msg.epoch, True, msg.epoch, src,
                                    final=d.final.get(wf), grant=grant,
-                                   placements=n.placed_here.known(wf)))
+                                   **n.placed_here.carried(wf)))
 
     def _cannot_win(self, wf: str, src: str) -> bool:
         """Is `src` a claimant outside the committed round (a re-placement's new domain)
@@ -341,7 +341,7 @@ class Claims:
         assert verdict.basis is not None  # a grant names its round and electorate
         grant = self.tk.proof.grant(wf, msg.epoch, src, verdict.basis.acceptors)
         n.send(src, ClaimAnswerMsg(wf, msg.epoch, True, msg.epoch, src, grant=grant,
-                                   placements=n.placed_here.known(wf)))
+                                   **n.placed_here.carried(wf)))
 
     # ---- an answer to our claim ---------------------------------------------------------------
 
@@ -352,7 +352,7 @@ class Claims:
         if msg.granted and msg.placements and wf in n.state.final:
             # Ended here already (a claimant's end told on, its core gone): a placement
             # the granter knows and we did not gets our end (placed_here.py).
-            n.placed_here.learn_from_grant(now, wf, msg.placements)
+            n.placed_here.learn_from_grant(now, wf, msg.placements, msg.before)
         if core is None or not tk.live(wf):
             if msg.granted and wf in n.state.final \
                     and n.state.granted.get(wf) == (msg.epoch, n.name):
@@ -418,7 +418,7 @@ class Claims:
             self.granters.setdefault(wf, set()).add(src)
             tk.late.granted(wf, src, msg.epoch)  # kept across a restart (takeover_late_grants)
         if msg.granted:  # its placements known before it counts (restart_check.py)
-            n.placed_here.learn_from_grant(now, wf, msg.placements)
+            n.placed_here.learn_from_grant(now, wf, msg.placements, msg.before)
         proven = False
         if msg.won and not msg.granted:
             # A relayed proof: the voter holds the holder's certificate, carried and

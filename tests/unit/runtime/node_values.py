@@ -92,7 +92,7 @@ signed_specs = st.none() | st.builds(
 stated_rounds = st.none() | st.builds(StatedRound, names, st.binary(max_size=40),
                                       st.binary(max_size=64))
 wf_infos = st.builds(WfInfo, specs, st.dictionaries(text, names, max_size=3), names,
-                     signed_specs, stated_rounds, names)
+                     signed_specs, stated_rounds, names, name_tuples)
 rows = st.builds(CoordRow, wf_ids, wf_infos, st.sampled_from(WorkflowState),
                  st.integers(0, 9), name_tuples, st.booleans(), st.booleans(), text,
                  st.integers(0, 2**50))
@@ -181,6 +181,8 @@ certificates = st.lists(signed_grants, max_size=3).map(tuple)
 # domain, lost).
 placed_steps = st.lists(st.tuples(text, st.integers(0, 2**40), names, names),
                         max_size=3).map(tuple)
+# (step, the domains it was placed on before, oldest first) of each (PlacedMsg.before).
+earlier_steps = st.lists(st.tuples(text, name_tuples), max_size=3).map(tuple)
 
 # A saga's plan (FinalMsg.owed, the `plans` table): (step, domain, max attempts).
 owed_steps = st.lists(st.tuples(text, names, st.integers(1, 5)), max_size=3).map(tuple)
@@ -232,6 +234,8 @@ TABLE_ROWS = {
     "placements": st.tuples(wf_ids, st.dictionaries(
         text, st.tuples(st.integers(0, 2**40), names, names), max_size=3)),
     "replaced_rounds": st.tuples(wf_ids, st.integers(0, 2**40)),
+    # The domains each step placed again was placed on before, oldest first, by step.
+    "earlier_domains": st.tuples(wf_ids, st.dictionaries(text, name_tuples, max_size=3)),
     # (round, domain, steps, reason) of each refusal the coordinator heard.
     "refusals": st.tuples(wf_ids, st.lists(st.tuples(
         st.integers(1, 9), names, st.lists(text, max_size=3).map(tuple), text),
@@ -248,7 +252,8 @@ MESSAGES = {
     PlacedMsg: st.builds(PlacedMsg, wf_ids, text, names, st.integers(0, 2**40), names,
                          st.lists(st.tuples(text, st.integers(0, 5), outputs), max_size=2)
                          .map(tuple), st.lists(names, max_size=3).map(tuple),
-                         st.integers(0, 9), certificates, st.booleans(), st.booleans()),
+                         st.integers(0, 9), certificates, st.booleans(), st.booleans(),
+                         name_tuples),
     FinalMsg: st.builds(FinalMsg, wf_ids, st.sampled_from(WorkflowState), st.integers(0, 9),
                         st.booleans(), certificates, owed_steps, st.booleans()),
     ClaimMsg: st.builds(ClaimMsg, wf_ids, st.integers(0, 9), st.none() | rounds,
@@ -257,11 +262,12 @@ MESSAGES = {
     ClaimAnswerMsg: st.builds(ClaimAnswerMsg, wf_ids, st.integers(0, 9), st.booleans(),
                               st.integers(0, 9), names,
                               st.none() | st.sampled_from(WorkflowState), st.booleans(),
-                              certificates, st.none() | signed_grants, placed_steps),
+                              certificates, st.none() | signed_grants, placed_steps,
+                              earlier_steps),
     PlacementQuery: st.builds(PlacementQuery, wf_ids),
     PlacementAnswer: st.builds(PlacementAnswer, wf_ids, st.integers(0, 9), st.lists(
         st.tuples(text, st.integers(0, 2**40), st.just("") | names), max_size=3).map(tuple),
-        placed_steps),
+        placed_steps, earlier_steps),
     CompensateMsg: st.builds(CompensateMsg, wf_ids, text, st.integers(1, 5)),
     CompensatedMsg: st.builds(CompensatedMsg, wf_ids, text, st.integers(1, 5),
                               st.booleans(), text),

@@ -104,7 +104,7 @@ def new_domain_placed_over() -> SimpleNamespace:
                   lost="b")
     state = SimpleNamespace(rows={}, info={(WF, 2): info}, committed={WF: 2},
                             epochs={}, granted={}, placements={WF: {"s2": (3, "x", "n")}},
-                            final={})
+                            earlier_domains={}, final={})
     return SimpleNamespace(state=state, votes=None,
                            end_notices=SimpleNamespace(end_proof=lambda wf: None))
 
@@ -147,11 +147,14 @@ def test_a_claim_of_the_rival_granted_here_is_let_through():
 
 def placed_again_twice(*, ended: bool, plan_open: bool = False) -> SimpleNamespace:
     """co, the coordinator, placed s2 again on n (lost with b), then on x (lost with
-    n), then on y (lost with x): the placement kept names only the latest, y's, so n
-    is named nowhere here; co has or has not ended WF (a saga plan open or not)."""
+    n), then on y (lost with x): the placement kept names only the latest, y's, and no
+    list of the earlier domains is on record (none is carried where a placement was
+    learned from a peer that keeps none), so n is named nowhere here; co has or has
+    not ended WF (a saga plan open or not)."""
     info = WfInfo(spec_pb2.WorkflowSpec(), {"s1": "a", "s2": "b"}, "co")
     state = SimpleNamespace(rows={WF: SimpleNamespace(info=info)}, info={}, committed={},
                             epochs={}, granted={}, placements={WF: {"s2": (8, "y", "x")}},
+                            earlier_domains={},
                             final={WF: WorkflowState.SUCCEEDED} if ended else {})
     plans = SimpleNamespace(plan_open=lambda wf: plan_open)
     return SimpleNamespace(state=state, votes=None, compensating=SimpleNamespace(plans=plans),
