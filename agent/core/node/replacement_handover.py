@@ -103,18 +103,48 @@ at the new domain for ever, the YES released on e's void): it ABORTED the round 
 keeps no placement of it (1), so no grant of any epoch carries it, and no member
 was ever told it.
 
+A void in a later epoch. A round the original decided COMMIT before it granted e
+keeps its placement there, and at any member outside M that it told: should the
+holder of e answer the round void (no member of M held it) and lose its epoch before
+its end, a later holder elected with a grant that carries the placement (the
+original's, or such a member's) takes it and hands its COMMIT out to a new domain
+that released its YES. The new domain answers it, where the record of its void is:
+its YES of the round is gone from its holds, and no COMMIT of it is learned. Told
+that placement (`on_placed`), it acknowledges it `void` (`released_here`: AckMsg.void;
+not once it ended the workflow, whose end the holder learns anyway), and the holder
+that acts in a later epoch (certificate on record, not ended) and still waits for
+the step there (its progress has it on that domain at the round's number, no attempt
+reported) drops the placement (`void_acked`): the step goes back to be placed again,
+as the loss of the domain it was lost on sent it to that round (the loss table's
+verdict, REPLACE, stands: a placement that never began changes nothing of it), and
+the holder's own round places it, on a fresh majority (replacement_successor.py);
+the round's tells stop, and a handover or an own COMMIT still told is dropped (the
+original acting in a later epoch drops its own placement the same way). Not back on
+the lost domain itself: that domain may have been told the placement, and then runs
+nothing of the step.
+
+Why dropping loses no run. A YES released is never held again (the participant
+refuses a round it closed; its PREPARE goes only while its coordinator's core
+prepares it, so no copy comes after its COMMIT), and a COMMIT finds nothing held: the
+new domain never runs under the round, whatever is handed out later; its word
+concerns its own round alone (its acknowledgement names it: authority.py `_ack`), and
+the holder checks the acknowledgement is of that round's own domain. A holder that
+dropped the placement places the step in a round of its epoch, numbered above the
+dropped one, so its placement, once its COMMIT left (told to a majority first:
+replacement_telling.py), replaces the dropped one in every later holder; a later
+holder that learns only the dropped one (the drop is in memory, and nothing of the
+new round committed) is answered void again and drops it too. A restarted holder
+rebuilds the step on the dropped placement (it stays on record until a later one
+replaces it) and hands it out again: answered void again, it drops it again.
+
 Not done here: a new domain that never kept the workflow's electorate
 (it missed every tell of the original) cannot check the holder's certificate and
-refuses its tell, so the handover waits for the end. A void is not carried to a
-later epoch for a round the original decided COMMIT before it granted e: should the
-holder of e, not knowing that placement (the original's grant came after it acted,
-and no member of M held it), answer the round void and lose its epoch before its
-end, a later holder elected with a grant that carries the placement (the original's,
-or a member's outside M that was told it) takes it and waits for the step at the new
-domain, which released it (a liveness gap, never a second run; carrying the voids in
-the grants would close it); a member that is not committed to the workflow (an
-elector holding no step) answers nothing, so the new domain then waits for the holder
-or the end notice.
+refuses its tell, so the handover waits for the end. A member that is not committed
+to the workflow (an elector holding no step) answers nothing, so the new domain then
+waits for the holder or the end notice. The original acting in a later epoch sends
+its own COMMIT (a Decision, not a handover); its new domain answers only its tells
+with the void, so that original drops the placement only if a tell still goes to it
+(the tells wait for the new domain's acknowledgement: they do).
 """
 
 from __future__ import annotations
@@ -125,7 +155,7 @@ from typing import Any
 from fedorch.core.negotiation.messages import DecisionQuery, Key, Value, VoteIn
 from fedorch.core.negotiation.participant import HoldState
 from fedorch.core.node.records import FinalMsg, PlacedMsg
-from fedorch.core.workflow.progress import TERMINAL_STEP_STATES
+from fedorch.core.workflow.progress import TERMINAL_STEP_STATES, StepState
 
 
 class Handover:
@@ -312,3 +342,42 @@ class Handover:
         n.stats["re-placement YES released: void in a later epoch"] += 1
         if n.takeover is not None and msg.won and wf in n.progress:
             n.takeover.follow_proven(now, wf, src, msg.held_epoch, msg.won)
+
+    # ---- a void in a later epoch (see the header) -----------------------------------
+
+    def released_here(self, msg: PlacedMsg) -> bool:
+        """Told a placement of a round whose new domain we are: do we hold nothing of
+        that round (no YES, no COMMIT learned; not ended here)? Then nothing ever runs
+        under it here, and our acknowledgement says so (AckMsg.void)."""
+        n = self.n
+        key = (msg.workflow_id, msg.epoch)
+        if msg.domain != n.name or not msg.step_id or msg.workflow_id in n.state.final:
+            return False
+        learned = n.state.learned.get(key)
+        return n.participant.hold(key) is None and (learned is None or not learned.commit)
+
+    def void_acked(self, now: float, src: str, msg_id: tuple) -> bool:
+        """`src` acknowledged our tell of a placement on it void (`released_here`): if
+        we act in a later epoch and our progress still waits for the step there, under
+        that very round, the placement is dropped and the step goes back to be placed
+        again (see the header). False: nothing dropped (the acknowledgement counts as
+        any other)."""
+        n, r = self.n, self.r
+        _, wf, step, round_, _ = msg_id
+        if n.takeover is None or not n.domain_loss.drives(wf) \
+                or n.domain_loss.epoch(wf) < 1 or wf in n.state.final:
+            return False
+        p = n.progress.get(wf)
+        s = p.steps.get(step) if p is not None else None
+        placed = n.state.placements.get(wf, {}).get(step)
+        if s is None or placed is None or placed[:2] != (round_, src) \
+                or (s.domain, s.epoch, s.state, s.attempts) \
+                != (src, round_, StepState.WAITING, 0):
+            return False
+        n.stats["re-placement void at its new domain: placed again"] += 1
+        r.telling.pop((wf, round_), None)
+        r.acked.pop((wf, round_), None)
+        n.pending.drop(wf, lambda k, _: k[0] == "placed" and k[2:4] == (step, round_))
+        r.step_lost(wf, step, placed[2], s.lost_as)
+        r.start(now, wf)
+        return True
