@@ -103,48 +103,62 @@ at the new domain for ever, the YES released on e's void): it ABORTED the round 
 keeps no placement of it (1), so no grant of any epoch carries it, and no member
 was ever told it.
 
-A void in a later epoch. A round the original decided COMMIT before it granted e
-keeps its placement there, and at any member outside M that it told: should the
-holder of e answer the round void (no member of M held it) and lose its epoch before
-its end, a later holder elected with a grant that carries the placement (the
-original's, or such a member's) takes it and hands its COMMIT out to a new domain
-that released its YES. The new domain answers it, where the record of its void is:
-its YES of the round is gone from its holds, and no COMMIT of it is learned. Told
-that placement (`on_placed`), it acknowledges it `void` (`released_here`: AckMsg.void;
-not once it ended the workflow, whose end the holder learns anyway), and the holder
-that acts in a later epoch (certificate on record, not ended) and still waits for
-the step there (its progress has it on that domain at the round's number, no attempt
-reported) drops the placement (`void_acked`): the step goes back to be placed again,
-as the loss of the domain it was lost on sent it to that round (the loss table's
-verdict, REPLACE, stands: a placement that never began changes nothing of it), and
-the holder's own round places it, on a fresh majority (replacement_successor.py);
-the round's tells stop, and a handover or an own COMMIT still told is dropped (the
-original acting in a later epoch drops its own placement the same way). Not back on
-the lost domain itself: that domain may have been told the placement, and then runs
-nothing of the step.
+A void in a later epoch. A round the original decided COMMIT before it granted e keeps
+its placement there, and at any member outside M it told: should the holder of e
+answer the round void (no member of M held it) and lose its epoch before its end, a
+later holder elected with a grant that carries the placement (the original's, or such
+a member's) takes it and hands its COMMIT out to a new domain that released its YES,
+and would wait for the step there for ever. The new domain's record of its void is its
+round tables: its YES of the round gone from its holds, no COMMIT of it learned (both
+durable). Told that placement again (`on_placed`), by the holder's handover or any
+tell, it acknowledges it `void` (`released_here`, AckMsg.void; so too a YES released
+at the workflow's end). A holder acting in an epoch >= 1 (certificate on record, not
+ended) whose progress still waits for the step there under that very round (on that
+domain, at the round's number, no attempt reported) drops the placement
+(`void_acked`): the round's tells stop, its handover (or, the original acting in a
+later epoch, its own COMMIT) is told no more, and the step goes back to be placed
+again, as the loss of the domain it was lost on sent it to that round (the loss
+table's verdict, REPLACE, stands: a placement that never began there changes nothing
+of it), by a round of the holder's own epoch on a fresh majority
+(replacement_successor.py). Not back on the lost domain: told the placement, that
+domain runs nothing of the step any more, and the holder would wait for it.
 
-Why dropping loses no run. A YES released is never held again (the participant
-refuses a round it closed; its PREPARE goes only while its coordinator's core
-prepares it, so no copy comes after its COMMIT), and a COMMIT finds nothing held: the
-new domain never runs under the round, whatever is handed out later; its word
-concerns its own round alone (its acknowledgement names it: authority.py `_ack`), and
-the holder checks the acknowledgement is of that round's own domain. A holder that
-dropped the placement places the step in a round of its epoch, numbered above the
-dropped one, so its placement, once its COMMIT left (told to a majority first:
-replacement_telling.py), replaces the dropped one in every later holder; a later
-holder that learns only the dropped one (the drop is in memory, and nothing of the
-new round committed) is answered void again and drops it too. A restarted holder
-rebuilds the step on the dropped placement (it stays on record until a later one
-replaces it) and hands it out again: answered void again, it drops it again.
+Why dropping loses no run. A YES released is not held again: its round's PREPARE goes
+only while the coordinator prepares it, before its decision, and the participant
+refuses a round it closed; a COMMIT that comes finds nothing held. So the new domain
+never runs under the round, whatever is handed out later, and the step runs only where
+the holder places it next. Its word is about its own round alone: the acknowledgement
+names the round and its sender (authority.py `_ack`), and the holder takes it only
+from that round's new domain. The holder's round is numbered in its own epoch's range,
+above the dropped one, so its placement, once its COMMIT left (told to a majority
+first: replacement_telling.py), replaces the dropped one in every later holder; a
+later holder that learns only the dropped one (nothing of the new round committed; the
+drop is in memory) is answered void again and drops it too, and so is a restarted
+holder (the placement stays on record until a later one replaces it, and its progress
+is rebuilt on it). Retention: a new domain that ran the round, ended the workflow and
+forgot it (its learned decisions go a round's life after the workflow) holds nothing
+of it either; a holder still waiting for the step there places it again only on a
+fresh majority of its epoch (replacement_successor.py), which the majority that
+granted a later epoch, or that was told the end before it was made, denies it, unless
+they forgot it too: the hazard of an end forgotten that docs/failures.md names. A YES
+released keeps nothing that holds the workflow at its new domain, which forgets it
+alike, and still answers void.
+
+Why this, and not the void told to the electorate and carried in grants, as a
+placement is: the new domain is the one Node that knows whether anything can run
+under the round, and it already keeps that on record; a void told first would need
+its own table, its own telling before the answer, a field in every grant, and the
+same drop at a holder that learned both, for the same outcome.
 
 Not done here: a new domain that never kept the workflow's electorate
 (it missed every tell of the original) cannot check the holder's certificate and
 refuses its tell, so the handover waits for the end. A member that is not committed
 to the workflow (an elector holding no step) answers nothing, so the new domain then
-waits for the holder or the end notice. The original acting in a later epoch sends
-its own COMMIT (a Decision, not a handover); its new domain answers only its tells
-with the void, so that original drops the placement only if a tell still goes to it
-(the tells wait for the new domain's acknowledgement: they do).
+waits for the holder or the end notice. The original acting in a later epoch without
+a restart since the new domain acknowledged its tell (while it held its YES) sends
+its own COMMIT, a Decision, which the new domain, holding nothing, leaves unanswered:
+it waits for the step there until a restart tells its placements again (and is
+answered void then).
 """
 
 from __future__ import annotations
@@ -347,11 +361,11 @@ class Handover:
 
     def released_here(self, msg: PlacedMsg) -> bool:
         """Told a placement of a round whose new domain we are: do we hold nothing of
-        that round (no YES, no COMMIT learned; not ended here)? Then nothing ever runs
-        under it here, and our acknowledgement says so (AckMsg.void)."""
+        that round (no YES held, no COMMIT learned)? Then nothing ever runs under it
+        here, and our acknowledgement says so (AckMsg.void; see the header)."""
         n = self.n
         key = (msg.workflow_id, msg.epoch)
-        if msg.domain != n.name or not msg.step_id or msg.workflow_id in n.state.final:
+        if msg.domain != n.name:
             return False
         learned = n.state.learned.get(key)
         return n.participant.hold(key) is None and (learned is None or not learned.commit)
