@@ -111,10 +111,11 @@ a member's) takes it and hands its COMMIT out to a new domain that released its 
 and would wait for the step there for ever. The new domain's record of its void is its
 round tables: its YES of the round gone from its holds, no COMMIT of it learned (both
 durable). Told that placement again (`on_placed`), by the holder's handover or any
-tell, it acknowledges it `void` (`released_here`, AckMsg.void; so too a YES released
-at the workflow's end). A holder acting in an epoch >= 1 (certificate on record, not
-ended) whose progress still waits for the step there under that very round (on that
-domain, at the round's number, no attempt reported) drops the placement
+tell, it acknowledges it `void` (`released_here`, AckMsg.void; not once it ended the
+workflow: an ended workflow places nothing again, and its end, not a void, is what the
+holder must learn, as before). A holder acting in an epoch >= 1 (certificate on
+record, not ended) whose progress still waits for the step there under that very round
+(on that domain, at the round's number, no attempt reported) drops the placement
 (`void_acked`): the round's tells stop, its handover (or, the original acting in a
 later epoch, its own COMMIT) is told no more, and the step goes back to be placed
 again, as the loss of the domain it was lost on sent it to that round (the loss
@@ -361,11 +362,12 @@ class Handover:
 
     def released_here(self, msg: PlacedMsg) -> bool:
         """Told a placement of a round whose new domain we are: do we hold nothing of
-        that round (no YES held, no COMMIT learned)? Then nothing ever runs under it
-        here, and our acknowledgement says so (AckMsg.void; see the header)."""
+        that round (no YES held, no COMMIT learned), the workflow not ended here? Then
+        nothing ever runs under it here, and our acknowledgement says so (AckMsg.void;
+        see the header)."""
         n = self.n
         key = (msg.workflow_id, msg.epoch)
-        if msg.domain != n.name:
+        if msg.domain != n.name or msg.workflow_id in n.state.final:
             return False
         learned = n.state.learned.get(key)
         return n.participant.hold(key) is None and (learned is None or not learned.commit)
