@@ -70,7 +70,9 @@ other Node's (and the coordinator's own, where it is a participant too):
   workflow's other members too (replacement_handover.py, `asked`), and a successor's
   end reaches it so (authority.py lets the end of a proven holder through to a Node
   holding such a YES only), or its answer that the round is void (a PlacedMsg with
-  `void`: the YES is released the same way, `voided_here`).
+  `void`: the YES is released the same way, `voided_here`); told that placement
+  again once released, it acknowledges it `void` (`released_here`), and a later
+  holder waiting for the step here drops it (replacement_handover.py).
 """
 
 from __future__ import annotations
@@ -240,7 +242,11 @@ class PlacedHere:
             # The holder of a later epoch hands out our round's COMMIT, told everywhere
             # again first (replacement_handover.py).
             n.replacement.handover.made_here(now, src, msg)
-        n.send(src, AckMsg(("placed", msg.workflow_id, msg.step_id, msg.epoch, n.name)))
+        # Its new domain, holding nothing of the round any more (its YES released on a
+        # void), says so: a later holder that waits for the step here drops the
+        # placement (replacement_handover.py, "A void in a later epoch").
+        n.send(src, AckMsg(("placed", msg.workflow_id, msg.step_id, msg.epoch, n.name),
+                           n.replacement.handover.released_here(msg)))
 
     def learn_from_grant(self, now: float, wf: str,
                          placements: tuple[tuple[str, int, str, str], ...],

@@ -289,6 +289,10 @@ class CompRow:
 @dataclass(frozen=True)
 class AckMsg:
     msg_id: tuple
+    # The new domain of a re-placement round, acknowledging a tell of its placement
+    # (msg_id "placed"), holds no YES of that round and learned no COMMIT of it: nothing
+    # ever runs under it there (replacement_handover.py, "A void in a later epoch").
+    void: bool = False
 
 
 @dataclass(frozen=True, eq=False)

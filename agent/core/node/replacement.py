@@ -465,7 +465,9 @@ class Replacements:
 
     # ---- told before made (replacement_telling.py), as the Node's parts ask -----------
 
-    def placed_acked(self, now: float, src: str, msg_id: tuple) -> None:
+    def placed_acked(self, now: float, src: str, msg_id: tuple, void: bool = False) -> None:
+        if void and self.handover.void_acked(now, src, msg_id):
+            return  # its new domain holds nothing of it: dropped (replacement_handover.py)
         self.told.placed_acked(now, src, msg_id)
 
     def may_send_commit(self, wf: str, domain: str) -> bool:

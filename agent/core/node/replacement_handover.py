@@ -103,18 +103,63 @@ at the new domain for ever, the YES released on e's void): it ABORTED the round 
 keeps no placement of it (1), so no grant of any epoch carries it, and no member
 was ever told it.
 
+A void in a later epoch. A round the original decided COMMIT before it granted e keeps
+its placement there, and at any member outside M it told: should the holder of e
+answer the round void (no member of M held it) and lose its epoch before its end, a
+later holder elected with a grant that carries the placement (the original's, or such
+a member's) takes it and hands its COMMIT out to a new domain that released its YES,
+and would wait for the step there for ever. The new domain's record of its void is its
+round tables: its YES of the round gone from its holds, no COMMIT of it learned (both
+durable). Told that placement again (`on_placed`), by the holder's handover or any
+tell, it acknowledges it `void` (`released_here`, AckMsg.void; not once it ended the
+workflow: an ended workflow places nothing again, and its end, not a void, is what the
+holder must learn, as before). A holder acting in an epoch >= 1 (certificate on
+record, not ended) whose progress still waits for the step there under that very round
+(on that domain, at the round's number, no attempt reported) drops the placement
+(`void_acked`): the round's tells stop, its handover (or, the original acting in a
+later epoch, its own COMMIT) is told no more, and the step goes back to be placed
+again, as the loss of the domain it was lost on sent it to that round (the loss
+table's verdict, REPLACE, stands: a placement that never began there changes nothing
+of it), by a round of the holder's own epoch on a fresh majority
+(replacement_successor.py). Not back on the lost domain: told the placement, that
+domain runs nothing of the step any more, and the holder would wait for it.
+
+Why dropping loses no run. A YES released is not held again: its round's PREPARE goes
+only while the coordinator prepares it, before its decision, and the participant
+refuses a round it closed; a COMMIT that comes finds nothing held. So the new domain
+never runs under the round, whatever is handed out later, and the step runs only where
+the holder places it next. Its word is about its own round alone: the acknowledgement
+names the round and its sender (authority.py `_ack`), and the holder takes it only
+from that round's new domain. The holder's round is numbered in its own epoch's range,
+above the dropped one, so its placement, once its COMMIT left (told to a majority
+first: replacement_telling.py), replaces the dropped one in every later holder; a
+later holder that learns only the dropped one (nothing of the new round committed; the
+drop is in memory) is answered void again and drops it too, and so is a restarted
+holder (the placement stays on record until a later one replaces it, and its progress
+is rebuilt on it). Retention: a new domain that ran the round, ended the workflow and
+forgot it (its learned decisions go a round's life after the workflow) holds nothing
+of it either; a holder still waiting for the step there places it again only on a
+fresh majority of its epoch (replacement_successor.py), which the majority that
+granted a later epoch, or that was told the end before it was made, denies it, unless
+they forgot it too: the hazard of an end forgotten that docs/failures.md names. A YES
+released keeps nothing that holds the workflow at its new domain, which forgets it
+alike, and still answers void.
+
+Why this, and not the void told to the electorate and carried in grants, as a
+placement is: the new domain is the one Node that knows whether anything can run
+under the round, and it already keeps that on record; a void told first would need
+its own table, its own telling before the answer, a field in every grant, and the
+same drop at a holder that learned both, for the same outcome.
+
 Not done here: a new domain that never kept the workflow's electorate
 (it missed every tell of the original) cannot check the holder's certificate and
-refuses its tell, so the handover waits for the end. A void is not carried to a
-later epoch for a round the original decided COMMIT before it granted e: should the
-holder of e, not knowing that placement (the original's grant came after it acted,
-and no member of M held it), answer the round void and lose its epoch before its
-end, a later holder elected with a grant that carries the placement (the original's,
-or a member's outside M that was told it) takes it and waits for the step at the new
-domain, which released it (a liveness gap, never a second run; carrying the voids in
-the grants would close it); a member that is not committed to the workflow (an
-elector holding no step) answers nothing, so the new domain then waits for the holder
-or the end notice.
+refuses its tell, so the handover waits for the end. A member that is not committed
+to the workflow (an elector holding no step) answers nothing, so the new domain then
+waits for the holder or the end notice. The original acting in a later epoch without
+a restart since the new domain acknowledged its tell (while it held its YES) sends
+its own COMMIT, a Decision, which the new domain, holding nothing, leaves unanswered:
+it waits for the step there until a restart tells its placements again (and is
+answered void then).
 """
 
 from __future__ import annotations
@@ -125,7 +170,7 @@ from typing import Any
 from fedorch.core.negotiation.messages import DecisionQuery, Key, Value, VoteIn
 from fedorch.core.negotiation.participant import HoldState
 from fedorch.core.node.records import FinalMsg, PlacedMsg
-from fedorch.core.workflow.progress import TERMINAL_STEP_STATES
+from fedorch.core.workflow.progress import TERMINAL_STEP_STATES, StepState
 
 
 class Handover:
@@ -312,3 +357,43 @@ class Handover:
         n.stats["re-placement YES released: void in a later epoch"] += 1
         if n.takeover is not None and msg.won and wf in n.progress:
             n.takeover.follow_proven(now, wf, src, msg.held_epoch, msg.won)
+
+    # ---- a void in a later epoch (see the header) -----------------------------------
+
+    def released_here(self, msg: PlacedMsg) -> bool:
+        """Told a placement of a round whose new domain we are: do we hold nothing of
+        that round (no YES held, no COMMIT learned), the workflow not ended here? Then
+        nothing ever runs under it here, and our acknowledgement says so (AckMsg.void;
+        see the header)."""
+        n = self.n
+        key = (msg.workflow_id, msg.epoch)
+        if msg.domain != n.name or msg.workflow_id in n.state.final:
+            return False
+        learned = n.state.learned.get(key)
+        return n.participant.hold(key) is None and (learned is None or not learned.commit)
+
+    def void_acked(self, now: float, src: str, msg_id: tuple) -> bool:
+        """`src` acknowledged our tell of a placement on it void (`released_here`): if
+        we act in a later epoch and our progress still waits for the step there, under
+        that very round, the placement is dropped and the step goes back to be placed
+        again (see the header). False: nothing dropped (the acknowledgement counts as
+        any other)."""
+        n, r = self.n, self.r
+        _, wf, step, round_, _ = msg_id
+        if n.takeover is None or not n.domain_loss.drives(wf) \
+                or n.domain_loss.epoch(wf) < 1 or wf in n.state.final:
+            return False
+        p = n.progress.get(wf)
+        s = p.steps.get(step) if p is not None else None
+        placed = n.state.placements.get(wf, {}).get(step)
+        if s is None or placed is None or placed[:2] != (round_, src) \
+                or (s.domain, s.epoch, s.state, s.attempts) \
+                != (src, round_, StepState.WAITING, 0):
+            return False
+        n.stats["re-placement void at its new domain: placed again"] += 1
+        r.telling.pop((wf, round_), None)
+        r.acked.pop((wf, round_), None)
+        n.pending.drop(wf, lambda k, _: k[0] == "placed" and k[2:4] == (step, round_))
+        r.step_lost(wf, step, placed[2], s.lost_as)
+        r.start(now, wf)
+        return True

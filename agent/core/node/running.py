@@ -242,7 +242,7 @@ class Running:
             if n.takeover is not None and wf in n.state.late_grants:
                 n.takeover.late.acked(wf, src)  # a granter's tell is done
         elif msg.msg_id[0] == "placed":  # a new placement told (replacement.py)
-            n.replacement.placed_acked(now, src, msg.msg_id)
+            n.replacement.placed_acked(now, src, msg.msg_id, msg.void)
         elif msg.msg_id[0] == "compensated":
             n.compensating.report_acked(msg.msg_id)
         elif msg.msg_id[0] == "saga":  # retention may look at it again (kept_because)

@@ -272,7 +272,7 @@ MESSAGES = {
     CompensatedMsg: st.builds(CompensatedMsg, wf_ids, text, st.integers(1, 5),
                               st.booleans(), text),
     AckMsg: st.builds(AckMsg, st.tuples(text, wf_ids, text, names)
-                      | st.tuples(text, wf_ids, names)),
+                      | st.tuples(text, wf_ids, names), st.booleans()),
     PaxosPrepare: st.builds(PaxosPrepare, txs, ballots),
     Promise: st.builds(Promise, keys, ballots, names, st.none() | ballots,
                        st.none() | values),
