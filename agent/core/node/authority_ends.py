@@ -132,8 +132,9 @@ def final(node: Any, src: str, msg: FinalMsg, votes: Any,
         # to settle who drives the saga (saga_plans.rival_end: the better end is
         # followed, the other acknowledged), or both would resend for ever.
         return
-    if held is not None and msg.epoch == held[0] >= 1 and held[1] == node.name \
-            and src != node.name and node.state.final.get(msg.workflow_id) == msg.state:
+    if held is not None and msg.epoch == held[0] >= 1 \
+            and node.state.final.get(msg.workflow_id) == msg.state \
+            and held[1] == node.name and src != node.name:
         # The same, to a claimant that told the end on in its epoch, from a rival not
         # known here as a member (a new domain the original placed a step on while we
         # were cut off: we refused that placement, not ended yet, so never wrote it):
