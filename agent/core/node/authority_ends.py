@@ -132,6 +132,15 @@ def final(node: Any, src: str, msg: FinalMsg, votes: Any,
         # to settle who drives the saga (saga_plans.rival_end: the better end is
         # followed, the other acknowledged), or both would resend for ever.
         return
+    if held is not None and msg.epoch == held[0] >= 1 \
+            and node.state.final.get(msg.workflow_id) == msg.state \
+            and held[1] == node.name and src != node.name:
+        # The same, to a claimant that told the end on in its epoch, from a rival not
+        # known here as a member (a new domain the original placed a step on while we
+        # were cut off: we refused that placement, not ended yet, so never wrote it):
+        # taken only to be acknowledged and answered with our end, never followed
+        # (saga_plans.rival_end). Refused, both drove the epoch's saga for ever.
+        return
     if held is not None and msg.epoch > held[0] and msg.won \
             and src not in (participants or ()) and proven_epoch is not None \
             and proven_epoch(msg.workflow_id, msg.epoch, src, msg.won):

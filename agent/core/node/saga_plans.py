@@ -238,6 +238,12 @@ class SagaPlans:
                 or d.final.get(wf) != state or not self.c.known(wf):
             return
         holder = held[1]
+        tk = n.takeover
+        if holder == n.name and tk is not None and src not in self.members(wf):
+            # A rival unknown here as a member (authority_ends.py let its end through
+            # only so): never followed, told our end, which it judges where we are one.
+            tk.ends.tell_rival(wf, epoch, src, state)
+            return
         gone = n.member_loss.gone
         if gone(holder) != gone(src):
             # One of the two is gone (DEAD or LEFT) in this Node's view: the live one
@@ -250,7 +256,6 @@ class SagaPlans:
                 n.stats["saga driver gone: a live claimant of its epoch followed"] += 1
                 self.yield_to(now, wf, epoch, src)
             return
-        tk = n.takeover
         rival_proven = bool(won) and tk is not None and tk.proven(wf, epoch, src, won)
         if holder == n.name:
             ours_proven = d.certificates.get(wf, (0, ()))[0] == epoch
@@ -262,6 +267,10 @@ class SagaPlans:
                 self.tell_end_again(wf, epoch)
             return
         self.yield_to(now, wf, epoch, src)
+
+    def members(self, wf: str) -> set[str]:
+        """The domains of `wf` and its original coordinator, as known here."""
+        return self.n.replacement.domains_of(wf) | {self.n.running.info(wf).coordinator}
 
     def yield_to(self, now: float, wf: str, epoch: int, src: str) -> None:
         """Follow `src`, the better holder of `epoch`: its saga is the one. A holder

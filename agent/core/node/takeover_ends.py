@@ -103,6 +103,23 @@ class Ends:
             out |= set(self.tk.electorate_of(wf) or ())
         return out - {n.name}
 
+    def tell_rival(self, wf: str, epoch: int, holder: str, state: object) -> None:
+        """`holder`, a rival claimant of `epoch` that told the end on alike, is no
+        member here (a new domain the original placed a step on while we were cut off,
+        its placement refused here before we ended): `told` never reached it, so it is
+        told our end now, for saga_plans.rival_end to judge where we are a member.
+        Untold, it drove the epoch's saga for ever beside ours (its end to us refused
+        as a stranger's)."""
+        n = self.n
+        d = n.state
+        if holder in ("", n.name) or d.epochs.get(wf) != (epoch, n.name) \
+                or d.final.get(wf) != state or ("final", wf, holder) in n.pending \
+                or holder in d.final_acked.get(wf, set()):
+            return
+        n.stats["claimant's end told to a rival holder of its epoch"] += 1
+        won = self.tk.proof.own_certificate(wf, epoch)
+        n.reliable(holder, ("final", wf, holder), FinalMsg(wf, d.final[wf], epoch, won=won))
+
     def follow_end(self, now: float, wf: str, epoch: int, src: str,
                    state: WorkflowState, won: Certificate = ()) -> None:
         """An end notice the boundary let through. Of a later epoch than held, or of the

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from fedorch.core.node import MemberState, Message, Submit
 from fedorch.core.node.compensating import COMPENSATE
-from fedorch.core.node.records import FinalMsg
+from fedorch.core.node.records import AckMsg, FinalMsg
 from fedorch.core.workflow.lifecycle import WorkflowState
 
 from tests.unit.core.node.test_compensating_takeover import (
@@ -86,3 +86,26 @@ def test_a_member_following_a_gone_holder_follows_a_live_rival_of_its_epoch():
     plans.rival_end(f.now, WF, 1, "d0", WorkflowState.FAILED, ())
     assert f.nodes["d2"].state.epochs[WF] == (1, "d0")
     assert f.nodes["d2"].stats["saga driver gone: a live claimant of its epoch followed"] == 1
+
+
+def test_a_claimant_tells_its_end_to_a_rival_of_its_epoch_it_never_knew_as_a_member():
+    # d1 told d0's end on in epoch 1 and drives its saga. A rival claimant of epoch 1,
+    # d5, tells it the same end: a new domain the original placed a step on while d1
+    # was cut off, a placement d1 refused (not ended then) and never wrote, so no
+    # member here. Refused, as a stranger's, the two drove epoch 1's saga for ever
+    # (d5 resending its end to d1). Now it is acknowledged and answered with d1's end,
+    # so d5 judges it where d1 is a member; d1 never follows a stranger.
+    f, late = two_claimants_told_the_end_on()
+    f.deliver(keep=claims_held)
+    for dst, msg in late:
+        if dst == "d1":
+            f.step(dst, Message("d0", msg))
+    assert f.disks["d1"].epochs[WF] == (1, "d1")
+    assert "d5" not in f.nodes["d1"].replacement.domains_of(WF)
+    f.net = []
+    f.step("d1", Message("d5", FinalMsg(WF, WorkflowState.FAILED, 1)))
+    to_d5 = [msg for src, dst, msg in f.net if (src, dst) == ("d1", "d5")]
+    assert AckMsg(("final", WF, "d1")) in to_d5
+    assert FinalMsg(WF, WorkflowState.FAILED, 1) in to_d5
+    assert f.disks["d1"].epochs[WF] == (1, "d1")
+    assert WF in f.nodes["d1"].compensating.cores
