@@ -1,11 +1,16 @@
-"""The simulator's saga stories' shared parts: step and compensation ends, and
-domains cut off until healed (one place for the monkeypatching those stories share)."""
+"""The simulator's saga stories' shared parts: step and compensation ends, domains cut
+off until healed (one place for the monkeypatching those stories share), and the
+workflow of the stories of a step placed again."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+from fedorch.core.node.records import Timing
+from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
 from fedorch.sim.negotiation import agent as sim_agent
+from fedorch.sim.negotiation.config import Config, Workflow
+from fedorch.sim.negotiation.run import Simulation
 
 
 def steps_end(monkeypatch, succeeds: Callable[[str], bool]) -> None:
@@ -48,3 +53,33 @@ def cut_off(sim, cut: list[str], healed: list[bool]) -> None:
 
     sim.member_state = member_state
     sim.intercept = intercept
+
+
+def placed_again_story(seed: int, names: list[str], placement: dict[str, str],
+                       timing: Timing) -> Simulation:
+    """The stories of a step placed again: d0 coordinates d0.w0 among `names`, s0
+    (idempotent, with a compensate block), s1 (needs s0, idempotent), s2 and s3, placed
+    by `placement`; no cancels."""
+    comp = spec_pb2.Compensation(params_json='{"undo": true}')
+    steps = [spec_pb2.StepSpec(id="s0", capability="a", compensate=comp, idempotent=True),
+             spec_pb2.StepSpec(id="s1", capability="a", needs=["s0"], idempotent=True),
+             spec_pb2.StepSpec(id="s2", capability="a"),
+             spec_pb2.StepSpec(id="s3", capability="a")]
+    config = Config(
+        names=names,
+        policies={n: config_pb2.Policy(accept_from=["*"]) for n in names},
+        capacities={n: {"a": 4} for n in names},
+        workflows=[Workflow("d0.w0", "d0", 1.0, spec_pb2.WorkflowSpec(name="w0", steps=steps),
+                            placement)],
+        timing=timing,
+    )
+    return Simulation(seed, config, cancels=False)
+
+
+def cut_as_s0_succeeds(sim, agent, now: float, cut: list[str], most: int) -> None:
+    """In a crash hook: `agent`, not d0, whose run of d0.w0's s0 SUCCEEDED, is cut off
+    (appended to `cut`) before it is told anything more, up to `most` domains."""
+    if len(cut) < most and agent.name not in cut and agent.name != "d0" \
+            and "s0" in agent.node.state.succeeded_here.get("d0.w0", {}):
+        cut.append(agent.name)
+        sim.view_change_at(now)

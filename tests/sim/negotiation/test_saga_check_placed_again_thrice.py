@@ -21,33 +21,24 @@ from __future__ import annotations
 import pytest
 from fedorch.core.node.records import Timing
 from fedorch.core.workflow.lifecycle import WorkflowState
-from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
-from fedorch.sim.negotiation.config import Config, Workflow
 from fedorch.sim.negotiation.run import Simulation
 
-from tests.sim.negotiation.saga_stories import cut_off, steps_end
+from tests.sim.negotiation.saga_stories import (
+    cut_as_s0_succeeds,
+    cut_off,
+    placed_again_story,
+    steps_end,
+)
 
 WF = "d0.w0"
 NAMES = [f"d{i}" for i in range(6)]
 
 
 def placed_thrice(seed: int) -> Simulation:
-    comp = spec_pb2.Compensation(params_json='{"undo": true}')
-    steps = [spec_pb2.StepSpec(id="s0", capability="a", compensate=comp, idempotent=True),
-             spec_pb2.StepSpec(id="s1", capability="a", needs=["s0"], idempotent=True),
-             spec_pb2.StepSpec(id="s2", capability="a"),
-             spec_pb2.StepSpec(id="s3", capability="a")]
-    config = Config(
-        names=NAMES,
-        policies={n: config_pb2.Policy(accept_from=["*"]) for n in NAMES},
-        capacities={n: {"a": 4} for n in NAMES},
-        workflows=[Workflow(WF, "d0", 1.0, spec_pb2.WorkflowSpec(name="w0", steps=steps),
-                            {"s0": "d1", "s1": "d0", "s2": "d3", "s3": "d4"})],
-        # Takeover composed (domain loss reads its views), but no claim before d0 is
-        # back from its restart: d0 drives the saga again.
-        timing=Timing(max_rounds=1, takeover_after_s=600.0),
-    )
-    return Simulation(seed, config, cancels=False)
+    # Takeover composed (domain loss reads its views), but no claim before d0 is
+    # back from its restart: d0 drives the saga again.
+    return placed_again_story(seed, NAMES, {"s0": "d1", "s1": "d0", "s2": "d3", "s3": "d4"},
+                              Timing(max_rounds=1, takeover_after_s=600.0))
 
 
 @pytest.mark.parametrize("seed", range(1, 6))
@@ -61,11 +52,7 @@ def test_a_step_placed_again_thrice_is_compensated_where_each_run_succeeded(
     cut_off(sim, cut, healed)
 
     def hook(agent, now, label):
-        d = agent.node.state
-        if len(cut) < 3 and agent.name not in cut and agent.name != "d0" \
-                and "s0" in d.succeeded_here.get(WF, {}):
-            cut.append(agent.name)  # its run SUCCEEDED here: cut off before it is told
-            sim.view_change_at(now)
+        cut_as_s0_succeeds(sim, agent, now, cut, 3)  # its run SUCCEEDED there
         if agent.name == "d0" and len(cut) == 3 and not crashed \
                 and agent.durable.final.get(WF) is WorkflowState.FAILED \
                 and (WF, "s0") in agent.durable.compensations:

@@ -19,11 +19,14 @@ from __future__ import annotations
 
 import pytest
 from fedorch.core.workflow.lifecycle import WorkflowState
-from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
-from fedorch.sim.negotiation.config import Config, Workflow
 from fedorch.sim.negotiation.run import Simulation
 
-from tests.sim.negotiation.saga_stories import cut_off, steps_end
+from tests.sim.negotiation.saga_stories import (
+    cut_as_s0_succeeds,
+    cut_off,
+    placed_again_story,
+    steps_end,
+)
 from tests.sim.negotiation.test_takeover import TAKEOVER
 
 WF = "d0.w0"
@@ -31,20 +34,8 @@ NAMES = [f"d{i}" for i in range(6)]
 
 
 def placed_thrice(seed: int) -> Simulation:
-    comp = spec_pb2.Compensation(params_json='{"undo": true}')
-    steps = [spec_pb2.StepSpec(id="s0", capability="a", compensate=comp, idempotent=True),
-             spec_pb2.StepSpec(id="s1", capability="a", needs=["s0"], idempotent=True),
-             spec_pb2.StepSpec(id="s2", capability="a"),
-             spec_pb2.StepSpec(id="s3", capability="a")]
-    config = Config(
-        names=NAMES,
-        policies={n: config_pb2.Policy(accept_from=["*"]) for n in NAMES},
-        capacities={n: {"a": 4} for n in NAMES},
-        workflows=[Workflow(WF, "d0", 1.0, spec_pb2.WorkflowSpec(name="w0", steps=steps),
-                            {"s0": "d1", "s1": "d0", "s2": "d3", "s3": "d4"})],
-        timing=TAKEOVER,
-    )
-    return Simulation(seed, config, cancels=False)
+    return placed_again_story(seed, NAMES, {"s0": "d1", "s1": "d0", "s2": "d3", "s3": "d4"},
+                              TAKEOVER)
 
 
 @pytest.mark.parametrize("seed", range(1, 6))
@@ -59,10 +50,7 @@ def test_a_step_placed_again_thrice_is_compensated_where_each_run_succeeded(
 
     def hook(agent, now, label):
         d = agent.node.state
-        if len(cut) < 2 and agent.name not in cut and agent.name != "d0" \
-                and "s0" in d.succeeded_here.get(WF, {}):
-            cut.append(agent.name)  # its run SUCCEEDED here: cut off before it is told
-            sim.view_change_at(now)
+        cut_as_s0_succeeds(sim, agent, now, cut, 2)  # its run SUCCEEDED there
         if agent.name == "d0" and len(cut) == 2 and not crashed \
                 and d.final.get(WF) is WorkflowState.FAILED:
             crashed.append(now)  # d0 ended it: it restarts before any report
