@@ -46,6 +46,7 @@ from collections import Counter
 from pathlib import Path
 
 from fedorch.bench.commit import forced_write_ms
+from fedorch.bench.gc_share import GcTime
 from fedorch.bench.node_wire import DOMAINS, Timers, Wire, WirePort
 from fedorch.core.node import Node, StepEnded, Submit
 from fedorch.core.node.records import Timing
@@ -333,30 +334,6 @@ def _peak(before: dict, after: dict, n: int, cpu_s: float, wall_s: float,
     }
 
 
-class GcTime:
-    """CPU seconds inside the garbage collector (gc.callbacks; the collecting thread's
-    CPU clock, so a machine's other work does not count). A collection falls inside
-    whatever part was running, so it is shown apart, not subtracted."""
-
-    def __init__(self) -> None:
-        self.seconds = 0.0
-        self._started: dict[int, float] = {}
-
-    def __call__(self, phase: str, info: dict) -> None:
-        me = threading.get_ident()
-        if phase == "start":
-            self._started[me] = time.thread_time()
-        elif me in self._started:
-            self.seconds += time.thread_time() - self._started.pop(me)
-
-    def __enter__(self) -> GcTime:
-        gc.callbacks.append(self)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        gc.callbacks.remove(self)
-
-
 def _run(directory: Path, workflows: int, concurrency: tuple[int, ...], envelope: str,
          warmup: int, crypto: str, layout: str) -> dict:
     fed = Federation(directory, envelope, crypto, layout)
@@ -371,7 +348,7 @@ def _run(directory: Path, workflows: int, concurrency: tuple[int, ...], envelope
                 ends = fed.closed_loop(workflows, c)
                 cpu_s, wall_s = time.process_time() - cpu0, time.perf_counter() - wall0
             loops.append(_peak(before, fed.readings(), workflows, cpu_s, wall_s, ends, c))
-            loops[-1]["gc_ms_per_workflow"] = round(gc_time.seconds / workflows * 1000, 3)
+            loops[-1]["gc_ms_per_workflow"] = round(sum(gc_time.seconds) / workflows * 1000, 3)
     finally:
         fed.stop()
     peak = max(loops, key=lambda r: r["workflows_per_s"])
