@@ -83,3 +83,14 @@ def cut_as_s0_succeeds(sim, agent, now: float, cut: list[str], most: int) -> Non
             and "s0" in agent.node.state.succeeded_here.get("d0.w0", {}):
         cut.append(agent.name)
         sim.view_change_at(now)
+
+
+def cut_story(monkeypatch, sim, succeeds: Callable[[str], bool]) -> tuple[list[str], list[bool]]:
+    """A saga story's opening: steps end as `succeeds` says (`steps_end`), and the
+    domains the story appends to the first list returned are cut off (`cut_off`) until
+    it appends to the second (healed)."""
+    steps_end(monkeypatch, succeeds)
+    cut: list[str] = []  # the domains cut off, in order
+    healed: list[bool] = []
+    cut_off(sim, cut, healed)
+    return cut, healed

@@ -25,9 +25,8 @@ from fedorch.sim.negotiation.run import Simulation
 
 from tests.sim.negotiation.saga_stories import (
     cut_as_s0_succeeds,
-    cut_off,
+    cut_story,
     placed_again_story,
-    steps_end,
 )
 
 WF = "d0.w0"
@@ -44,12 +43,10 @@ def placed_thrice(seed: int) -> Simulation:
 @pytest.mark.parametrize("seed", range(1, 6))
 def test_a_step_placed_again_thrice_is_compensated_where_each_run_succeeded(
         seed, monkeypatch) -> None:
-    steps_end(monkeypatch, lambda step: step != "s1")  # s1 fails; the others succeed wherever
     sim = placed_thrice(seed)
-    cut: list[str] = []  # the domains cut off, in order
-    healed: list[bool] = []
+    # s1 fails; the others succeed wherever
+    cut, healed = cut_story(monkeypatch, sim, lambda step: step != "s1")
     crashed: list[float] = []  # when d0 restarted, once
-    cut_off(sim, cut, healed)
 
     def hook(agent, now, label):
         cut_as_s0_succeeds(sim, agent, now, cut, 3)  # its run SUCCEEDED there

@@ -21,9 +21,8 @@ from fedorch.sim.negotiation.run import Simulation
 
 from tests.sim.negotiation.saga_stories import (
     cut_as_s0_succeeds,
-    cut_off,
+    cut_story,
     placed_again_story,
-    steps_end,
 )
 from tests.sim.negotiation.test_takeover import TAKEOVER
 
@@ -39,11 +38,9 @@ def placed_twice(seed: int) -> Simulation:
 @pytest.mark.parametrize("seed", range(1, 6))
 def test_a_step_placed_again_twice_is_compensated_where_each_run_succeeded(
         seed, monkeypatch) -> None:
-    steps_end(monkeypatch, lambda step: step != "s1")  # s1 fails; the others succeed wherever
     sim = placed_twice(seed)
-    cut: list[str] = []  # the domains cut off, in order
-    healed: list[bool] = []
-    cut_off(sim, cut, healed)
+    # s1 fails; the others succeed wherever
+    cut, healed = cut_story(monkeypatch, sim, lambda step: step != "s1")
 
     def hook(agent, now, label):
         d = agent.node.state

@@ -486,26 +486,35 @@ def test_a_told_cancel_whose_workflow_ended_otherwise_here_in_an_own_epoch_is_vo
     assert not d0.domain_loss.holds(TWF)
 
 
+def _cancel_waiting_for_its_commit(steps: list, placement: dict[str, str], keep):
+    """d0 submits TWF (`steps` placed by `placement`) and takes a cancel while its
+    round's COMMIT is being decided, what `keep` names (of the messages to d0) held back:
+    the cancel waits. The federation, and the messages held back."""
+    fed = TakeoverFed()
+    fed.step("d0", Submit(TWF, spec_pb2.WorkflowSpec(name="w", steps=steps),
+                          placement=placement))
+    fed.deliver(keep=keep)
+    held = [m for m in fed.net if keep(*m)]
+    fed.net = []
+    assert fed.nodes["d0"].coordinators[TWF].phase is Phase.DECIDING
+    _taken(fed, "d0")
+    assert fed.disks["d0"].rows[TWF].state is WorkflowState.NEGOTIATING  # it waits
+    return fed, held
+
+
+def _accepted_or_decided_to_d0(src: str, dst: str, msg: object) -> bool:
+    return dst == "d0" and isinstance(msg, (Accepted, Decision))
+
+
 def test_a_cancel_waiting_for_a_commit_is_void_before_a_step_starts_under_a_later_epoch():
     """d0 took a cancel while its round's COMMIT was being decided (it waits), then
     granted d1's claim of epoch 1; the round commits at d0 only then. d0 follows d1:
     its own step s0 starts as d1's follower, and the cancel is noted void before that
     start, not after it (takeover soak seed 116571: the attempt counted as started
     under the cancel)."""
-    fed = TakeoverFed()
-    fed.step("d0", Submit(TWF, spec_pb2.WorkflowSpec(
-        name="w", steps=[step("s0"), step("s1"), step("s2")]),
-        placement={"s0": "d0", "s1": "d1", "s2": "d2"}))
-
-    def to_d0(src: str, dst: str, msg: object) -> bool:
-        return dst == "d0" and isinstance(msg, (Accepted, Decision))
-
-    fed.deliver(keep=to_d0)
-    held = [m for m in fed.net if to_d0(*m)]
-    fed.net = []
-    assert fed.nodes["d0"].coordinators[TWF].phase is Phase.DECIDING
-    _taken(fed, "d0")
-    assert fed.disks["d0"].rows[TWF].state is WorkflowState.NEGOTIATING  # it waits
+    fed, held = _cancel_waiting_for_its_commit(
+        [step("s0"), step("s1"), step("s2")], {"s0": "d0", "s1": "d1", "s2": "d2"},
+        _accepted_or_decided_to_d0)
     fed.step("d0", Message("d1", ClaimMsg(TWF, 1)))
     assert fed.disks["d0"].granted[TWF] == (1, "d1")
     notes: list[tuple] = []
@@ -549,19 +558,9 @@ def test_a_cancel_waiting_for_a_commit_is_void_when_a_later_epochs_end_comes_fir
     FAILED as d1 ended it, and the cancel, lost to that end, is noted void, naming d1
     (takeover soak seed 69500487: the cancel stood, never noted void, against a
     workflow ended FAILED everywhere)."""
-    fed = TakeoverFed()
-    fed.step("d0", Submit(TWF, spec_pb2.WorkflowSpec(
-        name="w", steps=[step("s0"), step("s1"), step("s2")]),
-        placement={"s0": "d0", "s1": "d1", "s2": "d2"}))
-
-    def to_d0(src: str, dst: str, msg: object) -> bool:
-        return dst == "d0" and isinstance(msg, (Accepted, Decision))
-
-    fed.deliver(keep=to_d0)
-    fed.net = []  # the round's decision never reaches d0
-    assert fed.nodes["d0"].coordinators[TWF].phase is Phase.DECIDING
-    _taken(fed, "d0")
-    assert fed.disks["d0"].rows[TWF].state is WorkflowState.NEGOTIATING  # it waits
+    to_d0 = _accepted_or_decided_to_d0
+    fed, _ = _cancel_waiting_for_its_commit(  # the round's decision never reaches d0
+        [step("s0"), step("s1"), step("s2")], {"s0": "d0", "s1": "d1", "s2": "d2"}, to_d0)
     notes: list[tuple] = []
     noted = fed.note  # the federation's own (it counts who acts)
     fed.note = lambda name, what, facts: (  # type: ignore
@@ -590,19 +589,11 @@ def test_a_cancel_waiting_for_a_commit_beaten_by_a_later_epochs_end_is_void():
     only then learns the COMMIT: the cancel lost to the end made in epoch 1 and is
     noted void, its caller answered that the workflow ended otherwise (takeover soak
     seed 66000289: noted nowhere, the cancel stood at d0 next to its SUCCEEDED end)."""
-    fed = TakeoverFed()
-    fed.step("d0", Submit(TWF, spec_pb2.WorkflowSpec(name="w", steps=[step("s1"), step("s2")]),
-                          placement={"s1": "d1", "s2": "d2"}))
-
     def to_d0(src: str, dst: str, msg: object) -> bool:
         return dst == "d0" != src and isinstance(msg, (Accepted, Decision))
 
-    fed.deliver(keep=to_d0)
-    held = [m for m in fed.net if to_d0(*m)]
-    fed.net = []
-    assert fed.nodes["d0"].coordinators[TWF].phase is Phase.DECIDING
-    _taken(fed, "d0")
-    assert fed.disks["d0"].rows[TWF].state is WorkflowState.NEGOTIATING  # it waits
+    fed, held = _cancel_waiting_for_its_commit(
+        [step("s1"), step("s2")], {"s1": "d1", "s2": "d2"}, to_d0)
     fed.goes_silent_and_dead("d0")
     fed.run_until(fed.now + 5.0)
     assert fed.evidence.acting == {(TWF, 1): "d1"}
