@@ -232,6 +232,8 @@ class Negotiation:
             self.run(now, n.termination.next_actions())
 
     def _on_decision(self, now: float, src: str, msg: Decision) -> None:
+        if self.n.replacement.handover.commit_released(src, msg):
+            return  # a re-placement round released here: answered void, never learned
         tx = self.n.tx_of(msg.key)
         if tx is not None:
             check_value(tx, msg.value)  # a COMMIT is believed only with its certificate

@@ -155,11 +155,39 @@ Not done here: a new domain that never kept the workflow's electorate
 (it missed every tell of the original) cannot check the holder's certificate and
 refuses its tell, so the handover waits for the end. A member that is not committed
 to the workflow (an elector holding no step) answers nothing, so the new domain then
-waits for the holder or the end notice. The original acting in a later epoch without
-a restart since the new domain acknowledged its tell (while it held its YES) sends
-its own COMMIT, a Decision, which the new domain, holding nothing, leaves unanswered:
-it waits for the step there until a restart tells its placements again (and is
-answered void then).
+waits for the holder or the end notice.
+
+A COMMIT after a void. The original, acting in a later epoch it claimed itself, tells
+its placements again in that epoch (takeover.py, Act: `retell`), and the electors that
+granted it take them; the new domain, still holding its YES, acknowledges its tell
+plainly; then the holder of an older epoch it grants or follows no later one than
+(that holder does not know the original won since) answers its round void, and it
+releases its YES; then the original's own COMMIT comes, a Decision (told everywhere, so
+sent). Holding nothing of the round, the new domain used to refuse it as a COMMIT of a
+transaction unknown there, and the original waited for the step there until a restart
+told its placements again. Now a COMMIT of a round whose new domain we are, told its
+placement (on record here), holding no YES of it, no COMMIT of it learned, the
+workflow not ended here (`released_here`'s test), is answered as that test answers a
+tell: an acknowledgement of the placement, `void` (`commit_released`; negotiation.py
+asks first, before the COMMIT is looked at). The original takes it as any void
+acknowledgement (`void_acked`): acting in an epoch >= 1 and waiting for the step there
+under that very round, it drops the placement, its own COMMIT record with it (the
+round's one participant holds nothing, and its log is asked no more), and the step
+goes back to be placed again as the loss of its lost domain sent it to that round (the
+loss table's verdict stands), by a round of its own epoch on a fresh majority.
+
+Why dropping loses no run: the new domain never runs under a round it released. Its
+release is durable (its YES gone from its holds, no COMMIT learned), a released YES is
+never held again (the round's PREPARE went before its decision, and a round closed is
+refused), and the answer is given instead of learning the COMMIT, so the step's
+progress is never built there under that round (a new domain takes its placement only
+with the COMMIT); the answer names the round and the step and is taken only from that
+round's new domain, about that very round (`void_acked`). Nothing else ran under the
+round either: a round has one participant. So, dropped, the step runs only where the
+original places it next, in a round numbered in its own epoch's range, told before made
+(replacement_telling.py), which replaces the dropped placement in every later holder as
+in "A void in a later epoch". An answer lost on the way leaves the original waiting as
+before, until a restart tells its placements again (one COMMIT is sent per tell).
 """
 
 from __future__ import annotations
@@ -167,9 +195,9 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from fedorch.core.negotiation.messages import DecisionQuery, Key, Value, VoteIn
+from fedorch.core.negotiation.messages import Decision, DecisionQuery, Key, Value, VoteIn
 from fedorch.core.negotiation.participant import HoldState
-from fedorch.core.node.records import FinalMsg, PlacedMsg
+from fedorch.core.node.records import AckMsg, FinalMsg, PlacedMsg
 from fedorch.core.workflow.progress import TERMINAL_STEP_STATES, StepState
 
 
@@ -372,6 +400,27 @@ class Handover:
         learned = n.state.learned.get(key)
         return n.participant.hold(key) is None and (learned is None or not learned.commit)
 
+    def commit_released(self, src: str, msg: Decision) -> bool:
+        """A COMMIT of a round whose new domain we are, told its placement, that we hold
+        nothing of (no YES held, no COMMIT learned, the workflow not ended here: see
+        `released_here`): answered as a tell of the placement would be, `void` (see the
+        header, "A COMMIT after a void"). False: any other decision, taken as before."""
+        n = self.n
+        wf, round_ = msg.key
+        if not msg.value.commit or wf in n.state.final or n.participant.hold(msg.key) \
+                is not None:
+            return False
+        learned = n.state.learned.get(msg.key)
+        if learned is not None and learned.commit:
+            return False
+        step = next((s for s, (e, dom, _) in sorted(n.state.placements.get(wf, {}).items())
+                     if e == round_ and dom == n.name), None)
+        if step is None:
+            return False
+        n.stats["re-placement COMMIT after a void answered void"] += 1
+        n.send(src, AckMsg(("placed", wf, step, round_, n.name), True))
+        return True
+
     def void_acked(self, now: float, src: str, msg_id: tuple) -> bool:
         """`src` acknowledged our tell of a placement on it void (`released_here`): if
         we act in a later epoch and our progress still waits for the step there, under
@@ -391,6 +440,11 @@ class Handover:
                 != (src, round_, StepState.WAITING, 0):
             return False
         n.stats["re-placement void at its new domain: placed again"] += 1
+        if (wf, round_) in n.state.records and r.owns((wf, round_)):
+            # Our own round's COMMIT: its one participant holds nothing of it, and asks
+            # no more (see the header, "A COMMIT after a void").
+            n.point("collect record")
+            del n.state.records[(wf, round_)]
         r.telling.pop((wf, round_), None)
         r.acked.pop((wf, round_), None)
         n.pending.drop(wf, lambda k, _: k[0] == "placed" and k[2:4] == (step, round_))
