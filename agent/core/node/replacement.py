@@ -460,7 +460,7 @@ class Replacements:
         for key in [k for k in self.acked if k[0] == wf]:
             del self.acked[key]
         n = self.n
-        n.pending.drop(wf, lambda k, v: k[0] == "placed")  # told no more: it is over
+        n.pending.drop(wf, lambda k, v: k[0] == "placed")  # each told hears the end
         n.placed_here.ended(now, wf)  # a YES of a round here, undecided, goes
 
     # ---- told before made (replacement_telling.py), as the Node's parts ask -----------

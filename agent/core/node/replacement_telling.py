@@ -40,6 +40,39 @@ or a successor acting in k >= 1 (replacement_successor.py), whose PlacedMsg carr
 and its certificate (`message`): a member that granted a later epoch refuses it, and
 the later epoch's holder learns it from every grant of a member that held it.
 
+The end drops the tells (replacement.py, `ended`): a workflow ended here tells no
+placement any more, acknowledged or not, and sends no COMMIT. Every domain a tell went
+to hears the end all the same, so none holds a reservation or a placement it never
+hears the end of. A tell goes to `told_to`: the domains of the workflow
+(`Replacements.domains_of`: every placement on record, its lost domain and every
+domain its step was placed on before) and, with takeover, the electorate. One such
+domain leaves that set: the new domain of a placement dropped on its void answer
+(replacement_handover.py, `void_acked`), once the next round, naming the step's own
+lost domain, replaces it; it holds nothing of the round (that is why it was dropped),
+and a tell it took goes with the workflow by retention, below. The end goes to the
+rest of that set, by whoever makes it:
+- made here (the original in epoch 0, running.py `end_as_coordinator`; or acting in a
+  later epoch, takeover_ends.py): the end notice, resent until acknowledged, goes to
+  every domain of the workflow as known here then (every domain this Node told a
+  placement as a domain of the workflow, but the one above); with takeover the end
+  is told before it is made to every elector (domain_loss.py, `tell_end`, which holds
+  it whenever a step was placed again: its lost domain may claim; an elector holding
+  no step keeps it, elector_ends.py), so an elector told the placement hears it too;
+  the new domain of a round whose COMMIT never left is told at once (`ended`);
+- taken from another (this Node follows a later epoch's holder, or took an end on a
+  member's word): that ender tells its own domains of the workflow and the electorate
+  (the same committed round's acceptors). The domains told here that it does not know
+  are the new domains (and earlier domains) of placements it does not know: such a
+  new domain holds its YES in doubt and asks the members, this Node among them, which
+  answer with the end (replacement_log.py `answer`, replacement_handover.py
+  `answered`, "A member's end"); or it released that YES on a void and holds nothing
+  that keeps the workflow (it never learned the COMMIT: a COMMIT leaves only once a
+  majority holds the placement, and the ender's epoch was granted by a majority one of
+  which would then have carried it to the ender); a tell it took keeps nothing live
+  there (not committed there, the workflow is forgotten by age: retention.py).
+A tell to a domain the view says is gone is dropped as any other: the end notice to it
+is resent until it acknowledges, as to every domain of the workflow.
+
 Restore (`retell`). A restored coordinator tells every placement on record again
 (acknowledgements were in memory: a domain down when told would never learn it, and
 refuse the new domain's claim for ever; takeover soak seed 1800599), and a COMMIT its
