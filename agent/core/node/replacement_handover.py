@@ -160,14 +160,17 @@ waits for the holder or the end notice.
 A COMMIT after a void. The original, acting in a later epoch it claimed itself, tells
 its placements again in that epoch (takeover.py, Act: `retell`), and the electors that
 granted it take them; the new domain, still holding its YES, acknowledges its tell
-plainly; then the holder of an older epoch it grants or follows no later one than
-(that holder does not know the original won since) answers its round void, and it
-releases its YES; then the original's own COMMIT comes, a Decision (told everywhere, so
-sent). Holding nothing of the round, the new domain used to refuse it as a COMMIT of a
-transaction unknown there, and the original waited for the step there until a restart
-told its placements again. Now a COMMIT of a round whose new domain we are, told its
-placement (on record here), holding no YES of it, no COMMIT of it learned, the
-workflow not ended here (`released_here`'s test), is answered as that test answers a
+plainly (it granted and follows no epoch of the original's); then the holder of an
+older epoch, which knows no placement of the round and has not learned the original
+won since, answers the round void, no older than any epoch the new domain grants or
+follows, and the new domain releases its YES (the original claimed past that holder,
+gone in its view); then the original's own COMMIT comes, a Decision (told everywhere,
+so sent). (Point 2 of "Void" above holds up to the voiding epoch: a later epoch won by
+the original is its own, and its tells in it are taken.) Holding nothing of the round,
+the new domain used to refuse it as a COMMIT of a transaction unknown there, and the
+original waited for the step there until a restart told its placements again. Now a
+COMMIT of a round whose new domain we are, told its placement (on record here),
+holding no YES of it, no COMMIT of it learned, the workflow not ended here (`released_here`'s test), is answered as that test answers a
 tell: an acknowledgement of the placement, `void` (`commit_released`; negotiation.py
 asks first, before the COMMIT is looked at). The original takes it as any void
 acknowledgement (`void_acked`): acting in an epoch >= 1 and waiting for the step there
