@@ -46,17 +46,17 @@ from typing import Any
 
 from fedorch.core.node.domain_loss import was_lost
 from fedorch.core.node.inputs import StepEnded
-from fedorch.core.node.older_results import (
-    left_to_saga,
-    older_placement,
-    relayed_over_verdict,
-)
 from fedorch.core.node.records import (
     AckMsg,
     FinalMsg,
     ResultMsg,
     WfInfo,
     copy_hold,
+)
+from fedorch.core.node.saga_older import (
+    left_to_saga,
+    older_placement,
+    relayed_over_verdict,
 )
 from fedorch.core.workflow import lifecycle
 from fedorch.core.workflow.lifecycle import WorkflowState
@@ -144,7 +144,7 @@ class Running:
                 # over. Acknowledged, so it stops; not while it waits to be placed again
                 # here: it is taken if this Node follows a later epoch first; nor a
                 # SUCCEEDED run a saga may owe a compensation, left unacknowledged until
-                # the end, which hands it to the saga (older_results.py).
+                # the end, which hands it to the saga (saga_older.py).
                 p = n.progress.get(wf)
                 refused = p is not None and msg.step_id in p.awaiting_placement()
                 n.stats["result of a step awaiting placement refused" if refused

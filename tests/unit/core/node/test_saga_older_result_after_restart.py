@@ -1,5 +1,5 @@
 """A SUCCEEDED run of an older placement that reaches a saga's driver restarted before
-its end was durable is compensated (older_results.py). The story of
+its end was durable is compensated (saga_older.py). The story of
 test_saga_runs_placed_again_thrice.py, with d1 (A) cut off both ways while s0 was
 placed again three times (so it never learned the new placements: d0 held their
 tells in memory only), and d0 crashed as it took s2's FAILED, before the end's write:

@@ -1,4 +1,4 @@
-"""Results of an older placement: fenced out of the progress, kept for the saga.
+"""Results of a step's older placement: fenced out of the progress, left to the saga.
 
 Theory of operation
 -------------------
