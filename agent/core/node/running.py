@@ -53,6 +53,11 @@ from fedorch.core.node.records import (
     WfInfo,
     copy_hold,
 )
+from fedorch.core.node.saga_older import (
+    left_to_saga,
+    older_placement,
+    relayed_over_verdict,
+)
 from fedorch.core.workflow import lifecycle
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.core.workflow.progress import TERMINAL_STEP_STATES, Outcome, Progress, StepState
@@ -106,7 +111,7 @@ class Running:
         n.commit_acks.result_from(now, src, msg)  # as good as its DecisionAck (commit_acks.py)
         if msg.state is StepState.RUNNING:  # a start told (`_start_ready`): shown only
             p = n.progress.get(wf)
-            if p is not None and self._older_placement(wf, src, msg) is None \
+            if p is not None and older_placement(n, wf, src, msg) is None \
                     and p.apply_result(msg.step_id, msg.attempt, msg.state, {}, ""):
                 self.starts_shown += 1
             return  # not written, not acknowledged: the ack is the final result's
@@ -122,7 +127,7 @@ class Running:
                     and known[1:] != (msg.state, msg.outputs, msg.error) \
                     and (n.domain_loss.drives(wf)
                          or not (was_lost(src, known[1], known[3])
-                                 or self._relayed_over_verdict(wf, src, msg, known))):
+                                 or relayed_over_verdict(n, wf, src, msg, known))):
                 # A terminal result on record never changes (as in Progress): a domain
                 # a loss verdict failed the step of (domain_loss.py), back with its
                 # own, is refused, here and in the progress (which may take the
@@ -134,14 +139,19 @@ class Running:
                         else "result after a terminal one refused"] += 1
                 if refused:
                     n.domain_loss.verdict_stands(wf)
-            elif (over := self._older_placement(wf, src, msg)) is not None:
+            elif (over := older_placement(n, wf, src, msg)) is not None:
                 # Fencing (replacement.py): placed again since, its older placement is
                 # over. Acknowledged, so it stops; not while it waits to be placed again
-                # here: it is taken if this Node follows a later epoch first.
+                # here: it is taken if this Node follows a later epoch first; nor a
+                # SUCCEEDED run a saga may owe a compensation, left unacknowledged until
+                # the end, which hands it to the saga (saga_older.py).
                 p = n.progress.get(wf)
                 refused = p is not None and msg.step_id in p.awaiting_placement()
                 n.stats["result of a step awaiting placement refused" if refused
                         else "result of an older placement refused"] += 1
+                if not refused and left_to_saga(n, wf, src, msg, over):
+                    refused = True
+                    n.stats["result of an older placement left to the saga"] += 1
                 n.note("placement_refused", (wf, msg.step_id), src, msg.epoch, over)
             else:
                 if known is None or known[0] <= msg.attempt:
@@ -167,19 +177,6 @@ class Running:
             # the resend's backoff (a domain back after a loss verdict on its step
             # learns the end before it could report to anyone else).
             n.send(src, entry[1])
-
-    def _relayed_over_verdict(self, wf: str, src: str, msg: ResultMsg, known: tuple) -> bool:
-        """Is `msg` the step's own result relayed by the coordinator followed here
-        (`relay_gone_results`) over a loss verdict on record for the step's domain? The
-        verdict is void once this Node follows a later epoch (domain_loss.py), and
-        the step's own result is then taken: told by its domain, or, that domain gone
-        for good, relayed by its holder (takeover soak seed 117826: refused, a step
-        that needs it never started, the workflow RUNNING for ever)."""
-        p = self.n.progress.get(wf)
-        s = p.steps.get(msg.step_id) if p is not None else None
-        followed = self.n.state.epochs.get(wf)
-        return s is not None and followed is not None and followed[0] >= 1 \
-            and src == followed[1] and was_lost(s.domain or s.lost_to, known[1], known[3])
 
     def relay_gone_results(self, wf: str, domains: list[str]) -> None:
         """As the coordinator driving `wf`, the view now saying each of `domains` is
@@ -211,24 +208,6 @@ class Running:
                 n.reliable(consumer, ("result", wf, need, consumer),
                            ResultMsg(wf, need, attempt, state, dict(outputs), error,
                                      p.steps[need].epoch))
-
-    def _older_placement(self, wf: str, src: str, msg: ResultMsg) -> int | None:
-        """The step's placement epoch here, if `msg` is from an older one (else None).
-        The progress's epoch counts while this Node drives the workflow, or where a
-        placement on record has it: the original's own loss of a step (the step waits
-        to be placed again: replacement.py) is void once it follows a later epoch, whose
-        holder decides (takeover soak seed 4001691: the result refused, the original
-        waited for ever on a need its successor had taken)."""
-        p = self.n.progress.get(wf)
-        s = p.steps.get(msg.step_id) if p is not None else None
-        placed = self.n.state.placements.get(wf, {}).get(msg.step_id)
-        if s is not None and msg.epoch < s.epoch and (
-                self.n.domain_loss.drives(wf) or (placed is not None
-                                                  and msg.epoch < placed[0])):
-            return s.epoch
-        if placed is not None and msg.epoch < placed[0] and src != placed[1]:
-            return placed[0]
-        return None
 
     def on_ack(self, now: float, src: str, msg: AckMsg) -> None:
         n = self.n
