@@ -65,9 +65,10 @@ the original was down. So, with takeover:
   while it holds no later epoch (the authority table refuses an older epoch's end),
   and, once it ended the workflow, answers every claim with that end instead of a
   grant (takeover_claims.py): so a later claimant finds the end and announces it, or
-  never wins. Once a member took its told end, this Node answers claims with it as
-  that member would (takeover_claims.py; seed 18100834); before, it may grant one and
-  follow it (`drives` is then false and the verdict void, below). The argument
+  never wins. Once a member took its told end, or may have (told, it went gone without
+  a word: `kept_elsewhere`), this Node answers claims with it as that member would
+  (takeover_claims.py; seed 18100834); else it may grant one and follow it (`drives`
+  is then false and the verdict void, below). The argument
   reads the same for k = 0 and k >= 1: it uses only that the told end is this epoch's
   and that electors refuse older epochs once they follow a later one.
 - a coordinator that dies holding never made the end: a successor decides, on results
@@ -149,6 +150,9 @@ class DomainLoss:
         # that acknowledged it are not told the made end again (`acknowledged_as_made`).
         self.notices: dict[str, FinalMsg] = {}
         self._releasing: FinalMsg | None = None
+        # Members told a held end, gone in the view since, not having acknowledged it
+        # then: each may have taken it (`kept_elsewhere`). Workflow -> members.
+        self.told_gone: dict[str, set[str]] = {}
         # The workflows known here at the last restore, not ended: results sent to this
         # Node while it was down may have reached other domains first (`resumed`).
         self.restored: set[str] = set()
@@ -159,6 +163,7 @@ class DomainLoss:
         self.released = set()
         self.notices = {}
         self._releasing = None
+        self.told_gone = {}
         d = self.n.state
         self.restored = (set(d.committed) | set(d.rows)) - set(d.final)
 
@@ -209,10 +214,20 @@ class DomainLoss:
             return False
         return True
 
+    def kept_elsewhere(self, wf: str, but: str) -> bool:
+        """May a member but `but` (a claimant) keep the end told here? One that
+        acknowledged it, or went gone told and silent (its acknowledgement may be late:
+        2PC takeover soak seed 85000430); not one gone when told (seed 117826)."""
+        kept = self.n.state.final_acked.get(wf, set()) | self.told_gone.get(wf, set())
+        return bool(kept - {but, self.n.name})
+
     # ---- inputs ------------------------------------------------------------------------
 
     def lost(self, now: float, domains: list[str]) -> None:
         """The view now says each of `domains` is DEAD or LEFT (it did not before)."""
+        for wf in self.held:  # told while not gone (`kept_elsewhere`)
+            told = {m for m in domains if ("final", wf, m) in self.n.pending}
+            self.told_gone[wf] = self.told_gone.get(wf, set()) | told
         for wf in list(self.n.progress):
             if self.drives(wf):
                 resolve(self, now, wf, domains)
@@ -318,6 +333,7 @@ class DomainLoss:
         n = self.n
         told = self.held.pop(wf, None)
         self.notices.pop(wf, None)
+        self.told_gone.pop(wf, None)
         self.released.discard(wf)
         made = n.state.final.get(wf)
         if made is not None and n.state.epochs.get(wf, (0, n.name))[1] == n.name:
@@ -450,6 +466,7 @@ class DomainLoss:
             n.stats["loss verdict held: too few electors acknowledged"] += 1
             return
         del self.held[wf]
+        self.told_gone.pop(wf, None)
         self.released.add(wf)  # `tell_end` lets it be made now
         self._apply(wf)
         self._releasing = self.notices.pop(wf, None)

@@ -25,8 +25,8 @@ Answering a claim (`on_claim`):
   grant kept in `granted` before the answer;
 - of a workflow ended here: its end, no grant (an ended workflow is not taken over);
 - of a workflow whose end this Node told as its coordinator and has not made yet
-  (domain_loss.py, `held`), once a member other than the claimant acknowledged it:
-  that end, no grant, as the member that took it answers (why: at `on_claim`);
+  (domain_loss.py, `held`), once a member other than the claimant took it or may have
+  (`DomainLoss.kept_elsewhere`): that end, no grant, as that member answers;
 - from a claimant outside the committed round (a re-placement's new domain), where
   the electors that could grant it, not gone in our view, are no majority: denied with
   what we hold (`_cannot_win`). An acceptor holding no step grants only on a proof of
@@ -254,16 +254,17 @@ class Claims:
             return
         told = n.domain_loss.held.get(wf)
         if told is not None and n.domain_loss.drives(wf) \
-                and d.final_acked.get(wf, set()) - {src, n.name}:
+                and n.domain_loss.kept_elsewhere(wf, src):
             # Our own end, told and not made yet (domain_loss.py), and a member took it
-            # already: answered with it, no grant, as that member answers. Granted,
-            # our end would be void while the member keeps it, and the claimant,
-            # deciding its own, made a second end; a later end replaces the kept one
-            # only where it reaches it (told_ends.py), never at a member dead for good
-            # (takeover soak seed 18100834: the original's SUCCEEDED, every result in,
-            # taken by a participant that then died, against the successor's FAILED
-            # verdict on that participant's step). Told to nobody yet, it is void as
-            # the grant makes this Node follow the claimant (domain_loss.py, `tick`).
+            # already, or may have: answered with it, no grant, as that member answers.
+            # Granted, our end would be void while the member keeps it, and the
+            # claimant, deciding its own, made a second end; a later end replaces the
+            # kept one only where it reaches it (told_ends.py), never at a member dead
+            # for good (takeover soak seed 18100834: the original's SUCCEEDED, every
+            # result in, taken by a participant that then died, against the
+            # successor's FAILED verdict on that participant's step). Kept by no
+            # member, it is void as the grant makes this Node follow the claimant
+            # (domain_loss.py, `tick`).
             n.stats["takeover claim answered with the end told here"] += 1
             n.send(src, ClaimAnswerMsg(wf, msg.epoch, False, epoch, holder, told))
             return

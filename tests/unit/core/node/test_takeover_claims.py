@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from fedorch.core.node import MemberState, Message, StepEnded, Submit
 from fedorch.core.node.compensating import COMPENSATE
-from fedorch.core.node.records import ClaimAnswerMsg, ClaimMsg, FinalMsg
+from fedorch.core.node.records import AckMsg, ClaimAnswerMsg, ClaimMsg, FinalMsg
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.core.workflow.takeover import Role
 from fedorch.gen.fedorch.v1 import spec_pb2
@@ -226,6 +226,43 @@ def test_the_original_answers_a_claim_with_the_end_a_member_took_from_it() -> No
     dies(fed, "d1", told=("d0", "d2", "d3"), keep=end_to_d2)
     fed.step("d2", MemberState("d0", "DEAD"))
     fed.deliver(keep=end_to_d2)
+    answers = [a for _, a in fed.sent_by("d0", ClaimAnswerMsg)]
+    assert answers and not any(a.granted for a in answers)
+    assert d0.stats["takeover claim answered with the end told here"] == 1
+    assert fed.disks["d2"].final[wf] is WorkflowState.SUCCEEDED
+    fed.step("d2", MemberState("d0", "ALIVE"))
+    fed.run_until(fed.now + 30.0)
+    for name in ("d0", "d1", "d2"):
+        assert fed.disks[name].final[wf] is WorkflowState.SUCCEEDED, name
+    assert fed.disks["d0"].rows[wf].state is WorkflowState.SUCCEEDED
+
+
+def test_the_original_answers_a_claim_with_its_end_a_gone_member_may_have_taken() -> None:
+    """As above, but d1's acknowledgement of the told end is late, and d1 dies for good
+    before it arrives: d0 knows of no member that took its end. d1, told it and gone in
+    d0's view without a word, may have taken it (it did): d0 answers d2's claim with
+    its end, no grant, and d2 takes it. Granted, d2 failed s1 by its own verdict on
+    d1, against d1's SUCCEEDED for good (2PC takeover soak seed 85000430: a loss
+    verdict's FAILED so kept by a dead participant, the lost domain elected and ending
+    the workflow SUCCEEDED)."""
+    wf = LOSS_WF
+    fed = committed([step("s1"), step("s2")], {"s1": "d1", "s2": "d2"})
+
+    def late(src: str, dst: str, msg: object) -> bool:
+        return (src, dst) == ("d0", "d2") and isinstance(msg, FinalMsg) \
+            or (src, dst) == ("d1", "d0") and isinstance(msg, AckMsg) \
+            and msg.msg_id[0] == "final"
+
+    fed.step("d1", StepEnded(*sorted(fed.running["d1"])[0], ok=True))
+    fed.step("d2", StepEnded(*sorted(fed.running["d2"])[0], ok=True))
+    fed.deliver(keep=late)
+    d0 = fed.nodes["d0"]
+    assert d0.domain_loss.held[wf] is WorkflowState.SUCCEEDED  # told, not made
+    assert fed.disks["d1"].final[wf] is WorkflowState.SUCCEEDED
+    assert not fed.disks["d0"].final_acked.get(wf)  # d1's acknowledgement on the way
+    dies(fed, "d1", told=("d0", "d2", "d3"), keep=late)  # and with it, lost
+    fed.step("d2", MemberState("d0", "DEAD"))
+    fed.deliver(keep=late)
     answers = [a for _, a in fed.sent_by("d0", ClaimAnswerMsg)]
     assert answers and not any(a.granted for a in answers)
     assert d0.stats["takeover claim answered with the end told here"] == 1
