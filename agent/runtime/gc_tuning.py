@@ -17,9 +17,12 @@ path allocated the 50,000th object. `IdleCollector` is the driver loop's idle po
 (driver.DriverLoop.idle_hook, installed by daemon.main): when a turn leaves the loop
 with nothing queued and no timer due soon, it runs a young pass itself if the young
 count is past IDLE_FRACTION of the threshold, so that between bursts the count is spent
-where no workflow waits, in shorter passes (a young pass walks what is young). A busy
-loop never goes idle and collects at the threshold as before. Its passes are counted
-apart (`fedorch_gc_idle_collections_total`; they are in the generation-0 count too).
+where no workflow waits, in shorter passes (a young pass walks what is young). A loop
+that never goes idle collects at the threshold as before; measured, even at the commit
+bench's peak the driver goes idle between turns often enough that every young pass was
+an idle one, a quarter of the stop each at the same CPU in all (docs/benchmarks.md).
+Its passes are counted apart (`fedorch_gc_idle_collections_total`; they are in the
+generation-0 count too).
 
 The thresholds themselves are daemon.GC_THRESHOLDS. `gc.freeze()` once the daemon
 serves was measured and is not used: it takes the objects of starting (about 58,000)
