@@ -8,7 +8,7 @@ import math
 from pathlib import Path
 
 import click
-from fedorch.bench.commit import CONCURRENCY, WORKFLOWS_PER_LOOP
+from fedorch.bench.commit import CONCURRENCY, UNLOADED_WORKFLOWS, WORKFLOWS_PER_LOOP
 from fedorch.cli.common import console
 from rich.table import Table
 
@@ -103,7 +103,8 @@ def gossip_idle(as_json: bool, domains: str, window_s: float, profile: str | Non
 
 
 def _commit(total: int = WORKFLOWS_PER_LOOP, concurrency: tuple[int, ...] = CONCURRENCY,
-            data_dir: str | None = None, commit: str = "paxos", submit: str = "call") -> dict:
+            data_dir: str | None = None, commit: str = "paxos", submit: str = "call",
+            unloaded: int = UNLOADED_WORKFLOWS) -> dict:
     from pathlib import Path
 
     from fedorch.bench.commit import run_commit_bench
@@ -112,7 +113,7 @@ def _commit(total: int = WORKFLOWS_PER_LOOP, concurrency: tuple[int, ...] = CONC
         Path(data_dir).mkdir(parents=True, exist_ok=True)
     return asyncio.run(run_commit_bench(
         total=total, concurrency=concurrency, workdir=Path(data_dir) if data_dir else None,
-        commit=commit, submit=submit))
+        commit=commit, submit=submit, unloaded=unloaded))
 
 
 def _print_commit(r: dict) -> None:
@@ -171,10 +172,15 @@ def _print_commit(r: dict) -> None:
               show_default=True,
               help="call: one SubmitAndWatch call per workflow; stream: each closed loop's"
                    " workflows in one SubmitStream call.")
+@click.option("--unloaded", type=click.IntRange(min=1), default=UNLOADED_WORKFLOWS,
+              show_default=True,
+              help="Workflows of the unloaded sample, one at a time (its p99 is the"
+                   " slowest of 30 by default).")
 def commit(as_json: bool, workflows: int, concurrency: str, data_dir: str | None,
-           protocol: str, submit: str) -> None:
+           protocol: str, submit: str, unloaded: int) -> None:
     """Negotiation: committed and end-to-end workflows/s against a gRPC echo baseline."""
-    result = _commit(workflows, _submitters(concurrency), data_dir, protocol, submit)
+    result = _commit(workflows, _submitters(concurrency), data_dir, protocol, submit,
+                     unloaded)
     if as_json:
         click.echo(json.dumps(result))
     else:

@@ -28,6 +28,7 @@ from fedorch.runtime import gc_tuning, logs, telemetry
 from fedorch.runtime.agent import Agent
 from fedorch.runtime.config import ConfigError, load_config, without_effect
 from fedorch.runtime.console import ConsoleError, start_console
+from fedorch.runtime.driver import DriverLoop
 from fedorch.runtime.interceptors import (
     ClientAuthInterceptor,
     MalformedRequestInterceptor,
@@ -115,6 +116,7 @@ def main(config_path: str, start_fresh: bool = False) -> int:
         log.warning("config: %s", warning)
     gc.set_threshold(*GC_THRESHOLDS)
     gc_tuning.CLOCK.install()  # the collector's passes and CPU, served as metrics
+    DriverLoop.idle_hook = gc_tuning.IDLE  # young passes between bursts (gc_tuning.py)
     try:
         telemetry.setup(config)  # off unless the config has `telemetry:`
         return asyncio.run(serve(config, config_path, start_fresh=start_fresh))
@@ -126,6 +128,7 @@ def main(config_path: str, start_fresh: bool = False) -> int:
         logs.last_words(f"fedorch: agent {config.domain} stopped: {e}")
         return 1
     finally:
+        DriverLoop.idle_hook = None  # the agent is over, and its loop with it
         telemetry.shutdown()  # exports the spans still waiting
 
 
@@ -303,7 +306,8 @@ def _start_metrics(listen: str, agent: Agent):
     # so its registry can carry them.
     ProcessCollector(registry=agent.metrics.registry)
     GCCollector(registry=agent.metrics.registry)
-    agent.metrics.registry.register(gc_tuning.GcClockCollector(gc_tuning.CLOCK))
+    agent.metrics.registry.register(gc_tuning.GcClockCollector(gc_tuning.CLOCK,
+                                                               gc_tuning.IDLE))
     host, _, port = listen.rpartition(":")
     server, _thread = start_http_server(int(port), addr=host.strip("[]"),
                                         registry=agent.metrics.registry)

@@ -68,6 +68,14 @@ nothing of `send_after_write` or `start_steps` is handed out before the commit
 returned, and a failed commit stops the driver with `DriverStopped` (the port's error
 as its cause; the file is as before the turn, SqliteDurable rolls back). Without a
 ThreadedWrite the loop turns synchronously, as the simulator's `NodeDriver.turn` does.
+
+Idle. A turn after which nothing is queued schedules one `call_soon` check behind what
+the event loop already has ready (gRPC receives that will post); if the loop is still
+idle then (`idle()`: no input, no Tick, no commit out, no timer due within
+IDLE_MARGIN_S) it calls its `on_idle` port: the daemon's young garbage collection
+(gc_tuning.IdleCollector, installed process-wide as `DriverLoop.idle_hook`, as the
+collector is), so that its stop falls between bursts, not inside a workflow's path.
+Without a hook nothing is done; the simulator runs `NodeDriver`, not this loop.
 """
 
 from __future__ import annotations
@@ -77,7 +85,7 @@ import logging
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from fedorch.core.negotiation.errors import RemoteProtocolError
 from fedorch.core.node.inputs import Message, Tick
@@ -296,15 +304,27 @@ class AsyncWrite(Protocol):
         ...
 
 
+# An idle loop calls its `on_idle` only if no Tick is due sooner than this (seconds).
+IDLE_MARGIN_S = 0.05
+
+
 class DriverLoop:
     """The asyncio adapter around a NodeDriver (see the header)."""
 
-    def __init__(self, driver: NodeDriver, *, write: AsyncWrite | None = None) -> None:
+    # The `on_idle` of loops built without one: process-wide, as the garbage collector
+    # it serves (daemon.main installs gc_tuning.IDLE). None: nothing done when idle.
+    idle_hook: ClassVar[Callable[[], object] | None] = None
+
+    def __init__(self, driver: NodeDriver, *, write: AsyncWrite | None = None,
+                 on_idle: Callable[[], object] | None = None) -> None:
         """`write`: the commit of each turn off the loop's thread (a ThreadedWrite, or
         what wraps one); None: `driver.durable.write` inside the turn, the loop
-        waiting for it."""
+        waiting for it. `on_idle`: called when a turn left the loop idle (see the
+        header); None: `DriverLoop.idle_hook`."""
         self.driver = driver
         self.write = write
+        self.on_idle = on_idle if on_idle is not None else DriverLoop.idle_hook
+        self._idle_check: asyncio.Handle | None = None
         self._inbox: deque[object] = deque()
         self._wake = asyncio.Event()
         self._timer: asyncio.TimerHandle | None = None
@@ -335,9 +355,28 @@ class DriverLoop:
                 self._arm(loop)
                 if self.driver.looped:
                     continue  # its own messages: a turn of their own, at once
+                if self.on_idle is not None and self._idle_check is None \
+                        and not self._wake.is_set():
+                    self._idle_check = loop.call_soon(self._on_idle)
                 await self._wake.wait()
         finally:
             self._disarm()
+            if self._idle_check is not None:
+                self._idle_check.cancel()
+
+    def idle(self) -> bool:
+        """Nothing for the loop to do soon: no input queued, no Tick, no commit out,
+        and no timer due within IDLE_MARGIN_S."""
+        if self._inbox or self._tick_due or self._wake.is_set() or self.committing \
+                or self.driver.looped:
+            return False
+        return self._armed_at is None or \
+            self._armed_at - self.driver.clock.monotonic() >= IDLE_MARGIN_S
+
+    def _on_idle(self) -> None:
+        self._idle_check = None
+        if self.on_idle is not None and self.idle():
+            self.on_idle()
 
     def _drain(self) -> list[object]:
         inputs = list(self._inbox)
