@@ -178,10 +178,11 @@ def _stream_request(token: str, template: bytes = _STREAM_REQUEST) -> bytes:
 
 
 async def _stream_loop(net: RealNet, total: int, concurrency: int,
-                       time_commit: bool = True) -> list[_Run]:
+                       time_commit: bool = True, rate: float | None = None) -> list[_Run]:
     """A closed loop over one SubmitStream: a new submission as each workflow ends.
     `time_commit`: each workflow's RUNNING status is asked for and timed; else the end
-    alone, and a run's commit is timed at its end."""
+    alone, and a run's commit is timed at its end. `rate`: an open loop instead, a
+    submission every 1/rate seconds whatever is in flight (`concurrency` unused)."""
     template = _STREAM_REQUEST if time_commit else _STREAM_END_REQUEST
     runs = [_Run() for _ in range(total)]
     net.client(DOMAINS[0])  # the channel, opened if need be
@@ -191,8 +192,12 @@ async def _stream_loop(net: RealNet, total: int, concurrency: int,
     free = asyncio.Semaphore(concurrency)
 
     async def requests():
+        start = time.monotonic()
         for i, run in enumerate(runs):
-            await free.acquire()
+            if rate is None:
+                await free.acquire()
+            else:
+                await asyncio.sleep(max(0.0, start + i / rate - time.monotonic()))
             run.submitted = time.monotonic()
             yield _stream_request(str(i), template)
 
@@ -243,7 +248,13 @@ async def _closed_loop(net: RealNet, total: int, concurrency: int,
     return runs
 
 
-async def _open_loop(net: RealNet, rate: float, seconds: float) -> list[_Run]:
+async def _open_loop(net: RealNet, rate: float, seconds: float,
+                     submit: str = "call") -> list[_Run]:
+    """Submissions at `rate` per second for `seconds`, whatever is in flight, made the
+    way the peak's were (`submit`): the half-load rate is half of that path's peak, so
+    its latency is that path's at half its capacity."""
+    if submit == "stream":
+        return await _stream_loop(net, max(1, round(rate * seconds)), 1, rate=rate)
     runs: list[_Run] = []
     async with asyncio.TaskGroup() as tg:
         start = time.monotonic()
@@ -480,7 +491,7 @@ async def run_commit_bench(total: int = WORKFLOWS_PER_LOOP,
     default). `profile`: a file where the coordinator's event-loop profile over the
     closed loops is written (cProfile, fedorch.bench.profiled_agent). `submit`: "call",
     one SubmitAndWatch call per workflow, or "stream", each closed loop's workflows in
-    one SubmitStream call (the half-load open loop makes calls). `unloaded`: workflows
+    one SubmitStream call (the half-load open loop submits the same way). `unloaded`: workflows
     in the unloaded sample."""
     if not concurrency or min(concurrency) < 1 or total < 1 or unloaded < 1:
         raise ValueError("the bench needs at least one workflow and one submitter")
@@ -496,7 +507,7 @@ async def run_commit_bench(total: int = WORKFLOWS_PER_LOOP,
                 os.kill(net.procs[DOMAINS[0]].pid, signal.SIGUSR2)
                 await _written(profile)
             peak = max(loops, key=lambda loop: loop["workflows_per_s"])
-            half = await _open_loop(net, max(1.0, peak["commits_per_s"] / 2), 5.0)
+            half = await _open_loop(net, max(1.0, peak["commits_per_s"] / 2), 5.0, submit)
     lat = [(r.committed - r.submitted) * 1000 for r in alone if r.committed]
     half_lat = [(r.committed - r.submitted) * 1000 for r in half if r.committed]
     return {
