@@ -137,11 +137,15 @@ class Running:
             elif (over := self._older_placement(wf, src, msg)) is not None:
                 # Fencing (replacement.py): placed again since, its older placement is
                 # over. Acknowledged, so it stops; not while it waits to be placed again
-                # here: it is taken if this Node follows a later epoch first.
+                # here: it is taken if this Node follows a later epoch first. Nor a
+                # SUCCEEDED run owing a compensation: resent, it joins the saga where it
+                # ran after a FAILED end (saga_results.py), its domain maybe never told
+                # of the move (takeover soak seed 84001877: acknowledged, left as is).
                 p = n.progress.get(wf)
-                refused = p is not None and msg.step_id in p.awaiting_placement()
-                n.stats["result of a step awaiting placement refused" if refused
+                awaiting = p is not None and msg.step_id in p.awaiting_placement()
+                n.stats["result of a step awaiting placement refused" if awaiting
                         else "result of an older placement refused"] += 1
+                refused = awaiting or n.compensating.owes(msg)
                 n.note("placement_refused", (wf, msg.step_id), src, msg.epoch, over)
             else:
                 if known is None or known[0] <= msg.attempt:
