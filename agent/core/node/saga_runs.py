@@ -34,7 +34,8 @@ lost domain reports such a run to the driver when it takes a FAILED or CANCELLED
 (`report_elsewhere`), when it follows another driver and after a restart
 (saga_results.report): before the end the driver refused that result as of an older
 placement (fencing: it must not count for the workflow's progress), so it is reported
-again once it owes a compensation. A driver that is the lost domain itself adds its
+again once it owes a compensation; nor did it acknowledge it (running.py), so a lost
+domain never told of the move resends it until the end. A driver that is the lost domain itself adds its
 own run when it plans (`own_extras`). Each domain runs its own attempt numbers (its
 `comp_runs` are keyed per domain), so the two entries never share an idempotency
 key; the reports are told apart by their source (`entry(step, src)`).

@@ -365,9 +365,10 @@ class Takeovers:
         check of an end notice's certificate)?"""
         return self.proof.proven(wf, epoch, holder, certificate)
 
-    def electorate_of(self, wf: str) -> frozenset[str] | None:
+    def electorate_of(self, wf: str, shown: Certificate = ()) -> frozenset[str] | None:
         """The electorate as this agent holds it: its core's, the committed round's
-        acceptors written here, or an acceptor's records of the workflow; None if none."""
+        acceptors written here, the one our own grant in a certificate `shown` names, or
+        an acceptor's records of the workflow; None if none."""
         core = self.cores.get(wf)
         if core is not None:
             return core.electorate
@@ -378,6 +379,16 @@ class Takeovers:
         if wf in d.rows or wf in d.committed:  # classic 2PC: participants and original
             info = self.n.running.info(wf)
             return frozenset(info.placement.values()) | {info.coordinator}
+        # An acceptor holding no step grants only on a proof of the committed round,
+        # naming its acceptors (takeover_claims.py): our grant in a certificate shown is
+        # the electorate we judged then, which a record of a round never learned decided
+        # does not outrank (an acceptor that accepted round 1's recovery ABORT, missed
+        # its decision, and lost its Accept of the committed round 2, refused the
+        # certificate of the epoch it granted on round 2's proof: takeover soak seed
+        # 84000321).
+        ours = self.proof.granted_in(wf, shown)
+        if ours is not None:
+            return ours
         # Not a re-placement round's (classic 2PC: its coordinator and new domain), nor
         # an aborted round's: it elects no one (an acceptor that recovered round 1 as
         # ABORT, its Accept of the committed round 2 lost, refused the certificate of

@@ -20,7 +20,9 @@ statements and the certificate rules are takeover_grants.py). Held here:
   a restart (`own_certificate`);
 - the certificates others showed us (`proofs`, memory only: the winner shows it again),
   verified and kept, the latest epoch per workflow, for our denials (`saw_proof`,
-  `proof_of`); at most `PROOFS_KEPT` workflows, the oldest dropped first;
+  `proof_of`); at most `PROOFS_KEPT` workflows, the oldest dropped first; one holding
+  our own grant is judged against the electorate that grant names where we hold no
+  step (`granted_in`: we granted on a proof of the committed round);
 - signed rounds (`stated_prepare`, `check_stated`): the coordinator signs each round
   of its own once, as its first PREPARE leaves, and the signature rides in the
   PREPARE's transaction (`TxInfo.round_tx`: the statement is the transaction's own
@@ -207,7 +209,17 @@ class Proofs:
         """Does `certificate` prove that `holder` won `epoch` (checked through the port,
         against the electorate held here)?"""
         return bool(certificate) and epoch >= 1 and self.evidence.certificate_holds(
-            wf, epoch, holder, certificate, self.tk.electorate_of(wf))
+            wf, epoch, holder, certificate, self.tk.electorate_of(wf, certificate))
+
+    def granted_in(self, wf: str, certificate: Certificate) -> frozenset[str] | None:
+        """The electorate named by our own grant of `wf` in `certificate`, if it holds
+        one whose signature verifies as ours; else None."""
+        for grant in certificate:
+            facts = parse(grant.statement) if isinstance(grant, SignedGrant) else None
+            if facts is not None and grant.granter == facts.granter == self.n.name \
+                    and facts.workflow_id == wf and self.evidence.grant_holds(grant):
+                return frozenset(facts.electorate)
+        return None
 
     def grant(self, wf: str, epoch: int, holder: str,
               electorate: frozenset[str]) -> SignedGrant:

@@ -13,23 +13,23 @@ from fedorch.core.node.records import CompensateMsg, FinalMsg, ResultMsg
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.core.workflow.progress import StepState
 
-from tests.unit.core.node.test_compensating import WF, Sagas, comp_states
+from tests.unit.core.node.test_compensating import NOW, WF, Sagas, comp_states
 from tests.unit.core.node.test_saga_results import s0_compensated_beside_s1_and_s2
 
 PLACED_AGAIN = {"s0": (1, "d2", "d1")}  # (epoch, new domain, lost domain)
 
 
 def s0_placed_again_on_d2(d1_ok: bool = True, d2_ran: bool = True,
-                          d1_restarts: bool = False) -> Sagas:
-    """s0's placement on d1 lost, placed again on d2 (every Node knows it); d2 ran s0
-    and its SUCCEEDED reached d0 (`d2_ran`); d1's own run ended after all (`d1_ok`:
-    SUCCEEDED, refused at d0 as an older placement's); then s1 SUCCEEDED and s2
-    FAILED: d0 ends the workflow FAILED."""
+                          d1_restarts: bool = False, d1_told: bool = True) -> Sagas:
+    """s0's placement on d1 lost, placed again on d2 (every Node knows it; d1 not,
+    unless `d1_told`); d2 ran s0 and its SUCCEEDED reached d0 (`d2_ran`); d1's own run
+    ended after all (`d1_ok`: SUCCEEDED, refused at d0 as an older placement's); then
+    s1 SUCCEEDED and s2 FAILED: d0 ends the workflow FAILED."""
     f = Sagas()
     f.step("d0", Submit(WF, s0_compensated_beside_s1_and_s2(),
                         placement={"s0": "d1", "s1": "d0", "s2": "d2"}))
     f.deliver()
-    for name in ("d0", "d1", "d2"):
+    for name in ("d0", "d1", "d2") if d1_told else ("d0", "d2"):
         f.nodes[name].state.placements[WF] = dict(PLACED_AGAIN)
     if d2_ran:  # its run there (as its own Node records it) and its result at d0
         f.nodes["d2"].state.succeeded_here[WF] = {"s0": (1, 1)}
@@ -139,3 +139,17 @@ def test_a_lost_domain_restarted_before_its_report_left_reports_its_run_again():
     assert f.nodes["d1"].stats["owed results reported again after a restart"] == 1
     assert f.disks["d0"].extra_compensations[(WF, "s0", "d1")].domain == "d1"
     assert ("d1", (WF, "s0", 1, COMPENSATE)) in f.compensations
+
+
+def test_a_lost_domain_never_told_of_the_move_has_its_run_compensated_all_the_same():
+    # Only d0 and d2 know s0 was placed on d2 (d1's tell was lost, its teller's epoch
+    # over), and d2 never ran it. d0 refuses d1's SUCCEEDED as an older placement's and
+    # does not acknowledge it: d1 resends it, and after the FAILED end it joins the
+    # saga in d1, where it ran (takeover soak seed 84001877: acknowledged, d1 never
+    # reported its run again, as it knew of no move, and its effects stayed).
+    f = s0_placed_again_on_d2(d2_ran=False, d1_told=False)
+    f.tick(NOW + 30)
+    assert f.disks["d0"].compensations[(WF, "s0")].domain == "d1"
+    assert f.compensations == [("d1", (WF, "s0", 1, COMPENSATE))]
+    f.end("d1", True)
+    assert comp_states(f) == {"s0": ("COMPENSATED", 1)}
