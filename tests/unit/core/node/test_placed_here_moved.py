@@ -6,6 +6,7 @@ driven by hand (test_domain_loss.py's four), d0 coordinates."""
 
 from __future__ import annotations
 
+import pytest
 from fedorch.core.negotiation.messages import Decision, DecisionQuery
 from fedorch.core.node import MemberState, Message, Submit, Tick
 from fedorch.core.node.records import PlacedMsg, PrepareMsg
@@ -159,3 +160,70 @@ def test_the_coordinators_commit_answer_to_a_query_names_the_steps_moved_away() 
     assert runs_of(fed, "s2") == [(new, 1)]
     assert [type(m) for m in replies] == [Decision]
     assert replies[0].moved == (("s2", *fed.disks["d0"].placements[WF]["s2"]),)
+
+
+@pytest.mark.parametrize("its_own_round_first", [True, False])
+def test_a_step_placed_away_and_back_runs_once_on_the_domain_it_came_back_to(
+        its_own_round_first: bool) -> None:
+    """s2 (idempotent) on d1, in doubt (the round's COMMIT to it late): placed on d3,
+    then d2, then, d0 restored meanwhile (a lost domain is a candidate again only for a
+    coordinator that no longer knows it lost the step there), back on d1. The late
+    COMMIT notice names nothing moved for d1 (the step's latest placement is d1's own),
+    and nothing is wrong with that: d1 takes its placement, with its epoch, only from
+    that re-placement round's COMMIT (placed_here.py `committed_here`), which it holds
+    a YES of; learned before the late notice, it built the progress; learned after,
+    the step waits unplaced until then (`resumed`, Progress.placement_in_doubt). Either
+    way s2 runs once on d1, under the latest epoch, and the workflow ends."""
+    fed = NoTakeover()
+    fed.step("d0", Submit(WF, spec_pb2.WorkflowSpec(name="w", steps=[
+        step("s2", idempotent=True)]), placement={"s2": "d1"}))
+    fed.deliver(keep=lambda src, dst, msg: dst == "d1" and not isinstance(msg, PrepareMsg))
+    fed.net = []
+    fed.silent.add("d1")
+    for n in OTHERS:
+        fed.step(n, MemberState("d1", "DEAD"))
+    fed.deliver()
+    late: list = []
+
+    def round_1_to_d1(src: str, dst: str, msg: object) -> bool:
+        return dst == "d1" and (isinstance(msg, PlacedMsg) or getattr(msg, "key", None)
+                                == (WF, 1))
+
+    def holding(keep) -> None:  # noqa: ANN001
+        fed.deliver(keep=keep)
+        late.extend(fed.net)
+        fed.net = []
+
+    fed.silent.discard("d1")
+    for n in OTHERS:
+        fed.step(n, MemberState("d1", "ALIVE"))
+        fed.step("d1", MemberState(n, "ALIVE"))
+    holding(round_1_to_d1)
+    first = fed.disks["d0"].placements[WF]["s2"][1]
+    second = ({"d2", "d3"} - {first}).pop()
+    for gone in (first, second):
+        if gone == second:
+            fed.restore("d0")
+            fed.step("d0", *[MemberState(m, "DEAD" if m == first else "ALIVE")
+                             for m in ("d1", "d2", "d3")])
+            holding(round_1_to_d1)
+        fed.silent.add(gone)
+        fed.running[gone] = set()
+        for n in {"d0", "d1", "d2", "d3"} - {gone} - fed.silent:
+            fed.step(n, MemberState(gone, "DEAD"))
+        holding(round_1_to_d1 if its_own_round_first or gone == first else
+                lambda src, dst, msg: round_1_to_d1(src, dst, msg)
+                or dst == "d1" and isinstance(msg, Decision))
+    epoch, domain, lost = fed.disks["d0"].placements[WF]["s2"]
+    assert (domain, lost) == ("d1", second)
+    assert (WF, 1) not in fed.disks["d1"].learned  # the notice is still late
+    fed.net = late
+    fed.deliver()
+    fed.run_until(fed.now + 10.0)
+    notices = [m for to, m in fed.sent_by("d0", Decision) if to == "d1" and m.key == (WF, 1)]
+    assert notices and all(m.moved == () for m in notices)
+    assert runs_of(fed, "s2") == [(first, 1), (second, 1), ("d1", 1)]
+    assert fed.nodes["d1"].progress[WF].steps["s2"].epoch == epoch
+    fed.end("d1", "s2")
+    fed.run_until(fed.now + 10.0)
+    assert fed.disks["d0"].final[WF] is WorkflowState.SUCCEEDED
