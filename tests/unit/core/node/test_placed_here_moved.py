@@ -227,3 +227,61 @@ def test_a_step_placed_away_and_back_runs_once_on_the_domain_it_came_back_to(
     fed.end("d1", "s2")
     fed.run_until(fed.now + 10.0)
     assert fed.disks["d0"].final[WF] is WorkflowState.SUCCEEDED
+
+
+def test_a_notice_late_at_a_domain_the_step_was_placed_on_between_stops_its_attempt() -> None:
+    """s1 on d2, s2 (idempotent) on d1. d2 misses the round's COMMIT (in doubt); d1 is
+    lost and s2 placed again on d2 (d3 gone in d0's view then), whose YES and COMMIT of
+    that round have it build its progress and start s2; then d2 is cut off and lost
+    too, s2 placed on d3, and d0 restarts (its tell of that placement to d2, in memory,
+    gone). Back, d2 hears the round's own COMMIT, sent again: it names s2 at d3 (d2,
+    the middle of d1, d2, d3, was placed it once), and d2 stops its attempt of a
+    placement that is over (before: named for the steps of the round's placement on d2 only, the
+    notice said nothing, and s2 ran on d2 beside d3)."""
+    fed = NoTakeover()
+    fed.step("d0", Submit(WF, spec_pb2.WorkflowSpec(name="w", steps=[
+        step("s1", idempotent=True), step("s2", idempotent=True)]),
+        placement={"s1": "d2", "s2": "d1"}))
+    round_1_to_d2 = lambda src, dst, msg: dst == "d2" and getattr(  # noqa: E731
+        msg, "key", None) == (WF, 1)
+    fed.deliver(keep=round_1_to_d2)
+    fed.net = []  # lost
+    assert (WF, 1) not in fed.disks["d2"].learned
+    fed.silent.add("d1")
+    fed.running["d1"] = set()
+    fed.step("d0", MemberState("d3", "DEAD"))
+    for n in OTHERS:
+        fed.step(n, MemberState("d1", "DEAD"))
+    fed.deliver(keep=round_1_to_d2)
+    fed.net = []
+    assert fed.disks["d0"].placements[WF]["s2"][1:] == ("d2", "d1")
+    assert [r for r in fed.running["d2"] if r[1] == "s2"]
+    fed.end("d2", "s1")
+    fed.net = []
+    fed.silent.add("d2")
+    fed.step("d0", MemberState("d3", "ALIVE"))
+    for n in ("d0", "d3"):
+        fed.step(n, MemberState("d2", "DEAD"))
+    fed.deliver()
+    epoch, new, lost = fed.disks["d0"].placements[WF]["s2"]
+    assert (new, lost) == ("d3", "d2")
+    fed.restore("d0")
+    fed.step("d0", *[MemberState(m, "ALIVE" if m == "d3" else "DEAD")
+                     for m in ("d1", "d2", "d3")])
+    fed.deliver(keep=round_1_to_d2)
+    fed.net = []
+    fed.silent.discard("d2")
+    for n in ("d0", "d3"):
+        fed.step(n, MemberState("d2", "ALIVE"))
+    fed.deliver()
+    fed.run_until(fed.now + 10.0)
+    assert fed.disks["d2"].learned[(WF, 1)].commit
+    assert ("d2", (WF, "s2", 1)) in fed.stopped  # d2's attempt of its placement: over
+    assert fed.disks["d2"].placements[WF]["s2"] == (epoch, "d3", "d2")
+    notices = [m for to, m in fed.sent_by("d0", Decision) if to == "d2" and m.key == (WF, 1)]
+    assert notices[-1].moved == (("s2", epoch, "d3", "d2"),)
+    fed.end("d3", "s2")
+    fed.run_until(fed.now + 10.0)
+    assert runs_of(fed, "s2") == [("d1", 1), ("d2", 1), ("d3", 1)]
+    for n in ("d0", "d2", "d3"):
+        assert fed.disks[n].final[WF] is WorkflowState.SUCCEEDED
