@@ -7,7 +7,7 @@ driven by hand (test_domain_loss.py's four), d0 coordinates."""
 from __future__ import annotations
 
 import pytest
-from fedorch.core.negotiation.messages import Decision, DecisionQuery
+from fedorch.core.negotiation.messages import Decision, DecisionAnswer, DecisionQuery
 from fedorch.core.node import MemberState, Message, Submit, Tick
 from fedorch.core.node.records import PlacedMsg, PrepareMsg
 from fedorch.core.workflow.lifecycle import WorkflowState
@@ -284,4 +284,51 @@ def test_a_notice_late_at_a_domain_the_step_was_placed_on_between_stops_its_atte
     fed.run_until(fed.now + 10.0)
     assert runs_of(fed, "s2") == [("d1", 1), ("d2", 1), ("d3", 1)]
     for n in ("d0", "d2", "d3"):
+        assert fed.disks[n].final[WF] is WorkflowState.SUCCEEDED
+
+
+@pytest.mark.parametrize("learned_from", ["acceptor", "relay"])
+def test_a_commit_learned_without_the_coordinator_starts_nothing_before_it_asks(
+        learned_from: str) -> None:
+    """d1, cut off in doubt while s2 was placed again, is back; d0 restarted meanwhile
+    (what it told d1 of the new placement is gone), and no word of d0's about the round
+    reaches d1: it learns the COMMIT from an acceptor's answer to its query (d2), or
+    from d2 relaying the decision. Such a COMMIT says nothing of the placements since:
+    d1 builds its progress, starts nothing, and asks d0 where its steps are
+    (`PlacementQuery`, learned_elsewhere.py); the answer moves s2 away and d1 never
+    starts it (before: it started s2 at once, beside its new domain)."""
+    fed = NoTakeover()
+    new = d1_cut_off_after_its_vote_and_s2_placed_again(fed)
+    fed.restore("d0")
+    fed.step("d0", *[MemberState(m, "DEAD" if m == "d1" else "ALIVE")
+                     for m in ("d1", "d2", "d3")])
+    fed.deliver()
+    fed.net = []  # d0's COMMIT to d1, sent again at its restore: lost
+
+    def no_word_of_d0s(src: str, dst: str, msg: object) -> bool:
+        return src == "d0" and dst == "d1" and isinstance(msg, Decision | DecisionAnswer)
+
+    d1_back(fed)
+    fed.net = [m for m in fed.net if not no_word_of_d0s(*m)]
+    if learned_from == "relay":
+        value = fed.disks["d2"].learned[(WF, 1)]
+        fed.step("d1", Message("d2", Decision((WF, 1), value, "d2")))
+    for _ in range(20):  # every deadline a second apart, d0's word to d1 lost
+        fed.now += 1.0
+        for n in fed.names:
+            fed.step(n, Tick())
+        fed.deliver(keep=no_word_of_d0s)
+        fed.net = [m for m in fed.net if not no_word_of_d0s(*m)]
+    assert fed.disks["d1"].learned[(WF, 1)].commit
+    assert runs_of(fed, "s2") == [(new, 1)]  # never on d1
+    stats = fed.nodes["d1"].stats
+    assert stats["COMMIT learned without its coordinator: placements asked first"] == 1
+    assert stats["placement asked after a restart"] >= 1
+    assert stats["placement confirmed after a restart"] == 1
+    assert runs_of(fed, "s2") == [(new, 1)]  # never on d1
+    assert fed.disks["d1"].placements[WF]["s2"] == fed.disks["d0"].placements[WF]["s2"]
+    fed.end(new, "s2")
+    fed.end("d2", "s1")
+    fed.run_until(fed.now + 10.0)
+    for n in ("d0", "d1", new):
         assert fed.disks[n].final[WF] is WorkflowState.SUCCEEDED
