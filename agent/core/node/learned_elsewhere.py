@@ -23,6 +23,10 @@ progress is built, nothing of it starts, and once built the coordinator it follo
 unfinished one still placed here is confirmed at its placement epoch. The ask waits
 for no deadline of its own: a coordinator that never answers is replaced by a
 successor, which answers once it acts (restart_check.py, "Nothing waits for ever").
+So only with coordinator takeover composed: without it, a coordinator dead for good
+would leave the workflow's steps unstarted for ever (the simulator's scenario of a
+coordinator dead after its COMMIT was chosen: every learner still runs its step), and
+the step starts at once as before, the lease bounding an overlap with a new domain.
 A round that placed a step again (`WfInfo.lost`) is not held here: its new domain
 takes its placement from that round's COMMIT (placed_here.py `committed_here`).
 """
@@ -38,9 +42,9 @@ def ask_first(n: Any, key: Key, value: Value, tx: TxInfo | None) -> None:
     """`value`, learned here without `key`'s coordinator: a COMMIT of a workflow's own
     round that commits our prepared hold of it holds the workflow until its placements
     are confirmed (restart_check.py, `ask_first`)."""
-    if not value.commit or tx is None or tx.coordinator == n.name \
+    if n.takeover is None or not value.commit or tx is None or tx.coordinator == n.name \
             or n.name not in tx.participants:
-        return
+        return  # without takeover a coordinator dead for good would never answer
     info = n.state.info.get(key)
     wf = key[0]
     if info is None or info.lost or wf in n.state.committed or wf in n.state.final \

@@ -20,7 +20,7 @@ from tests.unit.core.node.test_replacement import runs_of
 OTHERS = ("d0", "d2", "d3")
 
 
-def d1_cut_off_after_its_vote_and_s2_placed_again(fed: NoTakeover) -> str:
+def d1_cut_off_after_its_vote_and_s2_placed_again(fed: Federation) -> str:
     """s1 on d2, s2 (idempotent) on d1: d1 votes YES, then hears nothing more (the
     COMMIT to it lost), and is judged DEAD; s2 is placed again. Returns its new domain."""
     fed.step("d0", Submit(WF, spec_pb2.WorkflowSpec(name="w", steps=[
@@ -38,7 +38,7 @@ def d1_cut_off_after_its_vote_and_s2_placed_again(fed: NoTakeover) -> str:
     return new
 
 
-def d1_back(fed: NoTakeover) -> None:
+def d1_back(fed: Federation) -> None:
     fed.silent.discard("d1")
     for n in OTHERS:
         fed.step(n, MemberState("d1", "ALIVE"))
@@ -296,8 +296,9 @@ def test_a_commit_learned_without_the_coordinator_starts_nothing_before_it_asks(
     from d2 relaying the decision. Such a COMMIT says nothing of the placements since:
     d1 builds its progress, starts nothing, and asks d0 where its steps are
     (`PlacementQuery`, learned_elsewhere.py); the answer moves s2 away and d1 never
-    starts it (before: it started s2 at once, beside its new domain)."""
-    fed = NoTakeover()
+    starts it (before: it started s2 at once, beside its new domain). d0's tells of
+    the placement (retold at its restore, takeover composed) are lost too."""
+    fed = Federation()  # coordinator takeover on: a coordinator gone is replaced
     new = d1_cut_off_after_its_vote_and_s2_placed_again(fed)
     fed.restore("d0")
     fed.step("d0", *[MemberState(m, "DEAD" if m == "d1" else "ALIVE")
@@ -306,7 +307,8 @@ def test_a_commit_learned_without_the_coordinator_starts_nothing_before_it_asks(
     fed.net = []  # d0's COMMIT to d1, sent again at its restore: lost
 
     def no_word_of_d0s(src: str, dst: str, msg: object) -> bool:
-        return src == "d0" and dst == "d1" and isinstance(msg, Decision | DecisionAnswer)
+        return src == "d0" and dst == "d1" and isinstance(
+            msg, Decision | DecisionAnswer | PlacedMsg)
 
     d1_back(fed)
     fed.net = [m for m in fed.net if not no_word_of_d0s(*m)]
