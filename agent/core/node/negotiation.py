@@ -30,8 +30,9 @@ Rules the Node enforces here rather than leaving to a shell:
   when it is reserved and prepared (its YES waits for that), and again only when its
   steps change or it goes;
 - a workflow's own COMMIT learned without its coordinator (a recovery ballot, an
-  answer not the coordinator's, a relayed decision) starts nothing until the
-  coordinator it follows confirms the placements (learned_elsewhere.py);
+  answer not the coordinator's, a relayed decision) starts nothing, with takeover
+  composed, until the coordinator it follows confirms the placements
+  (learned_elsewhere.py);
 - a decision applied to a hold releases it (ABORT) or commits it and starts the
   workflow's steps (COMMIT), then acknowledges the COMMIT to its coordinator: for a
   workflow's own round, first learned here, the DecisionAck waits for a start or
