@@ -29,6 +29,10 @@ Rules the Node enforces here rather than leaving to a shell:
   committed one (negotiation_restore.py decides it so again), so a hold is written
   when it is reserved and prepared (its YES waits for that), and again only when its
   steps change or it goes;
+- a workflow's own COMMIT learned without its coordinator (a recovery ballot, an
+  answer not the coordinator's, a relayed decision) starts nothing, with takeover
+  composed, until the coordinator it follows confirms the placements
+  (learned_elsewhere.py);
 - a decision applied to a hold releases it (ABORT) or commits it and starts the
   workflow's steps (COMMIT), then acknowledges the COMMIT to its coordinator: for a
   workflow's own round, first learned here, the DecisionAck waits for a start or
@@ -84,6 +88,7 @@ from fedorch.core.negotiation.participant import DecisionEffect, restarted
 from fedorch.core.negotiation.termination import DoubtState, answer_query
 from fedorch.core.node.coordinator_records import coordinator_action
 from fedorch.core.node.ended_cores import answering, ended_ack, ended_query, ended_vote
+from fedorch.core.node.learned_elsewhere import ask_first
 from fedorch.core.node.negotiation_restore import restore_negotiation
 from fedorch.core.node.records import (
     AckMsg,
@@ -107,6 +112,8 @@ class Negotiation:
         # The Node that owns this part (typed loosely: the Node imports its parts,
         # never the reverse, so the import graph has no cycle).
         self.n = node
+        # The key whose DecisionAnswer the round's coordinator gave, while it is run.
+        self._answered_by_coordinator: Key | None = None
         self._handlers = {
             PrepareMsg: self._on_prepare,
             VoteMsg: self._on_vote,
@@ -251,6 +258,8 @@ class Negotiation:
             core.receive_paxos(now, msg)
             self.run(now, core.next_actions(), core)
         self.n.placed_here.take_moved(now, src, msg)  # before the progress is built
+        if tx is not None and src != tx.coordinator:  # relayed: placements asked first
+            ask_first(self.n, msg.key, msg.value, tx)
         self.learn(now, msg.key, msg.value, tx)
 
     def _on_query(self, now: float, src: str, msg: DecisionQuery) -> None:
@@ -294,13 +303,21 @@ class Negotiation:
     def _on_answer(self, now: float, src: str, msg: DecisionAnswer) -> None:
         n = self.n
         before = n.termination.state(msg.key)
+        tx = n.tx_of(msg.key)
+        # The coordinator's own answer is as fresh as its notice (`_on_query`: one
+        # naming steps moved away comes as a notice): what it teaches is not held.
+        self._answered_by_coordinator = msg.key if tx is not None \
+            and src == tx.coordinator else None
         n.termination.receive(now, msg)
         if before is not None and before is not DoubtState.PAST_LIFE \
                 and n.termination.state(msg.key) is DoubtState.PAST_LIFE:
             # Refused by the acceptors for good: in doubt, its reservation held.
             n.stats["in doubt past the round's life"] += 1
             n.note("in_doubt_past_life", msg.key)
-        self.run(now, n.termination.next_actions())
+        try:
+            self.run(now, n.termination.next_actions())
+        finally:
+            self._answered_by_coordinator = None
 
     def _on_claim(self, now: float, src: str, msg: ClaimMsg | ClaimAnswerMsg) -> None:
         takeover = self.n.takeover
@@ -365,6 +382,8 @@ class Negotiation:
                 n.state.ballots[a.key] = a.ballot
             elif kind is Learned:
                 n.stats[f"termination learned {'COMMIT' if a.value.commit else 'ABORT'}"] += 1
+                if not a.by_coordinator and a.key != self._answered_by_coordinator:
+                    ask_first(n, a.key, a.value, a.tx)  # learned_elsewhere.py
                 self.learn(now, a.key, a.value, a.tx)
             elif core is not None:
                 coordinator_action(self, now, core, a)  # coordinator_records.py

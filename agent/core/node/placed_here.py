@@ -131,9 +131,15 @@ class PlacedHere:
 
     def moved_away(self, wf: str, domain: str) -> tuple[tuple[str, int, str, str], ...] | None:
         """As `wf`'s coordinator, about to send its own round's COMMIT to `domain`: the
-        steps that round placed on `domain` that are placed elsewhere now, as (step,
-        epoch, domain, lost) each, which the notice names (Decision.moved: the
-        participant takes them before it builds its progress, so it never starts them).
+        steps placed on `domain` once, by that round or by a re-placement round since
+        (the middle of a chain: its own round's COMMIT had it start the step, and its
+        stop was told in memory only), that are placed elsewhere now, as (step, epoch,
+        domain, lost) each, their latest placement, which the notice names
+        (Decision.moved: the participant takes them before it builds its progress, so
+        it never starts them, and stops an attempt of a placement that is over).
+        A step placed back on `domain` is not named: its placement, with its epoch,
+        comes from the COMMIT of the round that placed it back, whose YES `domain`
+        holds, and it waits unplaced there until then (`resumed`).
         None: hold the notice back, a step of `domain`'s being placed again with its
         COMMIT not yet made (told before made, replacement_telling.py): the placement
         is not yet a fact to hand out, and the notice goes again once it is.
@@ -153,7 +159,8 @@ class PlacedHere:
             return ()
         moved = []
         for step, (epoch, new, lost) in sorted(placed.items()):
-            if row.info.placement.get(step) != domain or new == domain:
+            if new == domain or (row.info.placement.get(step) != domain
+                                 and domain not in earlier_of(n.state, wf, step)):
                 continue
             if (wf, epoch) in n.replacement.telling:
                 n.stats["COMMIT held back: a step of its domain being placed again"] += 1
@@ -164,10 +171,11 @@ class PlacedHere:
     def take_moved(self, now: float, src: str, msg: Any) -> None:
         """A workflow's own COMMIT (`msg`, a Decision) naming steps placed elsewhere
         (`moved_away`): taken as told placements, before the COMMIT is applied, so the
-        progress it builds here has them elsewhere and starts none of them. Only from
-        the round's coordinator (the placement is its word; another party's copy of
-        the decision counts, its list does not), and only for a COMMIT of a round
-        known here."""
+        progress it builds here has them elsewhere and starts none of them; a step
+        this Node held by a re-placement round since (`moved_away`) too, its attempt
+        stopped as a PlacedMsg would (`take`). Only from the round's coordinator (the
+        placement is its word; another party's copy of the decision counts, its list
+        does not), and only for a COMMIT of a round known here."""
         n = self.n
         tx = n.tx_of(msg.key)
         info = n.state.info.get(msg.key)
@@ -176,7 +184,7 @@ class PlacedHere:
             return
         wf = msg.key[0]
         for step, epoch, domain, lost in msg.moved:
-            if info.placement.get(step) == n.name and domain != n.name:
+            if step in info.placement and domain != n.name:
                 n.stats["step moved away taken from a COMMIT notice"] += 1
                 self.take(now, PlacedMsg(wf, step, domain, epoch, lost))
 

@@ -19,7 +19,8 @@ The rule:
   (its COMMIT may come from the acceptors' recovery, not from the coordinator that
   would tell it a placement is over: held, with no deadline, until its progress is
   built, `resumed`, then asked about; one that aborts stays held, in memory, with
-  nothing to start); once the Node is whole
+  nothing to start); so too, without a restart, a workflow whose COMMIT this Node
+  learned without its coordinator (`ask_first`, learned_elsewhere.py); once the Node is whole
   (`restored`), a workflow with no unfinished step here, or that this Node drives
   itself (its original coordinator at epoch 0, or a successor acting in the epoch it
   won), is let go at once: its own tables are the placements' authority;
@@ -145,6 +146,13 @@ class RestartCheck:
         for wf in d.committed:
             if wf not in d.final:
                 self.held[wf], self.wait[wf] = now, resend
+
+    def ask_first(self, wf: str) -> None:
+        """`wf`'s COMMIT learned here without its coordinator (learned_elsewhere.py):
+        held as one in doubt at a restore is, and asked about once its progress is
+        built (`resumed`)."""
+        if wf not in self.held:
+            self.held[wf], self.wait[wf] = math.inf, self.n.t.reliable_resend_s
 
     def resumed(self, wf: str) -> None:
         """`wf` committed here (its progress built): held in doubt since the restore, it
