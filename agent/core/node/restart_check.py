@@ -90,6 +90,7 @@ from typing import Any
 
 from fedorch.core.identity.authority import coordinator_of
 from fedorch.core.node.deadlines import DeadlineTable
+from fedorch.core.node.ended_records import no_saga
 from fedorch.core.node.records import FinalMsg, PlacementAnswer, PlacementQuery
 from fedorch.core.node.takeover_claims import held_of
 from fedorch.core.workflow.progress import TERMINAL_STEP_STATES
@@ -196,6 +197,8 @@ class RestartCheck:
         if wf in n.state.final:
             self._tell_end(src, wf)
             return
+        if n.retain is not None and n.retain.ends.answer_query(src, wf):
+            return  # forgotten here: its end, as when kept (ended_records.py)
         if not n.domain_loss.drives(wf) \
                 or held_of(n.state, wf, n.running.info(wf).coordinator)[1] != n.name:
             return
@@ -226,7 +229,8 @@ class RestartCheck:
             return  # our claim's granter, never taken (takeover_late_grants.py)
         placed = dict(n.running.info(wf).placement)
         placed.update((step, p[1]) for step, p in d.placements.get(wf, {}).items())
-        if src in placed.values() and d.plans.get(wf) != ():
+        whole = d.plans.get(wf) == () or no_saga(n, wf)  # no plan is owed any more
+        if src in placed.values() and not whole:
             return  # it holds a step still: the saga's driver tells it the end and plan
         epoch, holder = d.epochs.get(wf, (0, ""))
         kept = d.certificates.get(wf, (0, ()))
@@ -235,7 +239,7 @@ class RestartCheck:
             n.send(src, FinalMsg(wf, d.final[wf], epoch, won=won))
         elif coordinator_of(wf) == n.name:
             n.send(src, FinalMsg(wf, d.final[wf]))
-        elif kept[0] >= 1 and kept[1] and d.plans.get(wf) == ():
+        elif kept[0] >= 1 and kept[1] and whole:
             # A holder of an earlier epoch, which the asker follows: told in it, with
             # its certificate (the later holder may never have learned the asker).
             n.send(src, FinalMsg(wf, d.final[wf], kept[0], won=kept[1]))
