@@ -33,9 +33,10 @@ The rule:
   epoch and domain, "" for one lost and waiting for its new round); one asked that
   ended the workflow tells its end instead to a lost domain holding no step of it
   any more, which nobody else tells, or to any asker once the saga's plan is closed
-  here (`_tell_end`), or to a domain that granted its claim, over, for the saga's
-  plan, which it never took (the same question, asked by such a granter:
-  takeover_late_grants.py `asked`);
+  here or its spec owes none (`_tell_end`), or to a domain that granted its claim,
+  over, for the saga's plan, which it never took (the same question, asked by such a
+  granter: takeover_late_grants.py `asked`); one that forgot it answers from the end's
+  record where the kept workflow answered any asker (ended_records.py);
 - the answer's placements are taken as a PlacedMsg's would be (placed_here.py:
   written, an attempt of a placement that is over stopped or its result dropped);
   then, if every unfinished step still placed here is confirmed (the coordinator has
@@ -222,7 +223,9 @@ class RestartCheck:
         here (the saga over), no plan nor end comes from its driver, which may never
         have learned the asker (placed again by an earlier epoch's holder): told the
         end then, by this Node as that holder too, in the epoch it won, with its
-        certificate (takeover soak seed 43007752: the asker held its reservation)."""
+        certificate (takeover soak seed 43007752: the asker held its reservation). A
+        spec with no `compensate` block owes no plan at all: its end is the whole end,
+        told as for a saga that is over (ended_records.py, `no_saga`)."""
         n = self.n
         d = n.state
         if n.takeover is not None and n.takeover.late.asked(src, wf):
