@@ -183,6 +183,7 @@ def test_after_it_is_forgotten_a_late_claim_placement_or_end_grants_nothing() ->
         assert answers == [ClaimAnswerMsg(WF, claim.epoch, False, 1, "d1",
                                           WorkflowState.SUCCEEDED)], answers
     fed.nodes["d2"].state.ended_records.pop(WF)  # past keep_end_records_s, say
+    fed.flush("d2")
     for src, claim in claims:
         ready = fed.step("d2", Message(src, claim))
         assert not ready.writes, claim
