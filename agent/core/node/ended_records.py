@@ -26,8 +26,11 @@ What it answers, and why each is the answer the live workflow gave:
   workflow was answered with it regardless of who asked: as the claimant of epoch e
   >= 1 that never acted in it, its claim and plan over (takeover_late_grants.py,
   `asked`: retention forgets only once both are over and no late grant is owed);
-  or as the original coordinator in epoch 0 following no later epoch, its saga over
-  (restart_check.py, `_tell_end`: the end there is the whole end). An end that
+  or as the original coordinator in epoch 0 following no later epoch, where no plan is
+  owed to any asker, a domain holding a step included (its plan closed, or a spec
+  with no `compensate` block: restart_check.py, `_tell_end`, where such an end is
+  the whole end; a saga's driver tells a step's domain its end with the plan, so a
+  record of one that drove a saga tells nothing, as it told a step's domain). An end that
   needs a holder's certificate (a later epoch won here) is not kept: -1, nothing
   told, as before. The asker takes the end through the authority rules of any end
   notice (authority_ends.py): one that follows another holder refuses it.
@@ -88,8 +91,9 @@ class EndedRecords:
         tell = -1
         if granted[1] == n.name and granted[0] >= 1 and followed[0] < granted[0]:
             tell = granted[0]  # our claim's epoch, never acted in (late_grants `asked`)
-        elif original == n.name and followed[0] == 0:
-            tell = 0  # the original's own end, its saga over (`_tell_end`)
+        elif original == n.name and followed[0] == 0 \
+                and (d.plans.get(wf) == () or no_saga(n, wf)):
+            tell = 0  # the original's own end, no plan owed to any asker (`_tell_end`)
         d.ended_records[wf] = (state, epoch, holder, tell, wall)
         heapq.heappush(self.heap, (wall, wf))
         n.stats["retention: end kept as a record"] += 1
