@@ -44,7 +44,8 @@ block plans none (workflow/compensation.py `plan`), so its end is the whole end:
 plan, nor a driver's end with one, will ever come. A domain that asks while holding a
 step of it is told the end as one of a saga that is over (restart_check.py).
 
-Pure: reads and writes the Node's tables only.
+Pure: reads and writes the Node's tables only; the answers are sent by the parts
+that take the questions (records.py imports retention, which imports this module).
 """
 
 from __future__ import annotations
@@ -107,28 +108,23 @@ class EndedRecords:
             return None
         return rec
 
-    def answer_claim(self, src: str, wf: str, epoch: int) -> bool:
-        """A claim of `wf`, forgotten here: its end, no grant. True if answered."""
-        from fedorch.core.node.records import ClaimAnswerMsg  # records imports retention
-
+    def claim_answer(self, wf: str) -> tuple[int, str, WorkflowState] | None:
+        """A claim of `wf`, forgotten here: the epoch held, its holder and the end to
+        answer it with, no grant (takeover_claims.py sends it)."""
         rec = self.of(wf)
         if rec is None:
-            return False
+            return None
         self.n.stats["takeover claim of a forgotten workflow: its end"] += 1
-        self.n.send(src, ClaimAnswerMsg(wf, epoch, False, rec[1], rec[2], rec[0]))
-        return True
+        return rec[1], rec[2], rec[0]
 
-    def answer_query(self, src: str, wf: str) -> bool:
-        """A placement question about `wf`, forgotten here: its end, where kept to
-        tell. True if answered."""
-        from fedorch.core.node.records import FinalMsg  # records imports retention
-
+    def query_answer(self, wf: str) -> tuple[WorkflowState, int] | None:
+        """A placement question about `wf`, forgotten here: the end and the epoch to
+        tell it in, where kept to tell (restart_check.py sends it)."""
         rec = self.of(wf)
         if rec is None or rec[3] < 0:
-            return False
+            return None
         self.n.stats["placement asked of a forgotten workflow: the end told"] += 1
-        self.n.send(src, FinalMsg(wf, rec[0], rec[3]))
-        return True
+        return rec[0], rec[3]
 
     def deadline_ms(self) -> int | None:
         """The wall ms the oldest record is due (a stale one wakes a tick for nothing:

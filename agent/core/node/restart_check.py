@@ -198,8 +198,9 @@ class RestartCheck:
         if wf in n.state.final:
             self._tell_end(src, wf)
             return
-        if n.retain is not None and n.retain.ends.answer_query(src, wf):
-            return  # forgotten here: its end, as when kept (ended_records.py)
+        if n.retain is not None and (end := n.retain.ends.query_answer(wf)):
+            n.send(src, FinalMsg(wf, *end))  # forgotten here: its end, as when kept
+            return  # (ended_records.py)
         if not n.domain_loss.drives(wf) \
                 or held_of(n.state, wf, n.running.info(wf).coordinator)[1] != n.name:
             return
