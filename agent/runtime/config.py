@@ -74,7 +74,8 @@ NEGOTIATION_DEFAULTS = {
     "max_acceptors": 5,
     "commit": config_pb2.COMMIT_PROTOCOL_PAXOS,
 }
-RETENTION_DEFAULTS = {"keep_ended_s": 604800.0, "max_ended_workflows": 100000}
+RETENTION_DEFAULTS = {"keep_ended_s": 604800.0, "max_ended_workflows": 100000,
+                      "keep_end_records_s": 86400.0, "max_end_records": 100000}
 
 
 def load_config(path: str | os.PathLike[str]) -> config_pb2.AgentConfig:

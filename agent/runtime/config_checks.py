@@ -49,6 +49,8 @@ BOUNDS: dict[str, Bound] = {
         0, "a non-negative number of seconds (0: three times the time to a DEAD verdict)"),
     "fedorch.v1.RetentionConfig.keep_ended_s": positive("a positive number of seconds"),
     "fedorch.v1.RetentionConfig.max_ended_workflows": positive("a positive integer"),
+    "fedorch.v1.RetentionConfig.keep_end_records_s": positive("a positive number of seconds"),
+    "fedorch.v1.RetentionConfig.max_end_records": positive("a positive integer"),
 }
 
 

@@ -411,6 +411,11 @@ class Disk:
     # any of them (authority_steps.placed_before). A step placed again with no row
     # here (written before the list was kept) is read from `placements` as before.
     earlier_domains: dict[str, dict[str, tuple[str, ...]]] = field(default_factory=dict)
+    # Retention (ended_records.py): workflow -> (end state, epoch held, its holder, the
+    # epoch an asker is told the end in or -1, wall ms forgotten) of each ended
+    # workflow retention forgot, kept `keep_end_records_s` and answered to late askers.
+    ended_records: dict[str, tuple[WorkflowState, int, str, int, int]] = \
+        field(default_factory=dict)
 
 
 def copy_hold(h: Hold) -> Hold:

@@ -34,9 +34,10 @@ The rule:
   epoch and domain, "" for one lost and waiting for its new round); one asked that
   ended the workflow tells its end instead to a lost domain holding no step of it
   any more, which nobody else tells, or to any asker once the saga's plan is closed
-  here (`_tell_end`), or to a domain that granted its claim, over, for the saga's
-  plan, which it never took (the same question, asked by such a granter:
-  takeover_late_grants.py `asked`);
+  here or its spec owes none (`_tell_end`), or to a domain that granted its claim,
+  over, for the saga's plan, which it never took (the same question, asked by such a
+  granter: takeover_late_grants.py `asked`); one that forgot it answers from the end's
+  record where the kept workflow answered any asker (ended_records.py);
 - the answer's placements are taken as a PlacedMsg's would be (placed_here.py:
   written, an attempt of a placement that is over stopped or its result dropped);
   then, if every unfinished step still placed here is confirmed (the coordinator has
@@ -91,6 +92,7 @@ from typing import Any
 
 from fedorch.core.identity.authority import coordinator_of
 from fedorch.core.node.deadlines import DeadlineTable
+from fedorch.core.node.ended_records import no_saga
 from fedorch.core.node.records import FinalMsg, PlacementAnswer, PlacementQuery
 from fedorch.core.node.takeover_claims import held_of
 from fedorch.core.workflow.progress import TERMINAL_STEP_STATES
@@ -204,6 +206,9 @@ class RestartCheck:
         if wf in n.state.final:
             self._tell_end(src, wf)
             return
+        if n.retain is not None and (end := n.retain.ends.query_answer(wf)):
+            n.send(src, FinalMsg(wf, *end))  # forgotten here: its end, as when kept
+            return  # (ended_records.py)
         if not n.domain_loss.drives(wf) \
                 or held_of(n.state, wf, n.running.info(wf).coordinator)[1] != n.name:
             return
@@ -227,14 +232,17 @@ class RestartCheck:
         here (the saga over), no plan nor end comes from its driver, which may never
         have learned the asker (placed again by an earlier epoch's holder): told the
         end then, by this Node as that holder too, in the epoch it won, with its
-        certificate (takeover soak seed 43007752: the asker held its reservation)."""
+        certificate (takeover soak seed 43007752: the asker held its reservation). A
+        spec with no `compensate` block owes no plan at all: its end is the whole end,
+        told as for a saga that is over (ended_records.py, `no_saga`)."""
         n = self.n
         d = n.state
         if n.takeover is not None and n.takeover.late.asked(src, wf):
             return  # our claim's granter, never taken (takeover_late_grants.py)
         placed = dict(n.running.info(wf).placement)
         placed.update((step, p[1]) for step, p in d.placements.get(wf, {}).items())
-        if src in placed.values() and d.plans.get(wf) != ():
+        whole = d.plans.get(wf) == () or no_saga(n, wf)  # no plan is owed any more
+        if src in placed.values() and not whole:
             return  # it holds a step still: the saga's driver tells it the end and plan
         epoch, holder = d.epochs.get(wf, (0, ""))
         kept = d.certificates.get(wf, (0, ()))
@@ -243,7 +251,7 @@ class RestartCheck:
             n.send(src, FinalMsg(wf, d.final[wf], epoch, won=won))
         elif coordinator_of(wf) == n.name:
             n.send(src, FinalMsg(wf, d.final[wf]))
-        elif kept[0] >= 1 and kept[1] and d.plans.get(wf) == ():
+        elif kept[0] >= 1 and kept[1] and whole:
             # A holder of an earlier epoch, which the asker follows: told in it, with
             # its certificate (the later holder may never have learned the asker).
             n.send(src, FinalMsg(wf, d.final[wf], kept[0], won=kept[1]))

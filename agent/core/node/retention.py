@@ -89,7 +89,7 @@ classic 2PC, else UNKNOWN (nothing is presumed, nothing written: a participant i
 doubt that long goes to a recovery ballot),
 an end notice or a step result of a workflow unknown here is acknowledged and not kept,
 a vote or an acknowledgement finds no core (refused, or ignored), as for any unknown
-workflow.
+workflow; a claim or a placement question gets the end its record keeps (ended_records.py).
 
 Cost: a mark is a table put and a heap push; a tick pops only what is due. Two heaps
 by wall stamp, oldest first: `main` (every tracked workflow) and `age_only` (the
@@ -104,6 +104,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fedorch.core.identity.authority import coordinator_of
+from fedorch.core.node.ended_records import EndedRecords
 from fedorch.core.node.retention_rounds import RoundLife
 from fedorch.core.workflow.lifecycle import TERMINAL
 from fedorch.core.workflow.presumed_abort import presumes_abort
@@ -140,6 +141,10 @@ class Retention:
     # Deadlines are rounded up to a multiple of this: what comes due within one goes in
     # one tick and one write group, not one turn per workflow (later, never sooner).
     tick_s: float = 1.0
+    # A forgotten workflow's end is kept this long as a compact record, the newest
+    # `max_end_records` at most, for a peer cut off past `late_message_s` (ended_records.py).
+    keep_end_records_s: float = 86_400.0
+    max_end_records: int = 100_000
 
     @property
     def skew_s(self) -> float:
@@ -184,6 +189,7 @@ class Retainer:
         # Rounds of forgotten workflows whose acceptor record waits for its round's
         # life to pass (retention_rounds.py).
         self.rounds = RoundLife(self)
+        self.ends = EndedRecords(self)  # forgotten workflows' ends, kept longer
         # The deadline, as last computed; None when a mark or a tick may have moved it.
         # (A wall clock step moves it too; a deadline that comes early finds nothing due
         # and is computed again, one that comes late forgets later: never sooner.)
@@ -199,6 +205,7 @@ class Retainer:
                        AGE_ONLY: []}
         self._waiting = []
         self.rounds.restore(now)
+        self.ends.restore()
         self._deadline = None
 
     def mark(self, wf: str, *, ended: bool = False) -> None:
@@ -273,6 +280,8 @@ class Retainer:
             times.append(max(now, self._waiting[0][0]))
         if self.rounds.heap:
             times.append(now + max(0, self.rounds.heap[0][0] - wall) / 1000)
+        if (due := self.ends.deadline_ms()) is not None:
+            times.append(now + max(0, due - wall) / 1000)
         if not times:
             return None
         grid = self.policy.tick_s
@@ -304,6 +313,7 @@ class Retainer:
             if e is not None and e.place == WAITING:  # else marked again, or forgotten
                 self._forget_or_park(wf)
         self.rounds.tick(wall)
+        self.ends.tick(wall, self._open)
         self._forget_admissions(wall)
 
     # ---- the rule ---------------------------------------------------------------------
@@ -442,12 +452,16 @@ class Retainer:
             return
         self._forget(wf)
 
+    def _open(self) -> None:  # this tick's write group, opened once
+        if not self._opened:
+            self.n.point("retention")
+            self._opened = True
+
     def _forget(self, wf: str) -> None:
         n = self.n
         d = n.state
-        if not self._opened:
-            n.point("retention")
-            self._opened = True
+        self._open()
+        self.ends.keep(wf, n.wall_ms(n.now))  # its end, answered to a late asker
         n.note("compacted", wf, d.rows.get(wf), d.final.get(wf), d.results.get(wf))
         if wf in d.epochs or wf in d.granted:
             n.stats["retention: workflow taken over forgotten"] += 1
@@ -480,8 +494,7 @@ class Retainer:
         if len(n.submissions) == before:
             return
         old = [k for k, (_, at) in n.state.admitted.items() if at < cutoff]
-        if old and not self._opened:
-            n.point("retention")
-            self._opened = True
+        if old:
+            self._open()
         for k in old:
             del n.state.admitted[k]

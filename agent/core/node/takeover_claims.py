@@ -224,6 +224,9 @@ class Claims:
                 n.stats["takeover claim answered in doubt"] += 1
                 n.send(src, ClaimAnswerMsg(wf, msg.epoch, False, 0, "", in_doubt=True))
                 return
+            if n.retain is not None and (end := n.retain.ends.claim_answer(wf)):
+                n.send(src, ClaimAnswerMsg(wf, msg.epoch, False, *end))  # ended_records.py
+                return  # forgotten here: its end, as when kept
             self._on_claim_as_acceptor(src, msg)
             return
         original = n.running.info(wf).coordinator if wf in d.committed or wf in d.rows \

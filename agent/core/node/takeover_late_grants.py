@@ -81,7 +81,9 @@ end; while the claim runs or the saga goes on the asker is answered nothing and 
 again), and no end notice of ours goes to the asker already (the tell above, which
 it acknowledges). The answer is the tell above, to a domain that names itself a
 follower by asking (only a domain that follows us asks us), in our epoch, once, not
-written: the asker asks again until the workflow ends there. A holder that answers
+written: the asker asks again until the workflow ends there (asked once retention
+forgot the workflow here, a granter cut off past our windows, the same end is answered
+from the end's record: ended_records.py, for `keep_end_records_s`). A holder that answers
 with its placements drives the workflow (only such a Node does: restart_check.py),
 so it is asked no more (`answered`): its proof, in memory, is lost with a restart of
 the asker, and the ask would go on while the workflow runs. Why safe: the end is the one end

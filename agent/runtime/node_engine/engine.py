@@ -174,6 +174,8 @@ def timing_of(config: config_pb2.AgentConfig) -> Timing:
             keep_ended_s=config.retention.keep_ended_s or keep.keep_ended_s,
             max_ended_workflows=config.retention.max_ended_workflows
             or keep.max_ended_workflows,
+            keep_end_records_s=config.retention.keep_end_records_s or keep.keep_end_records_s,
+            max_end_records=config.retention.max_end_records or keep.max_end_records,
             late_message_s=2 * (neg.replay_window_s or keep.late_message_s / 2)),
     )
 

@@ -230,6 +230,10 @@ TABLE_ROWS = {
     "succeeded_here": st.tuples(wf_ids, st.dictionaries(
         text, st.tuples(st.integers(1, 5), st.integers(0, 2**40)), min_size=1, max_size=3)),
     "plans": st.tuples(wf_ids, owed_steps),
+    # A forgotten workflow's end: (state, epoch held, holder, epoch told or -1, wall ms).
+    "ended_records": st.tuples(wf_ids, st.tuples(
+        st.sampled_from(WorkflowState), st.integers(0, 9), names, st.integers(-1, 9),
+        st.integers(0, 2**50))),
     # (epoch, domain, lost) of each step placed again, by step.
     "placements": st.tuples(wf_ids, st.dictionaries(
         text, st.tuples(st.integers(0, 2**40), names, names), max_size=3)),

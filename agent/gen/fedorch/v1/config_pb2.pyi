@@ -93,12 +93,16 @@ class AgentConfig(_message.Message):
     def __init__(self, domain: _Optional[str] = ..., listen: _Optional[str] = ..., advertise: _Optional[str] = ..., data_dir: _Optional[str] = ..., key_file: _Optional[str] = ..., seeds: _Optional[_Iterable[str]] = ..., trust: _Optional[_Union[Trust, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., capabilities: _Optional[_Iterable[_Union[CapabilityConfig, _Mapping]]] = ..., policy: _Optional[_Union[Policy, _Mapping]] = ..., metrics_listen: _Optional[str] = ..., gossip: _Optional[_Union[GossipConfig, _Mapping]] = ..., negotiation: _Optional[_Union[NegotiationConfig, _Mapping]] = ..., log_level: _Optional[str] = ..., console_listen: _Optional[str] = ..., clients: _Optional[_Union[Clients, _Mapping]] = ..., access: _Optional[_Iterable[_Union[AccessRule, _Mapping]]] = ..., tls: _Optional[_Union[TlsConfig, _Mapping]] = ..., telemetry: _Optional[_Union[TelemetryConfig, _Mapping]] = ..., log_format: _Optional[str] = ..., retention: _Optional[_Union[RetentionConfig, _Mapping]] = ..., engine: _Optional[_Union[Engine, str]] = ...) -> None: ...
 
 class RetentionConfig(_message.Message):
-    __slots__ = ("keep_ended_s", "max_ended_workflows")
+    __slots__ = ("keep_ended_s", "max_ended_workflows", "keep_end_records_s", "max_end_records")
     KEEP_ENDED_S_FIELD_NUMBER: _ClassVar[int]
     MAX_ENDED_WORKFLOWS_FIELD_NUMBER: _ClassVar[int]
+    KEEP_END_RECORDS_S_FIELD_NUMBER: _ClassVar[int]
+    MAX_END_RECORDS_FIELD_NUMBER: _ClassVar[int]
     keep_ended_s: float
     max_ended_workflows: int
-    def __init__(self, keep_ended_s: _Optional[float] = ..., max_ended_workflows: _Optional[int] = ...) -> None: ...
+    keep_end_records_s: float
+    max_end_records: int
+    def __init__(self, keep_ended_s: _Optional[float] = ..., max_ended_workflows: _Optional[int] = ..., keep_end_records_s: _Optional[float] = ..., max_end_records: _Optional[int] = ...) -> None: ...
 
 class TlsConfig(_message.Message):
     __slots__ = ("enabled", "federation_ca", "cert_file", "key_file")

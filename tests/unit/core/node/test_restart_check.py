@@ -298,8 +298,12 @@ def test_a_lost_domain_back_after_the_end_is_told_it_by_the_coordinator_it_asks(
 def test_a_domain_that_holds_a_step_still_is_told_the_end_by_the_sagas_driver_only() -> None:
     """Asked by a domain whose step is still placed on it, an ended original tells it
     nothing: the driver of the epoch that ended the workflow tells it the end with the
-    saga's plan it owes (takeover soak seed 5200672)."""
-    fed = committed([step("s1"), step("s2", needs=("s1",))], {"s1": "d2", "s2": "d1"})
+    saga's plan it owes (takeover soak seed 5200672). (A spec with a compensate block:
+    one with none owes no plan, and is told: test_ended_records.py.)"""
+    comp = spec_pb2.Compensation(params_json="{}")
+    s1 = step("s1")
+    s1.compensate.CopyFrom(comp)
+    fed = committed([s1, step("s2", needs=("s1",))], {"s1": "d2", "s2": "d1"})
     won = certificate(fed, "d2", ("d0", "d2"))
     fed.step("d0", Message("d2", FinalMsg(WF, WorkflowState.FAILED, 1, won=won)))
     assert fed.disks["d0"].final[WF] is WorkflowState.FAILED

@@ -50,7 +50,7 @@ class Federation(Boundary):
         """The tables of `name`'s disk that still hold anything of `wf` (but those kept
         for recovery ballots until their round's life, `acceptor` and `learned`)."""
         disk = self.disks[name]
-        return {t for t in TABLES if t not in ROUND_LIFE_TABLES
+        return {t for t in TABLES if t not in ROUND_LIFE_TABLES and t != "ended_records"
                 for key in getattr(disk, t)
                 if (key[0] if isinstance(key, tuple) else key) == wf
                 or t == "admitted" and getattr(disk, t)[key][0] == wf}
@@ -167,14 +167,24 @@ def test_a_late_grant_owed_its_end_keeps_the_workflow_at_the_claimant() -> None:
 
 def test_after_it_is_forgotten_a_late_claim_placement_or_end_grants_nothing() -> None:
     """d2 forgot the workflow. A claim of it (a participant's, or the original's claim
-    past a gone holder: neither shows a participant a proof of the round) is refused,
-    nothing written: no grant from a blank. A successor's placement tell naming
+    past a gone holder: neither shows a participant a proof of the round) is answered
+    with the end kept as a record (ended_records.py), as before it forgot, and without
+    the record is refused; nothing written either way: no grant from a blank. A successor's placement tell naming
     another domain, and an end notice, are acknowledged and not kept."""
     fed = taken_over_and_ended({"s1": "d1", "s2": "d2"})
     fed.run_until(fed.now + LATE + 2.0)
     assert fed.has("d2") == set()
     won = fed.disks["d1"].certificates[WF][1]
-    for src, claim in (("d1", ClaimMsg(WF, 2)), ("d0", ClaimMsg(WF, 1)), ("d1", ClaimMsg(WF, 1))):
+    claims = (("d1", ClaimMsg(WF, 2)), ("d0", ClaimMsg(WF, 1)), ("d1", ClaimMsg(WF, 1)))
+    for src, claim in claims:
+        ready = fed.step("d2", Message(src, claim))
+        assert not ready.writes, claim
+        answers = [m for to, m in _sent(ready)]
+        assert answers == [ClaimAnswerMsg(WF, claim.epoch, False, 1, "d1",
+                                          WorkflowState.SUCCEEDED)], answers
+    fed.nodes["d2"].state.ended_records.pop(WF)  # past keep_end_records_s, say
+    fed.flush("d2")
+    for src, claim in claims:
         ready = fed.step("d2", Message(src, claim))
         assert not ready.writes, claim
         answers = [m for to, m in _sent(ready)]
