@@ -10,7 +10,7 @@ was placed elsewhere, reported nothing again: its run was never compensated."""
 
 from __future__ import annotations
 
-from fedorch.core.node import Message, StepEnded, Submit, Tick
+from fedorch.core.node import Message, StepEnded, Tick
 from fedorch.core.node.compensating import COMPENSATE
 from fedorch.core.node.records import ResultMsg
 from fedorch.core.workflow.lifecycle import WorkflowState
@@ -18,11 +18,10 @@ from fedorch.core.workflow.progress import StepState
 from fedorch.gen.fedorch.v1 import spec_pb2
 
 from tests.unit.core.node.test_compensating import WF
-from tests.unit.core.node.test_saga_results import s0_compensated_beside_s1_and_s2
 from tests.unit.core.node.test_saga_runs_placed_again_thrice import (
-    PLACED,
     FourSagas,
     owed,
+    s0_placed_again_thrice,
     take,
 )
 
@@ -43,28 +42,7 @@ def a_refused_after_the_drivers_restart(s2_ok: bool = False,
     SUCCEEDED, as did s1. s2 ended at d3 (FAILED unless `s2_ok`); d0 took its result
     and crashed before that turn's write. Restarted, d0 hears A's resend of its
     SUCCEEDED first (B's run is reported at the end, as in the thrice story)."""
-    f = FourSagas()
-    f.step("d0", Submit(WF, spec or s0_compensated_beside_s1_and_s2(),
-                        placement={"s0": "d1", "s1": "d0", "s2": "d3"}))
-    f.deliver()
-    f.step("d1", StepEnded(*take(f, "d1", "s0"), True, {"of": "s0"}, ""))
-    f.silent.add("d1")  # cut off both ways: its report is lost, and so are the tells
-    d0 = f.nodes["d0"]
-    for epoch, domain, lost in PLACED:
-        prepared = d0.replacement._info(WF, "s0", domain, lost)  # the round's PREPARE
-        d0.replacement._placed(f.now, WF, "s0", domain, epoch, lost, None)
-        f.flush("d0")
-        if domain != "d0":  # the new domain learns the round's COMMIT
-            f.nodes[domain].state.info[(WF, epoch)] = prepared
-            assert f.nodes[domain].placed_here.committed_here(f.now, (WF, epoch),
-                                                              [("s0", "a")])
-            f.flush(domain)
-        f.deliver()
-        if domain == "d2":  # B runs it, cut off as A was
-            f.step("d2", StepEnded(*take(f, "d2", "s0"), True, {"of": "s0"}, ""))
-            f.net = [m for m in f.net if m[0] != "d2"]
-    f.end("d0", True)  # s1 or s0, in start order
-    f.end("d0", True)
+    f = s0_placed_again_thrice(spec, both_ways=True)
     assert WF not in f.disks["d1"].placements  # A never learned s0 was placed again
     # s2 ends at d3; d0 takes its result and crashes before the turn's write.
     f.step("d3", StepEnded(*take(f, "d3", "s2"), s2_ok, {}, "" if s2_ok else "boom"))

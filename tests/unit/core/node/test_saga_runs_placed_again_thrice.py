@@ -22,7 +22,7 @@ from fedorch.core.node.compensating import COMPENSATE
 from fedorch.core.node.records import ResultMsg
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.core.workflow.progress import StepState
-from fedorch.gen.fedorch.v1 import config_pb2
+from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
 
 from tests.unit.core.node.federation import Federation
 from tests.unit.core.node.test_compensating import NOW, TIMING, WF, Sagas
@@ -57,18 +57,24 @@ def take(f: FourSagas, name: str, step: str) -> tuple:
     return run
 
 
-def s0_placed_again_thrice() -> FourSagas:
-    """A's run SUCCEEDED cut off (its result never reached d0); d0 placed s0 again
+def s0_placed_again_thrice(spec: spec_pb2.WorkflowSpec | None = None,
+                           both_ways: bool = False) -> FourSagas:
+    """A's run SUCCEEDED cut off (its result never reached d0; `both_ways`: nothing
+    reaches A either, the tells of the new placements included); d0 placed s0 again
     three times (each round's PREPARE, then its commit as replacement.py writes and
     tells it, every member taking the tell, the new domain the round's COMMIT as
     placed_here.py does); B's run SUCCEEDED, cut off too; C's never started before
-    its placement was over; D's (d0's) SUCCEEDED, as did s1."""
+    its placement was over; D's (d0's) SUCCEEDED, as did s1. `spec`: the workflow's
+    (s0_compensated_beside_s1_and_s2 by default)."""
     f = FourSagas()
-    f.step("d0", Submit(WF, s0_compensated_beside_s1_and_s2(),
+    f.step("d0", Submit(WF, spec or s0_compensated_beside_s1_and_s2(),
                         placement={"s0": "d1", "s1": "d0", "s2": "d3"}))
     f.deliver()
     f.step("d1", StepEnded(*take(f, "d1", "s0"), True, {"of": "s0"}, ""))
-    f.net = [m for m in f.net if m[0] != "d1"]  # cut off: its report is lost
+    if both_ways:
+        f.silent.add("d1")
+    else:
+        f.net = [m for m in f.net if m[0] != "d1"]  # cut off: its report is lost
     d0 = f.nodes["d0"]
     for epoch, domain, lost in PLACED:
         prepared = d0.replacement._info(WF, "s0", domain, lost)  # the round's PREPARE

@@ -415,6 +415,18 @@ def test_a_claimant_that_finds_the_end_names_the_failed_steps_it_knows() -> None
     assert fed.disks["d1"].end_reasons[WF] == "step s1 failed: disk on fire"
 
 
+def _takes_d2s_end_with_round_2s_certificate(fed: Federation, d3: Node) -> None:
+    """d2's end in epoch 1, its certificate granted by d2 and d3 naming round 2's
+    acceptors (d0, d2, d3): d3 takes it and acknowledges it."""
+    cert = tuple(sign_grant(fake_signer(g), g, WF, 1, "d2", frozenset({"d0", "d2", "d3"}))
+                 for g in ("d2", "d3"))
+    end = FinalMsg(WF, WorkflowState.SUCCEEDED, 1, won=cert)
+    boundary_check(d3, "d2", end)  # the authority table's check, as at the boundary
+    ready = fed.step("d3", Message("d2", end))
+    assert fed.disks["d3"].final[WF] is WorkflowState.SUCCEEDED
+    assert [dst for dst, m in sent(ready) if isinstance(m, AckMsg)] == ["d2"]
+
+
 def test_an_aborted_rounds_acceptors_do_not_judge_a_later_rounds_certificate() -> None:
     """d3 holds no step: it recovered round 1 of d0's workflow (acceptors d0, d1, d3) as
     ABORT, and its Accept of the committed round 2 (acceptors d0, d2, d3) was lost. It
@@ -431,13 +443,7 @@ def test_an_aborted_rounds_acceptors_do_not_judge_a_later_rounds_certificate() -
     disk.granted[WF] = (1, "d2")
     d3 = fed.restore("d3")
     assert d3.takeover.electorate_of(WF) is None
-    cert = tuple(sign_grant(fake_signer(g), g, WF, 1, "d2", frozenset({"d0", "d2", "d3"}))
-                 for g in ("d2", "d3"))
-    end = FinalMsg(WF, WorkflowState.SUCCEEDED, 1, won=cert)
-    boundary_check(d3, "d2", end)  # the authority table's check, as at the boundary
-    ready = fed.step("d3", Message("d2", end))
-    assert fed.disks["d3"].final[WF] is WorkflowState.SUCCEEDED
-    assert [dst for dst, m in sent(ready) if isinstance(m, AckMsg)] == ["d2"]
+    _takes_d2s_end_with_round_2s_certificate(fed, d3)
 
 
 def test_an_acceptors_own_grant_names_the_electorate_over_an_undecided_rounds_record() -> None:
@@ -455,10 +461,4 @@ def test_an_acceptors_own_grant_names_the_electorate_over_an_undecided_rounds_re
     disk.granted[WF] = (1, "d2")
     d3 = fed.restore("d3")
     assert d3.takeover.electorate_of(WF) == frozenset({"d0", "d1", "d3"})  # a guess
-    cert = tuple(sign_grant(fake_signer(g), g, WF, 1, "d2", frozenset({"d0", "d2", "d3"}))
-                 for g in ("d2", "d3"))
-    end = FinalMsg(WF, WorkflowState.SUCCEEDED, 1, won=cert)
-    boundary_check(d3, "d2", end)  # the authority table's check, as at the boundary
-    ready = fed.step("d3", Message("d2", end))
-    assert fed.disks["d3"].final[WF] is WorkflowState.SUCCEEDED
-    assert [dst for dst, m in sent(ready) if isinstance(m, AckMsg)] == ["d2"]
+    _takes_d2s_end_with_round_2s_certificate(fed, d3)
