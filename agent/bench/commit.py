@@ -9,7 +9,9 @@ On agents it starts on 127.0.0.1, it prints in one run:
   rate is the end-to-end one);
 - p50/p99 submit-to-committed latency unloaded, and at half the peak rate;
 - the CPU time the three agents and the client spent per workflow at the peak
-  (`cpu_ms_per_workflow`, from /proc): steadier than rates on a shared machine;
+  (`cpu_ms_per_workflow`, from /proc): steadier than rates on a shared machine; the same
+  over the half-load window, with each agent's driver turns, transactions and
+  envelopes per workflow there (`half_load`);
 - the cost of one forced write (SQLite WAL, synchronous=FULL) where the agents
   keep their data: a YES vote, an acceptor's record and a decision each wait
   for one, so it bounds the unloaded latency from below (about three of them
@@ -430,6 +432,23 @@ async def _peak(net: RealNet, total: int, concurrency: int, submit: str = "call"
                 for d in statements}}
 
 
+async def _measured(net: RealNet, loop) -> tuple[list[_Run], dict]:
+    """Await an open loop's runs, with the CPU each process spent and each agent's
+    node-engine counters per workflow submitted over it."""
+    node_before = await asyncio.to_thread(node_counters, net)
+    cpu_before = cpu_now(net)
+    runs = await loop
+    cpu = cpu_ms_per_workflow(cpu_before, cpu_now(net), len(runs))
+    after = await asyncio.to_thread(node_counters, net)
+    scale = {k: 1000 if k.endswith("_cpu_ms") else 1 for k in NODE_COUNTERS}
+    return runs, {"workflows": len(runs), "cpu_ms_per_workflow": cpu["total"],
+                  "cpu_ms_by_process": cpu,
+                  "node_per_workflow": {
+                      d: {k: round((after[d][k] - node_before[d][k]) * scale[k]
+                                   / max(1, len(runs)), 3) for k in NODE_COUNTERS}
+                      for d in after}}
+
+
 @contextlib.asynccontextmanager
 async def _federation(tmp: Path, commit: str, extra: dict | None = None,
                       profiled: Path | None = None, traced: Path | None = None):
@@ -507,7 +526,8 @@ async def run_commit_bench(total: int = WORKFLOWS_PER_LOOP,
                 os.kill(net.procs[DOMAINS[0]].pid, signal.SIGUSR2)
                 await _written(profile)
             peak = max(loops, key=lambda loop: loop["workflows_per_s"])
-            half = await _open_loop(net, max(1.0, peak["commits_per_s"] / 2), 5.0, submit)
+            half_rate = max(1.0, peak["commits_per_s"] / 2)
+            half, half_window = await _measured(net, _open_loop(net, half_rate, 5.0, submit))
     lat = [(r.committed - r.submitted) * 1000 for r in alone if r.committed]
     half_lat = [(r.committed - r.submitted) * 1000 for r in half if r.committed]
     return {
@@ -521,6 +541,9 @@ async def run_commit_bench(total: int = WORKFLOWS_PER_LOOP,
         "p99_ms_half_load": round(_pct(half_lat, 0.99), 2),
         "cpu_ms_per_workflow": peak["cpu_ms_per_workflow"],
         "cpu_ms_by_process": peak["cpu_ms_by_process"],
+        # The half-load window's CPU and driver turns per workflow, as the peak's: at
+        # half the rate a turn serves fewer workflows, so each costs more.
+        "half_load": half_window,
         "cpu_ms_by_thread": peak["cpu_ms_by_thread"],
         "gc_ms_per_workflow": peak["gc_ms_per_workflow"],
         "gc_per_workflow": peak["gc_per_workflow"],
