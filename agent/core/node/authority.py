@@ -40,8 +40,9 @@ rules of a client's (core/workflow/spec.py `validate_spec`): params that are not
 object, or a need naming no step, and the participant's Node raised at the COMMIT, after
 its YES, and its driver stopped; a step needing itself, needs in a cycle, no steps, or
 a held step not in the spec or not placed here, and the slot was held forever. The
-PREPARE is refused whole before its rule (authority_spec.py: `not_json` for params,
-`bad_spec` for the rest, with validate_spec's message), so the participant holds
+PREPARE is refused whole (authority_spec.py: `not_json` for params, `bad_spec` for the
+rest, with validate_spec's message; the spec before the rule, the held steps after it,
+so a PREPARE sent to another domain is refused for who sent it), so the participant holds
 nothing and votes nothing (the coordinator's round goes on without its vote, as after a
 lost message). The whole `validate_spec` runs once per distinct spec (its verdict kept
 by the spec's digest in a small memo); the held steps and the placement are checked
@@ -77,7 +78,7 @@ from fedorch.core.negotiation.messages import (
 from fedorch.core.node import authority_ends as ends
 from fedorch.core.node import authority_rounds as rounds
 from fedorch.core.node import authority_steps as steps
-from fedorch.core.node.authority_spec import json_params, prepared_spec
+from fedorch.core.node.authority_spec import held_here, json_params, spec_steps
 from fedorch.core.node.records import (
     AckMsg,
     ClaimAnswerMsg,
@@ -114,9 +115,15 @@ def check(node: Any, src: str, msg: object, *,
         if cls is None:
             return  # a type this table does not know (see the header)
         rule = _BY_TYPE[cls]
+    if cls is PrepareMsg:  # its spec first, what it asks held here after its rule
+        where = f"a PREPARE of {msg.tx.workflow_id} from {src}"
+        caps = spec_steps(msg.info.spec, where)
+        rule(node, src, msg, node.votes, proven_epoch)
+        held_here(node.name, msg, caps, where)
+        return
     data = _DATA.get(cls)
     if data is not None:  # the workflow's data it carries first (see the header)
-        data(node, src, msg)
+        data(src, msg)
     rule(node, src, msg, node.votes, proven_epoch)
 
 
@@ -163,23 +170,18 @@ def json_outputs(outputs: object, where: str) -> None:
         raise Refused("not_json", f"{where}: {e}") from None
 
 
-def _result_data(node: Any, src: str, msg: ResultMsg) -> None:
+def _result_data(src: str, msg: ResultMsg) -> None:
     json_outputs(msg.outputs, f"a result of {msg.workflow_id}/{msg.step_id} from {src}")
 
 
-def _prepare_data(node: Any, src: str, msg: PrepareMsg) -> None:
-    prepared_spec(node.name, msg, f"a PREPARE of {msg.tx.workflow_id} from {src}")
-
-
-def _placed_data(node: Any, src: str, msg: PlacedMsg) -> None:
+def _placed_data(src: str, msg: PlacedMsg) -> None:
     for need in msg.needs:
         json_outputs(need[2], f"a placement in {msg.workflow_id} from {src}, need {need[0]}")
 
 
 # The messages that carry a workflow's data, and its check (see the header).
-_DATA: dict[type, Callable[[Any, str, Any], None]] = {ResultMsg: _result_data,
-                                                 PlacedMsg: _placed_data,
-                                                 PrepareMsg: _prepare_data}
+_DATA: dict[type, Callable[[str, Any], None]] = {ResultMsg: _result_data,
+                                            PlacedMsg: _placed_data}
 
 
 def _ack(node: Any, src: str, msg: AckMsg, votes: Any, proven: Any) -> None:

@@ -20,9 +20,12 @@ participant something:
 - duplicate step ids, or a placement naming steps not in the spec: harmless here (the
   last of the duplicates is the one run), refused all the same, as a client's would be.
 
-So the PREPARE is refused whole before its rule (`bad_spec`, with validate_spec's
-message; `not_json` for the params, as before): the participant holds nothing and votes
-nothing, and the coordinator's round goes on without its vote, as after a lost message.
+So the PREPARE is refused whole (`bad_spec`, with validate_spec's message; `not_json` for
+the params, as before): the spec before the PREPARE's rule (`spec_steps`, as the other
+data a message carries), what it asks held here after it (`held_here`: a PREPARE sent
+to another domain is refused for who sent it, `bad_certificate` and the like). The
+participant holds nothing and votes nothing, and the coordinator's round goes on
+without its vote, as after a lost message.
 
 Every PREPARE pays the check, and `validate_spec` costs tens of µs a step, so its
 verdict is kept per distinct spec: keyed by the SHA-256 of the spec's serialized bytes
@@ -45,7 +48,7 @@ from fedorch.core.identity.authority import Refused
 from fedorch.core.workflow import values
 from fedorch.core.workflow.spec import SpecError, validate_spec
 
-__all__ = ["SPEC_MEMO", "json_params", "prepared_spec"]
+__all__ = ["SPEC_MEMO", "held_here", "json_params", "spec_steps"]
 
 SPEC_MEMO = 256  # distinct specs whose verdict is kept (a workflow's rounds share one)
 
@@ -78,22 +81,28 @@ def _verdict(spec: Any) -> dict[str, str] | tuple[str, str]:
     return {step.id: step.capability for step in spec.steps}
 
 
-def prepared_spec(me: str, msg: Any, where: str) -> None:
-    """Refused (`bad_spec`, or `not_json` for params) unless the PREPARE `msg` to `me`
-    carries a spec `validate_spec` takes, each step it asks held is in that spec with
-    its capability and placed on `me`, and its placement names the spec's steps only."""
-    info = msg.info
-    key = hashlib.sha256(info.spec.SerializeToString()).digest()
+def spec_steps(spec: Any, where: str) -> dict[str, str]:
+    """The steps (id -> capability) of a PREPARE's spec; Refused (`bad_spec`, or
+    `not_json` for params) unless `validate_spec` takes it (see the header)."""
+    key = hashlib.sha256(spec.SerializeToString()).digest()
     caps = _memo.get(key)
     if caps is None:
-        caps = _memo[key] = _verdict(info.spec)
+        caps = _memo[key] = _verdict(spec)
         if len(_memo) > SPEC_MEMO:
             _memo.popitem(last=False)
     else:
         _memo.move_to_end(key)
     if isinstance(caps, tuple):
         raise Refused(caps[0], where + caps[1])
-    placement = info.placement
+    return caps
+
+
+def held_here(me: str, msg: Any, caps: dict[str, str], where: str) -> None:
+    """Refused (`bad_spec`) unless each step the PREPARE `msg` to `me` asks held is a
+    step of its spec (`caps`, from `spec_steps`) with its capability, placed on `me`,
+    and its placement names the spec's steps only. Checked after the PREPARE's rule:
+    one sent to another domain is refused for who sent it, not for this."""
+    placement = msg.info.placement
     for step, capability in msg.steps:
         if caps.get(step) != capability:
             raise Refused("bad_spec", f"{where}: holds step {step!r} ({capability}),"

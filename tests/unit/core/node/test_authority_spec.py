@@ -145,13 +145,14 @@ def test_the_verdict_on_a_spec_is_kept_once_per_distinct_spec(monkeypatch):
                       WfInfo(spec(step("s")), {"s": "d1"}, "d0"))
     bad = replace(good, info=replace(good.info, spec=spec(step("s", "s"))))
     for _ in range(3):
-        authority_spec.prepared_spec("d1", good, "good")
+        authority_spec.held_here("d1", good, authority_spec.spec_steps(good.info.spec, "good"),
+                                 "good")
         with pytest.raises(Refused) as refused:
-            authority_spec.prepared_spec("d1", bad, "bad")
+            authority_spec.spec_steps(bad.info.spec, "bad")
         assert refused.value.reason == "bad_spec" and "needs itself" in refused.value.detail
     assert len(calls) == 2
     for i in range(authority_spec.SPEC_MEMO + 5):
         named = replace(good, info=replace(good.info, spec=spec_pb2.WorkflowSpec(
             name=f"w{i}", steps=[step("s")])))
-        authority_spec.prepared_spec("d1", named, "named")
+        authority_spec.spec_steps(named.info.spec, "named")
     assert len(authority_spec._memo) == authority_spec.SPEC_MEMO
