@@ -32,17 +32,21 @@ log's hash of it and every stdin it is copied into. Such a message is refused wh
 (`not_json`), as a message without authority is: it never reaches the Node, and the
 sender's resend, or its coordinator's query, brings a good one or nothing.
 
-A PREPARE carries the workflow's spec, whose step params (and each compensation's) are
-JSON text (`params_json`) that the participant reads when the round commits and hands
-to the step's program: a coordinator that lies (and signs its own spec, so the
-submission check passes) could put text there that is not a JSON object, and the
-participant's Node would raise at the COMMIT (building the workflow's `Progress`),
-after its YES, and its driver stop. The check of a client's spec (core/workflow/spec.py
-`validate_spec`) never ran on it; the PREPARE is refused whole (`not_json`) before its
-rule, so the participant holds nothing and votes nothing (the coordinator's round goes
-on without its vote, as after a lost message). Only the JSON fields are read, not the
-whole `validate_spec` (every PREPARE pays it: about 6 µs a step with params, 40% of
-`validate_spec`'s cost); its other checks (names, needs, cycles) are not made here.
+A PREPARE carries the workflow's spec, which the participant reads twice: at the
+PREPARE it holds a slot for each step the message names, and at the COMMIT it builds the
+workflow's `Progress` from the spec and the placement. A coordinator that lies (and
+signs its own spec, so the submission check passes) could send a spec that breaks the
+rules of a client's (core/workflow/spec.py `validate_spec`): params that are not a JSON
+object, or a need naming no step, and the participant's Node raised at the COMMIT, after
+its YES, and its driver stopped; a step needing itself, needs in a cycle, no steps, or
+a held step not in the spec or not placed here, and the slot was held forever. The
+PREPARE is refused whole (authority_spec.py: `not_json` for params, `bad_spec` for the
+rest, with validate_spec's message; the spec before the rule, the held steps after it,
+so a PREPARE sent to another domain is refused for who sent it), so the participant holds
+nothing and votes nothing (the coordinator's round goes on without its vote, as after a
+lost message). The whole `validate_spec` runs once per distinct spec (its verdict kept
+by the spec's digest in a small memo); the held steps and the placement are checked
+against it on every PREPARE.
 
 An acknowledgement names the domain that sends it. The acknowledgements of one run of an
 envelope come in as one `Acks` input (inputs.py): `check_acks` applies each one's rule
@@ -74,6 +78,7 @@ from fedorch.core.negotiation.messages import (
 from fedorch.core.node import authority_ends as ends
 from fedorch.core.node import authority_rounds as rounds
 from fedorch.core.node import authority_steps as steps
+from fedorch.core.node.authority_spec import held_here, json_params, spec_steps
 from fedorch.core.node.records import (
     AckMsg,
     ClaimAnswerMsg,
@@ -110,6 +115,12 @@ def check(node: Any, src: str, msg: object, *,
         if cls is None:
             return  # a type this table does not know (see the header)
         rule = _BY_TYPE[cls]
+    if cls is PrepareMsg:  # its spec first, what it asks held here after its rule
+        where = f"a PREPARE of {msg.tx.workflow_id} from {src}"
+        caps = spec_steps(msg.info.spec, where)
+        rule(node, src, msg, node.votes, proven_epoch)
+        held_here(node.name, msg, caps, where)
+        return
     data = _DATA.get(cls)
     if data is not None:  # the workflow's data it carries first (see the header)
         data(src, msg)
@@ -163,23 +174,6 @@ def _result_data(src: str, msg: ResultMsg) -> None:
     json_outputs(msg.outputs, f"a result of {msg.workflow_id}/{msg.step_id} from {src}")
 
 
-def json_params(spec: Any, where: str) -> None:
-    """Refused (`not_json`) unless every step's params and its compensation's are a
-    JSON object, read as the participant reads them (see the header)."""
-    read = values.read_object
-    for step in spec.steps:
-        try:
-            read(step, "params")
-            if step.HasField("compensate"):
-                read(step.compensate, "params")
-        except values.JsonValueError as e:
-            raise Refused("not_json", f"{where}, step {step.id!r}: params: {e}") from None
-
-
-def _prepare_data(src: str, msg: PrepareMsg) -> None:
-    json_params(msg.info.spec, f"a PREPARE of {msg.tx.workflow_id} from {src}")
-
-
 def _placed_data(src: str, msg: PlacedMsg) -> None:
     for need in msg.needs:
         json_outputs(need[2], f"a placement in {msg.workflow_id} from {src}, need {need[0]}")
@@ -187,8 +181,7 @@ def _placed_data(src: str, msg: PlacedMsg) -> None:
 
 # The messages that carry a workflow's data, and its check (see the header).
 _DATA: dict[type, Callable[[str, Any], None]] = {ResultMsg: _result_data,
-                                                 PlacedMsg: _placed_data,
-                                                 PrepareMsg: _prepare_data}
+                                            PlacedMsg: _placed_data}
 
 
 def _ack(node: Any, src: str, msg: AckMsg, votes: Any, proven: Any) -> None:

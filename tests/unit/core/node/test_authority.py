@@ -42,7 +42,7 @@ def member(*, ended: bool, held: tuple[int, str] = (2, "b"),
                             if ended else {})
     # It keeps no proof of a later epoch's end (EndNotices.end_proof).
     end_notices = SimpleNamespace(end_proof=lambda wf: proof)
-    return SimpleNamespace(state=state, votes=None, end_notices=end_notices)
+    return SimpleNamespace(name="a", state=state, votes=None, end_notices=end_notices)
 
 
 def stale_end(**fields) -> FinalMsg:
