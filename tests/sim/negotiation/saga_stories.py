@@ -94,3 +94,25 @@ def cut_story(monkeypatch, sim, succeeds: Callable[[str], bool]) -> tuple[list[s
     healed: list[bool] = []
     cut_off(sim, cut, healed)
     return cut, healed
+
+
+def crash_d0_then_heal(sim, cut: list[str], healed: list[bool], most: int,
+                       ready: Callable[[object], bool]) -> list[float]:
+    """A crash hook for `sim`: domains whose run of s0 SUCCEEDED are cut off
+    (`cut_as_s0_succeeds`, up to `most`); once `most` are, d0 crashes the first time
+    `ready(d0's agent)` holds, and when it is back the cuts heal. Returns the list the
+    crash's time is appended to."""
+    crashed: list[float] = []  # when d0 restarted, once
+
+    def hook(agent, now, label):
+        cut_as_s0_succeeds(sim, agent, now, cut, most)  # its run SUCCEEDED there
+        if agent.name == "d0" and len(cut) == most and not crashed and ready(agent):
+            crashed.append(now)
+            return "crash"
+        if crashed and not healed and sim.last_restart.get("d0", 0.0) >= crashed[0]:
+            healed.append(True)  # d0 is back: the domains cut off come back
+            sim.view_change_at(now)
+        return None
+
+    sim.crash_hook = hook
+    return crashed

@@ -24,7 +24,7 @@ from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.sim.negotiation.run import Simulation
 
 from tests.sim.negotiation.saga_stories import (
-    cut_as_s0_succeeds,
+    crash_d0_then_heal,
     cut_story,
     placed_again_story,
 )
@@ -46,21 +46,11 @@ def test_a_step_placed_again_thrice_is_compensated_where_each_run_succeeded(
     sim = placed_thrice(seed)
     # s1 fails; the others succeed wherever
     cut, healed = cut_story(monkeypatch, sim, lambda step: step != "s1")
-    crashed: list[float] = []  # when d0 restarted, once
-
-    def hook(agent, now, label):
-        cut_as_s0_succeeds(sim, agent, now, cut, 3)  # its run SUCCEEDED there
-        if agent.name == "d0" and len(cut) == 3 and not crashed \
-                and agent.durable.final.get(WF) is WorkflowState.FAILED \
-                and (WF, "s0") in agent.durable.compensations:
-            crashed.append(now)  # d0 ended it, its saga planned: it restarts
-            return "crash"
-        if crashed and not healed and sim.last_restart.get("d0", 0.0) >= crashed[0]:
-            healed.append(True)  # d0 is back: the three come back
-            sim.view_change_at(now)
-        return None
-
-    sim.crash_hook = hook
+    # d0 ends it FAILED, its saga planned: it restarts
+    crashed = crash_d0_then_heal(
+        sim, cut, healed, 3,
+        lambda d0: d0.durable.final.get(WF) is WorkflowState.FAILED
+        and (WF, "s0") in d0.durable.compensations)
     report = sim.run()
     assert len(cut) == 3 and crashed and healed, (cut, crashed, healed)
     assert cut[0] == "d1"

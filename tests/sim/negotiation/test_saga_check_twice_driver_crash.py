@@ -22,7 +22,7 @@ from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.sim.negotiation.run import Simulation
 
 from tests.sim.negotiation.saga_stories import (
-    cut_as_s0_succeeds,
+    crash_d0_then_heal,
     cut_story,
     placed_again_story,
 )
@@ -43,21 +43,10 @@ def test_a_step_placed_again_thrice_is_compensated_where_each_run_succeeded(
     sim = placed_thrice(seed)
     # s1 fails; the others succeed wherever
     cut, healed = cut_story(monkeypatch, sim, lambda step: step != "s1")
-    crashed: list[float] = []  # when d0 restarted, once
-
-    def hook(agent, now, label):
-        d = agent.node.state
-        cut_as_s0_succeeds(sim, agent, now, cut, 2)  # its run SUCCEEDED there
-        if agent.name == "d0" and len(cut) == 2 and not crashed \
-                and d.final.get(WF) is WorkflowState.FAILED:
-            crashed.append(now)  # d0 ended it: it restarts before any report
-            return "crash"
-        if crashed and not healed and sim.last_restart.get("d0", 0.0) >= crashed[0]:
-            healed.append(True)  # d0 is back: the three come back
-            sim.view_change_at(now)
-        return None
-
-    sim.crash_hook = hook
+    # d0 ends it FAILED: it restarts before any report
+    crashed = crash_d0_then_heal(
+        sim, cut, healed, 2,
+        lambda d0: d0.node.state.final.get(WF) is WorkflowState.FAILED)
     report = sim.run()
     assert len(cut) == 2 and crashed and healed, (cut, crashed, healed)
     assert cut[0] == "d1"
