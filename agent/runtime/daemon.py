@@ -16,6 +16,7 @@ import gc
 import logging
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -28,7 +29,6 @@ from fedorch.runtime import gc_tuning, logs, telemetry
 from fedorch.runtime.agent import Agent
 from fedorch.runtime.config import ConfigError, load_config, without_effect
 from fedorch.runtime.console import ConsoleError, start_console
-from fedorch.runtime.driver import DriverLoop
 from fedorch.runtime.interceptors import (
     ClientAuthInterceptor,
     MalformedRequestInterceptor,
@@ -116,10 +116,11 @@ def main(config_path: str, start_fresh: bool = False) -> int:
         log.warning("config: %s", warning)
     gc.set_threshold(*GC_THRESHOLDS)
     gc_tuning.CLOCK.install()  # the collector's passes and CPU, served as metrics
-    DriverLoop.idle_hook = gc_tuning.IDLE  # young passes between bursts (gc_tuning.py)
     try:
         telemetry.setup(config)  # off unless the config has `telemetry:`
-        return asyncio.run(serve(config, config_path, start_fresh=start_fresh))
+        # The driver loop's idle port: young passes between bursts (gc_tuning.py).
+        return asyncio.run(serve(config, config_path, start_fresh=start_fresh,
+                                 on_idle=gc_tuning.IDLE))
     except (StartupError, KeyFileError, StoreError, telemetry.TelemetryError,
             TlsConfigError) as e:
         logs.last_words(f"fedorch: error: {e}")
@@ -128,11 +129,13 @@ def main(config_path: str, start_fresh: bool = False) -> int:
         logs.last_words(f"fedorch: agent {config.domain} stopped: {e}")
         return 1
     finally:
-        DriverLoop.idle_hook = None  # the agent is over, and its loop with it
         telemetry.shutdown()  # exports the spans still waiting
 
 
-async def serve(config, config_path: str = "", *, start_fresh: bool = False) -> int:
+async def serve(config, config_path: str = "", *, start_fresh: bool = False,
+                on_idle: Callable[[], object] | None = None) -> int:
+    """Run the agent of `config` until it stops. `on_idle`: its driver loop's idle port
+    (runtime/driver.py, "Idle"; main passes the young garbage collection)."""
     # Keys and trust first: a bad key file must fail before the data dir is touched.
     key = load_private_key(config.key_file)
     TrustStore.from_files(config.trust.key_files)
@@ -159,7 +162,7 @@ async def serve(config, config_path: str = "", *, start_fresh: bool = False) -> 
         # (runtime/node_engine); the Agent keeps membership, trust and signing. Only the
         # node.db this agent wrote (node_engine/identity.py), as for agent.db.
         await check_node_store(config, store, fingerprint, earlier_keys, start_fresh)
-        engine = NodeAgent(agent)
+        engine = NodeAgent(agent, on_idle=on_idle)
     except (EngineConfigError, NodeStoreError) as e:
         await store.close()
         raise StartupError(str(e)) from None

@@ -73,9 +73,10 @@ Idle. A turn after which nothing is queued schedules one `call_soon` check behin
 the event loop already has ready (gRPC receives that will post); if the loop is still
 idle then (`idle()`: no input, no Tick, no commit out, no timer due within
 IDLE_MARGIN_S) it calls its `on_idle` port: the daemon's young garbage collection
-(gc_tuning.IdleCollector, installed process-wide as `DriverLoop.idle_hook`, as the
-collector is), so that its stop falls between bursts, not inside a workflow's path.
-Without a hook nothing is done; the simulator runs `NodeDriver`, not this loop.
+(gc_tuning.IdleCollector, which daemon.main hands through `serve` and the NodeAgent to
+the loop it builds), so that its stop falls between bursts, not inside a workflow's
+path. Without a hook nothing is done (an engine built outside the daemon's main, as a
+bench's, collects at the threshold); the simulator runs `NodeDriver`, not this loop.
 """
 
 from __future__ import annotations
@@ -85,7 +86,7 @@ import logging
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, ClassVar, Protocol
+from typing import Any, Protocol
 
 from fedorch.core.negotiation.errors import RemoteProtocolError
 from fedorch.core.node.inputs import Message, Tick
@@ -311,19 +312,15 @@ IDLE_MARGIN_S = 0.05
 class DriverLoop:
     """The asyncio adapter around a NodeDriver (see the header)."""
 
-    # The `on_idle` of loops built without one: process-wide, as the garbage collector
-    # it serves (daemon.main installs gc_tuning.IDLE). None: nothing done when idle.
-    idle_hook: ClassVar[Callable[[], object] | None] = None
-
     def __init__(self, driver: NodeDriver, *, write: AsyncWrite | None = None,
                  on_idle: Callable[[], object] | None = None) -> None:
         """`write`: the commit of each turn off the loop's thread (a ThreadedWrite, or
         what wraps one); None: `driver.durable.write` inside the turn, the loop
         waiting for it. `on_idle`: called when a turn left the loop idle (see the
-        header); None: `DriverLoop.idle_hook`."""
+        header); None: nothing is done when idle."""
         self.driver = driver
         self.write = write
-        self.on_idle = on_idle if on_idle is not None else DriverLoop.idle_hook
+        self.on_idle = on_idle
         self._idle_check: asyncio.Handle | None = None
         self._inbox: deque[object] = deque()
         self._wake = asyncio.Event()

@@ -14,8 +14,9 @@ collector's share per workflow instead of guessing it.
 Collecting when idle. At the daemon's first threshold (50,000) a young pass stops the
 event loop 20-50 ms, once per 500-800 workflows at the peak, inside whichever workflow's
 path allocated the 50,000th object. `IdleCollector` is the driver loop's idle port
-(driver.DriverLoop.idle_hook, installed by daemon.main): when a turn leaves the loop
-with nothing queued and no timer due soon, it runs a young pass itself if the young
+(driver.DriverLoop's `on_idle`, which daemon.main passes to the loop the agent
+builds): when a turn leaves the loop with nothing queued and no timer due soon, it
+runs a young pass itself if the young
 count is past IDLE_FRACTION of the threshold, so that between bursts the count is spent
 where no workflow waits, in shorter passes (a young pass walks what is young). A loop
 that never goes idle collects at the threshold as before; measured, even at the commit

@@ -69,7 +69,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from fedorch.core.membership.swim_profiles import (
@@ -197,12 +197,15 @@ def step_lease_of(config: config_pb2.AgentConfig) -> float:
 
 
 class NodeAgent:
-    def __init__(self, agent: Agent) -> None:
+    def __init__(self, agent: Agent, *, on_idle: Callable[[], object] | None = None) -> None:
+        """`on_idle`: the driver loop's idle port (runtime/driver.py, "Idle"): the
+        daemon's young garbage collection; None: nothing done when idle."""
         check_node_config(agent.config)
         self.agent = agent
         self.domain = agent.domain
         self.clock = agent.clock
         self.codec = node_codec()
+        self.on_idle = on_idle
         path = Path(agent.config.data_dir) / NODE_DB
         try:
             self.store = SqliteDurable(path, codec=self.codec)
@@ -276,7 +279,8 @@ class NodeAgent:
         # loop (gRPC) runs while the fsync waits, and what arrives meanwhile forms the
         # next turn.
         self.commits = EngineCommit(self.store, replayed, self.durable, fault)
-        self.loop = DriverLoop(self.driver, write=self.commits)
+        self.loop = DriverLoop(self.driver, write=self.commits,
+                               on_idle=self.on_idle)
         self.boundary = TurnBoundary(self.domain, a.trust, a.guard, clock, self.codec,
                                      self.post, on_refused=refused)
         a.node_participant = self.node.participant

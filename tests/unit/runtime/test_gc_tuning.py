@@ -1,6 +1,7 @@
 """The daemon's garbage collector (runtime/gc_tuning.py, daemon.py): its passes and the
 CPU in them are counted per generation from gc.callbacks and served as metrics, and the
-daemon's start-up sets its thresholds and installs the clock."""
+daemon's start-up sets its thresholds, installs the clock and passes the idle pass to the
+agent's driver loop."""
 
 from __future__ import annotations
 
@@ -57,15 +58,16 @@ def test_the_metrics_serve_the_clocks_counts() -> None:
             for g in "012"] == [0.25, 0.5, 1.5]
 
 
-def test_the_daemons_start_sets_the_thresholds_and_installs_the_clock(
+def test_the_daemons_start_sets_the_thresholds_installs_the_clock_and_the_idle_pass(
         tmp_path: Path, monkeypatch) -> None:
     config = tmp_path / "agent.yaml"
     config.write_text(f"domain: eu-west\nlisten: 127.0.0.1:7101\n"
                       f"data_dir: {tmp_path / 'data'}\nkey_file: {tmp_path / 'k.key'}\n")
-    seen: list[tuple[tuple[int, int, int], bool]] = []
+    seen: list[tuple[tuple[int, int, int], bool, object]] = []
 
-    async def serve(config, config_path: str = "", *, start_fresh: bool = False) -> int:
-        seen.append((gc.get_threshold(), gc_tuning.CLOCK in gc.callbacks))
+    async def serve(config, config_path: str = "", *, start_fresh: bool = False,
+                    on_idle=None) -> int:
+        seen.append((gc.get_threshold(), gc_tuning.CLOCK in gc.callbacks, on_idle))
         return 0
 
     monkeypatch.setattr(daemon, "serve", serve)
@@ -77,7 +79,8 @@ def test_the_daemons_start_sets_the_thresholds_and_installs_the_clock(
     finally:
         gc.set_threshold(*saved)
         gc_tuning.CLOCK.remove()
-    assert seen == [(daemon.GC_THRESHOLDS, True)]
+    # The driver loop's idle port is the young collection (gc_tuning.IdleCollector).
+    assert seen == [(daemon.GC_THRESHOLDS, True, gc_tuning.IDLE)]
     assert daemon.GC_THRESHOLDS[0] > 700
 
 

@@ -1,17 +1,14 @@
 """Young garbage collection when the driver loop is idle (runtime/gc_tuning.py
-IdleCollector, runtime/driver.py DriverLoop's idle port, daemon.py installing it): a
-pass only past a fraction of the threshold, only when the loop has nothing queued, no
-commit out and no Tick due soon, and counted in the metrics."""
+IdleCollector, runtime/driver.py DriverLoop's idle port; test_gc_tuning.py checks that
+the daemon passes it): a pass only past a fraction of the threshold, only when the loop
+has nothing queued, no commit out and no Tick due soon, and counted in the metrics."""
 
 from __future__ import annotations
 
 import asyncio
-import gc
-from pathlib import Path
 
 import pytest
 from fedorch.core.node import Submit
-from fedorch.runtime import daemon, gc_tuning
 from fedorch.runtime.driver import IDLE_MARGIN_S, DriverLoop
 from fedorch.runtime.gc_tuning import GcClock, GcClockCollector, IdleCollector
 from fedorch.runtime.metrics import AgentMetrics
@@ -128,13 +125,17 @@ async def test_a_turn_that_leaves_the_loop_idle_calls_the_hook_and_only_then():
     assert hook.calls and all(c == (0, False, True) for c in hook.calls)
 
 
-def test_a_loop_without_a_hook_takes_the_process_wide_one(monkeypatch):
-    seen = Hook()
-    monkeypatch.setattr(DriverLoop, "idle_hook", seen)
-    loop, _, _, _ = agent("d0", Network())
-    assert loop.on_idle is seen
-    monkeypatch.setattr(DriverLoop, "idle_hook", None)
-    assert agent("d0", Network())[0].on_idle is None
+def test_the_idle_port_belongs_to_the_loop_given_it():
+    # Two agents' loops in one process (as the simulator's or a bench's): only the
+    # one given a hook calls it; the other, idle as well, calls nothing.
+    hook = Hook()
+    with_hook, _, _, _ = agent("d0", Network())
+    with_hook = hook.loop = DriverLoop(with_hook.driver, on_idle=hook)
+    without, _, _, _ = agent("d1", Network())
+    assert without.on_idle is None
+    for loop in (with_hook, without):
+        loop._on_idle()
+    assert len(hook.calls) == 1
 
 
 def test_the_metrics_serve_the_idle_passes():
@@ -143,26 +144,3 @@ def test_the_metrics_serve_the_idle_passes():
     metrics = AgentMetrics()
     metrics.registry.register(GcClockCollector(GcClock(), idle))
     assert metrics.registry.get_sample_value("fedorch_gc_idle_collections_total") == 1
-
-
-def test_the_daemon_installs_the_idle_collection_while_it_serves(tmp_path: Path,
-                                                                 monkeypatch) -> None:
-    config = tmp_path / "agent.yaml"
-    config.write_text(f"domain: eu-west\nlisten: 127.0.0.1:7101\n"
-                      f"data_dir: {tmp_path / 'data'}\nkey_file: {tmp_path / 'k.key'}\n")
-    seen: list[object] = []
-
-    async def serve(config, config_path: str = "", *, start_fresh: bool = False) -> int:
-        seen.append(DriverLoop.idle_hook)
-        return 0
-
-    monkeypatch.setattr(daemon, "serve", serve)
-    monkeypatch.setattr(daemon.logs, "setup", lambda *args: None)
-    saved = gc.get_threshold()
-    try:
-        assert daemon.main(str(config)) == 0
-    finally:
-        gc.set_threshold(*saved)
-        gc_tuning.CLOCK.remove()
-    assert seen == [gc_tuning.IDLE]
-    assert DriverLoop.idle_hook is None  # once the agent is over
