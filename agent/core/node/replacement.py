@@ -288,7 +288,6 @@ class Replacements:
                 self._run(now, wf)
         for key in list(self.telling):
             self.told.send_if_told(key)
-        self.told.resend(now)  # our COMMITs still owed an answer (replacement_telling.py)
 
     def on_vote(self, now: float, src: str, msg: VoteMsg) -> None:
         entry = self.cores.get(msg.key[0])
