@@ -146,12 +146,14 @@ class PlacedHere:
 
         Why the notice must say so. What was told `domain` of a new placement (its
         PlacedMsg, resent until acknowledged) is kept in memory only: a coordinator
-        restored while `domain` was cut off tells it again only what it may still
-        COMMIT, and without takeover a placement whose round's record was collected is
-        not told again at all; the COMMIT it sends again, unchecked, would have a
-        participant in doubt and back start the step its new domain runs (a second
-        run of it, its result refused by its epoch). The placements on record are
-        durable; the notice carries them, first or resent."""
+        restored while `domain` was cut off tells it again every placement on record
+        with takeover, but without takeover only one whose round's record is still
+        kept (replacement_telling.py, `retell`), and a tell may come after the COMMIT
+        notice it sends again, which, unchecked, would have a participant in doubt
+        and back start the step its new domain runs (a second run of it, its result
+        refused by its epoch). The placements on record are durable; the notice
+        carries them, first or resent. (A domain that holds the COMMIT already is
+        sent no notice again: only the retold tell moves its step away.)"""
         n = self.n
         placed = n.state.placements.get(wf)
         row = n.state.rows.get(wf)

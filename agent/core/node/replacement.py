@@ -150,6 +150,7 @@ class Replacements:
         # Workflow -> (round, creation time) of the round under way (see "Its life").
         self.created: dict[str, tuple[int, int]] = {}
         self.handover.early.clear()
+        self.told.resending.clear()
         self.mandates.reset()
 
     # ---- what the Node asks ------------------------------------------------------------
@@ -178,8 +179,8 @@ class Replacements:
         return out
 
     def timer(self) -> float | None:
-        t, m = self.due.earliest(), self.mandates.timer()
-        return t if m is None or t is not None and t <= m else m
+        return min((t for t in (self.due.earliest(), self.mandates.timer(),
+                                self.told.timer()) if t is not None), default=None)
 
     def tick(self, now: float) -> None:
         due = self.due.due(now)
@@ -195,6 +196,7 @@ class Replacements:
         self.mandates.tick(now)
         for key in list(self.telling):
             self.told.send_if_told(key)
+        self.told.resend(now)  # our COMMITs still owed an answer (replacement_telling.py)
 
     # ---- the coordinator: a lost step, its round ---------------------------------------
 

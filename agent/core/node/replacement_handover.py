@@ -189,8 +189,20 @@ round's new domain, about that very round (`void_acked`). Nothing else ran under
 round either: a round has one participant. So, dropped, the step runs only where the
 original places it next, in a round numbered in its own epoch's range, told before made
 (replacement_telling.py), which replaces the dropped placement in every later holder as
-in "A void in a later epoch". An answer lost on the way leaves the original waiting as
-before, until a restart tells its placements again (one COMMIT is sent per tell).
+in "A void in a later epoch".
+
+Lost on the way. The COMMIT was sent once per tell (`send_if_told`), and neither it
+nor the void answer was resent: the new domain holds nothing that would ask, and the
+tell it had acknowledged plainly is not told again, so one lost message left the
+original waiting for the step there until a restart told its placements again. Now
+the original's own COMMIT sent in an epoch >= 1 is resent on the reliable sends'
+backoff (1 s doubling to 8 s) until the new domain's DecisionAck collects its record
+or its void answer drops it (replacement_telling.py, `resend`; it stops too once the
+workflow ends here or the original grants or follows a later epoch held by another,
+when its COMMIT must leave no more), and the new domain answers every copy as the
+first (`commit_released` keeps nothing of having answered): so a void answer, or the
+COMMIT, lost any number of times, is given again until one gets through. A copy is
+the decision that already left, so it changes nothing of the argument above.
 """
 
 from __future__ import annotations

@@ -73,12 +73,41 @@ rest of that set, by whoever makes it:
 A tell to a domain the view says is gone is dropped as any other: the end notice to it
 is resent until it acknowledges, as to every domain of the workflow.
 
+A COMMIT sent in a later epoch is resent until answered (`resend`). The original
+acting in an epoch >= 1 may send its COMMIT to a new domain that released its YES on
+an older epoch's void; that domain holds nothing that would ask, so it answers the
+COMMIT once, `void` (replacement_handover.py, "A COMMIT after a void"), and a single
+lost message (the COMMIT or the answer) left the original waiting for the step there
+until a restart. So such a COMMIT is kept (`resending`, in memory) and sent again on
+the reliable sends' backoff while its answer is owed (`answer_owed`): its record
+kept (the new domain's DecisionAck collects it: a COMMIT learned again is
+acknowledged again; its void answer drops it, `void_acked`), the placement on record
+still that round's on that domain, the workflow not ended here, and no later epoch
+held by another granted or followed since (the COMMIT must leave no more then: see
+above). In epoch 0 nothing is resent, as before: no older epoch can have voided the
+round there, and a new domain holding its YES asks for the decision itself.
+
 Restore (`retell`). A restored coordinator tells every placement on record again
 (acknowledgements were in memory: a domain down when told would never learn it, and
 refuse the new domain's claim for ever; takeover soak seed 1800599), and a COMMIT its
-new domain had not acknowledged is sent again once told. A restored successor hands
+new domain had not acknowledged is sent again once told. With takeover, every
+placement, its round's record collected or not, to every domain of the workflow,
+those the step was placed on before included (`domains_of`, from the durable
+`earlier_domains`): a middle domain of a chain d1 -> d2 -> d3 that holds the
+workflow's own COMMIT is sent no COMMIT notice again (placed_here.py, `moved_away`,
+goes only with one), and, cut off while the step moved on and the coordinator
+restarted, it learns so from this tell
+(tests/unit/core/node/test_replacement_middle_restart.py). A restored successor hands
 out what it knows (replacement_handover.py, `adopt`): its own rounds' COMMITs as
 any told placement's, made by the new domain's own YES.
+
+Not built yet: without takeover (the simulator's and tests' classic configuration;
+the daemon always composes it) the restore tells only a placement whose round's
+record is still kept, so such a middle domain is told nothing and runs the step
+beside the latest domain until the end (its result refused by its epoch). Telling
+every placement there too holds the restored original's COMMIT to a lost domain in
+doubt until it acknowledges the tell (`may_send_commit`), which that configuration's
+tests do not expect; left as is.
 """
 
 from __future__ import annotations
@@ -98,6 +127,10 @@ class Telling:
         # rounds told (`telling`) and their acknowledgements (`acked`) are its state.
         self.r = replacements
         self.n = replacements.n
+        # (workflow, round) -> [new domain, COMMIT, next resend, wait]: our own COMMITs
+        # sent acting in an epoch >= 1, resent until answered (`resend`); in memory
+        # only: a restore tells the placements again and sends them anew (`retell`).
+        self.resending: dict[Key, list] = {}
 
     def tell(self, wf: str, step: str) -> None:
         """The new placement of `step` to every domain of the workflow, resent until
@@ -172,6 +205,43 @@ class Telling:
             return
         n.stats["re-placement COMMIT sent once told"] += 1
         n.send(domain, Decision(key, value, n.name))
+        if self.answer_owed(key, domain):
+            self.resending[key] = [domain, value, n.now + n.t.reliable_resend_s,
+                                   n.t.reliable_resend_s]
+
+    # ---- a COMMIT sent in a later epoch, resent until answered (see the header) -----
+
+    def answer_owed(self, key: Key, domain: str) -> bool:
+        """Is our own COMMIT of round `key` still owed an answer by its new domain
+        `domain`, as sent acting in an epoch >= 1: its record kept (a DecisionAck
+        collects it, a void answer drops it: replacement_handover.py `void_acked`),
+        the placement still that round's on `domain`, the workflow not ended here, and
+        no later epoch held by another granted or followed since (our COMMIT leaves
+        no more then)?"""
+        n = self.n
+        wf, round_ = key
+        return n.takeover is not None and domain != n.name and key in n.state.records \
+            and wf not in n.state.final and wf in n.progress \
+            and n.domain_loss.drives(wf) and n.domain_loss.epoch(wf) >= 1 \
+            and not self.r.handover.later_holder(wf) \
+            and any(e == round_ and dom == domain
+                    for e, dom, _ in n.state.placements.get(wf, {}).values())
+
+    def timer(self) -> float | None:
+        return min((entry[2] for entry in self.resending.values()), default=None)
+
+    def resend(self, now: float) -> None:
+        """Each COMMIT still owed an answer (`answer_owed`) goes again when due, its
+        wait doubled up to 8 s (as a reliable send's); one owed none is sent no more."""
+        n = self.n
+        for key, entry in list(self.resending.items()):
+            if not self.answer_owed(key, entry[0]):
+                del self.resending[key]
+            elif entry[2] <= now:
+                entry[3] = min(entry[3] * 2, 8.0)
+                entry[2] = now + entry[3]
+                n.stats["re-placement COMMIT sent again: no answer yet"] += 1
+                n.send(entry[0], Decision(key, entry[1], n.name))
 
     def may_send_commit(self, wf: str, domain: str) -> bool:
         """May the workflow's own COMMIT go to `domain` now? Not to a domain a step was

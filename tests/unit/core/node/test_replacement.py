@@ -934,9 +934,11 @@ def test_a_void_verdict_on_the_lost_placement_yields_to_a_new_placement() -> Non
 # ---- the cores' deadlines from a table, against asking every core --------------------
 
 def _walk_timer(r) -> float | None:
-    """What `Replacements.timer` gave before the table: every core asked."""
+    """What `Replacements.timer` gave before the table: every core asked (and the
+    parts with timers of their own: the mandates, the COMMITs resent)."""
     times = [core.get_timer() for core, _, _ in r.cores.values()]
-    return min((t for t in (*times, r.mandates.timer()) if t is not None), default=None)
+    return min((t for t in (*times, r.mandates.timer(), r.told.timer()) if t is not None),
+               default=None)
 
 
 def test_every_turn_of_the_replacement_scenarios_reads_the_walks_earliest(monkeypatch) -> None:
