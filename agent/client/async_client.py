@@ -209,8 +209,10 @@ class AsyncClient:
             else (STREAM_WAIT_S if wait else self.rpc_timeout)
         async with self._calling() as agent:  # signing may ask the agent its domain
             requests = [client_pb2.SubmitStreamRequest(
-                # Without state_changes_only: the terminal status only (client.proto).
-                submit=await agent.submit_request(message, ids[i]), token=str(i))
+                # Without state_changes_only: the terminal status only (client.proto);
+                # waiting for it, the accepted update is not needed (it names the id).
+                submit=await agent.submit_request(message, ids[i]), token=str(i),
+                skip_accepted=wait)
                 for i, message in enumerate(messages)]
         results: dict[int, Submitted] = {}
         open_ones = len(messages)  # specs not yet answered in full

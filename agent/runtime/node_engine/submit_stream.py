@@ -16,12 +16,15 @@ the gRPC code and message Submit would have ended the call with, and the stream 
 on. A taken one is posted to the Node as Submit posts it, but not waited for: a
 `_Follower` listens to the view (status.py `listen`) from before the post, so that no
 change is missed, and is told each durable state change in the driver's `finish`. Its
-first says the row is durable: the "accepted" update with the workflow's id. Then the
-statuses asked for (with `state_changes_only`: of the `states` named, every state
-change if none; without: the terminal one only) and always the terminal one; the view
-builds a status only for those (status.py). A retry (a request id this agent knows)
-is answered the first attempt's workflow: accepted, then its status as it stands
-and those that follow.
+first says the row is durable: the "accepted" update with the workflow's id, unless the
+request says `skip_accepted` (each status names the workflow too, so a caller that
+needs only the end gets one update per workflow, not two: one gRPC message less for
+this agent to write and the client to read). Then the statuses asked for (with
+`state_changes_only`: of the `states` named, every state change if none; without: the
+terminal one only) and always the terminal one; the view builds a status only for
+those (status.py). A retry (a request id this agent knows) is answered the first
+attempt's workflow: accepted (unless skipped), then its status as it stands and those
+that follow.
 
 Nothing here starts a task per submission: one reader task per stream, owned by the
 handler (started in `run`, cancelled and awaited when the call ends), takes the
@@ -95,6 +98,7 @@ class _Follower:
         self.workflow_id = workflow_id
         self.states_only = request.state_changes_only
         self.states = frozenset(request.states)
+        self.skip_accepted = request.skip_accepted
         self.accepted = False
         self.done = False
         self.last_state: Any = None
@@ -112,7 +116,9 @@ class _Follower:
             return True
         if not self.accepted:
             self.accepted = True
-            self.stream.put(client_pb2.SubmitStreamUpdate(token=self.token, id=workflow_id))
+            if not self.skip_accepted:
+                self.stream.put(client_pb2.SubmitStreamUpdate(token=self.token,
+                                                              id=workflow_id))
         if status is not None and state != self.last_state:
             self.last_state = state
             self.stream.put(client_pb2.SubmitStreamUpdate(token=self.token, id=workflow_id,
@@ -252,7 +258,8 @@ class SubmissionStream:
             return
         if not follower.accepted:
             follower.accepted = True
-            self.put(client_pb2.SubmitStreamUpdate(token=request.token, id=workflow_id))
+            if not follower.skip_accepted:
+                self.put(client_pb2.SubmitStreamUpdate(token=request.token, id=workflow_id))
         if follower.wants(status.state) and status.state != follower.last_state:
             follower.last_state = status.state
             self.put(client_pb2.SubmitStreamUpdate(token=request.token, id=workflow_id,

@@ -27,7 +27,7 @@ from fedorch.gen.fedorch.v1 import status_pb2 as fedorch_dot_v1_dot_status__pb2
 from fedorch.gen.fedorch.v1 import peer_pb2 as fedorch_dot_v1_dot_peer__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x66\x65\x64orch/v1/client.proto\x12\nfedorch.v1\x1a\x15\x66\x65\x64orch/v1/spec.proto\x1a\x17\x66\x65\x64orch/v1/status.proto\x1a\x15\x66\x65\x64orch/v1/peer.proto\"x\n\rSubmitRequest\x12&\n\x04spec\x18\x01 \x01(\x0b\x32\x18.fedorch.v1.WorkflowSpec\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12+\n\x0bsigned_spec\x18x \x01(\x0b\x32\x16.fedorch.v1.SignedSpec\"\x19\n\x0bSubmitReply\x12\n\n\x02id\x18\x01 \x01(\t\"\x89\x01\n\x15SubmitAndWatchRequest\x12)\n\x06submit\x18\x01 \x01(\x0b\x32\x19.fedorch.v1.SubmitRequest\x12\x1a\n\x12state_changes_only\x18\x02 \x01(\x08\x12)\n\x06states\x18\x03 \x03(\x0e\x32\x19.fedorch.v1.WorkflowState\"\x96\x01\n\x13SubmitStreamRequest\x12)\n\x06submit\x18\x01 \x01(\x0b\x32\x19.fedorch.v1.SubmitRequest\x12\r\n\x05token\x18\x02 \x01(\t\x12\x1a\n\x12state_changes_only\x18\x03 \x01(\x08\x12)\n\x06states\x18\x04 \x03(\x0e\x32\x19.fedorch.v1.WorkflowState\"y\n\x12SubmitStreamUpdate\x12\r\n\x05token\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\x0c\n\x04\x63ode\x18\x03 \x01(\x05\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12*\n\x06status\x18\x05 \x01(\x0b\x32\x1a.fedorch.v1.WorkflowStatus\"P\n\x12GetWorkflowRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nlocal_only\x18\x02 \x01(\x08\x12\x1a\n\x12state_changes_only\x18\x03 \x01(\x08\"@\n\rCancelRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x13\n\nlocal_only\x18\xb4\x01 \x01(\x08\"9\n\x0b\x43\x61ncelReply\x12*\n\x06status\x18\x01 \x01(\x0b\x32\x1a.fedorch.v1.WorkflowStatus\"\x16\n\x14ListWorkflowsRequest\"C\n\x12ListWorkflowsReply\x12-\n\tworkflows\x18\x01 \x03(\x0b\x32\x1a.fedorch.v1.WorkflowStatus\"\xe0\x02\n\nMemberInfo\x12\x0e\n\x06\x64omain\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12&\n\x05state\x18\x03 \x01(\x0e\x32\x17.fedorch.v1.MemberState\x12\x32\n\x06labels\x18\x04 \x03(\x0b\x32\".fedorch.v1.MemberInfo.LabelsEntry\x12\x30\n\x0c\x63\x61pabilities\x18\x05 \x03(\x0b\x32\x1a.fedorch.v1.CapabilityInfo\x12\x0f\n\x07version\x18\x06 \x01(\x04\x12\x15\n\rlast_heard_ms\x18\x07 \x01(\x03\x12)\n\x06policy\x18\x08 \x01(\x0b\x32\x19.fedorch.v1.PolicySummary\x12\x0c\n\x04self\x18\t \x01(\x08\x12\x13\n\x0bincarnation\x18\n \x01(\x04\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x14\n\x12ListMembersRequest\";\n\x10ListMembersReply\x12\'\n\x07members\x18\x01 \x03(\x0b\x32\x16.fedorch.v1.MemberInfo\"\x11\n\x0fGetAgentRequest\"\x1b\n\tAgentInfo\x12\x0e\n\x06\x64omain\x18\x01 \x01(\t*\x8b\x01\n\x0bMemberState\x12\x1c\n\x18MEMBER_STATE_UNSPECIFIED\x10\x00\x12\x16\n\x12MEMBER_STATE_ALIVE\x10\x01\x12\x18\n\x14MEMBER_STATE_SUSPECT\x10\x02\x12\x15\n\x11MEMBER_STATE_DEAD\x10\x03\x12\x15\n\x11MEMBER_STATE_LEFT\x10\x04\x32\x9e\x05\n\x06\x43lient\x12<\n\x06Submit\x12\x19.fedorch.v1.SubmitRequest\x1a\x17.fedorch.v1.SubmitReply\x12I\n\x0bGetWorkflow\x12\x1e.fedorch.v1.GetWorkflowRequest\x1a\x1a.fedorch.v1.WorkflowStatus\x12\x45\n\x05Watch\x12\x1e.fedorch.v1.GetWorkflowRequest\x1a\x1a.fedorch.v1.WorkflowStatus0\x01\x12Q\n\x0eSubmitAndWatch\x12!.fedorch.v1.SubmitAndWatchRequest\x1a\x1a.fedorch.v1.WorkflowStatus0\x01\x12S\n\x0cSubmitStream\x12\x1f.fedorch.v1.SubmitStreamRequest\x1a\x1e.fedorch.v1.SubmitStreamUpdate(\x01\x30\x01\x12<\n\x06\x43\x61ncel\x12\x19.fedorch.v1.CancelRequest\x1a\x17.fedorch.v1.CancelReply\x12Q\n\rListWorkflows\x12 .fedorch.v1.ListWorkflowsRequest\x1a\x1e.fedorch.v1.ListWorkflowsReply\x12K\n\x0bListMembers\x12\x1e.fedorch.v1.ListMembersRequest\x1a\x1c.fedorch.v1.ListMembersReply\x12>\n\x08GetAgent\x12\x1b.fedorch.v1.GetAgentRequest\x1a\x15.fedorch.v1.AgentInfob\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x66\x65\x64orch/v1/client.proto\x12\nfedorch.v1\x1a\x15\x66\x65\x64orch/v1/spec.proto\x1a\x17\x66\x65\x64orch/v1/status.proto\x1a\x15\x66\x65\x64orch/v1/peer.proto\"x\n\rSubmitRequest\x12&\n\x04spec\x18\x01 \x01(\x0b\x32\x18.fedorch.v1.WorkflowSpec\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12+\n\x0bsigned_spec\x18x \x01(\x0b\x32\x16.fedorch.v1.SignedSpec\"\x19\n\x0bSubmitReply\x12\n\n\x02id\x18\x01 \x01(\t\"\x89\x01\n\x15SubmitAndWatchRequest\x12)\n\x06submit\x18\x01 \x01(\x0b\x32\x19.fedorch.v1.SubmitRequest\x12\x1a\n\x12state_changes_only\x18\x02 \x01(\x08\x12)\n\x06states\x18\x03 \x03(\x0e\x32\x19.fedorch.v1.WorkflowState\"\xad\x01\n\x13SubmitStreamRequest\x12)\n\x06submit\x18\x01 \x01(\x0b\x32\x19.fedorch.v1.SubmitRequest\x12\r\n\x05token\x18\x02 \x01(\t\x12\x1a\n\x12state_changes_only\x18\x03 \x01(\x08\x12)\n\x06states\x18\x04 \x03(\x0e\x32\x19.fedorch.v1.WorkflowState\x12\x15\n\rskip_accepted\x18\x05 \x01(\x08\"y\n\x12SubmitStreamUpdate\x12\r\n\x05token\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\x0c\n\x04\x63ode\x18\x03 \x01(\x05\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12*\n\x06status\x18\x05 \x01(\x0b\x32\x1a.fedorch.v1.WorkflowStatus\"P\n\x12GetWorkflowRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nlocal_only\x18\x02 \x01(\x08\x12\x1a\n\x12state_changes_only\x18\x03 \x01(\x08\"@\n\rCancelRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x13\n\nlocal_only\x18\xb4\x01 \x01(\x08\"9\n\x0b\x43\x61ncelReply\x12*\n\x06status\x18\x01 \x01(\x0b\x32\x1a.fedorch.v1.WorkflowStatus\"\x16\n\x14ListWorkflowsRequest\"C\n\x12ListWorkflowsReply\x12-\n\tworkflows\x18\x01 \x03(\x0b\x32\x1a.fedorch.v1.WorkflowStatus\"\xe0\x02\n\nMemberInfo\x12\x0e\n\x06\x64omain\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12&\n\x05state\x18\x03 \x01(\x0e\x32\x17.fedorch.v1.MemberState\x12\x32\n\x06labels\x18\x04 \x03(\x0b\x32\".fedorch.v1.MemberInfo.LabelsEntry\x12\x30\n\x0c\x63\x61pabilities\x18\x05 \x03(\x0b\x32\x1a.fedorch.v1.CapabilityInfo\x12\x0f\n\x07version\x18\x06 \x01(\x04\x12\x15\n\rlast_heard_ms\x18\x07 \x01(\x03\x12)\n\x06policy\x18\x08 \x01(\x0b\x32\x19.fedorch.v1.PolicySummary\x12\x0c\n\x04self\x18\t \x01(\x08\x12\x13\n\x0bincarnation\x18\n \x01(\x04\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x14\n\x12ListMembersRequest\";\n\x10ListMembersReply\x12\'\n\x07members\x18\x01 \x03(\x0b\x32\x16.fedorch.v1.MemberInfo\"\x11\n\x0fGetAgentRequest\"\x1b\n\tAgentInfo\x12\x0e\n\x06\x64omain\x18\x01 \x01(\t*\x8b\x01\n\x0bMemberState\x12\x1c\n\x18MEMBER_STATE_UNSPECIFIED\x10\x00\x12\x16\n\x12MEMBER_STATE_ALIVE\x10\x01\x12\x18\n\x14MEMBER_STATE_SUSPECT\x10\x02\x12\x15\n\x11MEMBER_STATE_DEAD\x10\x03\x12\x15\n\x11MEMBER_STATE_LEFT\x10\x04\x32\x9e\x05\n\x06\x43lient\x12<\n\x06Submit\x12\x19.fedorch.v1.SubmitRequest\x1a\x17.fedorch.v1.SubmitReply\x12I\n\x0bGetWorkflow\x12\x1e.fedorch.v1.GetWorkflowRequest\x1a\x1a.fedorch.v1.WorkflowStatus\x12\x45\n\x05Watch\x12\x1e.fedorch.v1.GetWorkflowRequest\x1a\x1a.fedorch.v1.WorkflowStatus0\x01\x12Q\n\x0eSubmitAndWatch\x12!.fedorch.v1.SubmitAndWatchRequest\x1a\x1a.fedorch.v1.WorkflowStatus0\x01\x12S\n\x0cSubmitStream\x12\x1f.fedorch.v1.SubmitStreamRequest\x1a\x1e.fedorch.v1.SubmitStreamUpdate(\x01\x30\x01\x12<\n\x06\x43\x61ncel\x12\x19.fedorch.v1.CancelRequest\x1a\x17.fedorch.v1.CancelReply\x12Q\n\rListWorkflows\x12 .fedorch.v1.ListWorkflowsRequest\x1a\x1e.fedorch.v1.ListWorkflowsReply\x12K\n\x0bListMembers\x12\x1e.fedorch.v1.ListMembersRequest\x1a\x1c.fedorch.v1.ListMembersReply\x12>\n\x08GetAgent\x12\x1b.fedorch.v1.GetAgentRequest\x1a\x15.fedorch.v1.AgentInfob\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,8 +36,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_MEMBERINFO_LABELSENTRY']._loaded_options = None
   _globals['_MEMBERINFO_LABELSENTRY']._serialized_options = b'8\001'
-  _globals['_MEMBERSTATE']._serialized_start=1462
-  _globals['_MEMBERSTATE']._serialized_end=1601
+  _globals['_MEMBERSTATE']._serialized_start=1485
+  _globals['_MEMBERSTATE']._serialized_end=1624
   _globals['_SUBMITREQUEST']._serialized_start=110
   _globals['_SUBMITREQUEST']._serialized_end=230
   _globals['_SUBMITREPLY']._serialized_start=232
@@ -45,31 +45,31 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SUBMITANDWATCHREQUEST']._serialized_start=260
   _globals['_SUBMITANDWATCHREQUEST']._serialized_end=397
   _globals['_SUBMITSTREAMREQUEST']._serialized_start=400
-  _globals['_SUBMITSTREAMREQUEST']._serialized_end=550
-  _globals['_SUBMITSTREAMUPDATE']._serialized_start=552
-  _globals['_SUBMITSTREAMUPDATE']._serialized_end=673
-  _globals['_GETWORKFLOWREQUEST']._serialized_start=675
-  _globals['_GETWORKFLOWREQUEST']._serialized_end=755
-  _globals['_CANCELREQUEST']._serialized_start=757
-  _globals['_CANCELREQUEST']._serialized_end=821
-  _globals['_CANCELREPLY']._serialized_start=823
-  _globals['_CANCELREPLY']._serialized_end=880
-  _globals['_LISTWORKFLOWSREQUEST']._serialized_start=882
-  _globals['_LISTWORKFLOWSREQUEST']._serialized_end=904
-  _globals['_LISTWORKFLOWSREPLY']._serialized_start=906
-  _globals['_LISTWORKFLOWSREPLY']._serialized_end=973
-  _globals['_MEMBERINFO']._serialized_start=976
-  _globals['_MEMBERINFO']._serialized_end=1328
-  _globals['_MEMBERINFO_LABELSENTRY']._serialized_start=1283
-  _globals['_MEMBERINFO_LABELSENTRY']._serialized_end=1328
-  _globals['_LISTMEMBERSREQUEST']._serialized_start=1330
-  _globals['_LISTMEMBERSREQUEST']._serialized_end=1350
-  _globals['_LISTMEMBERSREPLY']._serialized_start=1352
-  _globals['_LISTMEMBERSREPLY']._serialized_end=1411
-  _globals['_GETAGENTREQUEST']._serialized_start=1413
-  _globals['_GETAGENTREQUEST']._serialized_end=1430
-  _globals['_AGENTINFO']._serialized_start=1432
-  _globals['_AGENTINFO']._serialized_end=1459
-  _globals['_CLIENT']._serialized_start=1604
-  _globals['_CLIENT']._serialized_end=2274
+  _globals['_SUBMITSTREAMREQUEST']._serialized_end=573
+  _globals['_SUBMITSTREAMUPDATE']._serialized_start=575
+  _globals['_SUBMITSTREAMUPDATE']._serialized_end=696
+  _globals['_GETWORKFLOWREQUEST']._serialized_start=698
+  _globals['_GETWORKFLOWREQUEST']._serialized_end=778
+  _globals['_CANCELREQUEST']._serialized_start=780
+  _globals['_CANCELREQUEST']._serialized_end=844
+  _globals['_CANCELREPLY']._serialized_start=846
+  _globals['_CANCELREPLY']._serialized_end=903
+  _globals['_LISTWORKFLOWSREQUEST']._serialized_start=905
+  _globals['_LISTWORKFLOWSREQUEST']._serialized_end=927
+  _globals['_LISTWORKFLOWSREPLY']._serialized_start=929
+  _globals['_LISTWORKFLOWSREPLY']._serialized_end=996
+  _globals['_MEMBERINFO']._serialized_start=999
+  _globals['_MEMBERINFO']._serialized_end=1351
+  _globals['_MEMBERINFO_LABELSENTRY']._serialized_start=1306
+  _globals['_MEMBERINFO_LABELSENTRY']._serialized_end=1351
+  _globals['_LISTMEMBERSREQUEST']._serialized_start=1353
+  _globals['_LISTMEMBERSREQUEST']._serialized_end=1373
+  _globals['_LISTMEMBERSREPLY']._serialized_start=1375
+  _globals['_LISTMEMBERSREPLY']._serialized_end=1434
+  _globals['_GETAGENTREQUEST']._serialized_start=1436
+  _globals['_GETAGENTREQUEST']._serialized_end=1453
+  _globals['_AGENTINFO']._serialized_start=1455
+  _globals['_AGENTINFO']._serialized_end=1482
+  _globals['_CLIENT']._serialized_start=1627
+  _globals['_CLIENT']._serialized_end=2297
 # @@protoc_insertion_point(module_scope)

@@ -50,16 +50,18 @@ class SubmitAndWatchRequest(_message.Message):
     def __init__(self, submit: _Optional[_Union[SubmitRequest, _Mapping]] = ..., state_changes_only: _Optional[bool] = ..., states: _Optional[_Iterable[_Union[_status_pb2.WorkflowState, str]]] = ...) -> None: ...
 
 class SubmitStreamRequest(_message.Message):
-    __slots__ = ("submit", "token", "state_changes_only", "states")
+    __slots__ = ("submit", "token", "state_changes_only", "states", "skip_accepted")
     SUBMIT_FIELD_NUMBER: _ClassVar[int]
     TOKEN_FIELD_NUMBER: _ClassVar[int]
     STATE_CHANGES_ONLY_FIELD_NUMBER: _ClassVar[int]
     STATES_FIELD_NUMBER: _ClassVar[int]
+    SKIP_ACCEPTED_FIELD_NUMBER: _ClassVar[int]
     submit: SubmitRequest
     token: str
     state_changes_only: bool
     states: _containers.RepeatedScalarFieldContainer[_status_pb2.WorkflowState]
-    def __init__(self, submit: _Optional[_Union[SubmitRequest, _Mapping]] = ..., token: _Optional[str] = ..., state_changes_only: _Optional[bool] = ..., states: _Optional[_Iterable[_Union[_status_pb2.WorkflowState, str]]] = ...) -> None: ...
+    skip_accepted: bool
+    def __init__(self, submit: _Optional[_Union[SubmitRequest, _Mapping]] = ..., token: _Optional[str] = ..., state_changes_only: _Optional[bool] = ..., states: _Optional[_Iterable[_Union[_status_pb2.WorkflowState, str]]] = ..., skip_accepted: _Optional[bool] = ...) -> None: ...
 
 class SubmitStreamUpdate(_message.Message):
     __slots__ = ("token", "id", "code", "reason", "status")
