@@ -261,8 +261,11 @@ async def test_a_full_disk_stops_new_work_keeps_reads_and_resumes(disk_fed):
         if isinstance(answer, grpc.aio.AioRpcError) \
                 and answer.code() == grpc.StatusCode.UNAVAILABLE:
             refusal = answer.details()
-            # Each engine names the store it cannot write: its database (agent.db), or
-            # its node store (node.db, `engine: node`).
+            # Either store may be the first to fail, and each is named: its node store
+            # (node.db), or its database (agent.db: the audit records of the turn that
+            # showed the step RUNNING may reach it only after the disk filled, with no
+            # write of node.db failed yet). Either refuses new work, submissions and
+            # PREPAREs alike (write_behind.py, StorageGate).
             return WRITE_FAULT.search(refusal) is not None
         return False
 
@@ -278,7 +281,9 @@ async def test_a_full_disk_stops_new_work_keeps_reads_and_resumes(disk_fed):
     members = await fed.client("disk").ListMembers(client_pb2.ListMembersRequest(), timeout=5)
     assert {m.domain for m in members.members} == {"home", "disk"}
 
-    # New work placed there is refused with the reason (a NO vote).
+    # New work placed there is refused with the reason (a NO vote), whichever store
+    # failed first: not stepped into the Node, whose write would hold its vote (the
+    # coordinator would hear nothing and abort with "no vote within 2s").
     elsewhere = await fed.submit("home", _spec("elsewhere", "test.echo"))
     status = await fed.wait_state("home", elsewhere, deadline_s=60)
     assert state_name(status) == "ABORTED", status

@@ -262,7 +262,8 @@ class NodeAgent:
             ObservedWrites(AuditedWrites(WriteNotice(replayed, self.view), self.audit),
                            self.observed), fault, on_fault=self._write_failed)
         self.reconfiguring = ReconfiguringNode(
-            StorageGate(self.gate, self.node, fault, self.domain, self.transport.send),
+            StorageGate(self.gate, self.node, fault, self.domain, self.transport.send,
+                        database_fault=lambda: a.store.write_fault),
             self.node, self.executors,
             on_applied=lambda: a.publish_record_if_changed(force=True))
         bind_reserved_slots(a.metrics, self.node.participant, a.capacities)

@@ -39,6 +39,16 @@ outside, like a disk that has become very slow:
   the reason (engine.py, `NodeAgent.write_fault`). Reads go on from the Node's
   state in memory, which may run ahead of the file by the pending writes (a status
   may show a step's end that a crash now would make the Node learn again).
+- The gate refuses too while agent.db's writes fail (its store keeps and retries
+  them: store/database.py), as the client service does. Both files share the data
+  dir, and either may be the first to fail when the disk fills: a turn's audit
+  records reach agent.db after node.db holds the turn, so an agent whose last turn
+  before the disk filled was written may next fail on agent.db, with no write of
+  node.db pending. A PREPARE let through then would be the Node's first write to
+  fail: its YES held with the turn, the coordinator would hear nothing and abort
+  with "no vote within …s" instead of the reason the agent already knew.
+  Only a PREPARE that reaches an agent before any of its writes has failed is
+  answered by silence (nothing tells a full disk before a write).
 - `retry_until_written` is the one task (owned by the engine's TaskGroup) that calls
   `retry()` with a backoff (0.2 s doubling to 2 s) until it commits; the agent then
   takes new work again by itself.
@@ -194,33 +204,49 @@ class HeldStatus:
 
 
 class StorageGate(NodeLayer):
-    """The node the driver steps: NO to a new PREPARE while writes are pending."""
+    """The node the driver steps: NO to a new PREPARE while writes are pending, of
+    node.db or of agent.db (see the header)."""
 
     def __init__(self, inner: Any, node: Any, fault: WriteFault, domain: str,
-                 send: Callable[[str, object], None]) -> None:
+                 send: Callable[[str, object], None],
+                 database_fault: Callable[[], str | None] = lambda: None) -> None:
         """`inner`: what the driver would step (the AuthorizedNode); `node`: the Node,
         read to tell a new transaction; `send`: the transport, not held (a NO waits
-        for no write)."""
+        for no write); `database_fault`: what agent.db's store says while its writes
+        fail (`Store.write_fault`), else None."""
         super().__init__(inner)
         self.node = node
         self.fault = fault
         self.domain = domain
         self.send = send
+        self.database_fault = database_fault
         self.refused = 0
 
     def step(self, now: float, event: object) -> None:
-        # (`fault.error`, not the `active` property: every input of every turn asks)
-        if self.fault.error is not None and type(event) is Message \
-                and type(event.msg) is PrepareMsg:
+        # Every input of every turn passes here: the types first, the stores only
+        # for a PREPARE.
+        if type(event) is Message and type(event.msg) is PrepareMsg:
             tx = event.msg.tx
             if event.src == tx.coordinator and tx.key not in self.node.state.info:
-                self.refused += 1
-                self.send(event.src, VoteMsg(
-                    tx.key, self.domain, False,
-                    f"{self.domain} cannot write its node store ({self.fault.reason});"
-                    " it takes no new work until it can"))
-                return
+                cannot = self._cannot_write()
+                if cannot is not None:
+                    self.refused += 1
+                    self.send(event.src, VoteMsg(
+                        tx.key, self.domain, False,
+                        f"{self.domain} cannot write {cannot}; it takes no new work"
+                        " until it can"))
+                    return
         self.inner.step(now, event)
+
+    def _cannot_write(self) -> str | None:
+        """Which store cannot be written and what SQLite said; node.db's first (the
+        Node's own file), None while both can."""
+        if self.fault.error is not None:
+            return f"its node store ({self.fault.reason})"
+        database = self.database_fault()
+        if database is not None:
+            return f"its database ({database})"
+        return None
 
 
 async def retry_until_written(durable: HeldDurable,

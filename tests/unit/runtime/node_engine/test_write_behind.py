@@ -136,13 +136,16 @@ def test_the_retries_back_off_until_a_write_commits():
 # ---- a federation over SQLite whose agent d1 finds its disk full ---------------------------
 
 
-def held_d1(fed: Federation) -> tuple[WriteFault, HeldDurable, StorageGate]:
-    """d1's driver on the held ports, as the node engine builds it."""
+def held_d1(fed: Federation, database_fault=lambda: None
+            ) -> tuple[WriteFault, HeldDurable, StorageGate]:
+    """d1's driver on the held ports, as the node engine builds it (`database_fault`:
+    what d1's agent.db store says, `Store.write_fault`)."""
     old = fed.drivers["d1"]
     fault = WriteFault()
     durable = HeldDurable(fed.kept["d1"], fault)
     port = _Port(fed, "d1")
-    gate = StorageGate(old.node, old.node, fault, "d1", port.send)
+    gate = StorageGate(old.node, old.node, fault, "d1", port.send,
+                       database_fault=database_fault)
     fed.drivers["d1"] = NodeDriver(gate, fed.clock, durable, HeldTransport(port, fault),
                                    HeldExecutors(_Executors(fed, "d1"), fault),
                                    HeldStatus(_Status(fed, "d1"), fault))
@@ -213,25 +216,34 @@ def test_killed_while_writes_are_kept_the_agent_restarts_as_if_it_never_saw_them
         fed.close()
 
 
+def prepare_to_d1(fed: Federation, wf: str) -> Message | None:
+    """Run the federation until `wf`'s PREPARE to d1 has been stepped by d1: it."""
+    fed.submit(wf)
+    for _ in range(100):  # d0 places it and sends its PREPAREs
+        if not fed.queue:
+            break
+        dst, event = fed.queue.popleft()
+        fed.drivers[dst].turn([event])
+        if dst == "d1" and type(event) is Message and type(event.msg) is PrepareMsg \
+                and event.msg.tx.key[0] == wf:
+            return event
+    return None
+
+
+def votes_of_d1(fed: Federation) -> list[VoteMsg]:
+    return [e.msg for d, e in fed.queue
+            if type(e) is Message and type(e.msg) is VoteMsg and e.src == "d1"]
+
+
 def test_a_new_prepare_gets_a_no_naming_the_reason_a_known_one_goes_to_the_node(tmp_path):
     fed = Federation(tmp_path)
     try:
         fault, _, gate = held_d1(fed)
         fault.error = full()  # as after a failed write
-        fed.submit("w1")
-        prepares = []
-        for _ in range(100):  # d0 places w1 and sends its PREPAREs
-            if not fed.queue:
-                break
-            dst, event = fed.queue.popleft()
-            if dst == "d1" and type(event) is Message and type(event.msg) is PrepareMsg:
-                prepares.append(event)
-                fed.drivers["d1"].turn([event])
-                break
-            fed.drivers[dst].turn([event])
+        prepare = prepare_to_d1(fed, "w1")
+        prepares = [prepare] if prepare is not None else []
         assert prepares and gate.refused == 1
-        [vote] = [e.msg for d, e in fed.queue if type(e) is Message and type(e.msg) is VoteMsg
-                  and e.src == "d1"]
+        [vote] = votes_of_d1(fed)
         assert not vote.yes and "d1 cannot write its node store (database or disk is full)" \
             in vote.reason
         assert prepares[0].msg.tx.key not in fed.drivers["d1"].node.node.state.info
@@ -245,5 +257,39 @@ def test_a_new_prepare_gets_a_no_naming_the_reason_a_known_one_goes_to_the_node(
         gate.inner = type("Inner", (), {"step": lambda s, now, e: stepped.append(e)})()
         gate.step(1.0, prepares[0])
         assert stepped == [prepares[0]] and gate.refused == 1
+    finally:
+        fed.close()
+
+
+def test_while_agent_db_cannot_be_written_a_new_prepare_gets_a_no_naming_it(tmp_path):
+    """agent.db failed first (a turn's audit records reach it after node.db holds the
+    turn) and node.db has nothing pending: the PREPARE is still refused with the
+    reason, not stepped into the Node, whose write would fail next and hold its YES
+    (the coordinator would hear nothing: "no vote within ...s")."""
+    fed = Federation(tmp_path)
+    try:
+        database = {"fault": "database or disk is full"}
+        fault, _, gate = held_d1(fed, database_fault=lambda: database["fault"])
+        fill(fed)  # node.db would fail too, at its next write
+        prepare = prepare_to_d1(fed, "w1")
+        assert prepare is not None and gate.refused == 1
+        [vote] = votes_of_d1(fed)
+        assert not vote.yes and vote.reason == (
+            "d1 cannot write its database (database or disk is full); it takes no new"
+            " work until it can")
+        assert prepare.msg.tx.key not in fed.drivers["d1"].node.node.state.info
+        assert not fault.active and not fault.pending  # the Node wrote nothing
+        # Both failing: node.db, the Node's own file, is named.
+        fault.error = full()
+        prepare = prepare_to_d1(fed, "w2")
+        assert prepare is not None and gate.refused == 2
+        assert "d1 cannot write its node store (database or disk is full)" in \
+            votes_of_d1(fed)[-1].reason
+        # agent.db writable again, node.db too: a PREPARE goes to the Node.
+        fault.error, database["fault"] = None, None
+        fed.kept["d1"].store._con.execute("PRAGMA max_page_count = 1073741823")
+        prepare = prepare_to_d1(fed, "w3")
+        assert prepare is not None and gate.refused == 2
+        assert prepare.msg.tx.key in fed.drivers["d1"].node.node.state.info
     finally:
         fed.close()
