@@ -3,8 +3,8 @@
 The driver (runtime/driver.py) steps one object with the Node's interface (`step`,
 `get_timer`, `ready`, `advance`). The node engine hands it the Node inside layers,
 outermost first: `ReconfiguringNode` (reload.py: a SIGHUP's Reconfigure applied in
-the turn), `StorageGate` (write_behind.py: NO to a new PREPARE while node.db cannot
-be written), `AuditedNode` (audit.py: the NO votes a turn sends, recorded), `EgressNode` (egress.py:
+the turn), `StorageGate` (write_behind.py: NO to a new PREPARE while node.db or
+agent.db cannot be written), `AuditedNode` (audit.py: the NO votes a turn sends, recorded), `EgressNode` (egress.py:
 no step outputs leave for a domain egress refuses), and
 `AuthorizedNode` (boundary.py: the authority table before the Node sees a message).
 A layer changes what it is about and passes everything else on to `inner`; this
