@@ -39,12 +39,17 @@ need counts as possibly SUCCEEDED (Progress._may_have_succeeded) unless:
 - it is placed on a third domain and the coordinator missed no report (its progress
   was not rebuilt after a restart: `reports_missed`): its result comes here in the
   same turn as it goes there.
+And whatever else is known, a need (not a fan-out instance) counts as SUCCEEDED once a
+step that needs it is heard started anywhere (a RUNNING report or a result): its
+producer told every domain that needs it in that same turn (Progress._started_after).
 A fan-out need is met as its group is (`_need_met`): its outcome if known, else
 whether enough instances may have succeeded. The first three hold whatever the
 network does. The last does not, strictly: a result delayed on its way to a coordinator
 that never stopped (lost, resent, slow) for longer than the lost domain takes to be
-DEAD and its loss grace, while it reached the step's domain in time, is still missed
-(docs/architecture.md, "Not built"); treating every third-domain need as possibly
+DEAD and its loss grace, while it reached the step's domain in time, is missed when
+no step after it was heard started (takeover soak seed 89500553 heard one: its
+sibling on the lost domain reported RUNNING first; docs/architecture.md, "Not
+built"); treating every third-domain need as possibly
 SUCCEEDED would close that too, but would fail every not-idempotent step whose
 upstream runs elsewhere (it could no longer be placed again when it never started);
 the mend that keeps both is to ask the need's producer, which knows whom it told.

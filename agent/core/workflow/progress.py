@@ -375,7 +375,7 @@ class Progress:
         same turn, and what it sent while this coordinator was down is not here yet),
         no otherwise (its result comes here as it goes there)."""
         step = self.steps[step_id]
-        if step.state is StepState.SUCCEEDED:
+        if step.state is StepState.SUCCEEDED or self._started_after(step_id):
             return True
         if step.state in TERMINAL_STEP_STATES:
             return False
@@ -384,6 +384,13 @@ class Progress:
         if step.domain != lost and not self.reports_missed:
             return False
         return self._may_have_started(step, lost)
+
+    def _started_after(self, need: str) -> bool:
+        """A step after `need` (no fan-out instance: a wave's barrier may be met by an end
+        that is not a success) was heard started: `need` SUCCEEDED, its result sent to
+        every domain after it in the turn it was sent here (domain_loss.py's header)."""
+        return need not in self._group_of and any(
+            self.steps[d].attempts > 0 for d in self._downstream[need])
 
     # ---- queries -----------------------------------------------------------------
 

@@ -209,6 +209,31 @@ def test_after_a_restart_a_need_elsewhere_may_have_reached_the_lost_domain() -> 
     assert w.domain_lost(LOST, can_replace=True) == [("b", LossAction.FAIL_STARTED)]
 
 
+def test_a_step_heard_started_after_a_need_proves_the_need_reached_its_domain() -> None:
+    """A need's result goes to the coordinator and to each domain that needs it in the
+    same turn, but may be delayed on its way here (takeover soak seed 89500553: a's
+    SUCCEEDED reached the lost domain, which started b and c, and came here only after
+    the loss). b's RUNNING, here first, proves a SUCCEEDED: c, needing only a on the same
+    domain, may have started, and is not placed again beside its attempt."""
+    p = Progress(spec(step("a"), step("b", "a", idempotent=True), step("c", "a")),
+                 {"a": OTHER, "b": LOST, "c": LOST}, ME)
+    assert p.apply_result("a", 1, StepState.RUNNING, {}, "")
+    assert p.apply_result("b", 1, StepState.RUNNING, {}, "")
+    assert sorted(p.domain_lost(LOST, can_replace=True)) == [
+        ("b", LossAction.REPLACE), ("c", LossAction.FAIL_STARTED)]
+    # The start heard anywhere will do: the result went to every domain in that turn.
+    q = Progress(spec(step("a"), step("b", "a"), step("c", "a")),
+                 {"a": OTHER, "b": "sa-east", "c": LOST}, ME)
+    assert q.apply_result("b", 1, StepState.RUNNING, {}, "")
+    assert q.domain_lost(LOST, can_replace=True) == [("c", LossAction.FAIL_STARTED)]
+    # Nothing after a heard started: a's result comes here as it goes there.
+    r = Progress(spec(step("a"), step("b", "a", idempotent=True), step("c", "a")),
+                 {"a": OTHER, "b": LOST, "c": LOST}, ME)
+    assert r.apply_result("a", 1, StepState.RUNNING, {}, "")
+    assert sorted(r.domain_lost(LOST, can_replace=True)) == [
+        ("b", LossAction.REPLACE), ("c", LossAction.REPLACE)]
+
+
 def test_reports_from_the_lost_placement_are_refused_and_never_applied() -> None:
     p = Progress(spec(step("a"), step("b")), {"a": LOST, "b": ME}, ME)
     assert p.apply_result("a", 1, StepState.RUNNING, {}, "")
