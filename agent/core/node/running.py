@@ -325,6 +325,7 @@ class Running:
                 fenced = n.fencing.starting(now, wf) if n.fencing is not None else None
                 if fenced is not None:  # cut off past its lease: never started
                     self.fenced(now, wf, a.step_id, a.attempt, fenced)
+                    n.note("step_fenced", run)  # with its FAILED: an attempt that never ran
                     continue
                 n.point("step start")
                 if run in n.state.runs:  # started before a crash: never again
