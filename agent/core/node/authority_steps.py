@@ -9,7 +9,9 @@ result of an older placement, from any domain it was placed on before
 (`placed_before`, from the list of them its placement on record carries, `earlier_of`:
 taken for its saga, which owes a compensation there; running.py fences it out of the
 progress by its epoch); the coordinator followed here may relay
-a result whose domain this Node's view says is gone. The
+a result whose domain this Node's view says is gone, and the original's relay reaches
+a Node that ended the workflow in a later epoch, to be answered with that end
+(`relayed_by_overtaken_original`: never taken, running.py). The
 saga's driver, after the end, takes a SUCCEEDED result from any party of the workflow
 of a step it knows no new placement of (`saga_run_elsewhere`: placed again in an
 epoch it never learned of; the run owes a compensation there, and the domain runs one
@@ -70,7 +72,31 @@ def result(node: Any, src: str, msg: ResultMsg, votes: Any, proven: Any) -> None
             # this Node's view says is gone (Running.relay_gone_results: it held it,
             # the producer died before it reached this Node).
             return
+    if placed is not None and src != placed and relayed_by_overtaken_original(node, src, msg):
+        return  # answered with the later end, never taken (running.py)
     authorize("step_result", src, Facts(workflow_id=msg.workflow_id, placed_on=placed))
+
+
+def relayed_by_overtaken_original(node: Any, src: str, msg: ResultMsg) -> bool:
+    """Is `msg` the original coordinator's relay of another domain's result
+    (Running.relay_gone_results), to this Node that ended the workflow in a later
+    epoch and keeps its proof (EndNotices.end_proof)? The original is back, unaware of
+    that end: refused here, it was answered nothing and stayed RUNNING for ever, its
+    successor dead for good and every other domain following the later epoch
+    (takeover soak seed 87000414). Let through, it is answered with the later end and
+    its proof (EndNotices.tell_overtaken), never taken: the step ran at its domain."""
+    d = node.state
+    wf = msg.workflow_id
+    if src != coordinator_of(wf) or wf not in d.final:
+        return False
+    proof = node.end_notices.end_proof(wf)
+    if proof is None or proof[1] == src:
+        return False
+    moved = d.placements.get(wf, {}).get(msg.step_id)
+    if moved is not None and (src in (moved[1], moved[2])
+                              or ran_before(node, src, msg, moved[0])):
+        return False  # a run of its own: its own report, ruled above
+    return placed_on(d, msg) not in (None, src)
 
 
 def placed(node: Any, src: str, msg: PlacedMsg, votes: Any, proven: Any) -> None:

@@ -44,6 +44,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from fedorch.core.node.authority_steps import relayed_by_overtaken_original
 from fedorch.core.node.domain_loss import was_lost
 from fedorch.core.node.inputs import StepEnded
 from fedorch.core.node.records import (
@@ -163,6 +164,11 @@ class Running:
                                                     msg.outputs, msg.error):
                     self.check_outcome(now, wf)
                     self._start_ready(now, wf)
+        elif relayed_by_overtaken_original(n, src, msg):
+            # The original's relay of another domain's result, unaware of our later
+            # end: told that end, unacknowledged until it follows; never taken for a
+            # saga, as a run at the relay's sender (authority_steps.py).
+            refused = n.end_notices.tell_overtaken(src, wf)
         else:  # ended here: a step's SUCCEEDED heard only now may owe a compensation
             n.compensating.late_result(now, msg, src)
             # From the original, unaware of our later end: unacknowledged, it comes
@@ -319,6 +325,7 @@ class Running:
                 fenced = n.fencing.starting(now, wf) if n.fencing is not None else None
                 if fenced is not None:  # cut off past its lease: never started
                     self.fenced(now, wf, a.step_id, a.attempt, fenced)
+                    n.note("step_fenced", run)  # with its FAILED: an attempt that never ran
                     continue
                 n.point("step start")
                 if run in n.state.runs:  # started before a crash: never again

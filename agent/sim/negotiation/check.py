@@ -15,7 +15,8 @@ crash) through hooks the simulated shells call, and checks:
   started at most once in the whole federation, and only after COMMIT;
 * results and ends come from their authority (a trusted domain may lie, see
   agent.sim.negotiation.liar): every step result any agent holds is of an attempt
-  that was started, and every participant ended a workflow as its coordinator did;
+  that was started (or, FAILED, one its domain refused to start, self-fenced), and
+  every participant ended a workflow as its coordinator did;
 * after healing and quiescence (`finish`): no reservation leaked (every hold
   left belongs to a committed workflow that is still running, and none is in
   doubt), every workflow whose domains are all up again is terminal, and
@@ -87,6 +88,7 @@ class Checker:
         self.yes_at: dict[tuple[str, Key], float] = {}  # (voter, key) -> its first YES
         self.txs: dict[Key, TxInfo] = {}
         self.runs: dict[tuple[str, str, int], str] = {}
+        self.fenced_unstarted: set[tuple[str, str, int]] = set()  # FAILED, never started
         # Coordinator takeover: who acted in which epoch, each coordinator's end, and
         # when each agent ended each workflow.
         self.acting_in: dict[tuple[str, int], str] = {}
@@ -167,6 +169,13 @@ class Checker:
         self.yes.setdefault(tx.key, {})[agent] = lease
         self.yes_at.setdefault((agent, tx.key), now)
         self.txs[tx.key] = tx
+
+    def step_fenced(self, agent: str, run: tuple[str, str, int]) -> None:
+        """`agent`, cut off past its step lease, never started `run` and ended it FAILED
+        (core/node/self_fencing.py): the step's domain's own word of an attempt that
+        never ran, not a forged one (takeover soak seed 88000784: a retry due while cut
+        off, its FAILED named as of an attempt that never ran)."""
+        self.fenced_unstarted.add(run)
 
     def step_started(self, agent: str, run: tuple[str, str, int], now: float) -> None:
         if run in self.runs and (self.runs[run] == agent or run[:2] not in self.placed
@@ -444,8 +453,10 @@ class Checker:
                 for wf in sorted({*agent.disk.final, *agent.disk.results})]
         for name, wf, state, steps in [*held, *self._forgotten]:
             for step, (attempt, step_state, _, _) in steps.items():
+                run = (wf, step, attempt)
                 if step_state.value in ("SUCCEEDED", "FAILED") and attempt >= 1 \
-                        and (wf, step, attempt) not in self.runs:
+                        and run not in self.runs and not (
+                            step_state.value == "FAILED" and run in self.fenced_unstarted):
                     self.fail(f"result: {name} holds {wf} {step} attempt {attempt}"
                               f" {step_state.value}, an attempt that never ran")
             if state is not None:

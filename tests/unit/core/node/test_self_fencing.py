@@ -163,6 +163,21 @@ def test_an_attempt_due_while_cut_off_past_the_lease_is_never_started() -> None:
     assert fed.nodes["d1"].stats["step not started: fenced"] == 1
 
 
+def test_an_attempt_never_started_is_noted_with_its_failed_result() -> None:
+    """The retry refused its start is noted (`step_fenced`) in the write group of its
+    FAILED result, so an observer that counts started attempts (the simulator's
+    checker) knows the FAILED of an attempt that never ran for the domain's own word
+    (takeover soak seed 88000784: named as an attempt that never ran)."""
+    fed = running(retries=1)
+    fed.silent |= {"d0", "d2"}
+    view(fed, 1.0, "d1", d0="DEAD", d2="DEAD")
+    fed.now = 1.0 + LEASE_S + 1.0
+    ready = fed.step("d1", StepEnded(*S1, ok=False, error="exit 1"))
+    (group,) = [w for w in ready.writes if ("step_fenced", (WF, "s1", 2)) in w.notes]
+    assert any(op.table == "results" and op.key == (WF, "s1")
+               and op.value[:2] == (2, StepState.FAILED) for op in group.ops)
+
+
 def test_the_coordinator_never_fences_its_own_steps() -> None:
     fed = Federation()
     spec = spec_pb2.WorkflowSpec(name="w", steps=[
