@@ -687,6 +687,38 @@ def test_the_original_back_unaware_of_a_later_end_is_told_it_by_a_step_it_report
     assert not d0.domain_loss.holds(WF)
 
 
+def test_the_original_relaying_a_gone_domains_result_is_told_the_later_end() -> None:
+    """s1 (d1) SUCCEEDED, its result on record at d0, the coordinator, which goes
+    silent; d1 takes over and ends the workflow SUCCEEDED in epoch 1 with d2 (s2 needs
+    s1), then dies for good. d0 comes back, its view saying d1 DEAD: no verdict of its
+    own, nothing to report but s1's result, which it relays to d2 as s1's domain is gone.
+    d2, following epoch 1, refused that relay as not from s1's domain and answered
+    nothing: d0 relayed it for ever, RUNNING (takeover soak seed 89900214). The relay of
+    the original, the coordinator the id names, reaches d2's ended workflow and is
+    answered with the later end and its proof; d0 follows it."""
+    fed = committed([step("s1"), step("s2", needs=("s1",))], {"s1": "d1", "s2": "d2"})
+    fed.end("d1", "s1")
+    d0_dies_for_good(fed)
+    assert fed.evidence.acting == {(WF, 1): "d1"}
+    fed.end("d2", "s2")
+    assert fed.disks["d2"].final[WF] is WorkflowState.SUCCEEDED
+    fed.silent.add("d1")  # dead for good
+    fed.silent.discard("d0")
+    fed.net.clear()
+    views = {"d0": ("d1", "d2", "d3"), "d2": ("d0", "d1", "d3")}
+    fed.step("d2", MemberViews(tuple(MemberState(m, "DEAD" if m == "d1" else "ALIVE")
+                                     for m in views["d2"])))
+    d0 = fed.restore("d0")
+    fed.step("d0", MemberViews(tuple(MemberState(m, "DEAD" if m == "d1" else "ALIVE")
+                                     for m in views["d0"])))
+    fed.deliver()
+    fed.tick(fed.now + 2.0)
+    assert fed.nodes["d2"].stats["original coordinator told the later end"] >= 1
+    assert fed.disks["d0"].final[WF] is WorkflowState.SUCCEEDED
+    assert fed.disks["d0"].epochs[WF] == (1, "d1")
+    assert not d0.domain_loss.holds(WF)
+
+
 def test_a_member_that_took_the_end_without_the_commit_tells_the_original_too() -> None:
     """A Node that keeps a later epoch's end and its proof without the round's COMMIT
     (a re-placement's new domain, in doubt, told the end) answers a report of the
