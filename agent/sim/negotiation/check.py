@@ -63,7 +63,11 @@ from fedorch.core.negotiation.participant import HoldState
 from fedorch.core.workflow.lifecycle import TERMINAL
 from fedorch.sim.negotiation.cancel_check import CancelCheck
 from fedorch.sim.negotiation.saga_check import check_sagas
-from fedorch.sim.negotiation.takeover_check import check_takeovers, check_undecided_recovery
+from fedorch.sim.negotiation.takeover_check import (
+    check_takeovers,
+    check_undecided_recovery,
+    network_hit,
+)
 
 if TYPE_CHECKING:
     from fedorch.sim.negotiation.world import World
@@ -123,12 +127,19 @@ class Checker:
         # (voter, key): in doubt past the round's life, refused by its acceptors
         # (core/negotiation/acceptor.py): it stays in doubt, never decided wrongly.
         self.past_life: set[tuple[str, Key]] = set()
+        # (agent, key) -> (when, the other side, delay or None: lost) of the network's
+        # hits on its recovery messages (takeover_check.network_hit).
+        self.hits: dict[tuple[str, Key], list[tuple[float, str, float | None]]] = {}
 
     def fail(self, what: str) -> None:
         if len(self.violations) < 20:
             self.violations.append(what)
 
     # ---- hooks the simulated shells call ------------------------------------------
+
+    def network_hit(self, src: str, dst: str, msg: object, now: float,
+                    delay: float | None = None) -> None:
+        network_hit(self.hits, src, dst, msg, now, delay)
 
     def acceptor_state(self, agent: str, rec: AcceptorRecord) -> None:
         if rec.accepted_ballot is None or rec.accepted_value is None:

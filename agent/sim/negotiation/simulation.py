@@ -167,8 +167,10 @@ class Simulation:
         if self.intercept is not None:
             verdict = self.intercept(src, dst, msg, now)
             if verdict == "drop":
+                self.checker.network_hit(src, dst, msg, now)
                 return
             if isinstance(verdict, (int, float)):
+                self.checker.network_hit(src, dst, msg, now, verdict)
                 self._push(now + verdict, _DELIVER, self.agents[dst], (src, msg))
                 return
         if src == dst:
@@ -180,15 +182,19 @@ class Simulation:
             start, end, group = c.partition
             if start <= now < end and (src in group) != (dst in group):
                 self._traced("cut", f"{src}->{dst}", msg)
+                self.checker.network_hit(src, dst, msg, now)
                 return
         if chaos and c.loss and net.random() < c.loss:
             self._traced("lost", f"{src}->{dst}", msg)
+            self.checker.network_hit(src, dst, msg, now)
             return
         copies = 2 if chaos and c.duplicate and net.random() < c.duplicate else 1
         for _ in range(copies):
             delay = net.uniform(0.005, 0.08)
             if chaos and c.slow and net.random() < c.slow:
-                delay += net.uniform(0.0, c.max_delay)
+                held = net.uniform(0.0, c.max_delay)
+                delay += held
+                self.checker.network_hit(src, dst, msg, now, held)
             paused = self.agents[src].paused_until if src in self.agents else 0.0
             if paused > now:
                 delay += paused - now

@@ -10,7 +10,12 @@ Checker's records (who voted YES when, who learned what when, who ended what whe
 * `check_undecided_recovery`: an in-doubt YES voter whose view says its coordinator
   is DEAD learns the decision within one recovery of being told, not a lease (its
   times to resolve are the run's `undecided after coordinator DEAD` stats, over the
-  samples of `undecided_after_death`).
+  samples of `undecided_after_death`). The network's hits on that voter's recovery
+  (`network_hit`: its questions, ballot messages and their answers lost, cut off or
+  slowed) each cost it up to one resend, so the bound grows with them: a fixed
+  allowance alone is too tight where every live acceptor is needed (takeover soak
+  seed 88000620: the dead coordinator one of four acceptors, so the ballot waited for
+  each of the other three, through six lost and nine slowed messages).
 
 `checker` is the run's Checker (check.py), typed loosely: check.py imports this
 module, never the reverse.
@@ -20,7 +25,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from fedorch.core.negotiation.messages import Key
+from fedorch.core.negotiation.messages import (
+    Accept,
+    Accepted,
+    Decision,
+    DecisionAnswer,
+    DecisionQuery,
+    Key,
+    PaxosPrepare,
+    Promise,
+    Reject,
+)
 
 if TYPE_CHECKING:
     from fedorch.sim.negotiation.world import World
@@ -34,6 +49,36 @@ CHAOS_RECOVERY_QUERIES = 2
 # A takeover's end: its claim round, then the steps left (each up to 0.6 s, retried) and
 # results resent with backoff to the successor; bounded by two leases of the simulation.
 TAKEOVER_SLACK_LEASES = 2
+
+# The messages by which an in-doubt participant learns its decision (termination.py
+# and proposer.py): its questions and their answers, its ballot and the Decision.
+RECOVERY_MESSAGES = (DecisionQuery, DecisionAnswer, PaxosPrepare, Promise, Accept,
+                     Accepted, Reject, Decision)
+
+
+def network_hit(hits: dict[tuple[str, Key], list[tuple[float, str, float | None]]],
+                src: str, dst: str, msg: object, now: float,
+                delay: float | None = None) -> None:
+    """The network lost or cut off `msg` at `now` (`delay` None), or held it `delay`
+    s more than usual: noted for its sender and its receiver, each with the other
+    side, if it is one of a recovery's messages (`check_undecided_recovery`)."""
+    if not isinstance(msg, RECOVERY_MESSAGES):
+        return
+    key = msg.tx.key if isinstance(msg, (PaxosPrepare, Accept)) else msg.key
+    hits.setdefault((src, key), []).append((now, dst, delay))
+    hits.setdefault((dst, key), []).append((now, src, delay))
+
+
+def hit_cost(checker: Any, sim: World, voter: str, key: Key, start: float,
+             learned: float) -> float:
+    """What the network's hits on `voter`'s recovery of `key` between `start` and
+    `learned` may have cost it: a resend for each message lost, cut off or held past
+    a resend, its delay for one held less; nothing for one to or from an agent dead
+    for good (no ballot waits for it)."""
+    resend = sim.config.timing.resend_s
+    return sum(resend if delay is None else min(delay, resend)
+               for at, peer, delay in checker.hits.get((voter, key), ())
+               if start <= at < learned and peer not in sim.dead_forever)
 
 
 def _bucket(seconds: float | None) -> str:
@@ -127,7 +172,10 @@ def check_undecided_recovery(checker: Any, sim: World) -> None:
     among the participants × `stagger_s`, + up to `backoff_s`), then one ballot,
     its two phases each resent once; while the network still loses or delays
     messages (before `chaos_end`), each hop may need resending too:
-    CHAOS_RECOVERY_QUERIES repeats of the questions and as many of a ballot."""
+    CHAOS_RECOVERY_QUERIES repeats of the questions and as many of a ballot, or what
+    the network's hits on the voter's recovery messages between the telling and the
+    learning may have cost it (`hit_cost`), whichever is more: a ballot that needs
+    every live acceptor waits for the unluckiest of them in each phase."""
     t = sim.config.timing
     c = sim.config
     for voter, key, start, learned in undecided_after_death(checker, sim):
@@ -140,8 +188,12 @@ def check_undecided_recovery(checker: Any, sim: World) -> None:
                         key=lambda p: (p not in tx.acceptors, p))
         rank = others.index(voter) if voter in others else len(others)
         bound = rank * t.stagger_s + t.backoff_s + 2 * t.resend_s
+        slack = 0.0
         if start < c.chaos_end and (c.loss or c.slow):
-            bound += CHAOS_RECOVERY_QUERIES * (t.query_interval_s + t.resend_s)
+            slack = CHAOS_RECOVERY_QUERIES * (t.query_interval_s + t.resend_s)
+        if learned is not None:
+            slack = max(slack, hit_cost(checker, sim, voter, key, start, learned))
+        bound += slack
         if took is None or took > bound:
             when = "never" if learned is None else f"at {learned:.2f}"
             checker.fail(f"undecided: {voter} learned {key} {when}, told its coordinator"

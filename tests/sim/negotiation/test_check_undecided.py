@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import pytest
 from fedorch.core.negotiation import termination
+from fedorch.core.negotiation.messages import Promise
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.sim.negotiation.disk import Timing
 from fedorch.sim.negotiation.run import Simulation
@@ -95,3 +96,31 @@ def test_a_silent_participant_dead_for_good_aborts_the_round_at_once() -> None:
     for voter in ("d1", "d2"):
         learned = sim.checker.learned_at[(voter, KEY)]
         assert learned <= died[0] + t.dead_after_s + 1.0 < died[0] + t.prepare_timeout_s
+
+
+def test_the_bound_grows_with_the_network_hits_on_a_recovery() -> None:
+    """Takeover soak seed 88000620: the dead coordinator one of four acceptors, a
+    ballot needs each of the other three, and the network lost or slowed fifteen of
+    the recovery's messages: it took 11 s, past the fixed allowance for chaos. Here
+    every Promise is dropped for 5 s after the voters see d0 DEAD: each drop costs a
+    resend, which the checker counts (takeover_check.network_hit) instead of calling
+    the voters slow."""
+    sim, died = d0_dies_with_its_votes_in()
+    t = sim.config.timing
+    dropped: list[float] = []
+
+    def drop_promises(src, dst, msg, now):
+        if isinstance(msg, Promise) and src != dst and died \
+                and now < died[0] + t.dead_after_s + 5.0:
+            dropped.append(now)
+            return "drop"
+        return None
+    sim.intercept = drop_promises
+    report = sim.run()
+    assert report.violations == [], report.violations
+    assert dropped and sim.dead_forever == {"d0"}
+    # The drops did slow the first voter's recovery past one quiet recovery.
+    quiet = died[0] + t.dead_after_s + t.backoff_s + 2 * t.resend_s
+    assert sim.checker.learned_at[("d1", KEY)] > quiet
+    for voter in VOTERS:
+        assert not sim.agents[voter].disk.learned[KEY].commit
