@@ -114,6 +114,7 @@ from fedorch.core.node.deadlines import DeadlineTable
 from fedorch.core.node.domain_loss import was_lost
 from fedorch.core.node.records import FinalMsg, PrepareMsg, VoteMsg, WfInfo
 from fedorch.core.node.replacement_handover import Handover
+from fedorch.core.node.replacement_heard import not_again
 from fedorch.core.node.replacement_log import RoundLog
 from fedorch.core.node.replacement_successor import Mandates
 from fedorch.core.node.replacement_telling import Telling
@@ -223,6 +224,8 @@ class Replacements:
             return
         p = n.progress[wf]
         waiting = p.awaiting_placement()
+        if waiting and (why := not_again(p.steps[waiting[0]])) is not None:  # started
+            return self.failed(now, wf, waiting[0], p.steps[waiting[0]].lost_to, why)
         if not waiting:
             return
         if n.domain_loss.epoch(wf) >= 1 and not mandated:

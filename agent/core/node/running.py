@@ -54,6 +54,7 @@ from fedorch.core.node.records import (
     WfInfo,
     copy_hold,
 )
+from fedorch.core.node.replacement_heard import heard_started
 from fedorch.core.node.saga_older import (
     left_to_saga,
     older_placement,
@@ -112,7 +113,9 @@ class Running:
         n.commit_acks.result_from(now, src, msg)  # as good as its DecisionAck (commit_acks.py)
         if msg.state is StepState.RUNNING:  # a start told (`_start_ready`): shown only
             p = n.progress.get(wf)
-            if p is not None and older_placement(n, wf, src, msg) is None \
+            if p is not None and older_placement(n, wf, src, msg) is not None:
+                heard_started(n, now, wf, src, msg)  # a lost domain's start (its header)
+            elif p is not None \
                     and p.apply_result(msg.step_id, msg.attempt, msg.state, {}, ""):
                 self.starts_shown += 1
             return  # not written, not acknowledged: the ack is the final result's
@@ -148,6 +151,8 @@ class Running:
                 # the end, which hands it to the saga (saga_older.py).
                 p = n.progress.get(wf)
                 refused = p is not None and msg.step_id in p.awaiting_placement()
+                if refused:
+                    heard_started(n, now, wf, src, msg)  # a lost domain's start
                 n.stats["result of a step awaiting placement refused" if refused
                         else "result of an older placement refused"] += 1
                 if not refused and left_to_saga(n, wf, src, msg, over):

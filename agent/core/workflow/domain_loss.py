@@ -48,7 +48,9 @@ network does. The last does not, strictly: a result delayed on its way to a coor
 that never stopped (lost, resent, slow) for longer than the lost domain takes to be
 DEAD and its loss grace, while it reached the step's domain in time, is missed when
 no step after it was heard started (takeover soak seed 89500553 heard one: its
-sibling on the lost domain reported RUNNING first; docs/architecture.md, "Not
+sibling on the lost domain reported RUNNING first; a report of the step itself from
+the lost domain, come while it waits to be placed again, counts too:
+agent/core/node/replacement_heard.py, seed 92000324; docs/architecture.md, "Not
 built"); treating every third-domain need as possibly
 SUCCEEDED would close that too, but would fail every not-idempotent step whose
 upstream runs elsewhere (it could no longer be placed again when it never started);
