@@ -148,3 +148,33 @@ def test_the_record_goes_with_its_proof() -> None:
     fed.run_until(fed.now + Retention().keep_end_records_s + 1.0)
     assert WF not in fed.disks["d2"].ended_records
     assert WF not in fed.disks["d2"].ended_proofs
+
+
+def test_the_originals_report_is_answered_from_the_record_and_it_follows() -> None:
+    """d0's own s0 (idempotent, `on_domain_loss: fail`) runs when d0 dies; d1 takes over,
+    fails s0, ends the workflow FAILED with d2 and dies for good; d2 forgets it. d0 comes
+    back seeing every other member ALIVE: no verdict, no end to tell; it runs s0 again
+    and reports it to d2 (s2 needs it), which answers from its record. Before, d2
+    refused the report (`not_known`) and d0 reported it for ever, RUNNING."""
+    s0 = spec_pb2.StepSpec(id="s0", capability="a", idempotent=True, retries=1,
+                           on_domain_loss="fail")
+    fed = Retained()
+    fed.step("d0", Submit(WF, spec_pb2.WorkflowSpec(
+        name="w", steps=[s0, step("s1"), step("s2", needs=("s0",))]),
+        placement={"s0": "d0", "s1": "d1", "s2": "d2"}))
+    fed.deliver()
+    fed.end("d1", "s1")
+    fed.goes_silent_and_dead("d0")
+    assert fed.evidence.acting == {(WF, 1): "d1"}
+    assert fed.disks["d2"].final[WF] is WorkflowState.FAILED
+    dies(fed, "d1", told=("d2", "d3"))
+    fed.silent.add("d3")
+    fed.run_until(fed.now + KEEP + 3 * LATE)
+    assert WF not in fed.disks["d2"].final and WF in fed.disks["d2"].ended_proofs
+    d0_back(fed, dead=())
+    fed.end("d0", "s0")
+    fed.tick(fed.now + 2.0)
+    assert fed.disks["d0"].rows[WF].state is WorkflowState.FAILED  # before: RUNNING
+    assert fed.disks["d0"].epochs[WF] == (1, "d1")
+    assert fed.nodes["d2"].stats["original coordinator told the later end"] >= 1
+    assert ("d2", "not_known") not in fed.refused
