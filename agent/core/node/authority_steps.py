@@ -50,6 +50,9 @@ _OWING = frozenset({WorkflowState.FAILED, WorkflowState.CANCELLED})
 
 
 def result(node: Any, src: str, msg: ResultMsg, votes: Any, proven: Any) -> None:
+    retain = getattr(node, "retain", None)
+    if retain is not None and retain.ends.overtaken(src, msg.workflow_id) is not None:
+        return  # forgotten, a successor's end kept: answered with it (ended_records.py)
     placed = placed_on(node.state, msg)
     moved = node.state.placements.get(msg.workflow_id, {}).get(msg.step_id)
     if moved is not None and src in (moved[1], moved[2]):

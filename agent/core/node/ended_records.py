@@ -34,10 +34,35 @@ What it answers, and why each is the answer the live workflow gave:
   needs a holder's certificate (a later epoch won here) is not kept: -1, nothing
   told, as before. The asker takes the end through the authority rules of any end
   notice (authority_ends.py): one that follows another holder refuses it.
+- the original coordinator back after a successor ended the workflow (epoch >= 1)
+  and died for good (`overtaken`): its end notice of an older epoch, its report as
+  the one that drives the workflow, or its relay of a gone domain's result. Kept, the
+  workflow answered each with the later end and its proof, the successor's
+  certificate (EndNotices.answer_overtaken, tell_overtaken), never an
+  acknowledgement, and the original followed. So `keep` keeps that proof where the
+  workflow had one (EndNotices.end_proof, held by another than the original, kept by
+  another Node than the original): a row of `ended_proofs`, (epoch, holder, the
+  certificate as received, so it verifies at the original as before). Without it the
+  forgotten participant acknowledged the original's notice (or, as an elector holding
+  no step, kept that older end and acknowledged it), refused its report and relay
+  as of an unknown workflow, and the original stayed RUNNING for ever, or made an end
+  that contradicts the successor's. Only the original is answered so: any other
+  sender is answered as before.
 A record is consulted only for a workflow this Node knows nothing else of (no row,
 no commitment, no end): known again (a late end kept as an elector's), the live
 rows answer. The end is the one end there is (a workflow ends once), so an answer
 from a record days late is still true; its bound is memory's, not safety's.
+
+How the records stay bounded: one row per forgotten workflow, dropped
+`keep_end_records_s` after it was kept (a day by default) and, past the newest
+`max_end_records`, oldest first; a proof lives in `ended_proofs` beside its record,
+written in the same group and dropped with it (`_drop`), so there are never more
+proofs than records. A record is some 60 bytes; a proof adds one certificate, the
+one kept with the end while the workflow was kept (`end_proofs`, moved, not copied):
+the signed grants the successor showed, a majority of the committed round's
+electorate (each a statement naming that electorate and a signature; a few hundred
+bytes for a handful of electors, never more than the end notice that carried it),
+kept only for a workflow a successor ended.
 
 Whether a workflow can owe a saga at all (`no_saga`): a spec with no `compensate`
 block plans none (workflow/compensation.py `plan`), so its end is the whole end: no
@@ -96,6 +121,11 @@ class EndedRecords:
                 and (d.plans.get(wf) == () or no_saga(n, wf)):
             tell = 0  # the original's own end, no plan owed to any asker (`_tell_end`)
         d.ended_records[wf] = (state, epoch, holder, tell, wall)
+        proof = n.end_notices.end_proof(wf)
+        if proof is not None and original != n.name and proof[1] != original:
+            d.ended_proofs[wf] = proof  # a successor's end: told to the original
+        elif wf in d.ended_proofs:
+            del d.ended_proofs[wf]
         heapq.heappush(self.heap, (wall, wf))
         n.stats["retention: end kept as a record"] += 1
         while len(d.ended_records) > self.r.policy.max_end_records:
@@ -126,6 +156,16 @@ class EndedRecords:
         self.n.stats["placement asked of a forgotten workflow: the end told"] += 1
         return rec[0], rec[3]
 
+    def overtaken(self, src: str, wf: str) -> tuple[int, str, Any, WorkflowState] | None:
+        """The later end of `wf`, forgotten here, made by a successor, and its proof
+        (epoch, holder, certificate, end), for `src` if it is the original coordinator
+        (EndNotices answers its end notice, report or relay with it). Reads only."""
+        rec = self.of(wf)
+        proof = self.n.state.ended_proofs.get(wf)
+        if rec is None or proof is None or src != coordinator_of(wf) or src == proof[1]:
+            return None
+        return proof[0], proof[1], proof[2], rec[0]
+
     def deadline_ms(self) -> int | None:
         """The wall ms the oldest record is due (a stale one wakes a tick for nothing:
         later, never sooner)."""
@@ -138,7 +178,7 @@ class EndedRecords:
             rec = self.n.state.ended_records.get(wf)
             if rec is not None and rec[4] == stamp:
                 opened()
-                del self.n.state.ended_records[wf]
+                self._drop(wf)
 
     def _drop_oldest(self) -> None:
         d = self.n.state
@@ -146,5 +186,12 @@ class EndedRecords:
             stamp, wf = heapq.heappop(self.heap)
             rec = d.ended_records.get(wf)
             if rec is not None and rec[4] == stamp:
-                del d.ended_records[wf]
+                self._drop(wf)
                 return
+
+    def _drop(self, wf: str) -> None:
+        """The record of `wf` goes, its proof with it (the same life and count)."""
+        d = self.n.state
+        del d.ended_records[wf]
+        if wf in d.ended_proofs:
+            del d.ended_proofs[wf]

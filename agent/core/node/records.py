@@ -416,6 +416,10 @@ class Disk:
     # workflow retention forgot, kept `keep_end_records_s` and answered to late askers.
     ended_records: dict[str, tuple[WorkflowState, int, str, int, int]] = \
         field(default_factory=dict)
+    # Retention (ended_records.py): workflow -> (epoch, its holder, its certificate as
+    # received) of a record's end made by a successor, beside its row in `ended_records`
+    # and dropped with it: told to the original coordinator back unaware of that end.
+    ended_proofs: dict[str, tuple[int, str, Certificate]] = field(default_factory=dict)
 
 
 def copy_hold(h: Hold) -> Hold:

@@ -89,7 +89,8 @@ classic 2PC, else UNKNOWN (nothing is presumed, nothing written: a participant i
 doubt that long goes to a recovery ballot),
 an end notice or a step result of a workflow unknown here is acknowledged and not kept,
 a vote or an acknowledgement finds no core (refused, or ignored), as for any unknown
-workflow; a claim or a placement question gets the end its record keeps (ended_records.py).
+workflow; a claim or a placement question gets the end its record keeps, and the original
+coordinator's end notice, report or relay a successor's end and proof (ended_records.py).
 
 Cost: a mark is a table put and a heap push; a tick pops only what is due. Two heaps
 by wall stamp, oldest first: `main` (every tracked workflow) and `age_only` (the

@@ -124,7 +124,9 @@ class Running:
         # makes is told by whoever makes it (domain_loss.py, end_as_coordinator).
         told_before = n.pending.get(("final", wf, src))
         if n.retain is not None and not n.retain.knows(wf):
-            pass  # forgotten here (or never ours): acknowledged, nothing kept
+            # Forgotten here (or never ours): acknowledged, nothing kept; from the
+            # original, unaware of a successor's end, told that end from its record.
+            refused = n.end_notices.tell_overtaken(src, wf)
         elif wf not in d.final:
             known = d.results.get(wf, {}).get(msg.step_id)
             if known is not None and known[1] in TERMINAL_STEP_STATES \

@@ -43,6 +43,7 @@ from fedorch.core.node.elector_ends import elector_takes
 from fedorch.core.node.records import AckMsg, ClaimAnswerMsg, FinalMsg
 from fedorch.core.node.takeover_claims import held_of
 from fedorch.core.node.told_ends import later_end_replaces
+from fedorch.core.workflow.lifecycle import WorkflowState
 
 
 class EndNotices:
@@ -55,9 +56,12 @@ class EndNotices:
         n = self.n
         saga = msg.owed or msg.saga_over  # its driver's saga plan, or its end
         ack = AckMsg(("saga" if saga else "final", msg.workflow_id, n.name))
+        forgotten = n.retain is not None and not n.retain.knows(msg.workflow_id)
+        if forgotten and self.answer_overtaken(src, msg):
+            return  # the original, told its successor's end from the record
         if elector_takes(n, src, msg):
             return  # an elector holding no step keeps a held end (elector_ends.py)
-        if n.retain is not None and not n.retain.knows(msg.workflow_id):
+        if forgotten:
             n.send(src, ack)
             return  # forgotten here (or never ours): acknowledged, nothing kept
         if self.answer_overtaken(src, msg) or self.show_later_epoch(src, msg):
@@ -119,15 +123,31 @@ class EndNotices:
         follows the later epoch and takes that end (takeover_claims.py)."""
         n = self.n
         wf = msg.workflow_id
-        proof = self.end_proof(wf)
-        if proof is None or msg.epoch >= proof[0] or msg.owed or msg.saga_over \
-                or msg.state is n.state.final[wf]:
+        later = self.later_end(src, wf)
+        if later is None or msg.epoch >= later[0] or msg.owed or msg.saga_over \
+                or msg.state is later[3]:
             return False  # the same end told on (an Announce): acknowledged as before
-        epoch, holder, won = proof
+        epoch, holder, won, end = later
         n.stats["end of an overtaken epoch answered with the later end"] += 1
-        n.send(src, ClaimAnswerMsg(wf, msg.epoch, False, epoch, holder, n.state.final[wf],
-                                   won=won))
+        n.send(src, ClaimAnswerMsg(wf, msg.epoch, False, epoch, holder, end, won=won))
         return True
+
+    def later_end(self, src: str, wf: str) -> tuple[int, str, Any, WorkflowState] | None:
+        """The end of `wf` made here in a later epoch and its proof (`end_proof`), as
+        (epoch, holder, certificate, end); forgotten here, the one its record keeps
+        for the original coordinator (ended_records.py, `overtaken`): retention's
+        window over, that original, back after its successor ended the workflow and
+        died for good, was answered nothing and stayed RUNNING for ever."""
+        n = self.n
+        proof = self.end_proof(wf)
+        if proof is not None:
+            return proof[0], proof[1], proof[2], n.state.final[wf]
+        if n.retain is None:
+            return None
+        later = n.retain.ends.overtaken(src, wf)
+        if later is not None:
+            n.stats["later end read from a forgotten workflow's record"] += 1
+        return later
 
     def show_later_epoch(self, src: str, msg: FinalMsg) -> bool:
         """The original coordinator's end notice of an epoch older than the one held
@@ -154,13 +174,15 @@ class EndNotices:
         would wait for ever for results their ended domains never send (takeover soak
         seed 4003045). True if answered."""
         n = self.n
-        proof = self.end_proof(wf)
         # The original is the coordinator the id names: a Node that took the end without
         # ever holding the COMMIT (a re-placement's new domain told the end) has no
         # round to read it from (takeover soak seed 4700416: a KeyError stopped it).
-        if proof is None or src != coordinator_of(wf) or src == proof[1]:
+        if src != coordinator_of(wf):
             return False
-        epoch, holder, won = proof
+        later = self.later_end(src, wf)
+        if later is None or src == later[1]:
+            return False
+        epoch, holder, won, end = later
         n.stats["original coordinator told the later end"] += 1
-        n.send(src, ClaimAnswerMsg(wf, 0, False, epoch, holder, n.state.final[wf], won=won))
+        n.send(src, ClaimAnswerMsg(wf, 0, False, epoch, holder, end, won=won))
         return True

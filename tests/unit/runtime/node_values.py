@@ -234,6 +234,8 @@ TABLE_ROWS = {
     "ended_records": st.tuples(wf_ids, st.tuples(
         st.sampled_from(WorkflowState), st.integers(0, 9), names, st.integers(-1, 9),
         st.integers(0, 2**50))),
+    # A forgotten workflow's end made by a successor: (epoch, holder, certificate).
+    "ended_proofs": st.tuples(wf_ids, st.tuples(st.integers(1, 9), names, certificates)),
     # (epoch, domain, lost) of each step placed again, by step.
     "placements": st.tuples(wf_ids, st.dictionaries(
         text, st.tuples(st.integers(0, 2**40), names, names), max_size=3)),

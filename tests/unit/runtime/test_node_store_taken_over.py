@@ -64,7 +64,8 @@ def test_forgotten_takeover_rows_are_deleted_from_node_db_and_stay_forgotten(tmp
                 disk = reopened.load()
             assert not any(
                 (key[0] if isinstance(key, tuple) else key) == WF
-                for t in TABLES if t not in ("acceptor", "learned", "ended_records")
+                for t in TABLES
+                if t not in ("acceptor", "learned", "ended_records", "ended_proofs")
                 for key in getattr(disk, t)), name
             fed.disks[name] = disk
             node = fed.restore(name)

@@ -172,14 +172,21 @@ def test_a_record_goes_after_keep_end_records_s():
 
 
 def test_past_max_end_records_the_oldest_goes():
-    """At most `max_end_records` are kept: the oldest goes as a new one comes."""
-    state = SimpleNamespace(ended_records={}, final={}, epochs={}, granted={})
-    node = SimpleNamespace(state=state, name="d2", stats=Counter())
+    """At most `max_end_records` are kept: the oldest goes as a new one comes, with its
+    successor's proof where it keeps one (d0.a's, ended by d1 in epoch 1)."""
+    state = SimpleNamespace(ended_records={}, final={}, epochs={}, granted={},
+                            ended_proofs={})
+    proofs = {"d0.a": (1, "d1", ("grant",))}
+    node = SimpleNamespace(state=state, name="d2", stats=Counter(),
+                           end_notices=SimpleNamespace(end_proof=proofs.get))
     retainer = SimpleNamespace(n=node, policy=Retention(max_end_records=2))
     ends = EndedRecords(retainer)
     for i, wf in enumerate(("d0.a", "d0.b", "d0.c", "d1.d")):
         state.final[wf] = WorkflowState.SUCCEEDED
         ends.keep(wf, 1000 + i)
+        if wf == "d0.a":
+            assert state.ended_proofs == proofs
+    assert state.ended_proofs == {}
     assert state.ended_records == {"d0.c": (WorkflowState.SUCCEEDED, 0, "d0", -1, 1002),
                                    "d1.d": (WorkflowState.SUCCEEDED, 0, "d1", -1, 1003)}
     ends.keep("d0.x", 2000)  # no end here: nothing kept

@@ -50,7 +50,8 @@ class Federation(Boundary):
         """The tables of `name`'s disk that still hold anything of `wf` (but those kept
         for recovery ballots until their round's life, `acceptor` and `learned`)."""
         disk = self.disks[name]
-        return {t for t in TABLES if t not in ROUND_LIFE_TABLES and t != "ended_records"
+        return {t for t in TABLES
+                if t not in ROUND_LIFE_TABLES and t not in ("ended_records", "ended_proofs")
                 for key in getattr(disk, t)
                 if (key[0] if isinstance(key, tuple) else key) == wf
                 or t == "admitted" and getattr(disk, t)[key][0] == wf}
