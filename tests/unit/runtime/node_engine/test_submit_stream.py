@@ -89,6 +89,33 @@ def _request(token: str, name: str = "good", request_id: str = "", **asked):
                                         request_id=request_id), token=token, **asked)
 
 
+class Fed:
+    """A SubmitStream call the test feeds: requests put on `feed` (None ends the
+    client's side), the updates gathered in `got` by `consume`."""
+
+    def __init__(self, service: _Service) -> None:
+        self.stream = SubmissionStream(service, _Call())
+        self.feed: asyncio.Queue = asyncio.Queue()
+        self.got: list[client_pb2.SubmitStreamUpdate] = []
+
+    async def _requests(self):
+        while (request := await self.feed.get()) is not None:
+            yield request
+
+    async def consume(self) -> None:
+        async for update in self.stream.run(self._requests()):
+            self.got.append(update)
+
+
+def told(got: list[client_pb2.SubmitStreamUpdate]) -> dict[str, list]:
+    """Each token's updates: (workflow id, its state, or None for an accepted update)."""
+    out: dict[str, list] = {}
+    for u in got:
+        out.setdefault(u.token, []).append(
+            (u.id, u.status.state if u.HasField("status") else None))
+    return out
+
+
 async def test_a_bad_submission_is_refused_alone_and_the_others_are_followed_to_their_end():
     service = _Service()
     view = service.engine.view
@@ -115,35 +142,22 @@ async def test_a_bad_submission_is_refused_alone_and_the_others_are_followed_to_
         for wf in ("c1.1", "c1.2"):
             view.change(wf, WorkflowState.SUCCEEDED)
         await asyncio.wait_for(consumer, WAIT_S)  # ends: the client's side closed, all ended
-    told = {}
-    for u in got[1:]:
-        told.setdefault(u.token, []).append(
-            (u.id, u.status.state if u.HasField("status") else None))
+    by_token = told(got[1:])
     # Accepted (no status), then the states asked for: "a" RUNNING, "c" the end only.
-    assert told["a"] == [("c1.1", None), ("c1.1", WorkflowState.RUNNING),
+    assert by_token["a"] == [("c1.1", None), ("c1.1", WorkflowState.RUNNING),
                          ("c1.1", WorkflowState.SUCCEEDED)]
-    assert told["c"] == [("c1.2", None), ("c1.2", WorkflowState.SUCCEEDED)]
+    assert by_token["c"] == [("c1.2", None), ("c1.2", WorkflowState.SUCCEEDED)]
     assert view.listeners == {} and stream.taken == 2
 
 
 async def test_a_retry_is_answered_its_first_workflow_and_a_call_ended_early_stops_listening():
     service = _Service()
     view = service.engine.view
-    stream = SubmissionStream(service, _Call())
-    feed: asyncio.Queue = asyncio.Queue()
-
-    async def requests():
-        while (request := await feed.get()) is not None:
-            yield request
-
-    got: list[client_pb2.SubmitStreamUpdate] = []
-
-    async def consume() -> None:
-        async for update in stream.run(requests()):
-            got.append(update)
+    fed = Fed(service)
+    feed, got = fed.feed, fed.got
 
     async with asyncio.TaskGroup() as group:
-        consumer = group.create_task(consume())
+        consumer = group.create_task(fed.consume())
         feed.put_nowait(_request("first", request_id="r1"))
         await _until(lambda: len(service.engine.posted) == 1)
         view.change("c1.1", WorkflowState.NEGOTIATING)
