@@ -29,8 +29,9 @@ crash) through hooks the simulated shells call, and checks:
   the holder of a later epoch answered the round void; a voter in doubt past its
   round's life (`past_life`: an acceptor refused its ballot as past the round's life
   or forgotten, or a majority of them answered it PAST_LIFE, core/negotiation/
-  acceptor.py) stays in doubt, its reservation held, and is exempt from this and from
-  the leak check (counted: `in doubt past the round's life`); under classic 2PC
+  acceptor.py) stays in doubt, its reservation held, and is exempt from this, from
+  the leak check and from the takeover deadline (takeover_check.py; counted: `in
+  doubt past the round's life`); under classic 2PC
   (`Timing.classic`) a voter whose coordinator died for good before any live agent
   learned the decision blocks, as 2PC does (`blocked_2pc`: counted, not a failure;
   with membership views, one that another live agent could tell is held to it);

@@ -9,7 +9,7 @@ names."""
 from __future__ import annotations
 
 import pytest
-from fedorch.sim.negotiation.run import Simulation, seeded_config
+from fedorch.sim.negotiation.run import Simulation, run, seeded_config
 
 SEEDS = [23000000, 23000002, 23000014, 23000044]
 KEPT_FOR_GOOD = {"taken over: granted as an elector holding no step",
@@ -31,3 +31,14 @@ def test_workflows_taken_over_are_forgotten_during_the_run(seed: int) -> None:
             if wf in d.endings:
                 reason = node.retain.kept_because(wf)
                 assert reason is None or reason in KEPT_FOR_GOOD, (agent.name, wf, reason)
+
+
+def test_a_participant_in_doubt_past_its_rounds_life_is_not_held_to_the_takeover_deadline():
+    """Seed 94001673 (`--keep-ended-s 10`): the coordinator dead for good, its round's
+    COMMIT accepted by both live acceptors but learned by neither (an Accepted lost),
+    the participant restarted thrice while it recovered; by then the round was past its
+    10 s life at the other acceptor, which refuses its ballots. It stays in doubt, as
+    docs/retention.md's limit says, and is held to that, not to the takeover deadline
+    (before: "takeover: d1 ended d2.w0 never")."""
+    report = run(94001673, takeover_after_s=3.0, keep_ended_s=10.0)
+    assert report.stats["in doubt past the round's life"] >= 1
