@@ -466,8 +466,16 @@ class Running:
         n.out.status.append((wf, state))
         p = n.progress.pop(wf, None)
         if p is not None:
+            # An attempt started in this very turn (its start not handed out yet, as a
+            # Cancel in the turn whose COMMIT started it) never starts: the executors
+            # would find no step to run. Its start is written, so a restart ends it
+            # interrupted, never runs it.
+            queued = {run for run in n.out.start if run[0] == wf and len(run) == 3}
+            if queued:
+                n.out.start[:] = [run for run in n.out.start if run not in queued]
             n.out.stop.extend((wf, s.id, s.attempts) for s in p.local_steps()
-                              if s.state is StepState.RUNNING)
+                              if s.state is StepState.RUNNING
+                              and (wf, s.id, s.attempts) not in queued)
             # Not ended, or ended here with no result of its own (SKIPPED downstream
             # of a failed step): kept as results, its status shows them, not PENDING.
             had = n.state.results.get(wf, {})

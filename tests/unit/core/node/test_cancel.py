@@ -618,3 +618,26 @@ def test_a_cancel_waiting_for_a_commit_beaten_by_a_later_epochs_end_is_void():
     assert TWF in fed.disks["d0"].committed
     assert fed.disks["d0"].final[TWF] is WorkflowState.SUCCEEDED
     assert [n for n in notes if n[:3] == ("d0", "cancel_void", TWF)], notes
+
+
+def test_a_cancel_in_the_turn_that_starts_a_step_leaves_no_start_behind():
+    """The acceptors' answers that choose the COMMIT reach the coordinator and a Cancel
+    comes in the same driver turn: the COMMIT starts d0's step, the Cancel then ends the
+    workflow and drops its progress. The start queued before the end must not leave
+    with the Ready: the daemon's executor port found no step to run and stopped the
+    agent ("attempt ... of a step the Node does not run")."""
+    f = Federation()
+    submit(f)
+
+    def answer(src, dst, msg) -> bool:
+        return dst == "d0" and src != "d0" and isinstance(msg, Accepted)
+    f.deliver(keep=answer)
+    held = [(src, msg) for src, dst, msg in f.net if answer(src, dst, msg)]
+    assert held and [n for n, _ in f.started if n == "d0"] == []  # not started yet
+    f.net[:] = [m for m in f.net if not answer(*m)]
+    node = f.nodes["d0"]
+    ready = f.step("d0", *(Message(src, msg) for src, msg in held), Cancel(WF))
+    assert row(f).state is WorkflowState.CANCELLED
+    assert WF not in node.progress
+    assert [run for run in ready.start_steps if run[0] == WF] == []
+    assert [n for n, _ in f.started if n == "d0"] == []  # nothing ever started at d0
