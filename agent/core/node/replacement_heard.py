@@ -38,7 +38,7 @@ from fedorch.core.negotiation.coordinator import Phase
 from fedorch.core.node.records import ResultMsg
 from fedorch.core.workflow.progress import StepState
 
-__all__ = ["heard_started"]
+__all__ = ["heard_started", "not_again"]
 
 _STARTED = (StepState.RUNNING, StepState.SUCCEEDED)
 

@@ -134,6 +134,15 @@ def step(sid: str, *, needs: tuple[str, ...] = (), idempotent: bool = False,
                              idempotent=idempotent, on_domain_loss=on_loss)
 
 
+def d0_back_seeing_d1_dead(fed: Federation) -> Any:
+    """d0 restored, its view saying d1 DEAD and d2, d3 ALIVE, what it sends delivered."""
+    d0 = fed.restore("d0")
+    fed.step("d0", MemberViews((MemberState("d1", "DEAD"), MemberState("d2", "ALIVE"),
+                                MemberState("d3", "ALIVE"))))
+    fed.deliver()
+    return d0
+
+
 def d0_dies_for_good(fed: Federation, keep=None) -> None:
     """d0, the coordinator, goes silent with its attempts, and every other Node sees it
     DEAD; what follows is delivered (`keep`: what is held back)."""
@@ -558,10 +567,7 @@ def test_the_original_back_after_its_successor_ended_and_died_follows_that_end()
     dies(fed, "d1", told=("d2", "d3"))
     fed.silent.discard("d0")
     fed.net.clear()
-    d0 = fed.restore("d0")
-    fed.step("d0", MemberViews((MemberState("d1", "DEAD"), MemberState("d2", "ALIVE"),
-                                MemberState("d3", "ALIVE"))))
-    fed.deliver()
+    d0 = d0_back_seeing_d1_dead(fed)
     assert d0.stats["loss verdict: end told before it is made"] == 1
     assert fed.disks["d0"].final[WF] is WorkflowState.SUCCEEDED
     assert fed.disks["d0"].rows[WF].state is WorkflowState.SUCCEEDED
@@ -705,13 +711,9 @@ def test_the_original_relaying_a_gone_domains_result_is_told_the_later_end() -> 
     fed.silent.add("d1")  # dead for good
     fed.silent.discard("d0")
     fed.net.clear()
-    views = {"d0": ("d1", "d2", "d3"), "d2": ("d0", "d1", "d3")}
     fed.step("d2", MemberViews(tuple(MemberState(m, "DEAD" if m == "d1" else "ALIVE")
-                                     for m in views["d2"])))
-    d0 = fed.restore("d0")
-    fed.step("d0", MemberViews(tuple(MemberState(m, "DEAD" if m == "d1" else "ALIVE")
-                                     for m in views["d0"])))
-    fed.deliver()
+                                     for m in ("d0", "d1", "d3"))))
+    d0 = d0_back_seeing_d1_dead(fed)
     fed.tick(fed.now + 2.0)
     assert fed.nodes["d2"].stats["original coordinator told the later end"] >= 1
     assert fed.disks["d0"].final[WF] is WorkflowState.SUCCEEDED

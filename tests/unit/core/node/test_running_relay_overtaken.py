@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 from fedorch.core.identity.authority import Refused
-from fedorch.core.node import MemberState, MemberViews, Message, authority
+from fedorch.core.node import MemberState, Message, authority
 from fedorch.core.node.records import ClaimAnswerMsg, ResultMsg
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.core.workflow.progress import StepState
@@ -19,6 +19,7 @@ from tests.unit.core.node.test_domain_loss import (
     WF,
     Federation,
     committed,
+    d0_back_seeing_d1_dead,
     dies,
     result,
     step,
@@ -55,10 +56,7 @@ def test_the_original_back_relaying_a_gone_domains_result_is_told_the_later_end(
     fed = ended_by_a_successor_dead_since()
     fed.silent.discard("d0")
     fed.net.clear()
-    d0 = fed.restore("d0")
-    fed.step("d0", MemberViews((MemberState("d1", "DEAD"), MemberState("d2", "ALIVE"),
-                                MemberState("d3", "ALIVE"))))
-    fed.deliver()
+    d0 = d0_back_seeing_d1_dead(fed)
     assert d0.stats["result of a gone domain relayed by the coordinator"] >= 1
     assert fed.nodes["d2"].stats["original coordinator told the later end"] >= 1
     assert fed.disks["d0"].final[WF] is WorkflowState.SUCCEEDED
