@@ -157,6 +157,21 @@ refuses its tell, so the handover waits for the end. A member that is not commit
 to the workflow (an elector holding no step) answers nothing, so the new domain then
 waits for the holder or the end notice.
 
+The original as a later holder. The original coordinator acting in a later epoch it
+won itself is asked about a successor's round (another epoch's range) as any holder is
+(`answered`): the COMMIT handed out if it knows the placement, the round void if not;
+its own rounds (epoch 0's range) are its log's and its cores', as before. It answered
+NOT_PREPARED before (its log has no word on another's round), and that new domain, its
+coordinator dead for good, had no other way out: the round's acceptors are that
+coordinator and itself, so its recovery ballot never reaches a majority (takeover soak
+seed 97000669: the COMMIT it handed out was lost, and a copy of the new domain's
+acknowledgement of the plain tell, named as that send is, ended its resending). The
+argument above is a holder's, not a successor's: its grants carried every placement
+whose COMMIT can leave, and the successor's log, the one word on the round, kept a
+COMMIT only with a placement told to a majority first. Not widening the round's
+acceptors instead: a ballot among more of them could choose ABORT for a round whose
+COMMIT is on that log and told, and the holder would hand out that COMMIT.
+
 A COMMIT after a void. The original, acting in a later epoch it claimed itself, tells
 its placements again in that epoch (takeover.py, Act: `retell`), and the electors that
 granted it take them; the new domain, still holding its YES, acknowledges its tell
@@ -213,6 +228,7 @@ from typing import Any
 from fedorch.core.negotiation.messages import Decision, DecisionQuery, Key, Value, VoteIn
 from fedorch.core.negotiation.participant import HoldState
 from fedorch.core.node.records import AckMsg, FinalMsg, PlacedMsg
+from fedorch.core.workflow.epoch_certificate import epoch_of_round
 from fedorch.core.workflow.progress import TERMINAL_STEP_STATES, StepState
 
 
@@ -324,7 +340,11 @@ class Handover:
         n = self.n
         wf, epoch = key
         d = n.state
-        if n.takeover is None or wf in d.rows or epoch <= d.committed.get(wf, 0) \
+        # The original's own rounds (epoch 0's range) are its log's and its cores'; a
+        # round of a later epoch's range is asked of it as of any member (see the
+        # header, "The original as a later holder").
+        own = wf in d.rows and epoch_of_round(epoch) == 0 or self.r.owns(key)
+        if n.takeover is None or own or epoch <= d.committed.get(wf, 0) \
                 or key in d.learned or n.tx_of(key) is not None \
                 or wf not in d.committed and wf not in d.final:
             return False
