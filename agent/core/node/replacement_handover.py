@@ -155,7 +155,10 @@ Not done here: a new domain that never kept the workflow's electorate
 (it missed every tell of the original) cannot check the holder's certificate and
 refuses its tell, so the handover waits for the end. A member that is not committed
 to the workflow (an elector holding no step) answers nothing, so the new domain then
-waits for the holder or the end notice.
+waits for the holder or the end notice. The handed-out COMMIT (`make`) is resent under
+the plain tell's id, which the new domain's acknowledgement names either way: a late
+copy of the tell's acknowledgement ends its resending, and the new domain's next ask
+is what hands it out again.
 
 The original as a later holder. The original coordinator acting in a later epoch it
 won itself is asked about a successor's round (another epoch's range) as any holder is
@@ -167,8 +170,9 @@ coordinator and itself, so its recovery ballot never reaches a majority (takeove
 seed 97000669: the COMMIT it handed out was lost, and a copy of the new domain's
 acknowledgement of the plain tell, named as that send is, ended its resending). The
 argument above is a holder's, not a successor's: its grants carried every placement
-whose COMMIT can leave, and the successor's log, the one word on the round, kept a
-COMMIT only with a placement told to a majority first. Not widening the round's
+whose COMMIT can leave, and the successor's COMMIT, on its log alone (the one word on
+the round), leaves only once its placement is held by enough of the electorate to
+meet every majority (replacement_telling.py). Not widening the round's
 acceptors instead: a ballot among more of them could choose ABORT for a round whose
 COMMIT is on that log and told, and the holder would hand out that COMMIT.
 
