@@ -32,9 +32,11 @@ claimant that never learned the end makes it its own and drives the saga, never
 ending the workflow on its own results; one whose plan is closed, or the driver,
 answers with the end alone, which counts for nothing there). The winner's Act adopts
 the plan (`adopt`, with what the results it holds owe besides: a SUCCEEDED result that
-never reached the driver); a member that follows the new epoch (its grant, or the
-winner's notice) reports to it again its SUCCEEDED results that owe a compensation
-(they join its saga: `late_result`) and its unacknowledged compensation reports.
+never reached the driver, and its own SUCCEEDED runs of steps placed elsewhere since,
+whose report may have died with the driver: saga_runs.own_owed); a member that follows
+the new epoch (its grant, or the winner's notice) reports to it again its SUCCEEDED
+results that owe a compensation (they join its saga: `late_result`) and its
+unacknowledged compensation reports.
 
 Two claimants of one epoch. Claimants of one epoch that both learned the end before
 either won each tell it on in that epoch and plan a saga (a claimant's end writes
@@ -114,6 +116,10 @@ class SagaPlans:
         extra = self.c.runs.extra_keys(wf)
         self.c.count_moved(wf, [c.step_id for c in more])
         owed = told + tuple((c.step_id, c.domain, c.max_attempts) for c in more)
+        # And our own SUCCEEDED runs of steps placed elsewhere since, which the plan's
+        # driver never had (its report to it lost, or it never planned them): in this
+        # write group, as `ended` adds them to a plan of its own (saga_runs.own_owed).
+        owed += self.c.runs.own_owed(wf, owed)
         # Rows of its own from an earlier epoch it drove (then followed a later one,
         # whose plan it now adopts) are that saga's, driven no more: the plan replaces
         # them (left, they would keep the plan from being adopted, and its saga stalled).

@@ -35,10 +35,12 @@ lost domain reports such a run to the driver when it takes a FAILED or CANCELLED
 (saga_results.report): before the end the driver refused that result as of an older
 placement (fencing: it must not count for the workflow's progress), so it is reported
 again once it owes a compensation; nor did it acknowledge it (running.py), so a lost
-domain never told of the move resends it until the end. A driver that is the lost domain itself adds its
-own run when it plans (`own_extras`). Each domain runs its own attempt numbers (its
-`comp_runs` are keyed per domain), so the two entries never share an idempotency
-key; the reports are told apart by their source (`entry(step, src)`).
+domain never told of the move resends it until the end. A driver that is the lost
+domain itself adds its own run when it plans (`own_extras`), and when it adopts the
+plan of an earlier epoch's driver (`own_owed`): that driver may never have had its
+report. Each domain runs its own attempt numbers (its `comp_runs` are keyed per
+domain), so the two entries never share an idempotency key; the reports are told
+apart by their source (`entry(step, src)`).
 
 Why it is safe. A report only makes the saga *owe*; the domain told checks its own
 record before it runs anything (2). The driver's tells and reports go by (step,
@@ -148,6 +150,27 @@ class SagaRuns:
         elsewhere owe their compensations here too (saga_results.late, from us)."""
         for step, attempt, epoch in self.elsewhere(wf):
             self.c.results.late(now, self.result(wf, step, attempt, epoch), self.n.name)
+
+    def own_owed(self, wf: str, owed: tuple) -> tuple[tuple[str, str, int], ...]:
+        """As the driver that adopts a plan (saga_plans.adopt): the compensations our
+        own SUCCEEDED runs of steps placed elsewhere since owe here, (step, this
+        domain, max attempts) of each that `owed` lacks. The plan told here is another
+        driver's, made without them when our report never reached it (takeover
+        soak seed 98501711, classic 2PC: this domain, the step's lost one, reported
+        its run to the claimant of epoch 1, which died before the report reached it;
+        elected for epoch 2, it adopted that claimant's plan and its run's effects
+        stayed). Written with the plan's rows, in one write group."""
+        n = self.n
+        spec = self.c.results.spec(wf)
+        retries = {s.id: s.compensate.retries for s in spec.steps
+                   if s.HasField("compensate")} if spec is not None else {}
+        have = {(o[0], o[1]) for o in owed}
+        own = tuple((step, n.name, 1 + retries[step])
+                    for step, _, _ in self.elsewhere(wf)
+                    if step in retries and (step, n.name) not in have)
+        if own:
+            n.stats["own run of a step placed elsewhere owed in an adopted plan"] += len(own)
+        return own
 
     # ---- the driver ---------------------------------------------------------------------
 

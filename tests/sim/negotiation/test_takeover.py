@@ -215,6 +215,19 @@ def test_takeover_seeds_once_failing_hold_every_invariant(seed: int) -> None:
     run(seed, takeover_after_s=3.0)  # raises SimulationFailure naming the seed
 
 
+# Takeover soak seeds once failing with the workflows' own rounds in classic 2PC
+# (`--commit 2pc`), each mended by a rule of the Node's: 98501711 (a step's lost
+# domain, elected for a later epoch, adopted its predecessor's saga plan, made without
+# its own SUCCEEDED run of the step, whose report had died with that predecessor: the
+# run was never compensated; saga_runs.py, `own_owed`).
+ONCE_FAILING_CLASSIC = (98501711,)
+
+
+@pytest.mark.parametrize("seed", ONCE_FAILING_CLASSIC)
+def test_takeover_seeds_once_failing_in_classic_2pc_hold_every_invariant(seed: int) -> None:
+    run(seed, takeover_after_s=3.0, classic=True)  # raises SimulationFailure naming it
+
+
 def test_a_claimant_that_learned_an_earlier_epochs_end_tells_it_on() -> None:
     """A claimant that takes its predecessor's end before its claim wins tells it on in
     its epoch, to those that granted it too (seed 1110 of the stalled clock schedule,
