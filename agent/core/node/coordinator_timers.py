@@ -25,7 +25,9 @@ timeout), so the scan is over the live cores, not every one ever kept.
 Ended cores. A core whose workflow's end is settled has nothing left to do but answer
 (coordinator_ended.py), and it is most of the cores kept: at each refresh a core
 looked up (or `touch`ed: the Node's marks of its workflow) is offered to `settle`,
-the Node's rule (ended_cores.py), and one it settles is kept as its `Ended` record
+the Node's rule (ended_cores.py), once its round is done (COMMITTED or ABORTED: no
+other core settles, and a live core offered costs a call per lookup, some ten per
+workflow at a busy coordinator), and one it settles is kept as its `Ended` record
 instead. A lookup of such a workflow (`get`, `[]`) brings its core back with
 `revive`, the same in every answer, live until a later refresh settles it again; `in`
 and `del` see ended cores as kept ones, so what asks whether a core is kept, or
@@ -43,6 +45,10 @@ from collections.abc import Callable, Iterator
 from fedorch.core.negotiation.coordinator import Coordinator, Phase
 from fedorch.core.negotiation.coordinator_ended import Ended
 from fedorch.core.negotiation.messages import TxInfo
+
+# Only a core whose round is decided and done can be settled (ended_cores.py's first
+# rule): a live one, most of those a busy turn looks up, is not offered at all.
+_DONE = (Phase.COMMITTED, Phase.ABORTED)
 
 
 class Coordinators(dict[str, Coordinator]):
@@ -124,7 +130,7 @@ class Coordinators(dict[str, Coordinator]):
         settle = self.settle
         for workflow_id in self._looked_up:
             core = dict.get(self, workflow_id)
-            if core is not None and settle is not None \
+            if core is not None and settle is not None and core.phase in _DONE \
                     and (record := settle(workflow_id, core)) is not None:
                 super().__delitem__(workflow_id)
                 self.ended[workflow_id] = record

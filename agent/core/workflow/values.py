@@ -72,15 +72,46 @@ def _is_json(value: JsonValue, depth: int) -> bool:
         return True
     if isinstance(value, float):
         return math.isfinite(value)
+    # Items of a container: an ASCII str, an int, a bool, None or a float of exactly
+    # that type is judged here, without a call per item (most items of params and
+    # outputs are; the walk of a three-key object made seven calls). Anything else
+    # (a container, a subclass, non-ASCII text) takes the call, as does every item
+    # of a container at the deepest level allowed, where an item is too deep.
     if isinstance(value, list | tuple):
+        if depth == MAX_DEPTH:
+            return not value
         for item in value:
+            t = type(item)
+            if t is str:
+                if item.isascii():
+                    continue
+            elif t is int or t is bool or item is None:
+                continue
+            elif t is float:
+                if math.isfinite(item):
+                    continue
+                return False
             if not _is_json(item, depth + 1):
                 return False
         return True
     if isinstance(value, dict):
+        if depth == MAX_DEPTH:
+            return not value
         for key, item in value.items():
-            if not (isinstance(key, str) and _is_json(key, depth + 1)
-                    and _is_json(item, depth + 1)):
+            if type(key) is not str or not key.isascii():
+                if not (isinstance(key, str) and _is_json(key, depth + 1)):
+                    return False
+            t = type(item)
+            if t is str:
+                if item.isascii():
+                    continue
+            elif t is int or t is bool or item is None:
+                continue
+            elif t is float:
+                if math.isfinite(item):
+                    continue
+                return False
+            if not _is_json(item, depth + 1):
                 return False
         return True
     return False

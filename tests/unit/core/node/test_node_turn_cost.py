@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import random
 
-from fedorch.core.negotiation.coordinator import Coordinator
+from fedorch.core.negotiation.coordinator import Coordinator, Phase
 from fedorch.core.node import Node, Submit, Tick
 from fedorch.core.node.coordinator_timers import Coordinators
 from fedorch.core.node.ready import Op, RecordedRuns
@@ -91,6 +91,34 @@ def test_a_due_core_is_handed_out_once_per_tick_until_it_moves_on() -> None:
     assert [wf for wf, _ in cores.due(1.5)] == []
     assert [wf for wf, _ in cores.due(2.5)] == ["b"]
     assert cores.earliest() == 2.0  # b untouched by its handler: still asking for 2.0
+
+
+def test_only_a_core_whose_round_is_done_is_offered_to_settle() -> None:
+    # A busy coordinator looks up some ten live cores per workflow in its turns: none
+    # of them can settle (ended_cores.settle's first rule), so none is offered; a done
+    # one still is, and one settled becomes its record, its deadline gone.
+    cores = Coordinators()
+    offered: list[str] = []
+
+    def settle(wf: str, core: object) -> object | None:
+        offered.append(wf)
+        return "record" if wf == "settles" else None
+
+    cores.settle = settle  # type: ignore[assignment]
+    phases = {"preparing": Phase.PREPARING, "committed": Phase.COMMITTED,
+              "aborted": Phase.ABORTED, "settles": Phase.COMMITTED}
+    for wf, phase in phases.items():
+        core = FakeCore(1.0 if phase is Phase.PREPARING else 9.0)
+        core.phase = phase  # type: ignore[attr-defined]
+        cores[wf] = core
+    assert cores.earliest() == 1.0
+    assert sorted(offered) == ["aborted", "committed", "settles"]
+    assert "settles" in cores.ended and "settles" in cores
+    offered.clear()
+    cores.get("preparing")
+    cores.get("committed")
+    cores.refresh()
+    assert offered == ["committed"]
 
 
 def test_iterating_every_core_is_refused() -> None:
