@@ -69,6 +69,18 @@ returned, and a failed commit stops the driver with `DriverStopped` (the port's 
 as its cause; the file is as before the turn, SqliteDurable rolls back). Without a
 ThreadedWrite the loop turns synchronously, as the simulator's `NodeDriver.turn` does.
 
+Own messages. A turn whose Node sent itself messages (`loopback`) is followed at once
+by a turn of their own, but only once what the turn handed out has gone: the loop
+first lets the event loop run what that made ready (the transport's flush and the peer
+senders it wakes, which seal and write the turn's envelopes; the watchers told of a
+status) and what those woke in turn, then takes the own messages with whatever was
+posted meanwhile. Taken at once, the own turn ran first and the peers' envelopes
+waited for its stepping and for its commit thread's encoding: a coordinator's PREPAREs
+behind its own vote, a participant's Accepted behind its own learner record, a RUNNING
+behind the coordinator's own participant's turn, each about a millisecond on the
+commit bench's unloaded path (docs/benchmarks.md). Only the order changes: the own
+messages are still stepped before any other turn, and never before their write.
+
 Idle. A turn after which nothing is queued schedules one `call_soon` check behind what
 the event loop already has ready (gRPC receives that will post); if the loop is still
 idle then (`idle()`: no input, no Tick, no commit out, no timer due within
@@ -309,6 +321,20 @@ class AsyncWrite(Protocol):
 IDLE_MARGIN_S = 0.05
 
 
+async def _behind_ready(loop: asyncio.AbstractEventLoop) -> None:
+    """Return once the callbacks the event loop holds ready have run, and those they
+    made ready (the tasks they woke): two passes of the loop (see "Own messages" in the
+    header)."""
+    behind = loop.create_future()
+    loop.call_soon(loop.call_soon, _resolve, behind)
+    await behind
+
+
+def _resolve(future: asyncio.Future) -> None:
+    if not future.done():  # not cancelled meanwhile
+        future.set_result(None)
+
+
 class DriverLoop:
     """The asyncio adapter around a NodeDriver (see the header)."""
 
@@ -350,8 +376,9 @@ class DriverLoop:
                 else:
                     await self._split_turn()
                 self._arm(loop)
-                if self.driver.looped:
-                    continue  # its own messages: a turn of their own, at once
+                if self.driver.looped:  # its own messages: a turn of their own, next
+                    await _behind_ready(loop)  # after what this turn handed out
+                    continue
                 if self.on_idle is not None and self._idle_check is None \
                         and not self._wake.is_set():
                     self._idle_check = loop.call_soon(self._on_idle)
