@@ -75,11 +75,12 @@ first lets the event loop run what that made ready (the transport's flush and th
 senders it wakes, which seal and write the turn's envelopes; the watchers told of a
 status) and what those woke in turn, then takes the own messages with whatever was
 posted meanwhile. Taken at once, the own turn ran first and the peers' envelopes
-waited for its stepping and for its commit thread's encoding: a coordinator's PREPAREs
-behind its own vote, a participant's Accepted behind its own learner record, a RUNNING
-behind the coordinator's own participant's turn, each about a millisecond on the
-commit bench's unloaded path (docs/benchmarks.md). Only the order changes: the own
-messages are still stepped before any other turn, and never before their write.
+waited for its stepping and for its commit thread's encoding: a participant's Accepted
+behind its own learner record, a RUNNING behind the coordinator's own participant's
+turn (about half a millisecond each on the commit bench's unloaded path,
+docs/benchmarks.md; a coordinator's PREPAREs are sealed sooner too, but their bytes
+still cross gRPC while its own vote runs). Only the order changes: the own messages
+are still stepped before any other turn, and never before their write.
 
 Chained own turns. In the split turn, a Ready whose writes are all that its own
 messages wait for (its `send_after_write` goes to this Node alone; no step to start or
