@@ -69,6 +69,34 @@ returned, and a failed commit stops the driver with `DriverStopped` (the port's 
 as its cause; the file is as before the turn, SqliteDurable rolls back). Without a
 ThreadedWrite the loop turns synchronously, as the simulator's `NodeDriver.turn` does.
 
+Own messages. A turn whose Node sent itself messages (`loopback`) is followed at once
+by a turn of their own, but only once what the turn handed out has gone: the loop
+first lets the event loop run what that made ready (the transport's flush and the peer
+senders it wakes, which seal and write the turn's envelopes; the watchers told of a
+status) and what those woke in turn, then takes the own messages with whatever was
+posted meanwhile. Taken at once, the own turn ran first and the peers' envelopes
+waited for its stepping and for its commit thread's encoding: a participant's Accepted
+behind its own learner record, a RUNNING behind the coordinator's own participant's
+turn (about half a millisecond each on the commit bench's unloaded path,
+docs/benchmarks.md; a coordinator's PREPAREs are sealed sooner too, but their bytes
+still cross gRPC while its own vote runs). Only the order changes: the own messages
+are still stepped before any other turn, and never before their write.
+
+Chained own turns. In the split turn, a Ready whose writes are all that its own
+messages wait for (its `send_after_write` goes to this Node alone; no step to start or
+stop, no status to tell) does not end the turn: the driver advances the Node, steps
+those own messages at once, and takes the next Ready, while the same holds, so their
+writes go in the SAME transaction (`chained`); what the chained Readies would send at
+once was decided on writes not yet durable, so it waits for that transaction too, as
+everything else of theirs. A coordinator's proposal cell and its own acceptor's
+record, which that cell must precede, so take one forced write instead of two in
+sequence before its Accepts leave (docs/benchmarks.md, "Unloaded latency"). The order
+on disk is kept (one transaction holds both or neither: a crash loses the acceptor's
+record with the cell, as a crash before the cell's write would), and nothing leaves
+the process, nor reaches an executor or a watcher, before it is durable. A Ready
+that waits for its write to send to a peer is not chained: its peers' messages leave
+after its own write, not after a longer one.
+
 Idle. A turn after which nothing is queued schedules one `call_soon` check behind what
 the event loop already has ready (gRPC receives that will post); if the loop is still
 idle then (`idle()`: no input, no Tick, no commit out, no timer due within
@@ -210,9 +238,10 @@ class NodeDriver:
         log.error("%s", stop)
         return stop
 
-    def finish(self, ready: Ready) -> None:
+    def finish(self, ready: Ready, last: Ready | None = None) -> None:
         """Once `ready.writes` are durable: send what waited for them, start and stop
-        steps, tell watchers, advance the Node."""
+        steps, tell watchers, advance the Node (past `last`, the Ready it handed out
+        last, when `ready` is a chain's: see `chained`)."""
         try:
             send = self._send
             for out in ready.send_after_write:
@@ -230,7 +259,29 @@ class NodeDriver:
         except BaseException as e:
             self.stopped = e  # half done: the Node no longer matches what was done
             raise
-        self.node.advance(ready)
+        self.node.advance(ready if last is None else last)
+
+    def chained(self, ready: Ready) -> tuple[Ready, Ready]:
+        """The Ready begun, with the turns of its own messages chained to it while all
+        that waits for its writes is messages to itself (see "Chained own turns" in the
+        header): (what to write and then do, the Node's last Ready to advance past)."""
+        first, writes, held = ready, list(ready.writes), []
+        for _ in range(MAX_CHAINED):
+            after = ready.send_after_write
+            if not (ready.writes and after) or ready.start_steps or ready.stop_steps \
+                    or ready.status_changes or any(o.to != self.loopback for o in after):
+                break
+            self.node.advance(ready)  # its writes go with the chain's, before any effect
+            self.looped = [*self.looped, *(Message(o.to, o.msg) for o in after)]
+            self.looped_back += len(after)
+            self.step_all(())
+            ready = self.node.ready()
+            writes += ready.writes
+            held += ready.send_now  # decided on writes not yet durable: after the write
+        if ready is first:
+            return first, first
+        return Ready(tuple(writes), (), (*held, *ready.send_after_write), ready.start_steps,
+                     ready.stop_steps, ready.status_changes), ready
 
     def _send(self, dst: str, msg: object) -> None:
         if dst == self.loopback:
@@ -305,8 +356,25 @@ class AsyncWrite(Protocol):
         ...
 
 
+# Own turns chained to one commit at most (they end on their own: an own acceptor's
+# record, then its answer to its own proposer).
+MAX_CHAINED = 4
 # An idle loop calls its `on_idle` only if no Tick is due sooner than this (seconds).
 IDLE_MARGIN_S = 0.05
+
+
+async def _behind_ready(loop: asyncio.AbstractEventLoop) -> None:
+    """Return once the callbacks the event loop holds ready have run, and those they
+    made ready (the tasks they woke): two passes of the loop (see "Own messages" in the
+    header)."""
+    behind = loop.create_future()
+    loop.call_soon(loop.call_soon, _resolve, behind)
+    await behind
+
+
+def _resolve(future: asyncio.Future) -> None:
+    if not future.done():  # not cancelled meanwhile
+        future.set_result(None)
 
 
 class DriverLoop:
@@ -350,8 +418,9 @@ class DriverLoop:
                 else:
                     await self._split_turn()
                 self._arm(loop)
-                if self.driver.looped:
-                    continue  # its own messages: a turn of their own, at once
+                if self.driver.looped:  # its own messages: a turn of their own, next
+                    await _behind_ready(loop)  # after what this turn handed out
+                    continue
                 if self.on_idle is not None and self._idle_check is None \
                         and not self._wake.is_set():
                     self._idle_check = loop.call_soon(self._on_idle)
@@ -387,6 +456,7 @@ class DriverLoop:
         driver = self.driver
         driver.step_all(self._drain())
         ready = driver.begin()
+        ready, last = driver.chained(ready)
         if ready.writes:
             self.committing = True
             try:
@@ -398,7 +468,7 @@ class DriverLoop:
                 raise driver.write_failed(e) from e
             finally:
                 self.committing = False
-        driver.finish(ready)
+        driver.finish(ready, last)
 
     def _arm(self, loop: asyncio.AbstractEventLoop) -> None:
         deadline = self.driver.next_deadline()
