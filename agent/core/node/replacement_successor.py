@@ -115,10 +115,19 @@ class Mandates:
 
     def ask(self, now: float, wf: str) -> None:
         """A successor wants a round for `wf`: its claim goes again to its electorate,
-        unless a re-ask is out already."""
+        unless a re-ask of its epoch is out already. One of an older epoch is over (we
+        won a later one while it was out: its grants are no answer) and is asked anew
+        now, as its drop at the next look would leave the step waiting for ever
+        (takeover soak seed 107034)."""
         n = self.n
-        if wf in self.asking or n.takeover is None:
+        if n.takeover is None:
             return
+        out = self.asking.get(wf)
+        if out is not None and self._still_ours(wf, out):
+            return
+        if out is not None:
+            n.stats["re-placement: fresh majority dropped, epoch over"] += 1
+            self.drop(wf)
         epoch = n.domain_loss.epoch(wf)
         electorate = n.takeover.electorate_of(wf) or frozenset()
         mandate = RoundMandate(n.name, epoch, electorate, now, n.t.lease_s)
