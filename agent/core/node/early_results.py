@@ -36,7 +36,7 @@ from typing import Any
 
 from fedorch.core.identity.authority import Refused
 from fedorch.core.negotiation.errors import RemoteProtocolError
-from fedorch.core.node import authority
+from fedorch.core.node.authority import check
 from fedorch.core.node.authority_steps import placed_on
 from fedorch.core.node.records import ResultMsg
 
@@ -151,7 +151,7 @@ class EarlyResults:
             src, msg = self._due.pop(0)
             self._again = True
             try:
-                authority.check(n, src, msg)
+                check(n, src, msg)  # the whole table, as at the boundary
                 n.stats["held result stepped at its COMMIT"] += 1
                 n.negotiation.deliver(now, src, msg)
             except (Refused, RemoteProtocolError):
