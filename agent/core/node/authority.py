@@ -63,6 +63,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+# Imported by module, not through the package: the Node's parts (early_results.py)
+# apply this table, and the package imports the Node.
+import fedorch.core.node.authority_ends as ends
+import fedorch.core.node.authority_rounds as rounds
+import fedorch.core.node.authority_steps as steps
 from fedorch.core.identity.authority import Refused
 from fedorch.core.negotiation.messages import (
     Accept,
@@ -75,9 +80,6 @@ from fedorch.core.negotiation.messages import (
     Promise,
     Reject,
 )
-from fedorch.core.node import authority_ends as ends
-from fedorch.core.node import authority_rounds as rounds
-from fedorch.core.node import authority_steps as steps
 from fedorch.core.node.authority_spec import held_here, json_params, spec_steps
 from fedorch.core.node.records import (
     AckMsg,

@@ -53,7 +53,13 @@ def result(node: Any, src: str, msg: ResultMsg, votes: Any, proven: Any) -> None
     retain = getattr(node, "retain", None)
     if retain is not None and retain.ends.overtaken(src, msg.workflow_id) is not None:
         return  # forgotten, a successor's end kept: answered with it (ended_records.py)
-    placed = placed_on(node.state, msg)
+    try:
+        placed = placed_on(node.state, msg)
+    except Refused:
+        early = getattr(node, "early_results", None)
+        if early is not None and early.may_hold(src, msg):
+            return  # held until its COMMIT, then judged again (early_results.py)
+        raise
     moved = node.state.placements.get(msg.workflow_id, {}).get(msg.step_id)
     if moved is not None and src in (moved[1], moved[2]):
         # A step placed again (replacement.py): its new domain speaks for it, and the
@@ -310,7 +316,8 @@ def _saga_entry_of(node: Any, src: str, msg: CompensatedMsg) -> bool:
 
 def placed_on(d: Any, msg: ResultMsg | CompensatedMsg) -> str | None:
     """The step's domain as this Node knows the committed placement. A result of a
-    workflow not committed here yet is refused (unacknowledged, so it comes again);
+    workflow not committed here yet is refused (unacknowledged, so it comes again;
+    one whose round is in doubt here is held until its COMMIT: early_results.py);
     one of a workflow over here changes nothing and is let through to be acknowledged."""
     wf = msg.workflow_id
     row = d.rows.get(wf)

@@ -435,6 +435,8 @@ class Negotiation:
             self.run(now, n.acceptor.next_actions())
         if tx is not None and n.name not in tx.participants:
             return  # an acceptor only
+        if not value.commit:
+            n.early_results.aborted(key[0])  # held for this round: its sender resends
         status = n.participant.status(key)
         if status is None:
             if not value.commit:
@@ -455,6 +457,7 @@ class Negotiation:
             # The hold's row stays PREPARED: the COMMIT on record beside it (learned,
             # in this write or before it) says it committed, and a restore decides it
             # again from the two (negotiation_restore.py), so its state is not written.
+            n.early_results.committed(key[0])  # stepped again at this step's end
             if n.placed_here.committed_here(now, key, hold.steps):
                 pass  # a step placed again here (replacement.py)
             else:

@@ -107,6 +107,7 @@ from fedorch.core.node.commit_acks import CommitAcks
 from fedorch.core.node.compensating import Compensating
 from fedorch.core.node.coordinator_timers import Coordinators
 from fedorch.core.node.domain_loss import DomainLoss
+from fedorch.core.node.early_results import EarlyResults
 from fedorch.core.node.ended_cores import ended_tx, revive_core
 from fedorch.core.node.ended_cores import settle as settle_core
 from fedorch.core.node.inputs import (
@@ -186,6 +187,7 @@ class Node:
         self.admit = admit if admit is not None else Node.check_submission
         self.out = Outbox()
         self.running = Running(self)
+        self.early_results = EarlyResults(self)  # results before their COMMIT
         self.end_notices = EndNotices(self)  # end notices told here (running_ends.py)
         # The steps the loss table places again, in rounds of their own (replacement.py).
         self.replacement = Replacements(self)
@@ -221,6 +223,13 @@ class Node:
         if self._handed_out:
             raise LocalProtocolError("step between ready() and advance()")
         self.now = now
+        try:
+            self._step(now, event)
+        finally:
+            if self.early_results.due:  # results held until a COMMIT learned now
+                self.early_results.step_due(now)
+
+    def _step(self, now: float, event: object) -> None:
         kind = type(event)
         if kind is Message:
             if self.fencing is not None:  # any message: contact with its sender
@@ -309,6 +318,7 @@ class Node:
         self.coordinators.record_tx = lambda wf, record: ended_tx(self, wf, record)
         self.progress: dict[str, Progress] = {}
         self.running.reset()
+        self.early_results.reset()
         self.commit_acks.reset()
         self.domain_loss.reset()
         self.replacement.reset()

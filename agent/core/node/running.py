@@ -110,6 +110,8 @@ class Running:
         n = self.n
         d = n.state
         wf = msg.workflow_id
+        if n.early_results.hold(src, msg):
+            return  # before its COMMIT: stepped again then, unacknowledged (early_results.py)
         n.commit_acks.result_from(now, src, msg)  # as good as its DecisionAck (commit_acks.py)
         if msg.state is StepState.RUNNING:  # a start told (`_start_ready`): shown only
             p = n.progress.get(wf)
