@@ -43,3 +43,17 @@ def test_an_older_end_at_a_forgotten_member_is_answered_from_its_proofless_recor
     assert d2.stats[
         "end of an overtaken epoch answered from a forgotten workflow's record"] >= 1
     assert fed.disks["d0"].final.get(WF) is not WorkflowState.FAILED
+
+
+def test_the_original_taking_that_end_follows_the_holder_the_record_names() -> None:
+    """The same story: d0 takes the end d2's record answers with, and follows d1, the
+    holder of epoch 1 it names, not d2, which forgot the workflow. Before, d0 followed
+    the member that answered: its reports (a SUCCEEDED run of its own owing a
+    compensation) went to a Node that refused them, and the saga's driver, unknown
+    to d0 as a member, was refused (takeover soak seed 115458)."""
+    fed = Retained()
+    loss_verdict_story(fed)
+    del fed.nodes["d2"].state.ended_proofs[WF]
+    d0_back(fed, dead=("d1",))
+    assert fed.disks["d0"].final[WF] is WorkflowState.SUCCEEDED
+    assert fed.disks["d0"].epochs[WF] == (1, "d1")  # before: (1, "d2")
