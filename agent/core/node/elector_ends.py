@@ -38,7 +38,12 @@ proof (the successor died before it sent its certificate, or never won), the
 original does not follow; where its view holds that holder gone it claims the next
 epoch itself (agent/core/workflow/takeover_overtaken.py), else its end waits. A later epoch's
 proven end that differs from the one kept here replaces it (told_ends.py: the kept
-end was never made) and is followed.
+end was never made) and is followed. Forgotten here since (retention.py), a
+participant or an elector alike, the workflow's record answers an older epoch's end
+the same way (`forgotten_later_end`: the end, the epoch held and its holder, as
+ended_records.py answers a claim): with no row left, that older end was kept and
+acknowledged as an elector's, and the original made it against the end this Node had
+taken (takeover soak seed 115458).
 
 Pure: reads and writes the Node's tables and outbox only.
 """
@@ -64,6 +69,8 @@ def elector_takes(n: Any, src: str, msg: FinalMsg) -> bool:
         return False
     if wf in d.final and n.end_notices.answer_overtaken(src, msg):
         return True
+    if forgotten_later_end(n, src, msg):
+        return True
     if later_end_replaces(n, src, msg):  # a told end, never made (told_ends.py)
         d.epochs[wf] = (msg.epoch, src)
         n.send(src, AckMsg(("final", wf, n.name)))
@@ -85,4 +92,17 @@ def elector_takes(n: Any, src: str, msg: FinalMsg) -> bool:
             d.epochs[wf] = (msg.epoch, src)
         n.mark(wf, ended=True)
     n.send(src, AckMsg(("final", wf, n.name)))
+    return True
+
+
+def forgotten_later_end(n: Any, src: str, msg: FinalMsg) -> bool:
+    """An end notice of an epoch older than the one a forgotten workflow's record
+    holds (ended_records.py): answered with that record's end, epoch and holder, as a
+    claim is, never kept nor acknowledged. True if answered (see the header)."""
+    retain = n.retain
+    rec = retain.ends.of(msg.workflow_id) if retain is not None else None
+    if rec is None or msg.epoch >= rec[1]:
+        return False
+    n.stats["end of an overtaken epoch answered from a forgotten workflow's record"] += 1
+    n.send(src, ClaimAnswerMsg(msg.workflow_id, msg.epoch, False, rec[1], rec[2], rec[0]))
     return True

@@ -393,7 +393,12 @@ class Claims:
             if self._told_end_stands(wf, core, msg, proven):
                 return
             n.stats["takeover found the end"] += 1
-            holder = msg.holder if proven else src
+            # Unproven, the holder the answer names where it names one of a later epoch
+            # than the original's: the member may have forgotten the workflow since
+            # (ended_records.py answers with its record), and, followed as the holder,
+            # refused our reports and left the saga's driver refused here (takeover
+            # soak seed 115458: a step run here, placed again, never compensated).
+            holder = msg.holder if proven or (msg.held_epoch >= 1 and msg.holder) else src
             claiming = core.role is Role.CLAIMING and msg.held_epoch < core.epoch
             if not tk.ends.announce(now, wf, core, msg.final):
                 tk.ends.follow_end(now, wf, msg.held_epoch, holder, msg.final,
