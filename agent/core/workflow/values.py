@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable
 from typing import Any
 
 from google.protobuf import json_format
@@ -80,41 +81,34 @@ def _is_json(value: JsonValue, depth: int) -> bool:
     if isinstance(value, list | tuple):
         if depth == MAX_DEPTH:
             return not value
-        for item in value:
-            t = type(item)
-            if t is str:
-                if item.isascii():
-                    continue
-            elif t is int or t is bool or item is None:
-                continue
-            elif t is float:
-                if math.isfinite(item):
-                    continue
-                return False
-            if not _is_json(item, depth + 1):
-                return False
-        return True
+        return _items_are_json(value, depth)
     if isinstance(value, dict):
         if depth == MAX_DEPTH:
             return not value
-        for key, item in value.items():
+        for key in value:
             if type(key) is not str or not key.isascii():
                 if not (isinstance(key, str) and _is_json(key, depth + 1)):
                     return False
-            t = type(item)
-            if t is str:
-                if item.isascii():
-                    continue
-            elif t is int or t is bool or item is None:
-                continue
-            elif t is float:
-                if math.isfinite(item):
-                    continue
-                return False
-            if not _is_json(item, depth + 1):
-                return False
-        return True
+        return _items_are_json(value.values(), depth)
     return False
+
+
+def _items_are_json(items: Iterable[object], depth: int) -> bool:
+    """The items of a container at `depth`, each judged as the comment in `_is_json` says."""
+    for item in items:
+        t = type(item)
+        if t is str:
+            if item.isascii():
+                continue
+        elif t is int or t is bool or item is None:
+            continue
+        elif t is float:
+            if math.isfinite(item):
+                continue
+            return False
+        if not _is_json(item, depth + 1):
+            return False
+    return True
 
 
 def _check(value: JsonValue, path: str, depth: int) -> None:

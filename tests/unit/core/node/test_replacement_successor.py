@@ -41,6 +41,17 @@ def s0_lost_with_d0(*, keep=None) -> Federation:
     return fed
 
 
+def succeeds_with_one_run_each(fed: Federation, new: str) -> None:
+    """Every step's run ended: the successor's workflow SUCCEEDED at d1 and d2, and s0
+    ran once in the lost domain d0 and once in `new`, never more."""
+    end_everything(fed)
+    fed.tick(fed.now + 2.0)
+    assert result(fed, "d1", "s0")[1] is StepState.SUCCEEDED
+    for n in ("d1", "d2"):
+        assert fed.disks[n].final[WF] is WorkflowState.SUCCEEDED
+    assert runs_of(fed, "s0") == [("d0", 1), (new, 1)]
+
+
 def test_a_successor_places_a_lost_step_again_on_a_fresh_majority() -> None:
     """d1 asks its electorate again, d2 grants epoch 1 again (a majority with d1), and
     d1 runs the round in epoch 1's own range: the new domain takes its PREPARE on d1's
@@ -57,12 +68,7 @@ def test_a_successor_places_a_lost_step_again_on_a_fresh_majority() -> None:
     assert prepares[0].tx.coordinator == "d1" and prepares[0].info.coordinator == "d0"
     assert fed.disks[new].epochs[WF] == (1, "d1")  # it reports to the successor
     assert runs_of(fed, "s0") == [("d0", 1), (new, 1)]
-    end_everything(fed)
-    fed.tick(fed.now + 2.0)
-    assert result(fed, "d1", "s0")[1] is StepState.SUCCEEDED
-    for n in ("d1", "d2"):
-        assert fed.disks[n].final[WF] is WorkflowState.SUCCEEDED
-    assert runs_of(fed, "s0") == [("d0", 1), (new, 1)]
+    succeeds_with_one_run_each(fed, new)
     assert not fed.refused
 
 

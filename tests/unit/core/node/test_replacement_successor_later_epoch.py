@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from fedorch.core.node import Message
 from fedorch.core.node.records import ClaimAnswerMsg, ClaimMsg
-from fedorch.core.workflow.lifecycle import WorkflowState
-from fedorch.core.workflow.progress import StepState
 
-from tests.unit.core.node.test_domain_loss import WF, result
-from tests.unit.core.node.test_replacement import end_everything, runs_of
-from tests.unit.core.node.test_replacement_successor import s0_lost_with_d0
+from tests.unit.core.node.test_domain_loss import WF
+from tests.unit.core.node.test_replacement_successor import (
+    s0_lost_with_d0,
+    succeeds_with_one_run_each,
+)
 
 
 def test_a_successor_that_wins_a_later_epoch_while_it_asks_asks_again_in_it() -> None:
@@ -41,9 +41,4 @@ def test_a_successor_that_wins_a_later_epoch_while_it_asks_asks_again_in_it() ->
     assert d1.stats["re-placement: fresh majority granted"] == 1
     _, new, lost = fed.disks["d1"].placements[WF]["s0"]
     assert lost == "d0" and new in ("d2", "d3")
-    end_everything(fed)
-    fed.tick(fed.now + 2.0)
-    assert result(fed, "d1", "s0")[1] is StepState.SUCCEEDED
-    for n in ("d1", "d2"):
-        assert fed.disks[n].final[WF] is WorkflowState.SUCCEEDED
-    assert runs_of(fed, "s0") == [("d0", 1), (new, 1)]
+    succeeds_with_one_run_each(fed, new)
