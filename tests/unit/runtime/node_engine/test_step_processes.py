@@ -22,7 +22,9 @@ from fedorch.runtime.node_engine.step_processes import (
     stop_leftovers,
 )
 
-DOMAIN = "d1"
+# A domain name of this process's own: stop_leftovers looks through every process on the
+# host for its domain's run markers, and other tests run steps of "d1" at the same time.
+DOMAIN = f"leftovers{os.getpid()}"
 
 
 def test_the_latest_attempt_of_each_step_without_its_result_counts():
@@ -173,7 +175,7 @@ def test_nothing_on_record_looks_for_nothing(tmp_path):
                             kill=lambda wanted: looked.append(dict(wanted)) or [])
     assert killed == [] and looked == []
     groups = StepGroups(tmp_path / "g")
-    groups.record("d1/w7/a/1", 777)  # a file past its run's record (compacted) counts
+    groups.record(run_marker(DOMAIN, "w7", "a", 1), 777)  # a file past its run's record (compacted) counts
     stop_leftovers(DOMAIN, Disk(runs={("w1", "a", 1)}), StepGroups(tmp_path / "g"),
                    kill=lambda wanted: looked.append(dict(wanted)) or [])
-    assert looked == [{run_marker(DOMAIN, "w1", "a", 1): None, "d1/w7/a/1": 777}]
+    assert looked == [{run_marker(DOMAIN, "w1", "a", 1): None, run_marker(DOMAIN, "w7", "a", 1): 777}]
