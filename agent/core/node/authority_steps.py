@@ -56,8 +56,7 @@ def result(node: Any, src: str, msg: ResultMsg, votes: Any, proven: Any) -> None
     try:
         placed = placed_on(node.state, msg)
     except Refused:
-        early = getattr(node, "early_results", None)
-        if early is not None and early.may_hold(src, msg):
+        if node.early_results.may_hold(src, msg):
             return  # held until its COMMIT, then judged again (early_results.py)
         raise
     moved = node.state.placements.get(msg.workflow_id, {}).get(msg.step_id)

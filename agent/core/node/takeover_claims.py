@@ -53,7 +53,10 @@ closes before a denial told the end, gets that end in the granted epoch, for the
 same reason (takeover_late_grants.py, which keeps the tell durable); "in doubt" is asked
 again; a certificate shown by a rival is followed; a grant or a denial goes to the
 core (`Grant`, `Deny`), and the two ways a split claim settles on the denials are
-counted.
+counted. An end found without a proof is followed under the holder the answer names
+when it names one of epoch >= 1, not under the member that answered: that member may
+answer from the record of a workflow it forgot (ended_records.py), and, followed as
+the holder, refuses our reports (takeover soak seed 115458).
 
 A found end against a told one. A successor acting in epoch m that holds an end it
 told in m (a loss verdict's, one on results, a cancel's: domain_loss.py `held`) does
