@@ -229,6 +229,12 @@ def sign_round(sign: GrantSigner, workflow_id: str, round_: int, coordinator: st
                created_ms: int = 0) -> StatedRound:
     raw = round_statement(workflow_id, round_, coordinator, participants, acceptors,
                           created_ms)
+    return sign_statement(sign, coordinator, raw)
+
+
+def sign_statement(sign: GrantSigner, coordinator: str, raw: bytes) -> StatedRound:
+    """A round statement already built (`round_statement`) signed as `sign_round` does:
+    the PREPARE's path builds it once to compare, and signs that (takeover_proofs.py)."""
     return StatedRound(coordinator, raw, sign(ROUND_CONTEXT + raw))
 
 

@@ -58,7 +58,7 @@ from fedorch.core.node.takeover_grants import (
     parse,
     round_statement,
     sign_grant,
-    sign_round,
+    sign_statement,
 )
 from fedorch.core.workflow.acceptor_grant import Round
 from fedorch.core.workflow.takeover import Role, Takeover
@@ -160,7 +160,7 @@ class Proofs:
         if stated is None or self._stated_of != of:
             raw = round_statement(*of)  # a function of `of`: equal `of`, equal statement
             if stated is None or stated.statement != raw:
-                stated = self._stated = sign_round(self.sign, *of)
+                stated = self._stated = sign_statement(self.sign, tx.coordinator, raw)
                 self.n.stats["takeover round signed"] += 1
             self._stated_of = of
         info = msg.info
