@@ -39,10 +39,10 @@ domain never told of the move resends it until the end. A driver that is the los
 domain itself adds its own run when it plans, and when it adopts the plan of an
 earlier epoch's driver (`own_owed`: that driver may never have had its report), in
 the plan's write group (written after it, a crash in between kept the plan alone,
-and a restored driver rebuilds its saga from its rows only); to a plan made before
-(`own_extras`), as a late result. Each domain runs its own attempt numbers (its `comp_runs` are keyed per
-domain), so the two entries never share an idempotency key; the reports are told
-apart by their source (`entry(step, src)`).
+and a restored driver rebuilds its saga from its rows only); to a plan it made
+before, as a late result (`own_extras`). Each domain runs its own attempt numbers
+(its `comp_runs` are keyed per domain), so the two entries never share an
+idempotency key; the reports are told apart by their source (`entry(step, src)`).
 
 Why it is safe. A report only makes the saga *owe*; the domain told checks its own
 record before it runs anything (2). The driver's tells and reports go by (step,
