@@ -167,15 +167,24 @@ class Compensating:
         info = n.running.info(wf)
         states = {s: name_of(r[1]) for s, r in d.results.get(wf, {}).items()}
         owed = plan(info.spec, states, self.placement(wf))
-        if owed and (wf, owed[0].step_id) not in d.compensations:
+        # With our own runs of steps placed elsewhere since, in the plan's write group:
+        # added after it, a crash in between lost them (a restored driver rebuilds its
+        # core from the rows, and reports nothing to itself).
+        rows = tuple((c.step_id, c.domain, c.max_attempts) for c in owed)
+        own = self.runs.own_owed(wf, rows)
+        rows += own
+        if rows and (wf, rows[0][0]) not in d.compensations:
             n.point("compensations owed")
             self.count_moved(wf, [c.step_id for c in owed])
-            for c in owed:
-                d.compensations[(wf, c.step_id)] = CompRow(c.domain, c.max_attempts)
-            self.cores[wf] = Compensation(info.spec, owed)
+            if own:
+                n.stats["own run of a step placed elsewhere owed in a driver's plan"] += \
+                    len(own)
+            for step, domain, max_attempts in rows:
+                self.runs.plan_row(wf, step, domain, max_attempts)
+            self.cores[wf] = self.runs.core(wf)
             self.plans.tell(wf)
             self.drive(now, wf)
-        self.runs.own_extras(now, wf)  # our runs of steps placed elsewhere since
+        self.runs.own_extras(now, wf)  # a plan made before: what it lacks joins it
 
     def restore(self, now: float) -> None:
         """After a restore: rebuild each unfinished core (RUNNING attempts are told

@@ -78,7 +78,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fedorch.core.node.records import AckMsg, CompRow, FinalMsg
+from fedorch.core.node.records import AckMsg, FinalMsg
 from fedorch.core.workflow.compensation import plan
 
 SAGA = "saga"  # the resend key (and acknowledgement) of a saga's plan or its end
@@ -119,7 +119,10 @@ class SagaPlans:
         # And our own SUCCEEDED runs of steps placed elsewhere since, which the plan's
         # driver never had (its report to it lost, or it never planned them): in this
         # write group, as `ended` adds them to a plan of its own (saga_runs.own_owed).
-        owed += self.c.runs.own_owed(wf, owed)
+        own = self.c.runs.own_owed(wf, owed)
+        if own:
+            n.stats["own run of a step placed elsewhere owed in an adopted plan"] += len(own)
+        owed += own
         # Rows of its own from an earlier epoch it drove (then followed a later one,
         # whose plan it now adopts) are that saga's, driven no more: the plan replaces
         # them (left, they would keep the plan from being adopted, and its saga stalled).
@@ -131,10 +134,7 @@ class SagaPlans:
         for key in extra:
             del d.extra_compensations[key]
         for step, domain, max_attempts in owed:
-            if (wf, step) in d.compensations:  # its run in a further domain (saga_runs.py)
-                d.extra_compensations[(wf, step, domain)] = CompRow(domain, max_attempts)
-            else:
-                d.compensations[(wf, step)] = CompRow(domain, max_attempts)
+            self.c.runs.plan_row(wf, step, domain, max_attempts)
         del d.plans[wf]  # the driver's rows are the plan now
         if n.takeover is not None:
             n.takeover.forget(wf)  # acting: its core has nothing left to do

@@ -36,11 +36,13 @@ lost domain reports such a run to the driver when it takes a FAILED or CANCELLED
 placement (fencing: it must not count for the workflow's progress), so it is reported
 again once it owes a compensation; nor did it acknowledge it (running.py), so a lost
 domain never told of the move resends it until the end. A driver that is the lost
-domain itself adds its own run when it plans (`own_extras`), and when it adopts the
-plan of an earlier epoch's driver (`own_owed`): that driver may never have had its
-report. Each domain runs its own attempt numbers (its `comp_runs` are keyed per
-domain), so the two entries never share an idempotency key; the reports are told
-apart by their source (`entry(step, src)`).
+domain itself adds its own run when it plans, and when it adopts the plan of an
+earlier epoch's driver (`own_owed`: that driver may never have had its report), in
+the plan's write group (written after it, a crash in between kept the plan alone,
+and a restored driver rebuilds its saga from its rows only); to a plan it made
+before, as a late result (`own_extras`). Each domain runs its own attempt numbers
+(its `comp_runs` are keyed per domain), so the two entries never share an
+idempotency key; the reports are told apart by their source (`entry(step, src)`).
 
 Why it is safe. A report only makes the saga *owe*; the domain told checks its own
 record before it runs anything (2). The driver's tells and reports go by (step,
@@ -159,18 +161,16 @@ class SagaRuns:
         soak seed 98501711, classic 2PC: this domain, the step's lost one, reported
         its run to the claimant of epoch 1, which died before the report reached it;
         elected for epoch 2, it adopted that claimant's plan and its run's effects
-        stayed). Written with the plan's rows, in one write group."""
+        stayed). Written with the plan's rows, in one write group; so does a driver's
+        fresh plan (Compensating.ended), where `owed` is what it planned."""
         n = self.n
         spec = self.c.results.spec(wf)
         retries = {s.id: s.compensate.retries for s in spec.steps
                    if s.HasField("compensate")} if spec is not None else {}
         have = {(o[0], o[1]) for o in owed}
-        own = tuple((step, n.name, 1 + retries[step])
-                    for step, _, _ in self.elsewhere(wf)
-                    if step in retries and (step, n.name) not in have)
-        if own:
-            n.stats["own run of a step placed elsewhere owed in an adopted plan"] += len(own)
-        return own
+        return tuple((step, n.name, 1 + retries[step])
+                     for step, _, _ in self.elsewhere(wf)
+                     if step in retries and (step, n.name) not in have)
 
     # ---- the driver ---------------------------------------------------------------------
 
@@ -188,6 +188,15 @@ class SagaRuns:
         self.c.cores[wf] = self.core(wf)  # RUNNING ones told again
         self.c.plans.tell(wf)  # the plan grew (or a saga over starts again)
         self.c.drive(now, wf)
+
+    def plan_row(self, wf: str, step: str, domain: str, max_attempts: int) -> None:
+        """A plan's row (step, domain, max attempts), PENDING: its step's first, or,
+        the step planned in another domain already, a further run's."""
+        d = self.n.state
+        if (wf, step) in d.compensations:
+            d.extra_compensations[(wf, step, domain)] = CompRow(domain, max_attempts)
+        else:
+            d.compensations[(wf, step)] = CompRow(domain, max_attempts)
 
     def extra_keys(self, wf: str) -> list[tuple[str, str, str]]:
         """The keys of `wf`'s rows in `extra_compensations`, in order (indexed by
