@@ -11,8 +11,10 @@ the sharing under load.
 from __future__ import annotations
 
 import asyncio
+import urllib.request
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.federation import Federation, running_federation, state_name
 
@@ -66,3 +68,15 @@ async def test_a_burst_of_workflows_shares_envelopes_and_all_succeed(bfed):
     groups = bfed.metric("b1", "fedorch_node_store_groups_total")
     transactions = bfed.metric("b1", "fedorch_node_store_transactions_total")
     assert groups > transactions >= 1, (groups, transactions)
+    # The results held until their COMMIT (b2 and b3 take results right behind their
+    # COMMIT: core/node/early_results.py) are on every agent's endpoint.
+    assert {"fedorch_node_early_results", "fedorch_node_early_results_held",
+            "fedorch_node_early_results_judged",
+            "fedorch_node_early_results_dropped"} <= _families(bfed, "b2")
+
+
+def _families(fed: Federation, name: str) -> set[str]:
+    """The metric families `name`'s Prometheus endpoint serves."""
+    url = f"http://127.0.0.1:{fed.metrics_ports[name]}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as reply:
+        return {f.name for f in text_string_to_metric_families(reply.read().decode())}

@@ -405,8 +405,10 @@ class Node:
     def mark(self, wf: str, *, ended: bool = False) -> None:
         """An end (`ended`), decision, acceptor record or acknowledgement of `wf` in the
         write group open now: retention's clock for it starts again (retention.py), and
-        its Coordinator core is looked at again (ended_cores.py: settled now?)."""
+        its Coordinator core is looked at again (ended_cores.py: settled now?), and so
+        are results of it held until its COMMIT (early_results.py: committed now?)."""
         self.coordinators.touch(wf)
+        self.early_results.touched(wf)
         if self.retain is not None:
             self.retain.mark(wf, ended=ended)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from fedorch.core.node import early_results as early
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -131,7 +132,41 @@ class NodeEngineCollector(Collector):
             verifies.add_metric([result], counts[result])
         yield verifies
         yield from _write_fault_metrics(e.write_behind)
+        yield from _early_result_metrics(e.node)
         yield from _shared_metrics(e.node.stats)
+
+
+def _early_result_metrics(node: Any) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+    """Step results that reached this Node before it learned their workflow's COMMIT
+    (core/node/early_results.py): held in memory, judged again once it is learned.
+    Never acknowledged while held, so a drop costs only the sender's resend."""
+    stats = node.stats
+    now = GaugeMetricFamily("fedorch_node_early_results",
+                            "Step results held now until their workflow's COMMIT is"
+                            " learned here")
+    now.add_metric([], len(node.early_results))
+    yield now
+    held = CounterMetricFamily("fedorch_node_early_results_held",
+                               "Step results held until their workflow's COMMIT (a resend"
+                               " of one held counted again)")
+    held.add_metric([], stats[early.HELD])
+    yield held
+    judged = CounterMetricFamily(
+        "fedorch_node_early_results_judged",
+        "Held step results judged again once their workflow was committed here: taken"
+        " (acknowledged and used), or refused (left to the sender's resend)",
+        labels=["outcome"])
+    judged.add_metric(["taken"], stats[early.TAKEN])
+    judged.add_metric(["refused"], stats[early.REFUSED])
+    yield judged
+    dropped = CounterMetricFamily(
+        "fedorch_node_early_results_dropped",
+        "Held step results dropped unacknowledged (the sender resends them): the round"
+        " aborted, the bounds reached (cap), the workflow's stake here over (forgotten),"
+        " the workflow ended here", labels=["reason"])
+    for reason, name in early.DROPPED.items():
+        dropped.add_metric([reason], stats[name])
+    yield dropped
 
 
 def _shared_metrics(stats: Any) -> Iterator[CounterMetricFamily]:

@@ -9,14 +9,16 @@ from __future__ import annotations
 from fedorch.core.negotiation.messages import ABORT, Accepted, Decision
 from fedorch.core.node import Message, Submit
 from fedorch.core.node import early_results as early
-from fedorch.core.node.records import AckMsg, ResultMsg
+from fedorch.core.node.records import AckMsg, FinalMsg, ResultMsg
+from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.core.workflow.progress import StepState
 from fedorch.gen.fedorch.v1 import spec_pb2
 
 from tests.unit.core.node.test_domain_loss import WF, Federation, step
+from tests.unit.core.node.test_replacement_handover import ended_by_the_original_that_then_dies
 
 
-def _d1_voted_yes_not_committed() -> tuple[Federation, list]:
+def d1_voted_yes_not_committed() -> tuple[Federation, list]:
     """d0's workflow committed at d0 (s1 runs there); d1 voted YES and its COMMIT,
     which it learns from its own acceptor's Accepted, is still on its way."""
     fed = Federation()
@@ -35,7 +37,7 @@ def _acks_of_s1(fed: Federation) -> list:
 
 
 def test_a_result_before_the_commit_is_taken_in_the_commits_turn_without_a_resend():
-    fed, late = _d1_voted_yes_not_committed()
+    fed, late = d1_voted_yes_not_committed()
     fed.end("d0", "s1")  # its result goes to d1 (s2 needs it) before d1 knows the COMMIT
     assert not any(r[1] == "s2" for r in fed.running["d1"])
     assert not _acks_of_s1(fed)  # not taken yet: nothing acknowledged
@@ -53,7 +55,7 @@ def test_a_result_before_the_commit_is_taken_in_the_commits_turn_without_a_resen
 
 
 def test_a_held_result_of_an_aborted_round_is_dropped_and_never_acknowledged():
-    fed, _ = _d1_voted_yes_not_committed()
+    fed, _ = d1_voted_yes_not_committed()
     fed.end("d0", "s1")
     assert len(fed.nodes["d1"].early_results) == 1
     (key,) = fed.disks["d1"].holds  # d1's prepared hold of the round
@@ -68,7 +70,7 @@ def test_a_held_result_of_an_aborted_round_is_dropped_and_never_acknowledged():
 def test_the_held_results_are_bounded_the_oldest_dropped_first(monkeypatch):
     monkeypatch.setattr(early, "CAP", 3)
     monkeypatch.setattr(early, "PER_WORKFLOW", 2)
-    fed, _ = _d1_voted_yes_not_committed()
+    fed, _ = d1_voted_yes_not_committed()
     node = fed.nodes["d1"]
     for attempt in range(1, 5):  # four attempts' results of s1, one workflow
         fed.step("d1", Message("d0", ResultMsg(WF, "s1", attempt, StepState.FAILED, {}, "x")))
@@ -81,7 +83,7 @@ def test_a_held_result_is_judged_again_at_the_commit_never_trusted_for_being_hel
     """d0, a party of the round, reports s2, which the COMMIT places on d1: held before
     the COMMIT (no placement to judge it by yet), refused once the COMMIT tells whose
     step it is, as it would be on its resend; never taken, never acknowledged."""
-    fed, late = _d1_voted_yes_not_committed()
+    fed, late = d1_voted_yes_not_committed()
     fed.step("d1", Message("d0", ResultMsg(WF, "s2", 1, StepState.SUCCEEDED, {}, "")))
     assert len(fed.nodes["d1"].early_results) == 1
     fed.net = late
@@ -91,3 +93,22 @@ def test_a_held_result_is_judged_again_at_the_commit_never_trusted_for_being_hel
     assert fed.nodes["d1"].stats["held result refused at its COMMIT"] == 1
     assert not [m for _, m in fed.sent_by("d1", AckMsg) if m.msg_id[:3] == ("result", WF, "s2")]
     assert len(fed.nodes["d1"].early_results) == 0
+
+
+def test_held_results_of_a_workflow_ended_here_otherwise_are_dropped_at_its_end():
+    """d3, new domain of a re-placement round in doubt (its coordinator d0 gone for
+    good), holds a result d0 sent before it died; the workflow then ends at d3 on a
+    member's word (d2's end, replacement_handover.py), not by the round's decision:
+    what it held goes in that turn, counted, never acknowledged, where it stayed until
+    the bounds dropped it."""
+    fed, key = ended_by_the_original_that_then_dies()
+    d3 = fed.nodes["d3"]
+    fed.step("d3", Message("d0", ResultMsg(WF, "s2", 1, StepState.FAILED, {}, "x")))
+    assert len(d3.early_results) == 1
+    fed.step("d3", Message("d2", FinalMsg(WF, WorkflowState.FAILED, 0)))
+    assert fed.disks["d3"].final[WF] is WorkflowState.FAILED
+    assert not d3.participant.holds()  # its YES released at the end
+    assert len(d3.early_results) == 0
+    assert d3.stats[early.DROPPED["ended"]] == 1
+    assert d3.stats[early.TAKEN] == d3.stats[early.REFUSED] == 0
+    assert not [m for _, m in fed.sent_by("d3", AckMsg) if m.msg_id[:3] == ("result", WF, "s2")]

@@ -6,11 +6,13 @@ from __future__ import annotations
 from collections import Counter
 from types import SimpleNamespace
 
+from fedorch.core.node import early_results as early
 from fedorch.runtime.metrics import AgentMetrics
 from fedorch.runtime.node_engine.metrics import NodeEngineCollector, bind_reserved_slots
 from fedorch.runtime.node_engine.write_behind import HeldDurable, WriteFault
 from prometheus_client import CollectorRegistry, generate_latest
 
+from tests.unit.core.node.test_early_results import d1_voted_yes_not_committed
 from tests.unit.runtime.node_engine.test_write_behind import FlakyDisk, group
 
 
@@ -27,7 +29,8 @@ def engine(fault: WriteFault) -> SimpleNamespace:
                                             "step not started: fenced": 1,
                                             "decision record collected": 4,
                                             "retention: workflow forgotten": 5,
-                                            "in-doubt query": 8})),
+                                            "in-doubt query": 8}),
+                             early_results=()),
         audit=SimpleNamespace(appended=7, lost=1, transactions=2, written_records=3),
         write_behind=fault,
         agent=SimpleNamespace(trust=SimpleNamespace(
@@ -91,6 +94,35 @@ def test_the_engine_counters_are_read_at_scrape_time():
     # node.db's commit thread: encoding the rows apart from SQLite's own work
     assert got['fedorch_node_store_cpu_seconds_total{part="encode"}'] == 0.25
     assert got['fedorch_node_store_cpu_seconds_total{part="sqlite"}'] == 0.5
+
+
+def test_the_results_held_until_their_commit_are_counted_from_the_nodes_own_counts():
+    """The held results' counts (core/node/early_results.py) on the endpoint, read from
+    a real Node at scrape time: a result held before its COMMIT shows as held now, then,
+    the COMMIT learned, as judged again and taken; one dropped, under its reason."""
+    fed, late = d1_voted_yes_not_committed()
+    node = fed.nodes["d1"]
+    e = engine(WriteFault())
+    e.node = node
+    registry = CollectorRegistry()
+    registry.register(NodeEngineCollector(e))
+
+    def sample(name, **labels):
+        return registry.get_sample_value(name, labels)
+
+    assert sample("fedorch_node_early_results") == 0
+    fed.end("d0", "s1")  # s1's result reaches d1 before its COMMIT: held
+    assert sample("fedorch_node_early_results") == 1
+    assert sample("fedorch_node_early_results_held_total") == 1
+    assert sample("fedorch_node_early_results_judged_total", outcome="taken") == 0
+    fed.net = late  # the COMMIT learned: judged again and taken
+    fed.deliver()
+    assert sample("fedorch_node_early_results") == 0
+    assert sample("fedorch_node_early_results_judged_total", outcome="taken") == 1
+    assert sample("fedorch_node_early_results_judged_total", outcome="refused") == 0
+    node.stats[early.DROPPED["cap"]] += 2  # as the bounds count them
+    for reason, n in (("abort", 0), ("cap", 2), ("forgotten", 0), ("ended", 0)):
+        assert sample("fedorch_node_early_results_dropped_total", reason=reason) == n
 
 
 def test_the_counters_the_older_engine_served_keep_their_names():
