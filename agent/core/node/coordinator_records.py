@@ -87,7 +87,12 @@ def coordinator_action(negotiation: Any, now: float, core: Coordinator, a: objec
                               row.acceptors, row.committed, True, a.reason,
                               row.created_ms)
         keep_refusals(n, wf, core)
-        n.out.status.append((wf, state))
+        if a.committed and row.acceptors and state is lifecycle.WorkflowState.RUNNING:
+            # Paxos Commit: the COMMIT is chosen, durable at a majority of the round's
+            # acceptors: RUNNING may be told before this write (ready.py, `chosen`).
+            n.out.chosen(wf, state)
+        else:
+            n.out.status.append((wf, state))
         if a.committed:
             n.cancels.before_start(wf)  # a waiting cancel overtaken: void first
             n.running.resume(now, wf)

@@ -49,7 +49,10 @@ Rules the Node enforces here rather than leaving to a shell:
   Finished, with an explicit cancelled flag (also when a cancel waited on record
   while a COMMIT was proposed and ABORT was chosen: cancel.py; a Coordinator's
   actions become records in coordinator_records.py); after each run of a
-  Coordinator's actions a cancel waiting for its phase is carried out.
+  Coordinator's actions a cancel waiting for its phase is carried out. A Paxos
+  Commit round's RUNNING is told with the turn that learns its COMMIT chosen, before
+  the decision record is durable (ready.py, `chosen`: the acceptors hold it); a
+  classic round's, after that record.
 """
 
 from __future__ import annotations

@@ -22,7 +22,18 @@ Everything a Node wants done outside itself goes through one `Outbox`:
   group of notes alone too (a told end's notices for the note that it was told).
 - a step attempt to start (after its start record is durable: the idempotency key
   (workflow, step, attempt)), attempts to stop (their workflow ended), and the status
-  changes of workflows (for watchers).
+  changes of workflows (for watchers), told after the write: a watcher sees what this
+  Node holds on disk. One exception, `status_now` (a subset of `status_changes`): a
+  coordinator's RUNNING once Paxos Commit's acceptors chose its COMMIT (`chosen`).
+  The COMMIT is then durable at a majority of the round's acceptors, whatever this
+  Node's own decision record does: a crash before that record is durable is settled
+  by the restored coordinator's ballot (or the participants' recovery), which finds
+  the COMMIT at that majority and can choose nothing else. So the RUNNING may be told
+  with the turn's first sends, before its write, and the client hears of its commit
+  one forced write sooner. The Node's state behind it is not durable yet: a
+  coordinator restarted before its decision record shows NEGOTIATING until its ballot
+  has learned the COMMIT again (then RUNNING again); never ABORTED. Classic 2PC's
+  COMMIT is the coordinator's record itself: its RUNNING stays after the write.
 - `notes`: observations tied to a write (a YES vote, a decision, a step start), which a
   driver may report once the write is durable; the simulator's invariant checker takes
   them; a daemon's audit log or metrics would.
@@ -76,6 +87,9 @@ class Ready(NamedTuple):
     start_steps: tuple[tuple[str, str, int], ...]  # (workflow, step, attempt), after writes
     stop_steps: tuple[tuple[str, str, int], ...]
     status_changes: tuple[tuple[str, object], ...]  # (workflow, WorkflowState)
+    # Of status_changes, those a driver may tell before the writes are durable (a
+    # COMMIT chosen by Paxos Commit's acceptors: see the header), told once.
+    status_now: tuple[tuple[str, object], ...] = ()
 
     def empty(self) -> bool:
         return not (self.writes or self.send_now or self.send_after_write
@@ -364,6 +378,7 @@ class Outbox:
         self.start: list[tuple[str, str, int]] = []
         self.stop: list[tuple[str, str, int]] = []
         self.status: list[tuple[str, object]] = []
+        self._now_at: list[int] = []  # where in `status` the ones told now are (`chosen`)
         self._point = "write"
         # Some write group not handed out yet has an op: a message now waits for it.
         # Kept, not recomputed per message (a busy turn sends hundreds).
@@ -398,10 +413,19 @@ class Outbox:
     def send(self, to: str, msg: object) -> None:
         (self.send_after if self._waiting else self.send_now).append(Outgoing(to, msg))
 
+    def chosen(self, workflow_id: str, state: object) -> None:
+        """A status change that may be told before this turn's write: a coordinator's
+        RUNNING once its COMMIT is chosen by a majority of Paxos Commit's acceptors
+        (see the header); it is in `status_changes` too, for a driver that tells every
+        change after the write."""
+        self._now_at.append(len(self.status))
+        self.status.append((workflow_id, state))
+
     def ready(self) -> Ready:
         return Ready(tuple(w for w in self.writes if w.ops or w.notes), tuple(self.send_now),
                      tuple(self.send_after), tuple(self.start), tuple(self.stop),
-                     tuple(self.status))
+                     tuple(self.status),
+                     tuple([self.status[i] for i in self._now_at]) if self._now_at else ())
 
     def advance(self, ready: Ready) -> None:
         """Drop what `ready` handed out (it was taken from the front of each list)."""
@@ -413,7 +437,10 @@ class Outbox:
         del self.send_after[:len(ready.send_after_write)]
         del self.start[:len(ready.start_steps)]
         del self.stop[:len(ready.stop_steps)]
-        del self.status[:len(ready.status_changes)]
+        told = len(ready.status_changes)
+        del self.status[:told]
+        if self._now_at:
+            self._now_at = [i - told for i in self._now_at if i >= told]
 
     def clear(self) -> None:
         self.__init__()

@@ -16,7 +16,13 @@ the last durable one; a workflow with none kept waits for the commit (`read`).
 Except while node.db cannot be written (write_behind.py): the Node then runs ahead
 of the file by the writes kept in memory, and a read may show what a crash now would
 make it learn again (the status changes, and the submitter's answer, are held until
-the write).
+the write). And except a Ready's `status_now` (core/node/ready.py): a coordinator's
+RUNNING once Paxos Commit's acceptors chose its COMMIT, which a driver may tell with
+the turn's first sends, before its write. `status_changed` then builds from the live
+state with the commit out (the COMMIT is durable at the acceptors, if not yet in
+node.db), keeps it, and the reads until that commit returns answer it; a crash before
+the write shows NEGOTIATING again after the restart, until the restored coordinator
+has learned the COMMIT from its acceptors (never ABORTED).
 
 A status is built once per change that someone will read, not once per reader and
 not at every change: when the driver reports a workflow's state change (after its
@@ -348,7 +354,8 @@ class StatusView:
     # ---- the sink and the write notice ---------------------------------------------------
 
     def status_changed(self, workflow_id: str, state: object) -> None:
-        # The driver tells this after the write, the Node at rest: the one build of this
+        # The driver tells this after the write, the Node at rest (or a RUNNING whose
+        # COMMIT the acceptors chose, before it: see the header): the one build of this
         # change, for everyone it wakes (their reads may come while the next commit is
         # out), if anyone will read it.
         listeners = self._listeners.get(workflow_id)

@@ -9,7 +9,9 @@ protocol decides is the Node's, and everything done with it is the daemon's own
 is one `driver.turn([input])`, which steps the Node at the clock's monotonic time,
 does the Ready in the Node's order (messages that may leave at once, the write
 groups as one transaction, the messages that wait for them, step attempts, status
-changes) and advances. What is the simulation's is only its ports (ports.py): the
+changes) and advances (`ToldBeforeWrite`, status_check.py: that driver, telling the
+invariant checker a Ready's status changes told before its write as it is handed out,
+as a daemon's driver may tell them). What is the simulation's is only its ports (ports.py): the
 clock (simulation time, and a wall clock per agent that a fault may step), the
 disk (`SimDisk`: a crash point before each write group, the group applied to a
 `Disk` that survives crashes, its notes to the invariant checker), the network
@@ -57,7 +59,6 @@ from fedorch.core.node import (
 )
 from fedorch.core.node.inputs import CompensationEnded
 from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
-from fedorch.runtime.driver import NodeDriver
 from fedorch.sim.negotiation.boundary import (
     check_acks,
     check_input,
@@ -67,6 +68,7 @@ from fedorch.sim.negotiation.boundary import (
 from fedorch.sim.negotiation.disk import Disk, Timing
 from fedorch.sim.negotiation.keyring import KeyRecordsMsg
 from fedorch.sim.negotiation.ports import SimClock, SimDisk, SimExecutors, SimTransport
+from fedorch.sim.negotiation.status_check import StatusTold, ToldBeforeWrite
 from fedorch.sim.negotiation.takeover import SimEvidence, sim_signer, sim_verify
 
 if TYPE_CHECKING:
@@ -124,8 +126,9 @@ class SimAgent:
             wall_ms=self.clock.wall_ms_at,
             admit=lambda node, at, tx, info: check_submission(self, at, tx, info),
             disk=self.durable, now=self.clock.monotonic(), stated=self._stated_round)
-        self.driver = NodeDriver(self.node, self.clock, SimDisk(self), SimTransport(self),
-                                 SimExecutors(self), on_refused=self._refused)
+        self.driver = ToldBeforeWrite(self, self.node, self.clock, SimDisk(self),
+                                      SimTransport(self), SimExecutors(self),
+                                      status=StatusTold(self), on_refused=self._refused)
         self.driver.flush()
 
     def _stated_round(self, sender: str, tx: TxInfo) -> None:

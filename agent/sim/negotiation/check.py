@@ -42,6 +42,8 @@ crash) through hooks the simulated shells call, and checks:
   workflow whose coordinator died for good ends at every live participant in time
   (`check_takeovers`, takeover_check.py);
 * sagas (`check_sagas`, saga_check.py): every compensation owed is ended.
+* statuses told (status_check.py): never back, and a RUNNING told before its write
+  only once its COMMIT was chosen.
 * cancels (`check_cancels`, cancel_check.py): a workflow whose coordinator (of any
   epoch) took a client's cancel ends CANCELLED, the same everywhere it ended, unless
   the caller was told why not: a cancel of an ended one, or of one whose other end is told, is
@@ -64,6 +66,7 @@ from fedorch.core.negotiation.participant import HoldState
 from fedorch.core.workflow.lifecycle import TERMINAL
 from fedorch.sim.negotiation.cancel_check import CancelCheck
 from fedorch.sim.negotiation.saga_check import check_sagas
+from fedorch.sim.negotiation.status_check import StatusCheck
 from fedorch.sim.negotiation.takeover_check import (
     check_takeovers,
     check_undecided_recovery,
@@ -119,6 +122,7 @@ class Checker:
         # (cancel_check.py); `cancelled`: workflow -> the coordinator that first took it.
         self.cancels = CancelCheck(self)
         self.cancelled = self.cancels.cancelled
+        self.status = StatusCheck(self)  # what watchers are told (status_check.py)
         # Sagas (core/node/compensating.py): each compensation attempt started, by whom;
         # each saga's summary as its driver ended it.
         self.comp_runs: dict[tuple[tuple[str, str, int], str], str] = {}
