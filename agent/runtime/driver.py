@@ -195,19 +195,16 @@ class NodeDriver:
         self.inputs += len(inputs)
         try:  # the turn as one call down the layers (node_engine/layer.py)
             batch_of(self.node)(now, inputs, self._refuse)
-        except StepBroken as broken:
-            event, e = broken.input, broken.__cause__
-            stop = DriverStopped(f"broken invariant on input {_name(event)}: "
-                                 f"{type(e).__name__}: {e}", event)
+        except Exception as e:  # one input's step, or a layer's rule for the turn
+            event = e.input if type(e) is StepBroken else None
+            cause = e.__cause__ if type(e) is StepBroken else e
+            where = f"input {_name(event)}" if event is not None \
+                else f"a turn of {len(inputs)} inputs"
+            stop = DriverStopped(f"broken invariant on {where}: "
+                                 f"{type(cause).__name__}: {cause}", event)
             self.stopped = stop
             log.error("%s", stop)
-            raise stop from e
-        except Exception as e:  # a layer's rule for the whole turn broke
-            stop = DriverStopped(f"broken invariant in a turn of {len(inputs)} inputs: "
-                                 f"{type(e).__name__}: {e}")
-            self.stopped = stop
-            log.error("%s", stop)
-            raise stop from e
+            raise stop from cause
 
     def _refuse(self, event: object, error: RemoteProtocolError) -> None:
         """An input refused: counted, logged, told; the turn goes on."""
