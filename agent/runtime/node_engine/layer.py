@@ -30,8 +30,9 @@ Node input by input. A layer's rule still holds input by input:
 - a rule that reads the Node's state (the authority table, the storage gate's "is
   this PREPARE new") is applied just before that input is stepped, after the inputs
   before it were, so it sees what it saw one input at a time;
-- a layer whose rule an input of the turn could change midway (a `Reconfigure`, a
-  store that cannot be written) steps that turn one input at a time, with `step`.
+- a layer whose rule may act on some input of this turn in a way that hangs on the
+  order (a `Reconfigure` in the turn; a store that cannot be written, so that each
+  new PREPARE gets a NO) steps that turn one input at a time, with its `step`.
 A layer that changes `step` but not `step_batch` gets the one-by-one loop over its
 `step` (`step_each`), so a new layer is right before it is fast.
 """
@@ -57,7 +58,7 @@ class StepBroken(Exception):
     input, the error is this exception's cause."""
 
     def __init__(self, input: object) -> None:
-        super().__init__(f"broken invariant on {input!r}")
+        super().__init__(f"broken invariant on a {type(input).__name__} input")
         self.input = input
 
 
