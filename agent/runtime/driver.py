@@ -16,12 +16,15 @@ One *turn* (`turn(inputs)`):
    operator's `date -s`) can neither fire a lease early nor make time go backwards
    for it; wall time reaches it only through the `wall_ms` it was built with
    (envelope timestamps, ids, the submission window).
-2. `node.step(now, input)` for *every* input of the turn, in order. A
-   `RemoteProtocolError` refuses that input only: it is logged, counted in
-   `refused` (and passed to `on_refused`), and the turn goes on (what the Node
-   decided before the refusal was decided on good input). Any other exception is a
-   broken invariant of this agent: the driver stops for good and raises
-   `DriverStopped` naming the input; nothing is swallowed.
+2. Every input of the turn stepped, in order, as ONE call `node.step_batch(now,
+   inputs, refuse)` down the node engine's layers (node_engine/layer.py: each layer
+   does its per-input rule in its own loop, the innermost steps the Node input by
+   input); a node without `step_batch` (the simulator's bare Node) is stepped by the
+   same loop, `node.step(now, input)` for each. A `RemoteProtocolError` refuses that
+   input only: it is logged, counted in `refused` (and passed to `on_refused`), and
+   the turn goes on (what the Node decided before the refusal was decided on good
+   input). Any other exception is a broken invariant of this agent: the driver stops
+   for good and raises `DriverStopped` naming the input; nothing is swallowed.
 3. The Ready, in the Node's order: `send_now` (messages that need no write), then
    `writes` as ONE `Durable.write` (one transaction however many inputs the turn
    had: the write combining that makes a busy agent cheap), then `send_after_write`
@@ -119,6 +122,7 @@ from typing import Any, Protocol
 from fedorch.core.negotiation.errors import RemoteProtocolError
 from fedorch.core.node.inputs import Message, Tick
 from fedorch.core.node.ready import Ready, Write
+from fedorch.runtime.node_engine.layer import StepBroken, batch_of
 from fedorch.runtime.ports import Clock, Durable, Executors, StatusSink, Transport
 
 __all__ = ["DriverLoop", "DriverStopped", "NodeDriver", "ThreadedWrite"]
@@ -181,25 +185,33 @@ class NodeDriver:
         if self.stopped is not None:
             raise DriverStopped(f"driver stopped earlier: {self.stopped}") from self.stopped
         now = self.clock.monotonic()
-        node = self.node
         if self.looped:  # what this Node sent itself last turn (after its write, if any)
             looped, self.looped = self.looped, []
             inputs = [*looped, *inputs]
-        for event in inputs:
-            self.inputs += 1
-            try:
-                node.step(now, event)
-            except RemoteProtocolError as e:
-                self.refused[type(event).__name__] += 1
-                log.info("refused %s: %s", _name(event), e)
-                if self.on_refused is not None:
-                    self.on_refused(event, e)
-            except Exception as e:
-                stop = DriverStopped(f"broken invariant on input {_name(event)}: "
-                                     f"{type(e).__name__}: {e}", event)
-                self.stopped = stop
-                log.error("%s", stop)
-                raise stop from e
+        elif type(inputs) is not list:
+            inputs = list(inputs)
+        if not inputs:
+            return
+        self.inputs += len(inputs)
+        try:  # the turn as one call down the layers (node_engine/layer.py)
+            batch_of(self.node)(now, inputs, self._refuse)
+        except Exception as e:  # one input's step, or a layer's rule for the turn
+            event = e.input if type(e) is StepBroken else None
+            cause = e.__cause__ if type(e) is StepBroken else e
+            where = f"input {_name(event)}" if event is not None \
+                else f"a turn of {len(inputs)} inputs"
+            stop = DriverStopped(f"broken invariant on {where}: "
+                                 f"{type(cause).__name__}: {cause}", event)
+            self.stopped = stop
+            log.error("%s", stop)
+            raise stop from cause
+
+    def _refuse(self, event: object, error: RemoteProtocolError) -> None:
+        """An input refused: counted, logged, told; the turn goes on."""
+        self.refused[type(event).__name__] += 1
+        log.info("refused %s: %s", _name(event), error)
+        if self.on_refused is not None:
+            self.on_refused(event, error)
 
     def flush(self) -> None:
         """Do what the Node has produced (a turn with no input: after a restore)."""

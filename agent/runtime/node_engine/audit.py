@@ -99,7 +99,7 @@ from fedorch.core.workflow.lifecycle import TERMINAL, WorkflowState
 from fedorch.core.workflow.progress import TERMINAL_STEP_STATES
 from fedorch.runtime.node_codec import node_codec
 from fedorch.runtime.node_engine.attestations import Attestations
-from fedorch.runtime.node_engine.layer import NodeLayer
+from fedorch.runtime.node_engine.layer import NodeLayer, Refuse
 from fedorch.runtime.node_engine.reload import Reconfigure
 from fedorch.runtime.ports import Durable
 
@@ -470,6 +470,21 @@ class AuditedNode(NodeLayer):
         elif kind is Reconfigure:  # a reload's policy rules the votes from now on
             self.audit.records.policy_sha256 = spec_sha256(event.policy)
         self.inner.step(now, event)
+
+    def step_batch(self, now: float, events: Sequence[object], refuse: Refuse) -> None:
+        # What `step` keeps of each input, for the whole turn before it goes in: the
+        # Node never reads it (the records are made from the turn's Ready and writes).
+        for event in events:
+            kind = type(event)
+            if kind is Message:
+                msg = event.msg
+                if type(msg) is PrepareMsg:
+                    self._prepares[msg.tx.key] = msg
+                elif type(msg) is ResultMsg and self.evidence is not None:
+                    self.evidence.heard(event.src, msg)
+            elif kind is Reconfigure:
+                self.audit.records.policy_sha256 = spec_sha256(event.policy)
+        self.pass_batch(now, events, refuse)
 
     def ready(self) -> Ready:
         ready = self.inner.ready()

@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from fedorch.core.identity.authority import Refused, coordinator_of
@@ -60,7 +60,7 @@ from fedorch.core.node.node import Node
 from fedorch.core.workflow.epoch_certificate import epoch_of_round
 from fedorch.gen.fedorch.v1 import peer_pb2
 from fedorch.runtime.node_codec import CodecError, NodeCodec
-from fedorch.runtime.node_engine.layer import NodeLayer
+from fedorch.runtime.node_engine.layer import NodeLayer, Refuse, StepBroken
 from fedorch.runtime.ports import Clock
 
 __all__ = ["AuthorizedNode", "EnvelopeRefused", "TurnBoundary", "signed_submissions"]
@@ -152,6 +152,15 @@ class TurnBoundary:
         self.post(Acks(sender, tuple(acks)))
 
 
+# What the table raises on a value the checked decoding let through that it cannot
+# read (or one stepped without it): a field of the wrong shape, refused as malformed.
+_UNREADABLE = (TypeError, AttributeError, IndexError, KeyError, ValueError)
+
+
+def _malformed(e: Exception) -> Refused:
+    return Refused("malformed", f"{type(e).__name__}: {e}")
+
+
 class AuthorizedNode(NodeLayer):
     """The Node as the driver steps it: every `Message` is checked against the
     authority table first (check 4 of the header); a refusal is a RemoteProtocolError,
@@ -168,21 +177,48 @@ class AuthorizedNode(NodeLayer):
             self._step_acks(now, event)
             return
         if type(event) is Message:
-            try:
-                try:
-                    authority.check(self.node, event.src, event.msg)
-                except (TypeError, AttributeError, IndexError, KeyError, ValueError) as e:
-                    # A value the checked decoding let through that the table cannot
-                    # read (or one stepped without it): a field of the wrong shape.
-                    raise Refused("malformed", f"{type(e).__name__}: {e}") from None
-            except Refused as e:
-                self.refused[e.reason] += 1
-                self.on_refused(e.reason)
-                raise RemoteProtocolError(
-                    f"{type(event.msg).__name__} from {event.src} refused ({e.reason}):"
-                    f" {e.detail}") from None
+            self._check(event)
         self.node.step(now, event)
 
+    def step_batch(self, now: float, events: Sequence[object], refuse: Refuse) -> None:
+        """The innermost loop of a turn (node_engine/layer.py): each message checked
+        right before the Node steps it (the facts the table reads are those the inputs
+        before it made), a refused one refused alone and the turn going on."""
+        node, step, check = self.node, self.node.step, authority.check
+        for event in events:
+            kind = type(event)
+            try:
+                if kind is Message:
+                    try:
+                        check(node, event.src, event.msg)
+                    except Refused as e:
+                        raise self._refusal(event, e) from None
+                    except _UNREADABLE as e:
+                        raise self._refusal(event, _malformed(e)) from None
+                elif kind is Acks:
+                    self._step_acks(now, event)
+                    continue
+                step(now, event)
+            except RemoteProtocolError as e:
+                refuse(event, e)
+            except Exception as e:
+                raise StepBroken(event) from e
+
+    def _check(self, event: Message) -> None:
+        """The authority table on one message; its refusal, counted, raised as a
+        RemoteProtocolError."""
+        try:
+            authority.check(self.node, event.src, event.msg)
+        except Refused as e:
+            raise self._refusal(event, e) from None
+        except _UNREADABLE as e:
+            raise self._refusal(event, _malformed(e)) from None
+
+    def _refusal(self, event: Message, e: Refused) -> RemoteProtocolError:
+        self.refused[e.reason] += 1
+        self.on_refused(e.reason)
+        return RemoteProtocolError(f"{type(event.msg).__name__} from {event.src} refused"
+                                   f" ({e.reason}): {e.detail}")
 
     def _step_acks(self, now: float, event: Acks) -> None:
         """Each acknowledgement checked by its own rule (authority.check_acks): those

@@ -49,7 +49,7 @@ from fedorch.core.node.records import PrepareMsg, VoteMsg
 from fedorch.core.workflow.lifecycle import TERMINAL, WorkflowState
 from fedorch.core.workflow.progress import StepState
 from fedorch.runtime import telemetry
-from fedorch.runtime.node_engine.layer import NodeLayer
+from fedorch.runtime.node_engine.layer import NodeLayer, Refuse
 from fedorch.runtime.ports import Durable
 
 __all__ = ["Observed", "ObservedNode", "ObservedWrites", "step_domain"]
@@ -242,6 +242,15 @@ class ObservedNode(NodeLayer):
         if type(event) is Message and type(event.msg) is PrepareMsg:
             self._prepared = True
         self.inner.step(now, event)
+
+    def step_batch(self, now: float, events: Sequence[object], refuse: Refuse) -> None:
+        # Whether a PREPARE went in is all this layer keeps: looked for once a turn.
+        if not self._prepared:
+            for event in events:
+                if type(event) is Message and type(event.msg) is PrepareMsg:
+                    self._prepared = True
+                    break
+        self.pass_batch(now, events, refuse)
 
     def ready(self) -> Ready:
         ready = self.inner.ready()

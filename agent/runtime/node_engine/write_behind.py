@@ -69,7 +69,7 @@ from typing import Any
 from fedorch.core.node.inputs import Message
 from fedorch.core.node.ready import Write
 from fedorch.core.node.records import PrepareMsg, VoteMsg
-from fedorch.runtime.node_engine.layer import NodeLayer
+from fedorch.runtime.node_engine.layer import NodeLayer, Refuse, step_each
 from fedorch.runtime.node_engine.write_faults import is_storage_fault
 
 __all__ = ["HeldDurable", "HeldExecutors", "HeldStatus", "HeldTransport", "StorageGate",
@@ -237,6 +237,15 @@ class StorageGate(NodeLayer):
                         " until it can"))
                     return
         self.inner.step(now, event)
+
+    def step_batch(self, now: float, events: Sequence[object], refuse: Refuse) -> None:
+        # While both stores can be written the gate refuses nothing: the turn goes on
+        # whole. Asked once a turn, as if the turn were stepped at its start (a write
+        # fails in the commit, never in a step); else each PREPARE is asked about.
+        if self.fault.error is None and self.database_fault() is None:
+            self.pass_batch(now, events, refuse)
+        else:
+            step_each(self.step, now, events, refuse)
 
     def _cannot_write(self) -> str | None:
         """Which store cannot be written and what SQLite said; node.db's first (the
