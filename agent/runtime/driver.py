@@ -29,7 +29,10 @@ One *turn* (`turn(inputs)`):
    `writes` as ONE `Durable.write` (one transaction however many inputs the turn
    had: the write combining that makes a busy agent cheap), then `send_after_write`
    (votes after their reservation, decisions after their record), then step attempts
-   to start and to stop, then status changes for watchers.
+   to start and to stop, then status changes for watchers. One kind goes with
+   `send_now` instead: `status_now`, a Paxos Commit coordinator's RUNNING once its
+   COMMIT is chosen (durable at a majority of the acceptors, so not lost whatever this
+   write does: core/node/ready.py); `finish` does not tell it twice.
 4. `node.advance(ready)`.
 
 An exception from a port (a failed commit, a simulated crash) propagates as it is,
@@ -238,6 +241,8 @@ class NodeDriver:
         try:
             for out in ready.send_now:
                 send(out.to, out.msg)
+            for wf, state in ready.status_now:  # a COMMIT chosen: told before the write
+                self.status.status_changed(wf, state)
         except BaseException as e:
             self.stopped = e
             raise
@@ -262,8 +267,10 @@ class NodeDriver:
                 self.executors.start(run)
             for run in ready.stop_steps:
                 self.executors.stop(run)
-            for wf, state in ready.status_changes:
-                self.status.status_changed(wf, state)
+            told = ready.status_now  # told in `begin`
+            for change in ready.status_changes:
+                if not told or change not in told:
+                    self.status.status_changed(*change)
             for w in ready.writes:
                 for note in w.notes:
                     if note[0] in _LOGGED_NOTES:

@@ -9,8 +9,9 @@ A driver tells a workflow's status changes to its watchers (runtime/driver.py's
 COMMIT) may be told before it, since the COMMIT is durable at a majority of the
 acceptors whatever the coordinator's own write does. The simulated agent's driver
 (`ToldBeforeWrite`) tells `status_now` as the Ready is handed out, before any write
-group's crash point, as a daemon's driver may, and every change again after the write
-(`StatusTold`, the sink), both to `StatusCheck`, which holds, outside the agents:
+group's crash point, with the round its COMMIT stands on, besides the production
+driver's own telling to the sink (`StatusTold`: `status_now` in `begin`, the rest after
+the write), both to `StatusCheck`, which holds, outside the agents:
 
 * chosen first: a status told before its write is a RUNNING whose round's COMMIT was
   chosen (a majority of its acceptors' records on disk accepted it in one ballot:
@@ -87,7 +88,7 @@ class ToldBeforeWrite(NodeDriver):
             key = (wf, row.round) if row is not None else (wf, -1)
             agent.sim.checker.status.told(agent.name, wf, state, key)
             agent.sim.stats["status RUNNING told before its write"] += 1
-        return ready  # the sink hears them again after the write, as today's driver tells
+        return ready  # the sink heard them too, from `NodeDriver.begin`, without the key
 
 
 def _name(state: object) -> str:
