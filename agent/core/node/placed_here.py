@@ -83,6 +83,7 @@ from fedorch.core.negotiation.messages import Key
 from fedorch.core.negotiation.participant import HoldState
 from fedorch.core.node.authority_steps import earlier_for, earlier_of
 from fedorch.core.node.records import AckMsg, ClaimAnswerMsg, FinalMsg, PlacedMsg
+from fedorch.core.node.replacement_telling import MADE, PLACED
 from fedorch.core.node.takeover_claims import held_of
 from fedorch.core.workflow.epoch_certificate import epoch_of_round
 from fedorch.core.workflow.progress import TERMINAL_STEP_STATES, StepState
@@ -254,9 +255,10 @@ class PlacedHere:
             n.replacement.handover.made_here(now, src, msg)
         # Its new domain, holding nothing of the round any more (its YES released on a
         # void), says so: a later holder that waits for the step here drops the
-        # placement (replacement_handover.py, "A void in a later epoch").
-        n.send(src, AckMsg(("placed", msg.workflow_id, msg.step_id, msg.epoch, n.name),
-                           n.replacement.handover.released_here(msg)))
+        # placement (replacement_handover.py, "A void in a later epoch"). A handed-out
+        # COMMIT is acknowledged by its own id ("The handed-out COMMIT's own resends").
+        n.send(src, AckMsg((MADE if msg.made else PLACED, msg.workflow_id, msg.step_id,
+                            msg.epoch, n.name), n.replacement.handover.released_here(msg)))
 
     def learn_from_grant(self, now: float, wf: str,
                          placements: tuple[tuple[str, int, str, str], ...],
