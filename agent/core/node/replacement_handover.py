@@ -236,7 +236,7 @@ from typing import Any
 from fedorch.core.negotiation.messages import Decision, DecisionQuery, Key, Value, VoteIn
 from fedorch.core.negotiation.participant import HoldState
 from fedorch.core.node.records import AckMsg, FinalMsg, PlacedMsg
-from fedorch.core.node.replacement_telling import MADE, TOLD_KINDS
+from fedorch.core.node.replacement_telling import MADE, PLACED, TOLD_KINDS
 from fedorch.core.workflow.epoch_certificate import epoch_of_round
 from fedorch.core.workflow.progress import TERMINAL_STEP_STATES, StepState
 
@@ -293,7 +293,7 @@ class Handover:
         # Its own id: only its own acknowledgement ends its resends; the plain tell
         # still owed to the new domain goes no more, told by this message too (see the
         # header, "The handed-out COMMIT's own resends").
-        n.pending.pop(("placed", wf, step, epoch, domain), None)
+        n.pending.pop((PLACED, wf, step, epoch, domain), None)
         n.reliable(domain, (MADE, wf, step, epoch, domain), replace(msg, made=True))
 
     def made_here(self, now: float, src: str, msg: PlacedMsg) -> None:
