@@ -49,8 +49,8 @@ What it answers, and why each is the answer the live workflow gave:
   that contradicts the successor's. Only the original is answered so: any other
   sender is answered as before.
 - a new placement told in an epoch older than the record's (placed_overtaken.py,
-  `forgotten`): the kept workflow, its later epoch granted or followed here, refused
-  it with that epoch or the end; the record answers with the end, its epoch and
+  `answer_forgotten`): the kept workflow, its later epoch granted or followed here,
+  refused it with that epoch or the end; the record answers with the end, its epoch and
   holder (to the original, the successor's proof with it: `overtaken`), never an
   acknowledgement, which would count toward the majority its COMMIT waits for.
 A record is consulted only for a workflow this Node knows nothing else of (no row,

@@ -28,7 +28,7 @@ other Node's (and the coordinator's own, where it is a participant too):
   takes no placement from a grant that comes after (`learn_from_grant`): together
   they let the holder answer a round it does not know void (replacement_handover.py).
   A workflow forgotten here (retention) has no `promised` epoch left: its end record
-  answers an older epoch's tell instead (placed_overtaken.py, `forgotten`);
+  answers an older epoch's tell instead (placed_overtaken.py, `answer_forgotten`).
   Refused by a Node that ended the workflow in that later epoch, the placement is still
   written (`_note_new_domain`, never acknowledged: it counts toward no majority), as
   the committed round's fact it is: its new domain is a member here, whose end, a
@@ -79,8 +79,8 @@ from typing import Any
 
 from fedorch.core.negotiation.messages import Key
 from fedorch.core.negotiation.participant import HoldState
-from fedorch.core.node import placed_overtaken as overtaken
 from fedorch.core.node.authority_steps import earlier_for, earlier_of
+from fedorch.core.node.placed_overtaken import answer_forgotten, answer_older_epoch
 from fedorch.core.node.records import AckMsg, FinalMsg, PlacedMsg
 from fedorch.core.node.replacement_telling import MADE, PLACED
 from fedorch.core.workflow.epoch_certificate import epoch_of_round
@@ -224,9 +224,9 @@ class PlacedHere:
             if wf in n.state.final:
                 self._end_to_new_domain(wf, msg.domain)
                 self._note_new_domain(msg)
-            overtaken.older_epoch(n, src, msg)
+            answer_older_epoch(n, src, msg)
             return
-        if overtaken.forgotten(n, src, msg):
+        if answer_forgotten(n, src, msg):
             return  # forgotten here: its end record answers (placed_overtaken.py)
         self.take(now, msg)
         if msg.made and msg.domain == n.name and msg.workflow_id not in n.state.final:

@@ -8,7 +8,7 @@ placement before its COMMIT leaves (replacement_telling.py, "Told before made").
 tells are not taken nor acknowledged here, but answered with what overtook their
 teller, so that it follows and ends its resends:
 
-- a grant is a promise (`older_epoch`): once this Node granted (or follows) an epoch
+- a grant is a promise (`answer_older_epoch`): once this Node granted (or follows) an epoch
   e >= 1, a placement told by a coordinator of an older epoch (the original, at 0)
   that is not the round on record here (a later round of the step known here is no
   sign that this one was held when we granted: takeover soak seed 102364, the
@@ -25,8 +25,8 @@ teller, so that it follows and ends its resends:
   told nothing, it told the placement for ever). Ended here as that epoch's holder,
   its new domain is told our end first (placed_here.py `_end_to_new_domain`, before
   this part is called: it learns no COMMIT any more);
-- a workflow this Node forgot (`forgotten`): retention compacted it, keeping its end
-  as a record (ended_records.py), and its `promised` epoch went with its rows, so the
+- a workflow this Node forgot (`answer_forgotten`): retention compacted it, keeping its
+  end as a record (ended_records.py), and its `promised` epoch went with its rows, so the
   tell was taken as news and acknowledged: nothing written (retention forgets what it
   does not know again), yet the acknowledgement counted toward the majority, and the
   original's COMMIT left to a new domain for a workflow that had ended in a later
@@ -54,10 +54,10 @@ from typing import Any
 from fedorch.core.node.records import ClaimAnswerMsg, PlacedMsg
 from fedorch.core.node.takeover_claims import held_of
 
-__all__ = ["forgotten", "older_epoch"]
+__all__ = ["answer_forgotten", "answer_older_epoch"]
 
 
-def older_epoch(n: Any, src: str, msg: PlacedMsg) -> None:
+def answer_older_epoch(n: Any, src: str, msg: PlacedMsg) -> None:
     """A placement of an epoch older than one granted or followed at Node `n`, not the
     round on record here (placed_here.py decides so): answered with the end, or the
     epoch held here, never acknowledged (see the header)."""
@@ -74,7 +74,7 @@ def older_epoch(n: Any, src: str, msg: PlacedMsg) -> None:
                                    won=n.takeover.proof.proof_of(wf, epoch, holder)))
 
 
-def forgotten(n: Any, src: str, msg: PlacedMsg) -> bool:
+def answer_forgotten(n: Any, src: str, msg: PlacedMsg) -> bool:
     """A placement of a workflow Node `n` forgot, told in an epoch older than its end
     record's: answered from the record (see the header). False: no such record, or
     none that overtakes the teller (the tell is taken as before)."""

@@ -2,7 +2,7 @@
 good, tells a new placement to a member whose retention has forgotten the workflow
 since: the member answers from the workflow's end record (ended_records.py) with the
 later end and its epoch, never takes nor acknowledges the tell
-(agent/core/node/placed_overtaken.py, `forgotten`). Before, the forgotten member
+(agent/core/node/placed_overtaken.py, `answer_forgotten`). Before, the forgotten member
 acknowledged it as news; the acknowledgement counted toward the majority that must
 hold the placement, and the round's COMMIT left to the new domain for a workflow that
 had ended in epoch 1. Nodes driven by hand with coordinator takeover on, every Node
