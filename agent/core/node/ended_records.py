@@ -48,6 +48,11 @@ What it answers, and why each is the answer the live workflow gave:
   as of an unknown workflow, and the original stayed RUNNING for ever, or made an end
   that contradicts the successor's. Only the original is answered so: any other
   sender is answered as before.
+- a new placement told in an epoch older than the record's (placed_overtaken.py,
+  `answer_forgotten`): the kept workflow, its later epoch granted or followed here,
+  refused it with that epoch or the end; the record answers with the end, its epoch and
+  holder (to the original, the successor's proof with it: `overtaken`), never an
+  acknowledgement, which would count toward the majority its COMMIT waits for.
 A record is consulted only for a workflow this Node knows nothing else of (no row,
 no commitment, no end): known again (a late end kept as an elector's), the live
 rows answer. The end is the one end there is (a workflow ends once), so an answer

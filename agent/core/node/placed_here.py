@@ -21,16 +21,14 @@ other Node's (and the coordinator's own, where it is a participant too):
   new domain itself waits for the round's COMMIT before it takes its own placement;
 - a grant is a promise: once this Node granted (or follows) an epoch e >= 1, a
   placement told by a coordinator of an older epoch (the original, at 0) that is not
-  the round on record here (a later round of the step known here is no sign that this
-  one was held when we granted: takeover soak seed 102364) is neither taken nor
-  acknowledged (`promised`, `on_placed`), so it never counts toward the
-  majority that lets the original's COMMIT leave, but answered: with the epoch held
-  here and its holder (its certificate where kept here), or, ended here, with the end
-  and its proof, so that the original follows, or claims past a holder gone in its
-  view (agent/core/workflow/takeover_overtaken.py; takeover soak seed 4900724: told
-  nothing, it told the placement for ever); and a claimant acting in its epoch
+  the round on record here is neither taken nor acknowledged (`promised`,
+  `on_placed`), so it never counts toward the majority that lets the original's
+  COMMIT leave, but answered with the epoch held here or the end
+  (placed_overtaken.py, where the argument is); and a claimant acting in its epoch
   takes no placement from a grant that comes after (`learn_from_grant`): together
   they let the holder answer a round it does not know void (replacement_handover.py).
+  A workflow forgotten here (retention) has no `promised` epoch left: its end record
+  answers an older epoch's tell instead (placed_overtaken.py, `answer_forgotten`).
   Refused by a Node that ended the workflow in that later epoch, the placement is still
   written (`_note_new_domain`, never acknowledged: it counts toward no majority), as
   the committed round's fact it is: its new domain is a member here, whose end, a
@@ -82,8 +80,9 @@ from typing import Any
 from fedorch.core.negotiation.messages import Key
 from fedorch.core.negotiation.participant import HoldState
 from fedorch.core.node.authority_steps import earlier_for, earlier_of
-from fedorch.core.node.records import AckMsg, ClaimAnswerMsg, FinalMsg, PlacedMsg
-from fedorch.core.node.takeover_claims import held_of
+from fedorch.core.node.placed_overtaken import answer_forgotten, answer_older_epoch
+from fedorch.core.node.records import AckMsg, FinalMsg, PlacedMsg
+from fedorch.core.node.replacement_telling import MADE, PLACED
 from fedorch.core.workflow.epoch_certificate import epoch_of_round
 from fedorch.core.workflow.progress import TERMINAL_STEP_STATES, StepState
 from fedorch.core.workflow.takeover import Adopted
@@ -216,37 +215,19 @@ class PlacedHere:
         wf = msg.workflow_id
         known = n.state.placements.get(wf, {}).get(msg.step_id)
         if msg.held_epoch < self.promised(wf) and (known is None or known[0] != msg.epoch):
-            # A placement not held here, told by the coordinator of an epoch older than
-            # one granted or followed here: neither taken nor acknowledged, so it never
-            # counts toward the majority that lets its COMMIT leave. Not held is any
-            # round but the one on record: a later round known here (a successor's,
-            # placing the step again) is no sign that this one was held when we granted
-            # (takeover soak seed 102364: the original, back, placed again a step its
-            # successor had placed and ended with, and counted that successor). Once a
-            # successor's majority granted its epoch, a placement none of them held
-            # cannot be held by a majority any more: the successor knows every
-            # placement whose COMMIT can ever leave, and may answer a round it does
-            # not know void (replacement_handover.py). Ended here as that epoch's
-            # holder, its new domain is told our end (it learns no COMMIT any more: it
-            # asks, above).
-            n.stats["placement of an older epoch refused: a later one granted"] += 1
+            # A grant is a promise: a placement not held here, told by the coordinator
+            # of an epoch older than one granted or followed here, is neither taken nor
+            # acknowledged, but answered (placed_overtaken.py). Ended here as that
+            # epoch's holder, its new domain is told our end (it learns no COMMIT any
+            # more: it asks, above), and the placement written as a committed round's
+            # fact (`_note_new_domain`).
             if wf in n.state.final:
                 self._end_to_new_domain(wf, msg.domain)
                 self._note_new_domain(msg)
-                # Its sender, the original, is answered with the later end and its
-                # proof, as its end notice would be (EndNotices.tell_overtaken): it follows
-                # that end (takeover soak seed 4900724, the successor's end told first).
-                n.end_notices.tell_overtaken(src, wf)
-            elif n.takeover is not None:
-                # Refused with a word back: the epoch granted here and its holder (with
-                # its certificate where kept), as an older epoch's end notice is
-                # (elector_ends.py), so its sender follows a proven live holder or,
-                # that holder gone, claims the next epoch (takeover_overtaken.py).
-                epoch, holder = held_of(n.state, wf, wf.rpartition(".")[0])
-                n.stats["placement of an older epoch answered with the later epoch"] += 1
-                n.send(src, ClaimAnswerMsg(wf, msg.held_epoch, False, epoch, holder,
-                                           won=n.takeover.proof.proof_of(wf, epoch, holder)))
+            answer_older_epoch(n, src, msg)
             return
+        if answer_forgotten(n, src, msg):
+            return  # forgotten here: its end record answers (placed_overtaken.py)
         self.take(now, msg)
         if msg.made and msg.domain == n.name and msg.workflow_id not in n.state.final:
             # The holder of a later epoch hands out our round's COMMIT, told everywhere
@@ -254,9 +235,10 @@ class PlacedHere:
             n.replacement.handover.made_here(now, src, msg)
         # Its new domain, holding nothing of the round any more (its YES released on a
         # void), says so: a later holder that waits for the step here drops the
-        # placement (replacement_handover.py, "A void in a later epoch").
-        n.send(src, AckMsg(("placed", msg.workflow_id, msg.step_id, msg.epoch, n.name),
-                           n.replacement.handover.released_here(msg)))
+        # placement (replacement_handover.py, "A void in a later epoch"). A handed-out
+        # COMMIT is acknowledged by its own id ("The handed-out COMMIT's own resends").
+        n.send(src, AckMsg((MADE if msg.made else PLACED, msg.workflow_id, msg.step_id,
+                            msg.epoch, n.name), n.replacement.handover.released_here(msg)))
 
     def learn_from_grant(self, now: float, wf: str,
                          placements: tuple[tuple[str, int, str, str], ...],

@@ -117,7 +117,7 @@ from fedorch.core.node.replacement_handover import Handover
 from fedorch.core.node.replacement_heard import not_again
 from fedorch.core.node.replacement_log import RoundLog
 from fedorch.core.node.replacement_successor import Mandates
-from fedorch.core.node.replacement_telling import Telling
+from fedorch.core.node.replacement_telling import TOLD_KINDS, Telling
 from fedorch.core.workflow.domain_loss import not_replaced_reason
 from fedorch.core.workflow.placement import Placement
 from fedorch.core.workflow.progress import Outcome, StepState
@@ -465,7 +465,7 @@ class Replacements:
         for key in [k for k in self.acked if k[0] == wf]:
             del self.acked[key]
         n = self.n
-        n.pending.drop(wf, lambda k, v: k[0] == "placed")  # each told hears the end
+        n.pending.drop(wf, lambda k, v: k[0] in TOLD_KINDS)  # each told hears the end
         n.placed_here.ended(now, wf)  # a YES of a round here, undecided, goes
 
     # ---- told before made (replacement_telling.py), as the Node's parts ask -----------

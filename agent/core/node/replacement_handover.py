@@ -155,10 +155,14 @@ Not done here: a new domain that never kept the workflow's electorate
 (it missed every tell of the original) cannot check the holder's certificate and
 refuses its tell, so the handover waits for the end. A member that is not committed
 to the workflow (an elector holding no step) answers nothing, so the new domain then
-waits for the holder or the end notice. The handed-out COMMIT (`make`) is resent under
-the plain tell's id, which the new domain's acknowledgement names either way: a late
-copy of the tell's acknowledgement ends its resending, and the new domain's next ask
-is what hands it out again.
+waits for the holder or the end notice.
+
+The handed-out COMMIT's own resends. The `made` PlacedMsg is resent under an id of kind
+`MADE`, which the new domain's acknowledgement names (placed_here.py): sharing the
+plain tell's id, a late copy of that tell's acknowledgement ended its resends, the
+COMMIT lost (takeover soak seed 97000669). The plain tell still owed to the new domain
+goes no more (`make`): the `made` message tells the same placement, and its
+acknowledgement counts as the tell's. A round's drops name both kinds (`TOLD_KINDS`).
 
 The original as a later holder. The original coordinator acting in a later epoch it
 won itself is asked about a successor's round (another epoch's range) as any holder is
@@ -168,7 +172,7 @@ NOT_PREPARED before (its log has no word on another's round), and that new domai
 coordinator dead for good, had no other way out: the round's acceptors are that
 coordinator and itself, so its recovery ballot never reaches a majority (takeover soak
 seed 97000669: the COMMIT it handed out was lost, and a copy of the new domain's
-acknowledgement of the plain tell, named as that send is, ended its resending). The
+acknowledgement of the plain tell, then named as that send was, ended its resends). The
 argument above is a holder's, not a successor's: its grants carried every placement
 whose COMMIT can leave, and the successor's COMMIT, on its log alone (the one word on
 the round), leaves only once its placement is held by enough of the electorate to
@@ -232,6 +236,7 @@ from typing import Any
 from fedorch.core.negotiation.messages import Decision, DecisionQuery, Key, Value, VoteIn
 from fedorch.core.negotiation.participant import HoldState
 from fedorch.core.node.records import AckMsg, FinalMsg, PlacedMsg
+from fedorch.core.node.replacement_telling import MADE, PLACED, TOLD_KINDS
 from fedorch.core.workflow.epoch_certificate import epoch_of_round
 from fedorch.core.workflow.progress import TERMINAL_STEP_STATES, StepState
 
@@ -285,8 +290,11 @@ class Handover:
             return
         n.stats["re-placement COMMIT handed out by a successor"] += 1
         msg = self.r.told.message(wf, step)
-        n.reliable(domain, ("placed", wf, step, epoch, domain),
-                   replace(msg, made=True))
+        # Its own id: only its own acknowledgement ends its resends; the plain tell
+        # still owed to the new domain goes no more, told by this message too (see the
+        # header, "The handed-out COMMIT's own resends").
+        n.pending.pop((PLACED, wf, step, epoch, domain), None)
+        n.reliable(domain, (MADE, wf, step, epoch, domain), replace(msg, made=True))
 
     def made_here(self, now: float, src: str, msg: PlacedMsg) -> None:
         """The holder of a later epoch hands out the COMMIT of our placement: our YES of
@@ -486,7 +494,7 @@ class Handover:
             del n.state.records[(wf, round_)]
         r.telling.pop((wf, round_), None)
         r.acked.pop((wf, round_), None)
-        n.pending.drop(wf, lambda k, _: k[0] == "placed" and k[2:4] == (step, round_))
+        n.pending.drop(wf, lambda k, _: k[0] in TOLD_KINDS and k[2:4] == (step, round_))
         r.step_lost(wf, step, placed[2], s.lost_as)
         r.start(now, wf)
         return True

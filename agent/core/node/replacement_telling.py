@@ -120,6 +120,12 @@ from fedorch.core.node.records import PlacedMsg
 from fedorch.core.workflow.progress import StepState
 from fedorch.core.workflow.takeover_events import majority
 
+# The kinds of a placement's reliable sends (their ids' first element): a plain tell,
+# and the COMMIT a holder hands out with it (replacement_handover.py, `make`), each
+# acknowledged by its own id (placed_here.py, `on_placed`).
+PLACED, MADE = "placed", "made"
+TOLD_KINDS = frozenset({PLACED, MADE})
+
 
 class Telling:
     def __init__(self, replacements: Any) -> None:
@@ -138,7 +144,7 @@ class Telling:
         msg = self.message(wf, step)
         # The lost domain too: back, it learns its placement is over.
         for dst in sorted(self.told_to(wf)):
-            self.n.reliable(dst, ("placed", wf, step, msg.epoch, dst), msg)
+            self.n.reliable(dst, (PLACED, wf, step, msg.epoch, dst), msg)
 
     def message(self, wf: str, step: str) -> PlacedMsg:
         """`step`'s placement on record, told (a successor's: its epoch, certificate)."""
@@ -252,7 +258,7 @@ class Telling:
         if not placed:
             return True
         for key in n.pending.of(wf):
-            if key[0] == "placed" and key[-1] == domain \
+            if key[0] in TOLD_KINDS and key[-1] == domain \
                     and placed.get(key[2], (0, "", ""))[2] == domain:
                 return False
         return True

@@ -86,11 +86,11 @@ knowing it. An id it named but never saved had no PREPARE sent (the row goes fir
 What a late message about a forgotten workflow gets (node.py, negotiation.py,
 running.py): a decision query at its coordinator is answered ABORT as above under
 classic 2PC, else UNKNOWN (nothing is presumed, nothing written: a participant in
-doubt that long goes to a recovery ballot),
-an end notice or a step result of a workflow unknown here is acknowledged and not kept,
-a vote or an acknowledgement finds no core (refused, or ignored), as for any unknown
-workflow; a claim or a placement question gets the end its record keeps, and the original
-coordinator's end notice, report or relay a successor's end and proof (ended_records.py).
+doubt that long goes to a recovery ballot), an end notice or a step result of a workflow
+unknown here is acknowledged and not kept, a vote or an acknowledgement finds no core
+(refused, or ignored), as for any unknown workflow; a claim, a placement question or an
+older epoch's placement tell gets the end its record keeps, and the original's end
+notice, report or relay a successor's end and proof (ended_records.py).
 
 Cost: a mark is a table put and a heap push; a tick pops only what is due. Two heaps
 by wall stamp, oldest first: `main` (every tracked workflow) and `age_only` (the

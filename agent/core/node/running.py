@@ -235,7 +235,7 @@ class Running:
             n.replacement.end_acked(wf, src)  # a COMMIT it will never need
             if n.takeover is not None and wf in n.state.late_grants:
                 n.takeover.late.acked(wf, src)  # a granter's tell is done
-        elif msg.msg_id[0] == "placed":  # a new placement told (replacement.py)
+        elif msg.msg_id[0] in ("placed", "made"):  # a placement told, or its COMMIT handed out
             n.replacement.placed_acked(now, src, msg.msg_id, msg.void)
         elif msg.msg_id[0] == "compensated":
             n.compensating.report_acked(msg.msg_id)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from fedorch.core.negotiation.messages import Decision
 from fedorch.core.node import MemberState, StepEnded, Tick
-from fedorch.core.node.records import AckMsg, PlacedMsg, PrepareMsg, ResultMsg, VoteMsg
+from fedorch.core.node.records import PlacedMsg, PrepareMsg, ResultMsg, VoteMsg
 from fedorch.core.workflow.epoch_certificate import round_range
 from fedorch.core.workflow.lifecycle import WorkflowState
 
@@ -65,10 +65,10 @@ def d1_places_s0_again_and_d0_wins_epoch_2(held: Held) -> tuple[Federation, tupl
 def test_the_original_acting_later_hands_out_a_successors_commit_when_asked() -> None:
     """d1 decides its round's COMMIT and tells the placement, and dies before the COMMIT
     leaves. d0, acting in epoch 2, knows the placement (d2's grant carried it) and hands
-    the COMMIT out, told everywhere again first; that one is lost, and a copy of the new
-    domain's acknowledgement of the plain tell, named as that COMMIT's send is, comes
-    after it and ends its resending. The new domain, in doubt, asks d0, which hands the
-    COMMIT out again: s0 runs there and the workflow SUCCEEDS."""
+    the COMMIT out, told everywhere again first; every copy of it is lost until the new
+    domain, in doubt, asks d0, which hands the COMMIT out again: s0 runs there and the
+    workflow SUCCEEDS. (A late acknowledgement of the plain tell no longer ends the
+    COMMIT's resends: test_replacement_made_id.py.)"""
     fed, key, new = d1_places_s0_again_and_d0_wins_epoch_2(
         lambda src, dst, msg: src == "d1" and isinstance(msg, Decision))
     d0 = fed.nodes["d0"]
@@ -76,9 +76,14 @@ def test_the_original_acting_later_hands_out_a_successors_commit_when_asked() ->
     assert d0.stats["re-placement handed over by a successor"] == 1
     assert [m for m in fed.net if _made(*m)]
     fed.net = [m for m in fed.net if not _made(*m)]  # the handed-out COMMIT lost
-    fed.net.append((new, "d0", AckMsg(("placed", WF, "s0", key[1], new), False)))
-    fed.deliver()
-    assert fed.nodes[new].participant.status(key) == "prepared"
+    deadline = fed.now + 60.0
+    while not d0.stats["re-placement asked: handed over"] and fed.now < deadline:
+        fed.now += 1.0  # every copy of it lost, until the new domain asks
+        for n in ("d0", "d2", "d3"):
+            fed.step(n, Tick())
+        fed.deliver(keep=_made)
+        fed.net = [m for m in fed.net if not _made(*m)]
+        assert fed.nodes[new].participant.status(key) == "prepared"
     fed.run_until(fed.now + 30.0)
     assert d0.stats["re-placement asked: handed over"] >= 1
     assert fed.disks[new].learned[key].commit
