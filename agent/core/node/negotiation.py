@@ -161,9 +161,13 @@ class Negotiation:
         tx = msg.tx
         if src != tx.coordinator:
             raise RemoteProtocolError("a PREPARE comes from its coordinator")
-        if msg.info.lost and tx.workflow_id in n.state.final:
+        if msg.info.lost and (tx.workflow_id in n.state.final or (
+                n.retain is not None and n.retain.ends.of(tx.workflow_id) is not None)):
             # A step placed again in a workflow that ended here (a coordinator back from
-            # a crash, not yet told of the later epoch's end): nothing to run.
+            # a crash, not yet told of the later epoch's end): nothing to run. Ended and
+            # forgotten since, its end record says as much (retention.py): voted on as
+            # new, the step would run again for a workflow over everywhere.
+            n.stats["re-placement PREPARE refused: the workflow ended here"] += 1
             n.send(src, VoteMsg(tx.key, n.name, False, "the workflow ended here"))
             return
         admission = n.admit(n, now, tx, msg.info)

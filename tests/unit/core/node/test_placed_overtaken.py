@@ -10,10 +10,12 @@ with retention (test_ended_records_overtaken.py's)."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
-from fedorch.core.negotiation.messages import Decision
-from fedorch.core.node import Submit
-from fedorch.core.node.records import AckMsg, ClaimAnswerMsg, PlacedMsg
+from fedorch.core.negotiation.messages import Decision, TxInfo
+from fedorch.core.node import Message, Submit
+from fedorch.core.node.records import AckMsg, ClaimAnswerMsg, PlacedMsg, PrepareMsg, VoteMsg
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.gen.fedorch.v1 import spec_pb2
 
@@ -80,3 +82,21 @@ def test_a_forgotten_member_answers_the_originals_placement_from_its_end_record(
     learned = fed.disks["d3"].learned.get((WF, epoch))
     assert learned is None or not learned.commit  # before: COMMIT, s1 run again there
     assert not fed.nodes["d3"].participant.holds()
+
+
+def test_a_forgotten_member_votes_no_on_a_step_placed_again() -> None:
+    """The original, back, places s1 again on d2 itself (its round as replacement.py
+    makes one): d2, which forgot the workflow but keeps its end record, votes NO and
+    reserves nothing (before: it voted on the round as on a new workflow's, and would
+    have run s1 again for a workflow over everywhere)."""
+    fed, sent = forgotten_at_d2_then_d0_back(proof=True)
+    first = next(m for dst, m in fed.sent_by("d0", PrepareMsg) if dst == "d2")
+    tx = TxInfo(WF, first.tx.round + 7, "d0", ("d2",), ("d0", "d2"), created_ms=2)
+    info = dataclasses.replace(first.info, placement={**first.info.placement, "s1": "d2"},
+                               lost="d1", stated=None)
+    sent.clear()
+    fed.step("d2", Message("d0", PrepareMsg(tx, (("s1", "a"),), info)))
+    votes = [m for dst, m in sent if dst == "d0" and isinstance(m, VoteMsg)]
+    assert [(v.key, v.yes, v.reason) for v in votes] == [
+        (tx.key, False, "the workflow ended here")]
+    assert not fed.nodes["d2"].participant.holds()
