@@ -22,7 +22,7 @@ Answering a claim (`on_claim`):
   grant, no refusal (the claimant asks again `CLAIM_AGAIN_S` later);
 - of a workflow with no step here: as an acceptor of its round, on the claim's proof
   checked against our records (agent/core/workflow/acceptor_grant.py decides), the
-  grant kept in `granted` before the answer;
+  grant kept in `granted` before the answer (takeover_acceptor_claims.py);
 - of a workflow ended here: its end, no grant (an ended workflow is not taken over);
 - of a workflow whose end this Node told as its coordinator and has not made yet
   (domain_loss.py, `held`), once a member other than the claimant took it or may have
@@ -99,8 +99,9 @@ from typing import Any
 from fedorch.core.negotiation.messages import VoteIn
 from fedorch.core.node.authority_steps import epoch_of
 from fedorch.core.node.records import ClaimAnswerMsg, ClaimMsg, Disk, FinalMsg
+from fedorch.core.node.takeover_acceptor_claims import answer_as_acceptor
 from fedorch.core.node.takeover_grants import StatedRound, sign_round
-from fedorch.core.workflow.acceptor_grant import ABORT, COMMIT, Round, acceptor_grant
+from fedorch.core.workflow.acceptor_grant import COMMIT, Round
 from fedorch.core.workflow.takeover import (
     GONE_AT_ONCE,
     Adopted,
@@ -230,7 +231,7 @@ class Claims:
             if n.retain is not None and (end := n.retain.ends.claim_answer(wf)):
                 n.send(src, ClaimAnswerMsg(wf, msg.epoch, False, *end))  # ended_records.py
                 return  # forgotten here: its end, as when kept
-            self._on_claim_as_acceptor(src, msg)
+            answer_as_acceptor(tk, src, msg)  # takeover_acceptor_claims.py
             return
         original = n.running.info(wf).coordinator if wf in d.committed or wf in d.rows \
             else wf.rpartition(".")[0]
@@ -307,48 +308,6 @@ class Claims:
         granting = (epoch_of(n.state, wf)[1] or set()) | {info.coordinator}
         live = {m for m in granting & set(electorate) if not n.member_loss.gone(m)}
         return len(live) < majority(electorate)
-
-    def _on_claim_as_acceptor(self, src: str, msg: ClaimMsg) -> None:
-        """A claim of a workflow with no step here: an acceptor of its round answers, on
-        the claim's proof, checked against its records (acceptor_grant)."""
-        n = self.n
-        wf = msg.workflow_id
-        d = n.state
-        records = []
-        for (w, round_), rec in d.acceptor.items():
-            if w == wf:
-                decided = rec.decided or d.learned.get((w, round_))
-                records.append(Round(round_, frozenset(rec.tx.participants),
-                                     frozenset(rec.tx.acceptors), None if decided is None
-                                     else COMMIT if decided.commit else ABORT))
-        proof, error = msg.proof, None
-        if proof is not None \
-                and not self.tk.evidence.round_proof_holds(wf, proof, msg.stated,
-                                                           msg.commit):
-            proof, error = None, ("bad_round_proof", "not the committed round as signed")
-        epoch, holder = d.granted.get(wf, (0, wf.rpartition(".")[0]))
-        verdict = acceptor_grant(n.name, src, msg.epoch, (epoch, holder), records,
-                                 proof, error, original=wf.rpartition(".")[0])
-        if verdict.refused:
-            n.stats["takeover claim unknown here"] += 1
-            n.stats[f"takeover claim refused {verdict.reason}"] += 1
-            n.send(src, ClaimAnswerMsg(wf, msg.epoch, False, 0, ""))
-            return
-        if not verdict.granted:
-            n.send(src, ClaimAnswerMsg(wf, msg.epoch, False, epoch, holder,
-                                       won=self.tk.proof.proof_of(wf, epoch, holder)))
-            return
-        if msg.won:  # the winner tells the acceptors that granted it: kept, relayed
-            self.tk.proof.saw_proof(wf, msg.epoch, src, msg.won)
-        n.point("takeover epoch")
-        d.granted[wf] = (msg.epoch, src)
-        n.stats["takeover granted by an acceptor only"] += 1
-        if proof is not None and not records:
-            n.stats["takeover granted on a proof of the round"] += 1
-        assert verdict.basis is not None  # a grant names its round and electorate
-        grant = self.tk.proof.grant(wf, msg.epoch, src, verdict.basis.acceptors)
-        n.send(src, ClaimAnswerMsg(wf, msg.epoch, True, msg.epoch, src, grant=grant,
-                                   **n.placed_here.carried(wf)))
 
     # ---- an answer to our claim ---------------------------------------------------------------
 
