@@ -16,9 +16,9 @@ and what else differs: its epoch's own round numbers, its certificate on the PRE
   before: `replaced_rounds`, written before the first PREPARE, so a restart never
   reuses a number: `Mandates.first_round`), a placer that keeps every other step where
   it is and leaves out every domain the step was lost on, every member the view says
-  is gone, and this Node. The PREPARE is the workflow's own (its signed spec, WfInfo.lost
-  naming the lost domain, WfInfo.coordinator the original's): the candidate's policy
-  votes as usual and its YES holds a reservation;
+  is gone, and this Node (replacement_placer.py). The PREPARE is the workflow's own
+  (its signed spec, WfInfo.lost naming the lost domain, WfInfo.coordinator the
+  original's): the candidate's policy votes as usual and its YES holds a reservation;
 - on COMMIT the decision is written with the step's new placement (`placements`:
   epoch, domain, lost); the coordinator's progress takes it (Progress.placed_again: the
   step's placement epoch, its fencing token, becomes the round's number); every
@@ -116,10 +116,10 @@ from fedorch.core.node.records import FinalMsg, PrepareMsg, VoteMsg, WfInfo
 from fedorch.core.node.replacement_handover import Handover
 from fedorch.core.node.replacement_heard import not_again
 from fedorch.core.node.replacement_log import RoundLog
+from fedorch.core.node.replacement_placer import round_placer
 from fedorch.core.node.replacement_successor import Mandates
 from fedorch.core.node.replacement_telling import TOLD_KINDS, Telling
 from fedorch.core.workflow.domain_loss import not_replaced_reason
-from fedorch.core.workflow.placement import Placement
 from fedorch.core.workflow.progress import Outcome, StepState
 
 
@@ -240,7 +240,7 @@ class Replacements:
             return
         n.point("re-placement round")
         d.replaced_rounds[wf] = first + n.t.max_rounds - 1
-        core = Coordinator(wf, placer=self._placer(wf, step, {*s.replaced_from, s.lost_to}),
+        core = Coordinator(wf, placer=round_placer(n, wf, step, {*s.replaced_from, s.lost_to}),
                            max_rounds=n.t.max_rounds, prepare_timeout_s=n.t.prepare_timeout_s,
                            first_round=first)
         self.cores[wf] = (core, step, s.lost_to)
@@ -260,25 +260,6 @@ class Replacements:
         self.handover.adopt(wf)
         self.handover.asked_early(wf)
         self.start(now, wf)
-
-    def _placer(self, wf: str, step: str, lost: set[str]):
-        """The Node's own placement (a daemon's: capabilities, labels, residency, free
-        capacity), for `step` alone, its lost domains, gone members and this Node left
-        out: the coordinator's progress is its participant's too, and would start the
-        step before the new placement is told and its COMMIT learned."""
-        n = self.n
-        whole = n.placer(n.running.info(wf).spec)
-
-        def place(excluded) -> Placement:
-            refused = {k: set(v) for k, v in excluded.items()}
-            refused.setdefault(step, set()).update(lost | {n.name})
-            full = whole(refused)
-            domain = full.assignment.get(step)
-            if domain is None or domain in lost or n.member_loss.gone(domain):
-                return Placement({}, {step: full.unplaceable.get(
-                    step, "every domain refused or was lost")})
-            return Placement({step: domain}, {})
-        return place
 
     def lost(self, now: float, domains: list[str]) -> None:
         """The view says `domains` are gone: a round asking one of them aborts now, and
