@@ -22,7 +22,8 @@ itself, told before made as the original would:
    `telling` (the value None marks a handover);
 2. once all that the view does not say are gone (at least one) acknowledged it, the new
    domain is sent the PlacedMsg with `made` set, resent until acknowledged;
-3. the new domain (`made_here`, from placed_here.py) holding the round's YES, PREPARED, learns
+3. the new domain (`made_here`, from placed_here.py; the new domain's side of the
+   handover is replacement_new_domain.py) holding the round's YES, PREPARED, learns
    the round's COMMIT: its own signed YES is the certificate of a round with one
    participant; it follows the holder that told it (the certificate `won`), to whom its
    result goes.
@@ -233,9 +234,15 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from fedorch.core.negotiation.messages import Decision, DecisionQuery, Key, Value, VoteIn
+from fedorch.core.negotiation.messages import Decision, DecisionQuery, Key
 from fedorch.core.negotiation.participant import HoldState
-from fedorch.core.node.records import AckMsg, FinalMsg, PlacedMsg
+from fedorch.core.node.records import FinalMsg, PlacedMsg
+from fedorch.core.node.replacement_new_domain import (
+    commit_released,
+    made_here,
+    released_here,
+    voided_here,
+)
 from fedorch.core.node.replacement_telling import MADE, PLACED, TOLD_KINDS
 from fedorch.core.workflow.epoch_certificate import epoch_of_round
 from fedorch.core.workflow.progress import TERMINAL_STEP_STATES, StepState
@@ -297,21 +304,7 @@ class Handover:
         n.reliable(domain, (MADE, wf, step, epoch, domain), replace(msg, made=True))
 
     def made_here(self, now: float, src: str, msg: PlacedMsg) -> None:
-        """The holder of a later epoch hands out the COMMIT of our placement: our YES of
-        the round, PREPARED, is committed (see the header); anything else (learned
-        already, released at the end) changes nothing."""
-        n = self.n
-        key = (msg.workflow_id, msg.epoch)
-        hold = n.participant.hold(key)
-        if hold is None or hold.state is not HoldState.PREPARED:
-            return
-        n.stats["re-placement COMMIT learned from a successor"] += 1
-        raw = n.votes.seal([(key, True)])[0]
-        n.negotiation.learn(now, key, Value(True, (VoteIn(msg.epoch, n.name, True, "", raw),)),
-                            hold.tx)
-        if n.takeover is not None and msg.held_epoch >= 1 and msg.won \
-                and msg.workflow_id in n.progress:
-            n.takeover.follow_proven(now, msg.workflow_id, src, msg.held_epoch, msg.won)
+        made_here(self.n, now, src, msg)  # the new domain's side: replacement_new_domain.py
 
     def later_holder(self, wf: str) -> bool:
         """Did this Node grant, or does it follow, a later epoch held by another? (The
@@ -408,65 +401,15 @@ class Handover:
         n.send(src, PlacedMsg(wf, "", src, round_, "", held_epoch=held, won=won, void=True))
 
     def voided_here(self, now: float, src: str, msg: PlacedMsg) -> None:
-        """The holder of a later epoch (its certificate checked at the boundary:
-        authority.py) answers our round void: our YES of it, PREPARED, is released, as
-        at the workflow's end (placed_here.py, `ended`): nothing ever runs under it, and
-        a COMMIT that came later would find nothing held. Where we keep the workflow's
-        progress we follow that holder (an older epoch's tell is then refused here:
-        placed_here.py). A void from an epoch older than one we grant or follow changes
-        nothing: that epoch's holder may know the placement."""
-        n = self.n
-        wf = msg.workflow_id
-        key = (wf, msg.epoch)
-        hold = n.participant.hold(key)
-        info = n.state.info.get(key)
-        if hold is None or hold.state is not HoldState.PREPARED or info is None \
-                or not info.lost or msg.domain != n.name or msg.held_epoch < 1 \
-                or src == hold.coordinator or msg.held_epoch < n.placed_here.promised(wf):
-            return
-        n.participant.decide(now, wf, msg.epoch, False)
-        n.termination.forget(key)
-        n.point("hold released")
-        n.state.holds.pop(key, None)
-        n.note("released_void", key, now)
-        n.stats["re-placement YES released: void in a later epoch"] += 1
-        if n.takeover is not None and msg.won and wf in n.progress:
-            n.takeover.follow_proven(now, wf, src, msg.held_epoch, msg.won)
+        voided_here(self.n, now, src, msg)
 
     # ---- a void in a later epoch (see the header) -----------------------------------
 
     def released_here(self, msg: PlacedMsg) -> bool:
-        """Told a placement of a round whose new domain we are: do we hold nothing of
-        that round (no YES held, no COMMIT learned), the workflow not ended here? Then
-        nothing ever runs under it here, and our acknowledgement says so (AckMsg.void;
-        see the header)."""
-        n = self.n
-        key = (msg.workflow_id, msg.epoch)
-        if msg.domain != n.name or msg.workflow_id in n.state.final:
-            return False
-        learned = n.state.learned.get(key)
-        return n.participant.hold(key) is None and (learned is None or not learned.commit)
+        return released_here(self.n, msg)
 
     def commit_released(self, src: str, msg: Decision) -> bool:
-        """A COMMIT of a round whose new domain we are, told its placement, that we hold
-        nothing of (no YES held, no COMMIT learned, the workflow not ended here: see
-        `released_here`): answered as a tell of the placement would be, `void` (see the
-        header, "A COMMIT after a void"). False: any other decision, taken as before."""
-        n = self.n
-        wf, round_ = msg.key
-        if not msg.value.commit or wf in n.state.final or n.participant.hold(msg.key) \
-                is not None:
-            return False
-        learned = n.state.learned.get(msg.key)
-        if learned is not None and learned.commit:
-            return False
-        step = next((s for s, (e, dom, _) in sorted(n.state.placements.get(wf, {}).items())
-                     if e == round_ and dom == n.name), None)
-        if step is None:
-            return False
-        n.stats["re-placement COMMIT after a void answered void"] += 1
-        n.send(src, AckMsg(("placed", wf, step, round_, n.name), True))
-        return True
+        return commit_released(self.n, src, msg)
 
     def void_acked(self, now: float, src: str, msg_id: tuple) -> bool:
         """`src` acknowledged our tell of a placement on it void (`released_here`): if
