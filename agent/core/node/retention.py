@@ -106,6 +106,7 @@ from typing import Any
 
 from fedorch.core.identity.authority import coordinator_of
 from fedorch.core.node.ended_records import EndedRecords
+from fedorch.core.node.retention_policy import Retention
 from fedorch.core.node.retention_rounds import RoundLife
 from fedorch.core.workflow.lifecycle import TERMINAL
 from fedorch.core.workflow.presumed_abort import presumes_abort
@@ -128,44 +129,6 @@ WORKFLOW_TABLES = ("rows", "committed", "results", "final", "final_acked", "epoc
                    "granted", "electorates", "endings", "cancels", "end_proofs",
                    "end_reasons", "placements", "replaced_rounds", "refusals",
                    "late_grants", "certificates", "earlier_domains")
-
-
-@dataclass(frozen=True)
-class Retention:
-    """How long a Node keeps its ended workflows (the daemon's `retention` config)."""
-
-    keep_ended_s: float = 604_800.0
-    max_ended_workflows: int = 100_000
-    # Nothing goes sooner after its last mark: a message sent before then may still
-    # arrive (the daemon refuses one older than two replay windows, 2 x 60 s).
-    late_message_s: float = 120.0
-    # Deadlines are rounded up to a multiple of this: what comes due within one goes in
-    # one tick and one write group, not one turn per workflow (later, never sooner).
-    tick_s: float = 1.0
-    # A forgotten workflow's end is kept this long as a compact record, the newest
-    # `max_end_records` at most, for a peer cut off past `late_message_s` (ended_records.py).
-    keep_end_records_s: float = 86_400.0
-    max_end_records: int = 100_000
-
-    @property
-    def skew_s(self) -> float:
-        """The clock skew allowed between agents: one replay window (`late_message_s`
-        is two), beyond which the daemon refuses a peer's envelopes."""
-        return self.late_message_s / 2
-
-    @property
-    def round_life_s(self) -> float:
-        """How long a Paxos round lives (acceptor.py): every acceptor refuses a ballot
-        of a round older than this. `keep_ended_s` plus one replay window of clock
-        skew (`late_message_s` is two): a participant in doubt that long is in doubt
-        longer than any ended workflow is kept."""
-        return self.keep_ended_s + self.skew_s
-
-    @property
-    def round_kept_s(self) -> float:
-        """A round's acceptor record and learned decision go once it is this old:
-        its life, and then as long as a message sent before may still arrive."""
-        return self.round_life_s + self.late_message_s
 
 
 @dataclass(slots=True)  # one for every workflow tracked: no __dict__ of its own
