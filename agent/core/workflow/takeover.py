@@ -93,7 +93,8 @@ with `min_acceptors` 3 (the default), one participant, the dead coordinator and 
 extra acceptor: the participant and the extra acceptor. Under classic 2PC, with two
 participants and the original coordinator dead, both must be up.
 
-Roles (`Role`) and the one transition table (`TABLE`; CLAIMING's: takeover_claiming.py):
+Roles (`Role`) and the one transition table (`TABLE`; CLAIMING's: takeover_claiming.py,
+ACTING's: takeover_acting.py):
 
     FOLLOWING --Watch/Timer: known coordinator gone, we are the successor--> CLAIMING
               (the successor is next in line once those before it let
@@ -183,6 +184,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Collection
 
+from fedorch.core.workflow import takeover_acting as acting
 from fedorch.core.workflow import takeover_claiming as claiming
 from fedorch.core.workflow.takeover_events import (
     Act,
@@ -203,7 +205,6 @@ from fedorch.core.workflow.takeover_events import (
     may_grant,
     successor,
 )
-from fedorch.core.workflow.takeover_overtaken import claim_past
 
 __all__ = ["TABLE", "Act", "Action", "Adopted", "Announce", "Deny", "EndKnown", "Grant",
            "Input", "Persist", "Proven", "Role", "SendClaim", "Takeover", "Timer", "Unproven",
@@ -334,11 +335,6 @@ class Takeover:
             self._gone = True
         return self._maybe_claim(now)
 
-    def _note_view(self, now: float, ev: Watch) -> list[Action]:
-        # Acting: only who is gone is kept (takeover_overtaken.py).
-        self._dead = frozenset(ev.dead)
-        return []
-
     def _follow_timer(self, now: float, ev: Timer) -> list[Action]:
         if self._unseen_since is not None \
                 and now >= self._unseen_since + self.takeover_after_s:
@@ -400,40 +396,6 @@ class Takeover:
                     *(SendClaim(d, self.epoch) for d in sorted(told | granters))]
         return []
 
-    def _acting_grant(self, now: float, ev: Grant) -> list[Action]:
-        if ev.epoch == self.epoch and ev.voter in self.audience:
-            self._grants.add(ev.voter)
-            if self._grants >= self.audience:
-                self._claim_deadline = None  # everyone follows: nothing left to announce
-        return []
-
-    def _acting_timer(self, now: float, ev: Timer) -> list[Action]:
-        if self._claim_deadline is None or now < self._claim_deadline:
-            return []
-        # Not those holding a later epoch, unproven: they follow no claim of ours.
-        told = sorted(self.audience - self._grants - self._unproven)
-        self._claim_deadline = now + self.claim_timeout_s if told else None
-        return [SendClaim(d, self.epoch) for d in told]
-
-    def _acting_deny(self, now: float, ev: Deny) -> list[Action]:
-        if ev.epoch != self.epoch or ev.held_epoch <= self.epoch or ev.holder == self.me:
-            return []
-        # A member's word only (a stranger's denial counts for nothing).
-        past = claim_past(self.epoch, self.me, ev.held_epoch, ev.holder, self._dead) \
-            if ev.voter in self.electorate else None
-        if past is not None:  # its holder is gone: the next epoch (takeover_overtaken)
-            return self._claim(now, past)
-        if ev.proven:  # a later epoch won: ours is over
-            return self._acting_proven(now, Proven(ev.held_epoch, ev.holder))
-        if ev.holder_gone and ev.voter in self.electorate:
-            # A later epoch on an elector's word, its holder gone here: no proof will
-            # come (a holder shows its certificate as it wins, or never won), and that
-            # elector, following it, refuses our epoch for ever. The next epoch, as a
-            # follower of a proven gone holder claims it (Denials, "Unproven and gone").
-            return self._claim(now, ev.held_epoch + 1)
-        self._unproven.add(ev.voter)
-        return [Unproven(ev.voter, ev.held_epoch, ev.holder)]  # keep acting (Denials)
-
     def _adopt(self, now: float, ev: Adopted, force: bool = False) -> list[Action]:
         if ev.epoch < self.epoch or ev.coordinator == self.me or (
                 ev.epoch == self.epoch and ev.coordinator == self.coordinator):
@@ -452,25 +414,12 @@ class Takeover:
         self._waiting = None
         return [Persist(ev.epoch, ev.coordinator)]
 
-    def _acting_adopt(self, now: float, ev: Adopted) -> list[Action]:
-        if ev.epoch <= self.epoch:
-            return []  # our epoch is agreed; nobody else holds it
-        return self._adopt(now, ev)
-
     def _proven(self, now: float, ev: Proven) -> list[Action]:
         """A certificate of `ev.epoch` for another: follow it if that epoch is not below
         ours. Of our own claimed epoch, our claim cannot win (see the docstring)."""
         if ev.coordinator == self.me or ev.epoch < self.epoch:
             return []
         return self._adopt(now, Adopted(ev.epoch, ev.coordinator), force=True)
-
-    def _acting_proven(self, now: float, ev: Proven) -> list[Action]:
-        if ev.epoch <= self.epoch:
-            return []  # ours is agreed: a certificate of it for another cannot exist
-        past = claim_past(self.epoch, self.me, ev.epoch, ev.coordinator, self._dead)
-        if past is not None:  # its holder is gone: the next epoch (takeover_overtaken)
-            return self._claim(now, past)
-        return self._adopt(now, Adopted(ev.epoch, ev.coordinator))
 
     def _end_known(self, now: float, ev: EndKnown) -> list[Action]:
         if self.epoch < 1:
@@ -487,18 +436,18 @@ TABLE: dict[tuple[Role, type], _Handler] = {
     (Role.FOLLOWING, Watch): Takeover._watch,
     (Role.FOLLOWING, Timer): Takeover._follow_timer,
     (Role.FOLLOWING, Adopted): Takeover._adopt,
-    (Role.ACTING, Watch): Takeover._note_view,
+    (Role.ACTING, Watch): acting.note_view,
     (Role.CLAIMING, Grant): claiming.grant,
     (Role.CLAIMING, Deny): claiming.deny,
     (Role.CLAIMING, Timer): claiming.claim_timer,
     (Role.CLAIMING, Adopted): Takeover._adopt,
     (Role.CLAIMING, EndKnown): Takeover._end_known,
-    (Role.ACTING, Adopted): Takeover._acting_adopt,
-    (Role.ACTING, Grant): Takeover._acting_grant,
-    (Role.ACTING, Deny): Takeover._acting_deny,
-    (Role.ACTING, Timer): Takeover._acting_timer,
+    (Role.ACTING, Adopted): acting.adopt,
+    (Role.ACTING, Grant): acting.grant,
+    (Role.ACTING, Deny): acting.deny,
+    (Role.ACTING, Timer): acting.timer,
     (Role.ACTING, EndKnown): Takeover._end_known,
     (Role.FOLLOWING, Proven): Takeover._proven,
     (Role.CLAIMING, Proven): Takeover._proven,
-    (Role.ACTING, Proven): Takeover._acting_proven,
+    (Role.ACTING, Proven): acting.proven,
 }
