@@ -405,11 +405,11 @@ def node_codec() -> NodeCodec:
     if _codec is None:
         from fedorch.core.negotiation import acceptor, messages, participant
         from fedorch.core.node import records, takeover_grants
-        from fedorch.core.workflow import acceptor_grant, lifecycle, progress
+        from fedorch.core.workflow import acceptor_grant, lifecycle, progress_states
         from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
 
         types = _own_types(records, messages, acceptor, participant, acceptor_grant,
-                           lifecycle, progress, takeover_grants)
+                           lifecycle, progress_states, takeover_grants)
         # A workflow's spec and its signed submission are never changed once a Node
         # holds them, and are encoded with each change of a row that holds them.
         _codec = NodeCodec(types, _proto_types(spec_pb2, config_pb2),

@@ -15,7 +15,8 @@ attempt durably before running it: an attempt is never started twice). When
 an attempt ends, a failure with attempts left sends the step back to WAITING;
 otherwise the step is final. A FAILED step skips everything downstream of it.
 The workflow SUCCEEDS when every step has, and FAILS as soon as any step has
-FAILED: the coordinator then cancels what is still running elsewhere.
+FAILED: the coordinator then cancels what is still running elsewhere. (The states and
+a step's record are progress_states.py's.)
 
 Domain loss (the coordinator's input `domain_lost`, when membership says a domain
 is DEAD; never on SUSPECT) resolves each unfinished step placed there through one
@@ -39,9 +40,7 @@ first failure; only a group's failure fails the workflow and skips what is after
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 
 from fedorch.core.workflow import fanout, values
 from fedorch.core.workflow.domain_loss import (
@@ -51,67 +50,14 @@ from fedorch.core.workflow.domain_loss import (
     loss_action,
     loss_reason,
 )
-from fedorch.gen.fedorch.v1 import spec_pb2
-
-
-class StepState(enum.StrEnum):
-    PENDING = "PENDING"
-    WAITING = "WAITING"
-    RUNNING = "RUNNING"
-    SUCCEEDED = "SUCCEEDED"
-    FAILED = "FAILED"
-    SKIPPED = "SKIPPED"
-    CANCELLED = "CANCELLED"
-    # Sagas: set only by a workflow's compensation (core/workflow/compensation.py) on a
-    # step that SUCCEEDED, after the workflow ended; Progress itself never moves to them.
-    COMPENSATED = "COMPENSATED"
-    COMPENSATION_FAILED = "COMPENSATION_FAILED"
-
-
-TERMINAL_STEP_STATES = frozenset(
-    {StepState.SUCCEEDED, StepState.FAILED, StepState.SKIPPED, StepState.CANCELLED,
-     StepState.COMPENSATED, StepState.COMPENSATION_FAILED}
+from fedorch.core.workflow.progress_states import (
+    TERMINAL_STEP_STATES,
+    Outcome,
+    StartAttempt,
+    StepProgress,
+    StepState,
 )
-
-
-class Outcome(enum.StrEnum):
-    SUCCEEDED = "SUCCEEDED"
-    FAILED = "FAILED"
-
-
-@dataclass
-class StepProgress:
-    id: str
-    capability: str
-    needs: tuple[str, ...]
-    domain: str
-    max_attempts: int
-    timeout_s: float | None
-    params: dict
-    idempotent: bool = False
-    # Domain loss: the spec's on_domain_loss, the placement's epoch (fencing token) and
-    # the domain a loss took the step from, and the state that made it lost (DEAD or
-    # LEFT: its reason says which).
-    on_domain_loss: str = "replace"
-    epoch: int = 0
-    lost_to: str = ""
-    lost_as: str = DEAD
-    # The domains this step was placed on before, oldest first (each lost, then the step
-    # placed again by a new round: domain_lost, placed_again).
-    replaced_from: list[str] = field(default_factory=list)
-    state: StepState = StepState.WAITING
-    attempts: int = 0
-    outputs: dict = field(default_factory=dict)
-    error: str = ""
-
-
-@dataclass(frozen=True)
-class StartAttempt:
-    step_id: str
-    attempt: int
-    params: dict
-    inputs: dict[str, dict]
-    timeout_s: float | None
+from fedorch.gen.fedorch.v1 import spec_pb2
 
 
 class Progress:
