@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 
 import grpc
-from fedorch.bench.commit import process_cpu_s
+from fedorch.bench.agent_readings import process_cpu_s
 from fedorch.bench.realnet import RealNet
 from fedorch.core.workflow.lifecycle import TERMINAL
 from fedorch.core.workflow.spec import parse_spec_text

@@ -33,7 +33,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from fedorch.bench.commit import DOMAINS, _federation, _peak, process_rss_mb
+from fedorch.bench.agent_readings import process_rss_mb
+from fedorch.bench.commit import DOMAINS, _federation, _peak
 from fedorch.bench.realnet import RealNet
 from fedorch.bench.traced_agent import diff, reading_paths
 from fedorch.runtime.node_engine.identity import NODE_DB  # the Node's tables

@@ -63,7 +63,7 @@ def test_process_cpu_reads_a_busy_child_more_than_an_idle_one():
     import subprocess
     import sys
 
-    from fedorch.bench.commit import process_cpu_s
+    from fedorch.bench.agent_readings import process_cpu_s
 
     busy = subprocess.Popen([sys.executable, "-c",
                              "import time\nend = time.process_time() + 0.3\n"
@@ -85,7 +85,7 @@ def test_process_cpu_reads_a_busy_child_more_than_an_idle_one():
 
 
 def test_cpu_per_workflow_is_each_process_share_and_their_total():
-    from fedorch.bench.commit import cpu_ms_per_workflow
+    from fedorch.bench.agent_readings import cpu_ms_per_workflow
 
     per = cpu_ms_per_workflow({"c1": 1.0, "client": 2.0}, {"c1": 1.5, "client": 2.25}, 250)
     assert per == {"c1": 2.0, "client": 1.0, "total": 3.0}
@@ -96,7 +96,7 @@ def test_thread_cpu_parts_a_busy_python_thread_from_an_idle_event_loop():
     import sys
     import time
 
-    from fedorch.bench.commit import THREAD_PARTS, thread_cpu_s
+    from fedorch.bench.agent_readings import THREAD_PARTS, thread_cpu_s
 
     # The main thread waits on stdin (the "loop"); a second Python thread spins, then
     # waits too (a thread that ended is no longer in /proc).

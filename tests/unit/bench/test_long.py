@@ -11,7 +11,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 from fedorch.bench import long as long_bench
-from fedorch.bench.commit import process_rss_mb
+from fedorch.bench.agent_readings import process_rss_mb
 from fedorch.bench.long import (
     agent_db_mb,
     data_mb,
