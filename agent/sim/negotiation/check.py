@@ -16,7 +16,9 @@ crash) through hooks the simulated shells call, and checks:
 * results and ends come from their authority (a trusted domain may lie, see
   agent.sim.negotiation.liar): every step result any agent holds is of an attempt
   that was started (or, FAILED, one its domain refused to start, self-fenced), and
-  every participant ended a workflow as its coordinator did;
+  every participant ended a workflow as its coordinator did; no honest domain admitted
+  a submission the liar replayed, and no forged key record changed a view of keys
+  (liar_check.py);
 * after healing and quiescence (`finish`): no reservation leaked (every hold
   left belongs to a committed workflow that is still running, and none is in
   doubt), every workflow whose domains are all up again is terminal, and
@@ -65,6 +67,7 @@ from fedorch.core.negotiation.messages import Ballot, Key, TxInfo, Value
 from fedorch.core.negotiation.participant import HoldState
 from fedorch.core.workflow.lifecycle import TERMINAL
 from fedorch.sim.negotiation.cancel_check import CancelCheck
+from fedorch.sim.negotiation.liar_check import check_keys_unchanged, check_no_replayed_submission
 from fedorch.sim.negotiation.saga_check import check_sagas
 from fedorch.sim.negotiation.status_check import StatusCheck
 from fedorch.sim.negotiation.takeover_check import (
@@ -396,8 +399,8 @@ class Checker:
             self.fail(f"terminal: {wf} is still {row.state.name} at {coord} after healing")
         self._check_results_and_ends(sim)
         check_sagas(self, sim)  # saga_check.py
-        self._check_no_replayed_submission(sim)
-        self._check_keys_unchanged(sim)
+        check_no_replayed_submission(self, sim)  # liar_check.py
+        check_keys_unchanged(self, sim)
         if sim.config.timing.takeover_after_s is not None:
             check_takeovers(self, sim)  # takeover_check.py
             check_undecided_recovery(self, sim)
@@ -487,24 +490,3 @@ class Checker:
                     self.fail(f"end: {name} ended {wf} {state}, its coordinators"
                               f" {sorted(e.name for e in ends) if ends else None}, its"
                               f" original {row.state if row else 'never had it'}")
-
-    def _check_no_replayed_submission(self, sim: World) -> None:
-        """No honest domain voted YES in a workflow the liar coordinates: the liar takes
-        part in no workflow, so any such workflow is a client's signed submission it
-        replayed (liar.py)."""
-        liar = sim.config.liar
-        if liar is None:
-            return
-        for key, voters in self.yes.items():
-            if self.txs[key].coordinator == liar:
-                self.fail(f"replay: {', '.join(sorted(voters))} admitted {key}, a signed"
-                          f" submission {liar} replayed as a new workflow")
-
-    def _check_keys_unchanged(self, sim: World) -> None:
-        """Every honest domain's view of every other domain's keys is the genuine one:
-        whatever records the liar forged or relayed (keyring.py) changed none."""
-        expected = sim.keyring.expected
-        for name, agent in sim.agents.items():
-            for domain, keys in expected.items():
-                if domain != name and agent.trust.keys_of(domain) != keys:
-                    self.fail(f"keys: {name}'s view of {domain}'s keys changed")
