@@ -166,7 +166,7 @@ class Compensating:
             return
         info = n.running.info(wf)
         states = {s: name_of(r[1]) for s, r in d.results.get(wf, {}).items()}
-        owed = plan(info.spec, states, self.placement(wf))
+        owed = plan(info.spec, states, self.results.domain_of(wf))
         # With our own runs of steps placed elsewhere since, in the plan's write group:
         # added after it, a crash in between lost them (a restored driver rebuilds its
         # core from the rows, and reports nothing to itself).
@@ -440,6 +440,7 @@ class Compensating:
                 del table[key]
         d.plans.pop(wf, None)
         d.succeeded_here.pop(wf, None)
+        d.result_domains.pop(wf, None)
 
     def known(self, wf: str) -> bool:
         d = self.n.state

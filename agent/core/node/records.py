@@ -389,6 +389,11 @@ class Disk:
     # proof a compensation told here undoes a run made here, where the step may have
     # been placed again since (saga_runs.py).
     succeeded_here: dict[str, dict[str, tuple[int, int]]] = field(default_factory=dict)
+    # workflow -> {step: the domain whose run made the SUCCEEDED result held in
+    # `results`}, of a step with a `compensate` block, written with that result: the
+    # plan owes its compensation there (saga_results.py, `domain_of`). No row (a
+    # file of an older build): the step's placement now, as before.
+    result_domains: dict[str, dict[str, str]] = field(default_factory=dict)
     # As a participant told an end that owes a saga: workflow -> the owed compensations
     # (step, domain, max attempts) of its end notice (FinalMsg.owed), until its driver
     # tells the saga over (FinalMsg.saga_over). Open: retention keeps the workflow.

@@ -168,6 +168,7 @@ class Running:
                     n.point("step result")
                     d.results[wf] = {**d.results.get(wf, {}), msg.step_id: (
                         msg.attempt, msg.state, msg.outputs, msg.error)}
+                    n.compensating.results.ran_in(wf, msg.step_id, msg.state, None)
                 p = n.progress.get(wf)
                 if p is not None and p.apply_result(msg.step_id, msg.attempt, msg.state,
                                                     msg.outputs, msg.error):
@@ -373,6 +374,7 @@ class Running:
             n.point("step end")
             n.state.results[wf] = {**n.state.results.get(wf, {}),
                                    step: (s.attempts, state, s.outputs, s.error)}
+            n.compensating.results.ran_in(wf, step, state, n.name)
         if ran_ok:  # our run's own word, with its result (saga_runs.py)
             n.compensating.runs.succeeded(wf, step, s.attempts, s.epoch,
                                           with_result=state in TERMINAL_STEP_STATES)

@@ -111,7 +111,7 @@ class SagaPlans:
         info = n.running.info(wf)
         states = {st: name_of(r[1]) for st, r in d.results.get(wf, {}).items()}
         steps = {step for step, _, _ in told}
-        more = [c for c in plan(info.spec, states, self.c.placement(wf))
+        more = [c for c in plan(info.spec, states, self.c.results.domain_of(wf))
                 if c.step_id not in steps]
         extra = self.c.runs.extra_keys(wf)
         self.c.count_moved(wf, [c.step_id for c in more])

@@ -33,8 +33,9 @@ follows it: a claimant it granted, before the claimant won) acknowledges it, so 
 domain resends it no more; it keeps the result in its results (`keep`), so the saga
 it drives if it wins (a claimant's end plans from its results, an adopted plan adds
 what they owe) owes it (takeover soak seed 8202446: dropped, the winner's saga
-never compensated the step). Its row is the step's domain as known here: a step
-placed again has its compensation in its new domain (Compensating.placement).
+never compensated the step). Kept with the domain its run was made in (`ran_in`,
+as `late` works it out), and so planned there (`domain_of`): a results row says no
+domain, and an older placement's run and the new domain's look alike.
 
 Why it is safe. Only the driver of the epoch held takes a late result into a saga
 (`late`: a Node whose epoch is over, or that does not drive yet, only keeps it); a
@@ -104,7 +105,7 @@ class SagaResults:
         if spec is None or not spec.HasField("compensate") or not domain:
             return
         if self.c.driver(wf) != n.name:
-            self.keep(msg)
+            self.keep(msg, domain)
             return
         first = d.compensations.get((wf, step))
         if first is not None:
@@ -117,12 +118,13 @@ class SagaResults:
         n.stats["compensation owed by a late result"] += 1
         d.results[wf] = {**d.results.get(wf, {}), step: (
             msg.attempt, msg.state, msg.outputs, msg.error)}
+        self.ran_in(wf, step, msg.state, domain)
         d.compensations[(wf, step)] = CompRow(domain, 1 + spec.compensate.retries)
         self.c.cores[wf] = self.c.runs.core(wf)  # RUNNING ones told again
         self.c.plans.tell(wf)  # the plan grew (or a saga over starts again)
         self.c.drive(now, wf)
 
-    def keep(self, msg: ResultMsg) -> None:
+    def keep(self, msg: ResultMsg, domain: str = "") -> None:
         """An owed SUCCEEDED result that reached this Node while another drives the
         saga (a claimant its domain follows already, before it won): acknowledged (its
         domain stops resending it), so it is kept, and the saga this Node may drive
@@ -137,6 +139,36 @@ class SagaResults:
         self.n.stats["owed result kept for a later saga"] += 1
         d.results[wf] = {**d.results.get(wf, {}), step: (
             msg.attempt, msg.state, msg.outputs, msg.error)}
+        if domain:
+            self.ran_in(wf, step, msg.state, domain)
+
+    def ran_in(self, wf: str, step: str, state: Any, domain: str | None) -> None:
+        """The result of `step` just written to `results` came of a run in `domain`
+        (None: the step's placement now, as a result told that the fencing let through
+        is, whoever relayed it): a SUCCEEDED one of a step with a `compensate` block is
+        recorded so (in its write group), for the plan (`domain_of`); any other drops
+        the record."""
+        d = self.n.state
+        if domain is None:
+            domain = self.c.placement(wf).get(step, "")
+        held = d.result_domains.get(wf, {})
+        if name_of(state) == "SUCCEEDED" and domain and self.owes(
+                ResultMsg(wf, step, 0, state, {}, "")):
+            if held.get(step) != domain:
+                d.result_domains[wf] = {**held, step: domain}
+        elif step in held:
+            d.result_domains[wf] = {k: v for k, v in held.items() if k != step}
+
+    def domain_of(self, wf: str) -> dict[str, str]:
+        """Where a plan owes the compensation of each step's SUCCEEDED result held
+        here: the domain whose run made it, as recorded with it (`ran_in`), else the
+        step's placement now (a result written by an older build). A step placed
+        again may hold its lost domain's own run (a lost domain that took the end, or
+        a result a claimant kept): planned in the new domain, which never ran it, it
+        was refused there and the saga's summary ended FAILED, while the run's effects
+        were left where it ran. Attempt numbers restart at a new placement, so the
+        row alone never tells the two runs apart."""
+        return {**self.c.placement(wf), **self.n.state.result_domains.get(wf, {})}
 
     def again(self) -> None:
         """After a restore: the SUCCEEDED results of steps run here that owe a

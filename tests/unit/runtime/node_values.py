@@ -229,6 +229,9 @@ TABLE_ROWS = {
     # The runs made here that SUCCEEDED: step -> (attempt, placement epoch).
     "succeeded_here": st.tuples(wf_ids, st.dictionaries(
         text, st.tuples(st.integers(1, 5), st.integers(0, 2**40)), min_size=1, max_size=3)),
+    # The domain of each SUCCEEDED result held of a compensated step: step -> domain.
+    "result_domains": st.tuples(wf_ids, st.dictionaries(
+        text, names, min_size=1, max_size=3)),
     "plans": st.tuples(wf_ids, owed_steps),
     # A forgotten workflow's end: (state, epoch held, holder, epoch told or -1, wall ms).
     "ended_records": st.tuples(wf_ids, st.tuples(
