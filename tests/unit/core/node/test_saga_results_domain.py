@@ -13,7 +13,7 @@ domain d3 for it: d3, which never ran it, refused, and the summary ended FAILED.
 
 from __future__ import annotations
 
-from fedorch.core.node import Message, StepEnded, Submit
+from fedorch.core.node import Message
 from fedorch.core.node.compensating import COMPENSATE
 from fedorch.core.node.records import ResultMsg
 from fedorch.core.workflow.lifecycle import WorkflowState
@@ -22,21 +22,13 @@ from fedorch.core.workflow.progress import StepState
 from tests.unit.core.node.test_compensating_takeover import WF, Sagas, rows
 from tests.unit.core.node.test_saga_runs_successor import (
     PLACED_AGAIN,
-    PLACEMENT,
+    d1_ran_s0_placed_again,
     end_compensation,
-    spec,
 )
 
 
 def lost_domain_holding_its_own_result() -> Sagas:
-    f = Sagas()
-    f.step("d0", Submit(WF, spec(), placement=PLACEMENT))
-    f.deliver()
-    for name in ("d0", "d2", "d3"):
-        f.nodes[name].state.placements[WF] = dict(PLACED_AGAIN)
-    run = f.queue["d1"].pop(0)
-    assert run[1] == "s0"
-    f.step("d1", StepEnded(*run, True, {"of": "s0"}, ""))
+    f = d1_ran_s0_placed_again()
     # d1's report of its run never reaches d0 (lost with it below).
     f.deliver(keep=lambda src, dst, msg: isinstance(msg, ResultMsg) and src == "d1")
     assert f.end("d2", True)[1] == "s1"

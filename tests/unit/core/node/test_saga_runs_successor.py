@@ -33,9 +33,9 @@ def spec() -> spec_pb2.WorkflowSpec:
         spec_pb2.StepSpec(id="s2", capability="a")])
 
 
-def own_run_unheard_by_the_dead_driver() -> Sagas:
-    """d0 ended the workflow FAILED, its plan told; d1's report of its own run of s0
-    (placed on d3 since) lost with d0, dead for good."""
+def d1_ran_s0_placed_again() -> Sagas:
+    """The workflow committed; every Node but d1 holds s0 placed again on d3; d1's run
+    of s0 ended SUCCEEDED, its report on the network (not delivered yet)."""
     f = Sagas()
     f.step("d0", Submit(WF, spec(), placement=PLACEMENT))
     f.deliver()
@@ -44,6 +44,13 @@ def own_run_unheard_by_the_dead_driver() -> Sagas:
     run = f.queue["d1"].pop(0)
     assert run[1] == "s0"
     f.step("d1", StepEnded(*run, True, {"of": "s0"}, ""))
+    return f
+
+
+def own_run_unheard_by_the_dead_driver() -> Sagas:
+    """d0 ended the workflow FAILED, its plan told; d1's report of its own run of s0
+    (placed on d3 since) lost with d0, dead for good."""
+    f = d1_ran_s0_placed_again()
     f.deliver()
     assert f.disks["d1"].succeeded_here[WF] == {"s0": (1, 0)}
     assert f.nodes["d0"].stats["result of an older placement refused"] == 1
