@@ -26,8 +26,9 @@ of the round held being applied (`committed`, `aborted`, from the COMMIT message
 recovery's or a decided answer's Learned, a successor's handed-out COMMIT: all one
 `apply_decision`): a re-placement round's new domain in doubt is told the workflow's
 end by a member or a successor, say, and its YES released at that end. Each path that
-writes a workflow's decision or end here marks the workflow in that write
-(`Node.mark`, retention's clock), so that mark is the one hook (`touched`): a held
+writes a workflow's decision or end here, or releases its hold (a later holder's
+void: replacement_new_domain.py), marks the workflow in that write (`Node.mark`,
+retention's clock), so that mark is the one hook (`touched`): a held
 workflow marked is looked at again at the step's end (`_settle`). Committed here by
 then (a coordinator's row, a committed round): its held results are due, judged again
 as at its COMMIT. Ended here: dropped (the workflow is over; a resend is judged then,

@@ -58,6 +58,7 @@ def voided_here(n: Any, now: float, src: str, msg: PlacedMsg) -> None:
     n.point("hold released")
     n.state.holds.pop(key, None)
     n.note("released_void", key, now)
+    n.mark(wf)  # as every release: held results settled (early_results.py), retention
     n.stats["re-placement YES released: void in a later epoch"] += 1
     if n.takeover is not None and msg.won and wf in n.progress:
         n.takeover.follow_proven(now, wf, src, msg.held_epoch, msg.won)
