@@ -50,7 +50,7 @@ def resolve(loss: Any, now: float, wf: str, domains: list[str]) -> None:
         # third domain may have reached the lost one unheard here (seed 4800265:
         # re-placed as not started, the step ran twice).
         judged.reports_missed = True
-    resolved: list[str] = []
+    resolved: dict[str, str] = {}  # step -> the domain it was lost with
     replaced = False
     for domain in domains:
         if not n.member_loss.gone(domain):
@@ -66,7 +66,7 @@ def resolve(loss: Any, now: float, wf: str, domains: list[str]) -> None:
                 n.replacement.step_lost(wf, step, domain, n.members[domain])
                 replaced = True
             else:
-                resolved.append(step)
+                resolved[step] = domain
     if replaced and not resolved:
         n.replacement.start(now, wf)
         return
@@ -78,6 +78,10 @@ def resolve(loss: Any, now: float, wf: str, domains: list[str]) -> None:
         s = judged.steps[step]
         results[step] = (s.attempts, s.state, {}, s.error)
     n.state.results[wf] = results
+    for step, domain in resolved.items():
+        # The verdict replaces the step's result: what was recorded of the run behind
+        # the one it replaces goes with it (saga_results.py).
+        n.compensating.results.ran_in(wf, step, judged.steps[step].state, domain)
     if judged is not p and judged.outcome() is Outcome.FAILED:
         loss._hold(wf)  # nothing is placed again: the workflow's end is coming
         return

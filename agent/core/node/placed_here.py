@@ -295,11 +295,18 @@ class PlacedHere:
                     or s.domain == msg.lost and s.state is not StepState.SUCCEEDED)
             if stale:
                 results.pop(msg.step_id, None)
+            carried = []
             for need, attempt, outputs in msg.needs:
                 had = results.get(need)
                 if had is None or had[1] not in TERMINAL_STEP_STATES:
                     results[need] = (attempt, StepState.SUCCEEDED, dict(outputs), "")
+                    carried.append(need)
             d.results[wf] = results
+            for need in carried:
+                # Run under the need's placement as known now (its coordinator takes a
+                # result of that placement only): recorded so, a later move of the need
+                # leaves its compensation owed where it ran (saga_results.py).
+                n.compensating.results.ran_in(wf, need, StepState.SUCCEEDED, None)
             if msg.electorate and wf not in d.committed and wf not in d.rows:
                 # New to the workflow (its new domain): the electorate is the committed
                 # round's, the same as everywhere, not its own round's two acceptors.

@@ -415,6 +415,7 @@ class Replacements:
         js = judged.steps[step]
         n.state.results[wf] = {**n.state.results.get(wf, {}),
                                step: (js.attempts, js.state, {}, js.error)}
+        n.compensating.results.ran_in(wf, step, js.state, lost)  # saga_results.py
         if judged is not p and judged.outcome() is Outcome.FAILED:
             n.domain_loss.hold_end(wf)
             return

@@ -144,13 +144,16 @@ class SagaResults:
 
     def ran_in(self, wf: str, step: str, state: Any, domain: str | None) -> None:
         """The result of `step` just written to `results` came of a run in `domain`
-        (None: the step's placement now, as a result told that the fencing let through
-        is, whoever relayed it): a SUCCEEDED one of a step with a `compensate` block is
-        recorded so (in its write group), for the plan (`domain_of`); any other drops
-        the record."""
+        (None: the step's placement as known now, `placed_now`, as a result told that
+        the fencing let through is, whoever relayed it, or a need's result a
+        placement's tell carries: placed_here.py): a SUCCEEDED one of a step with a
+        `compensate` block is recorded so (in its write group), for the plan
+        (`domain_of`); any other (a loss verdict: domain_loss_verdict.py,
+        replacement.py `failed`) drops the record. Every path that writes a result
+        calls this, so a step that moves after it ran is planned where it ran."""
         d = self.n.state
         if domain is None:
-            domain = self.c.placement(wf).get(step, "")
+            domain = self.placed_now(wf, step)
         held = d.result_domains.get(wf, {})
         if name_of(state) == "SUCCEEDED" and domain and self.owes(
                 ResultMsg(wf, step, 0, state, {}, "")):
@@ -158,6 +161,15 @@ class SagaResults:
                 d.result_domains[wf] = {**held, step: domain}
         elif step in held:
             d.result_domains[wf] = {k: v for k, v in held.items() if k != step}
+
+    def placed_now(self, wf: str, step: str) -> str:
+        """The domain `step` is placed on as known here: placed again, its new domain;
+        else the committed placement's; "" where this Node holds neither (a new domain
+        told a placement before its round's COMMIT: its plan falls back as below)."""
+        moved = self.n.state.placements.get(wf, {}).get(step)
+        if moved is not None:
+            return moved[1]
+        return self.c.placement(wf).get(step, "") if self.c.known(wf) else ""
 
     def domain_of(self, wf: str) -> dict[str, str]:
         """Where a plan owes the compensation of each step's SUCCEEDED result held
