@@ -175,7 +175,7 @@ class Compensating:
         rows += own
         if rows and (wf, rows[0][0]) not in d.compensations:
             n.point("compensations owed")
-            self.count_moved(wf, [c.step_id for c in owed])
+            self.count_moved(wf, [(c.step_id, c.domain) for c in owed])
             if own:
                 n.stats["own run of a step placed elsewhere owed in a driver's plan"] += \
                     len(own)
@@ -308,13 +308,14 @@ class Compensating:
         return {**self.n.running.info(wf).placement,
                 **{step: domain for step, (_, domain, _) in moved.items()}}
 
-    def count_moved(self, wf: str, steps: list[str]) -> None:
-        """Count the compensations of `steps` planned in a new domain (a step placed
-        again), where the committed placement named its lost domain."""
+    def count_moved(self, wf: str, planned: list[tuple[str, str]]) -> None:
+        """Count the compensations `planned` (step, domain) in a step's new domain (a
+        step placed again, where the committed placement named its lost domain); not
+        one planned where an older placement's run made it (saga_results.domain_of)."""
         moved = self.n.state.placements.get(wf, {})
-        if any(step in moved for step in steps):
-            self.n.stats["compensation planned in a step's new domain"] += \
-                sum(step in moved for step in steps)
+        new = sum(step in moved and moved[step][1] == domain for step, domain in planned)
+        if new:
+            self.n.stats["compensation planned in a step's new domain"] += new
 
     def late_result(self, now: float, msg: ResultMsg, src: str = "") -> None:
         self.results.late(now, msg, src)  # saga_results.py

@@ -114,7 +114,7 @@ class SagaPlans:
         more = [c for c in plan(info.spec, states, self.c.results.domain_of(wf))
                 if c.step_id not in steps]
         extra = self.c.runs.extra_keys(wf)
-        self.c.count_moved(wf, [c.step_id for c in more])
+        self.c.count_moved(wf, [(c.step_id, c.domain) for c in more])
         owed = told + tuple((c.step_id, c.domain, c.max_attempts) for c in more)
         # And our own SUCCEEDED runs of steps placed elsewhere since, which the plan's
         # driver never had (its report to it lost, or it never planned them): in this

@@ -113,8 +113,7 @@ class SagaResults:
                 self.c.runs.extra(now, wf, step, domain, 1 + spec.compensate.retries)
             return
         n.point("compensation owed late")
-        if domain == self.c.placement(wf).get(step):
-            self.c.count_moved(wf, [step])
+        self.c.count_moved(wf, [(step, domain)])
         n.stats["compensation owed by a late result"] += 1
         d.results[wf] = {**d.results.get(wf, {}), step: (
             msg.attempt, msg.state, msg.outputs, msg.error)}
