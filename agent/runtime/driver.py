@@ -170,7 +170,7 @@ class NodeDriver:
         self.on_refused = on_refused
         self.refused: Counter[str] = Counter()  # refused inputs by input type
         self.turns = 0
-        self.inputs = 0  # inputs stepped: the Node's steps (a looped message's too)
+        self.inputs = 0  # inputs stepped (refused ones, the one that broke, looped ones)
         self.stopped: BaseException | None = None
         self.loopback = loopback
         self.looped: list[Message] = []  # own messages, for the next turn's start
@@ -196,11 +196,14 @@ class NodeDriver:
             inputs = list(inputs)
         if not inputs:
             return
-        self.inputs += len(inputs)
         try:  # the turn as one call down the layers (node_engine/layer.py)
             batch_of(self.node)(now, inputs, self._refuse)
         except Exception as e:  # one input's step, or a layer's rule for the turn
             event = e.input if type(e) is StepBroken else None
+            if event is not None:  # counted: the inputs up to the one that broke (at its
+                # first place: never one not stepped). A layer's rule for the whole turn
+                # runs before it hands the turn on: none counted
+                self.inputs += next((i for i, x in enumerate(inputs, 1) if x is event), 0)
             cause = e.__cause__ if type(e) is StepBroken else e
             where = f"input {_name(event)}" if event is not None \
                 else f"a turn of {len(inputs)} inputs"
@@ -209,6 +212,7 @@ class NodeDriver:
             self.stopped = stop
             log.error("%s", stop)
             raise stop from cause
+        self.inputs += len(inputs)
 
     def _refuse(self, event: object, error: RemoteProtocolError) -> None:
         """An input refused: counted, logged, told; the turn goes on."""
