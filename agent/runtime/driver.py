@@ -61,8 +61,8 @@ no deadline the task sleeps on an event. A `DriverStopped` ends the task with th
 error (so the TaskGroup, and the daemon, stop with it); cancelling the task ends it
 cleanly (its timer handle is cancelled).
 
-The split turn (group commit). Given a `ThreadedWrite` (`DriverLoop(driver,
-write=...)`), the loop's turn is cut at the commit: `step_all(inputs)` steps the
+The split turn (group commit). Given a `ThreadedWrite` (driver_awaits.py;
+`DriverLoop(driver, write=...)`), the loop's turn is cut at the commit: `step_all(inputs)` steps the
 inputs, `begin()` takes the Ready and sends `send_now`; the transaction then runs in the ThreadedWrite's
 one worker thread while the event loop goes on (gRPC receives, executors report,
 `post` queues: an fsync no longer stops the process); when it returns, `finish(ready)`
@@ -118,16 +118,17 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Protocol
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from fedorch.core.negotiation.errors import RemoteProtocolError
 from fedorch.core.node.inputs import Message, Tick
-from fedorch.core.node.ready import Ready, Write
+from fedorch.core.node.ready import Ready
+from fedorch.runtime.driver_awaits import AsyncWrite, ThreadedWrite, behind_ready
 from fedorch.runtime.node_engine.layer import StepBroken, batch_of
 from fedorch.runtime.ports import Clock, Durable, Executors, StatusSink, Transport
 
+# ThreadedWrite (driver_awaits.py): the daemon, the bench and tests take it from here.
 __all__ = ["DriverLoop", "DriverStopped", "NodeDriver", "ThreadedWrite"]
 
 log = logging.getLogger(__name__)
@@ -169,7 +170,7 @@ class NodeDriver:
         self.on_refused = on_refused
         self.refused: Counter[str] = Counter()  # refused inputs by input type
         self.turns = 0
-        self.inputs = 0  # inputs stepped: the Node's steps (a looped message's too)
+        self.inputs = 0  # inputs stepped (refused ones, the one that broke, looped ones)
         self.stopped: BaseException | None = None
         self.loopback = loopback
         self.looped: list[Message] = []  # own messages, for the next turn's start
@@ -195,11 +196,14 @@ class NodeDriver:
             inputs = list(inputs)
         if not inputs:
             return
-        self.inputs += len(inputs)
         try:  # the turn as one call down the layers (node_engine/layer.py)
             batch_of(self.node)(now, inputs, self._refuse)
         except Exception as e:  # one input's step, or a layer's rule for the turn
             event = e.input if type(e) is StepBroken else None
+            if event is not None:  # counted: the inputs up to the one that broke (at its
+                # first place: never one not stepped). A layer's rule for the whole turn
+                # runs before it hands the turn on: none counted
+                self.inputs += next((i for i, x in enumerate(inputs, 1) if x is event), 0)
             cause = e.__cause__ if type(e) is StepBroken else e
             where = f"input {_name(event)}" if event is not None \
                 else f"a turn of {len(inputs)} inputs"
@@ -208,6 +212,7 @@ class NodeDriver:
             self.stopped = stop
             log.error("%s", stop)
             raise stop from cause
+        self.inputs += len(inputs)
 
     def _refuse(self, event: object, error: RemoteProtocolError) -> None:
         """An input refused: counted, logged, told; the turn goes on."""
@@ -346,54 +351,11 @@ def _name(event: object) -> str:
     return f"{type(event).__name__}({wf})" if wf is not None else type(event).__name__
 
 
-class ThreadedWrite:
-    """A Durable's `write` run in one worker thread of its own, so that the event loop
-    runs while the transaction's fsync waits (see the header). One write at a time (the
-    driver never has two turns out). `after()`, if given, is called on the loop's
-    thread once a write returned (a status view's "a turn is durable")."""
-
-    def __init__(self, durable: Durable, after: Callable[[], None] | None = None) -> None:
-        self.durable = durable
-        self.after = after
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="node-commit")
-
-    async def write(self, writes: Sequence[Write]) -> None:
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._pool, self.durable.write, writes)
-        if self.after is not None:
-            self.after()
-
-    def close(self) -> None:
-        """Wait for a write still in its thread (a cancelled turn's), then end the
-        thread: the durable may be closed after this."""
-        self._pool.shutdown(wait=True)
-
-
-class AsyncWrite(Protocol):
-    async def write(self, writes: Sequence[Write]) -> None:
-        """Make one Ready's writes durable (as `Durable.write`), the loop running."""
-        ...
-
-
 # Own turns chained to one commit at most (they end on their own: an own acceptor's
 # record, then its answer to its own proposer).
 MAX_CHAINED = 4
 # An idle loop calls its `on_idle` only if no Tick is due sooner than this (seconds).
 IDLE_MARGIN_S = 0.05
-
-
-async def _behind_ready(loop: asyncio.AbstractEventLoop) -> None:
-    """Return once the callbacks the event loop holds ready have run, and those they
-    made ready (the tasks they woke): two passes of the loop (see "Own messages" in the
-    header)."""
-    behind = loop.create_future()
-    loop.call_soon(loop.call_soon, _resolve, behind)
-    await behind
-
-
-def _resolve(future: asyncio.Future) -> None:
-    if not future.done():  # not cancelled meanwhile
-        future.set_result(None)
 
 
 class DriverLoop:
@@ -438,7 +400,7 @@ class DriverLoop:
                     await self._split_turn()
                 self._arm(loop)
                 if self.driver.looped:  # its own messages: a turn of their own, next
-                    await _behind_ready(loop)  # after what this turn handed out
+                    await behind_ready(loop)  # after what this turn handed out
                     continue
                 if self.on_idle is not None and self._idle_check is None \
                         and not self._wake.is_set():

@@ -46,7 +46,8 @@ the original was down. So, with takeover:
 - the coordinator tells the end (FinalMsg, FAILED, resent until acknowledged) to every
   participant and every elector (the committed round's acceptors: an extra acceptor
   holding no step keeps it, elector_ends.py; a successor tells the original too, in
-  its epoch with its certificate, as it tells any end: takeover.py) and makes it
+  its epoch with its certificate, as it tells any end: takeover.py; who is told, and
+  the notice: domain_loss_audience.py) and makes it
   itself, as on any outcome (running.py, or takeover.py for a successor: its row, its
   saga, its notices), once every participant the view does not say is gone, and one
   other than itself, acknowledged it (`held`, `acked`), and the electors that have not
@@ -129,6 +130,7 @@ from __future__ import annotations
 from typing import Any
 
 # was_lost: running.py and replacement.py import it from here, as before it moved.
+from fedorch.core.node.domain_loss_audience import end_notice, participants, told_to
 from fedorch.core.node.domain_loss_verdict import placed, resolve, was_lost
 from fedorch.core.node.records import FinalMsg
 from fedorch.core.workflow.lifecycle import WorkflowState
@@ -204,7 +206,7 @@ class DomainLoss:
         if wf in self.released:
             self.released.discard(wf)
             return False
-        claimants = self.participants(wf) | {n.running.info(wf).coordinator}
+        claimants = participants(self, wf) | {n.running.info(wf).coordinator}
         if n.takeover is None or not self.drives(wf) or not claimants - {n.name}:
             return False
         self._hold(wf, state)
@@ -305,11 +307,11 @@ class DomainLoss:
             return
         epoch = self.epoch(wf)
         n.stats["held end told again in a later epoch"] += 1
-        notice = self.notices[wf] = self._notice(wf, epoch, self.held[wf])
+        notice = self.notices[wf] = end_notice(self, wf, epoch, self.held[wf])
         n.note("end_told", wf, epoch, self.held[wf])
         n.out.wait()  # the notices leave once the note is reported (`_hold`)
         acked = n.state.final_acked.get(wf, set())
-        for dst in sorted(self._told(wf) - acked):
+        for dst in sorted(told_to(self, wf) - acked):
             n.reliable(dst, ("final", wf, dst), notice)
 
     def verdict_stands(self, wf: str) -> None:
@@ -386,8 +388,8 @@ class DomainLoss:
         n.note("end_told", wf, epoch, state)
         n.out.wait()  # even with nothing else written (a restore): seed 26000081
         acked = n.state.final_acked.get(wf, set())
-        notice = self.notices[wf] = self._notice(wf, epoch, state)
-        for dst in sorted(self._told(wf) - acked):
+        notice = self.notices[wf] = end_notice(self, wf, epoch, state)
+        for dst in sorted(told_to(self, wf) - acked):
             n.reliable(dst, ("final", wf, dst), notice)
 
     def _verdict_on_record(self, wf: str) -> bool:
@@ -395,42 +397,6 @@ class DomainLoss:
         return p is not None and any(
             step in p.steps and was_lost(placed(p, step), state, error)
             for step, (_, state, _, error) in self.n.state.results.get(wf, {}).items())
-
-    def participants(self, wf: str) -> set[str]:
-        """The participants a held end is told to and waits for: the committed
-        placement's, and each domain a step was placed again on that is an elector. Not
-        one outside the electorate: it would end the workflow on an end not yet made
-        and, claiming as the successor it takes itself for, tell it on beside the real
-        successor's other end (seed 237 of the takeover runs); it hears the end once
-        made (`Replacements.domains_of`)."""
-        n = self.n
-        out = set(n.running.info(wf).placement.values())
-        electorate = n.takeover.electorate_of(wf) if n.takeover is not None else None
-        if electorate:
-            out |= n.replacement.domains_of(wf) & set(electorate)
-        return out
-
-    def _told(self, wf: str, participants: set[str] | None = None) -> set[str]:
-        """Who is told a held end: the participants, every elector (the committed
-        round's acceptors: one holding no step keeps the end, elector_ends.py), and the
-        original coordinator when a successor tells it (as it tells every end:
-        takeover.py)."""
-        n = self.n
-        told = (self.participants(wf) if participants is None else participants) \
-            | set(n.takeover.electorate_of(wf) or ())
-        if self.epoch(wf) >= 1:
-            told.add(n.running.info(wf).coordinator)
-        return told - {n.name}
-
-    def _notice(self, wf: str, epoch: int, state: WorkflowState) -> FinalMsg:
-        """The end notice told first: a successor's carries its epoch and certificate,
-        so a member holding that epoch for a claimant that lost it follows it too; the
-        original's says whether the workflow is settled, as the made end's does
-        (Running.settled), so that the made end need not be told again."""
-        if epoch < 1:
-            return FinalMsg(wf, state, settled=self.n.running.settled(wf))
-        won = self.n.takeover.proof.own_certificate(wf, epoch)
-        return FinalMsg(wf, state, epoch, won=won)
 
     def _release_if_told(self, now: float, wf: str) -> None:
         n = self.n
@@ -440,21 +406,21 @@ class DomainLoss:
             self._void(wf)  # another epoch's now, or ended otherwise: nothing to make
             return
         acked = n.state.final_acked.get(wf, set())
-        participants = self.participants(wf)
-        told = self._told(wf, participants)  # once: nothing below changes who is told
-        participants = participants - {n.name}
+        members = participants(self, wf)
+        told = told_to(self, wf, members)  # once: nothing below changes who is told
+        members = members - {n.name}
         for dst in sorted(told - acked):
             if ("final", wf, dst) not in n.pending:  # placed on after the end was told
                 notice = self.notices.get(wf)
                 if notice is None:  # held before a restore: told anew
-                    notice = self.notices[wf] = self._notice(wf, self.epoch(wf),
-                                                             self.held[wf])
+                    notice = self.notices[wf] = end_notice(self, wf, self.epoch(wf),
+                                                           self.held[wf])
                 n.reliable(dst, ("final", wf, dst), notice)
-        waiting = {d for d in participants if not n.member_loss.gone(d)} - acked
+        waiting = {d for d in members if not n.member_loss.gone(d)} - acked
         # At least one other than this Node must hold the end: a participant, or, told
         # by a successor, the original coordinator (an elector that then answers claims
         # with it), so a successor whose other participants are all gone is not held.
-        if waiting or not acked & (participants | told):
+        if waiting or not acked & (members | told):
             return
         # Gone is not gone for good: electors the view says are gone may come back and,
         # this coordinator dead meanwhile, elect a successor that decides on results. Its
@@ -497,4 +463,4 @@ class DomainLoss:
         if notice is None or notice.workflow_id != wf or notice.epoch != 0 \
                 or notice.state is not state or (settled and not notice.settled):
             return set()
-        return self.n.state.final_acked.get(wf, set()) & self.participants(wf)
+        return self.n.state.final_acked.get(wf, set()) & participants(self, wf)

@@ -28,14 +28,14 @@ is left until co is back: nobody acts, and nothing may be placed again. In a thi
 of the seeds b, before it dies, also sends a candidate a PREPARE for the step with a
 certificate of its own grant only (a minority): it must be refused.
 
-Checks (`check`): at most one domain acted in each epoch; no step attempt ran twice
-and `second` ran on one domain only, never b; every candidate's decision is the
-coordinator's, and no live candidate holds a reservation at the end; every YES went
-to a PREPARE whose certificate verified, of the acting epoch, its round in that
-epoch's range; once a acted (with b's grant, or co's once back): `second` placed
-again only on a fresh majority (a and co), the workflow then SUCCEEDED; otherwise
-nothing placed, `second` FAILED naming b and the workflow FAILED; when nobody acted
-nothing was placed again.
+Checks (`check`, successor_check.py): at most one domain acted in each epoch; no step
+attempt ran twice and `second` ran on one domain only, never b; every candidate's
+decision is the coordinator's, and no live candidate holds a reservation at the end;
+every YES went to a PREPARE whose certificate verified, of the acting epoch, its
+round in that epoch's range; once a acted (with b's grant, or co's once back):
+`second` placed again only on a fresh majority (a and co), the workflow then
+SUCCEEDED; otherwise nothing placed, `second` FAILED naming b and the workflow FAILED;
+when nobody acted nothing was placed again.
 """
 
 from __future__ import annotations
@@ -73,14 +73,13 @@ from fedorch.core.workflow.takeover import (
 )
 from fedorch.gen.fedorch.v1 import config_pb2, peer_pb2, spec_pb2
 from fedorch.sim.negotiation.epoch_pieces import (
-    acted_twice,
     candidate,
     certificate,
     domain_keys,
     sealed_grant,
-    yes_outside_acted,
 )
 from fedorch.sim.negotiation.replacement import OneStep
+from fedorch.sim.negotiation.successor_check import check_successor
 from fedorch.sim.negotiation.timeline import Timeline
 
 WF = "co.1"
@@ -89,10 +88,6 @@ ELECTORATE = ("a", "b", "co")
 PARTICIPANTS = ("a", "b")
 CANDIDATES = ("c", "d")
 COMMITTED_ROUND = 1
-
-
-class SuccessorFailure(AssertionError):
-    """An invariant broken; the message names the seed."""
 
 
 @dataclass
@@ -445,54 +440,7 @@ class SuccessorWorld:
     # ---- the checks ----------------------------------------------------------------------
 
     def check(self) -> None:
-        def fail(what: str) -> None:
-            raise SuccessorFailure(f"seed {self.seed}: {what}")
-
-        for what in acted_twice(self.acting):
-            fail(what)
-        for key, n in self.runs.items():
-            if n > 1:
-                fail(f"attempt ran {n} times: {key}")
-        second = {d for (s, d, _) in self.runs if s == "second"}
-        if len(second) > 1 or "b" in second:
-            fail(f"second ran on {sorted(second)}")
-        for name, round_, commit in self.learned:
-            if self.decided.get(round_) != commit:
-                fail(f"{name} learned {commit} for round {round_}, the coordinator"
-                     f" decided {self.decided.get(round_)}")
-        for what in yes_outside_acted(self.acting, self.yes_to):
-            fail(what)
-        if any(self.liar_answers) or (
-                self.liar_answers and "minority_certificate" not in self.refused):
-            fail("a PREPARE with a minority's certificate was not refused")
-        if self.acting:
-            # With b's grant, or with co's once co was back (b dead before it granted).
-            if self.won_with not in ({"b"}, {"co"}) or (
-                    self.won_with == {"co"} and self.co_back_at is None):
-                fail(f"acted with the grants of {sorted(self.won_with)}")
-            fresh = self.mandate.fresh if self.mandate is not None else set()
-            if self.replaced_on is not None:  # on a fresh majority only: co back
-                if fresh != {"a", "co"}:
-                    fail(f"placed again with the fresh grants of {sorted(fresh)}")
-                if self.ended is None or self.ended[0] is not Outcome.SUCCEEDED:
-                    fail(f"taken over and placed again, yet ended {self.ended}")
-                if self.replaced_on not in CANDIDATES or second != {self.replaced_on}:
-                    fail(f"second placed again on {self.replaced_on}, ran on"
-                         f" {sorted(second)}")
-            else:  # co and b dead (or co back too late): nothing placed, second FAILED
-                step = self.nodes["a"].progress.steps["second"]
-                if self.ended is None or self.ended[0] is not Outcome.FAILED \
-                        or step.state is not StepState.FAILED \
-                        or not step.error.startswith("domain b was lost"):
-                    fail(f"not placed again, yet ended {self.ended}, second {step.state}"
-                         f" ({step.error!r})")
-                if second or self.yes_to:
-                    fail(f"not placed again, yet second ran on {sorted(second)}")
-            for c in CANDIDATES:
-                if self.nodes[c].participant.holds():
-                    fail(f"{c} still holds {self.nodes[c].participant.holds()}")
-        elif self.replaced_on is not None or self.yes_to:
-            fail("placed again with nobody acting")
+        check_successor(self, CANDIDATES)  # successor_check.py
 
 
 def run(seed: int) -> SuccessorWorld:
