@@ -37,7 +37,10 @@ The rule:
   here or its spec owes none (`_tell_end`), or to a domain that granted its claim,
   over, for the saga's plan, which it never took (the same question, asked by such a
   granter: takeover_late_grants.py `asked`); one that forgot it answers from the end's
-  record where the kept workflow answered any asker (ended_records.py);
+  record where the kept workflow answered any asker (ended_records.py); one whose
+  saga's driver is gone in its view, no plan of it held, claims the next epoch for
+  the plan its results owe (the winner tells the end), or, none owed, tells the end
+  (saga_gone_driver.py);
 - the answer's placements are taken as a PlacedMsg's would be (placed_here.py:
   written, an attempt of a placement that is over stopped or its result dropped);
   then, if every unfinished step still placed here is confirmed (the coordinator has

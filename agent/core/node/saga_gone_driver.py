@@ -57,7 +57,10 @@ from fedorch.core.workflow.compensation import plan
 
 def driver_gone(n: Any, wf: str) -> bool:
     """Is the driver of `wf`'s saga, as known here, another Node the view says is gone,
-    with no plan of it held here (open or closed)?"""
+    with no plan of it held here (open or closed)? Never without coordinator takeover:
+    the original then drives every saga, and is the one asked."""
+    if n.takeover is None:
+        return False
     driver = n.compensating.driver(wf)
     return driver != n.name and n.member_loss.gone(driver) and wf not in n.state.plans
 
@@ -74,11 +77,10 @@ def tell_or_claim(n: Any, wf: str) -> bool:
     owed = tuple((o.step_id, o.domain, o.max_attempts)
                  for o in plan(info.spec, states, c.results.domain_of(wf)))
     if not owed:
-        n.stats["saga driver gone, nothing owed here: the end told"] += 1
+        n.stats["saga driver gone, nothing owed here: the end is the whole end"] += 1
         return True
     n.point("saga plan")
     n.state.plans[wf] = owed
     n.stats["saga driver gone: the results here owe a plan, the next epoch claimed"] += 1
-    if n.takeover is not None:  # watched: its driver gone, a claim follows
-        n.takeover.resumed(n.now, wf)
+    n.takeover.resumed(n.now, wf)  # its core watches the gone driver: a claim follows
     return False
