@@ -37,7 +37,10 @@ The rule:
   here or its spec owes none (`_tell_end`), or to a domain that granted its claim,
   over, for the saga's plan, which it never took (the same question, asked by such a
   granter: takeover_late_grants.py `asked`); one that forgot it answers from the end's
-  record where the kept workflow answered any asker (ended_records.py);
+  record where the kept workflow answered any asker (ended_records.py); one whose
+  saga's driver is gone in its view, no plan of it held, claims the next epoch for
+  the plan its results owe (the winner tells the end), or, none owed, tells the end
+  (saga_gone_driver.py);
 - the answer's placements are taken as a PlacedMsg's would be (placed_here.py:
   written, an attempt of a placement that is over stopped or its result dropped);
   then, if every unfinished step still placed here is confirmed (the coordinator has
@@ -94,6 +97,7 @@ from fedorch.core.identity.authority import coordinator_of
 from fedorch.core.node.deadlines import DeadlineTable
 from fedorch.core.node.ended_records import no_saga
 from fedorch.core.node.records import FinalMsg, PlacementAnswer, PlacementQuery
+from fedorch.core.node.saga_gone_driver import driver_gone, tell_or_claim
 from fedorch.core.node.takeover_claims import held_of
 from fedorch.core.workflow.progress import TERMINAL_STEP_STATES
 
@@ -234,7 +238,11 @@ class RestartCheck:
         end then, by this Node as that holder too, in the epoch it won, with its
         certificate (takeover soak seed 43007752: the asker held its reservation). A
         spec with no `compensate` block owes no plan at all: its end is the whole end,
-        told as for a saga that is over (ended_records.py, `no_saga`)."""
+        told as for a saga that is over (ended_records.py, `no_saga`). Where the view
+        says the saga's driver is gone, no plan of it held here, the compensations the
+        results here owe become this Node's plan, claimed for (the winner drives the
+        saga and tells the end), or, none owed, the end is told now
+        (saga_gone_driver.py; takeover soak seed 109000128: asked for ever)."""
         n = self.n
         d = n.state
         if n.takeover is not None and n.takeover.late.asked(src, wf):
@@ -243,7 +251,11 @@ class RestartCheck:
         placed.update((step, p[1]) for step, p in d.placements.get(wf, {}).items())
         whole = d.plans.get(wf) == () or no_saga(n, wf)  # no plan is owed any more
         if src in placed.values() and not whole:
-            return  # it holds a step still: the saga's driver tells it the end and plan
+            if not driver_gone(n, wf):
+                return  # it holds a step still: the saga's driver tells it the end and plan
+            if not tell_or_claim(n, wf):
+                return  # owed here: a plan, claimed for (saga_gone_driver.py)
+            whole = True  # nothing owed here, no driver alive: the end is the whole end
         epoch, holder = d.epochs.get(wf, (0, ""))
         kept = d.certificates.get(wf, (0, ()))
         if holder == n.name and epoch >= 1:
