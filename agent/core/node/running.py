@@ -27,7 +27,9 @@ reaches through the end notice it is told (running_ends.py takes it, or answers 
 an overtaken epoch with the later end). No attempt starts while a cancel of its workflow
 is on record here, nor, after a restart, before the coordinator it follows confirmed
 where the workflow's steps are placed now (restart_check.py: a step placed again while
-this Node was down must not start here again).
+this Node was down must not start here again), nor, out of touch with that
+coordinator, before it said the step is still placed here (start_asks.py: a step
+placed again while this Node was cut off must not start here too).
 
 Fan-out (core/workflow/fanout.py). The spec a Node runs is the expanded one (the
 coordinator expands at submission; every PREPARE carries it), so instances are steps
@@ -275,9 +277,15 @@ class Running:
     def _start_ready(self, now: float, wf: str) -> None:
         n = self.n
         p = n.progress.get(wf)
+        asks = n.fencing.asks if n.fencing is not None else None
         while p is not None and wf not in n.state.final and not n.cancels.holds_back(wf) \
                 and not n.restart_check.holds_back(wf):  # restored, not confirmed yet
+            # Out of touch with its coordinator: held, the coordinator asked (start_asks.py).
+            check = asks is not None and asks.checks(now, wf)
+            errors = {s.id: s.error for s in p.local_steps()} if check else {}
             ready = p.start_ready(now)
+            if check:
+                ready = asks.let_start(now, wf, p, ready, errors)
             if not ready:
                 due = p.next_start_at()
                 if due is None:
