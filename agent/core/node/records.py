@@ -168,9 +168,12 @@ class PlacedMsg:
 @dataclass(frozen=True)
 class PlacementQuery:
     """A restarted participant asks the coordinator it follows where the workflow's
-    steps are placed now, before it starts any of them (restart_check.py)."""
+    steps are placed now, before it starts any of them (restart_check.py); so does one
+    cut off from it, before it starts `starting`, (step, placement epoch) each, which
+    the coordinator then counts as possibly started there (start_asks.py)."""
 
     workflow_id: str
+    starting: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True, eq=False)

@@ -98,6 +98,7 @@ from fedorch.core.node.deadlines import DeadlineTable
 from fedorch.core.node.ended_records import no_saga
 from fedorch.core.node.records import FinalMsg, PlacementAnswer, PlacementQuery
 from fedorch.core.node.saga_gone_driver import driver_gone, tell_or_claim
+from fedorch.core.node.start_asks import answered
 from fedorch.core.node.takeover_claims import held_of
 from fedorch.core.workflow.progress import TERMINAL_STEP_STATES
 
@@ -217,6 +218,7 @@ class RestartCheck:
                 or held_of(n.state, wf, n.running.info(wf).coordinator)[1] != n.name:
             return
         p = n.progress[wf]
+        answered(n, src, msg)  # steps it is about to start: may have started (start_asks.py)
         steps = tuple((s.id, s.epoch, s.domain) for s in p.steps.values())
         n.send(src, PlacementAnswer(wf, n.domain_loss.epoch(wf), steps,
                                     **n.placed_here.carried(wf)))
@@ -276,6 +278,8 @@ class RestartCheck:
     def on_answer(self, now: float, src: str, msg: PlacementAnswer) -> None:
         n = self.n
         wf = msg.workflow_id
+        if n.fencing is not None:  # asked before a start, cut off (start_asks.py)
+            n.fencing.asks.on_answer(now, src, msg)
         if n.takeover is not None:  # the holder of our grant drives: asked no more
             n.takeover.late.answered(src, wf)
         if wf not in self.held or wf not in n.progress or n.takeover is not None \

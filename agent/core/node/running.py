@@ -27,7 +27,9 @@ reaches through the end notice it is told (running_ends.py takes it, or answers 
 an overtaken epoch with the later end). No attempt starts while a cancel of its workflow
 is on record here, nor, after a restart, before the coordinator it follows confirmed
 where the workflow's steps are placed now (restart_check.py: a step placed again while
-this Node was down must not start here again).
+this Node was down must not start here again), nor, out of touch with that
+coordinator, before it said the step is still placed here (start_asks.py: a step
+placed again while this Node was cut off must not start here too).
 
 Fan-out (core/workflow/fanout.py). The spec a Node runs is the expanded one (the
 coordinator expands at submission; every PREPARE carries it), so instances are steps
@@ -55,6 +57,7 @@ from fedorch.core.node.records import (
     copy_hold,
 )
 from fedorch.core.node.replacement_heard import heard_started
+from fedorch.core.node.running_owed import relay_gone_results, report_needs
 from fedorch.core.node.saga_older import (
     left_to_saga,
     older_placement,
@@ -195,35 +198,10 @@ class Running:
             n.send(src, entry[1])
 
     def relay_gone_results(self, wf: str, domains: list[str]) -> None:
-        """As the coordinator driving `wf`, the view now saying each of `domains` is
-        gone: the SUCCEEDED results of their steps on record here go to the domains of
-        the steps that need them, not ended there, resent until acknowledged. A
-        producer that died for good before its result reached a consumer (lost, or
-        refused there before that domain knew the commit) never resends it, and the
-        step waiting on it would wait for ever (takeover soak seed 1600618);
-        the coordinator holds every result it was told. The consumer takes it only
-        from the coordinator it follows, and only while its own view says the step's
-        domain is gone (authority.py)."""
-        n = self.n
-        info = self.info(wf)
-        results = n.state.results.get(wf, {})
-        p = n.progress.get(wf)
-        moved = n.state.placements.get(wf, {})  # steps placed again: their new domain
-        for spec in info.spec.steps:
-            consumer = moved[spec.id][1] if spec.id in moved else info.placement.get(spec.id)
-            if consumer in (None, n.name) or n.member_loss.gone(consumer) \
-                    or p is None or p.steps[spec.id].state in TERMINAL_STEP_STATES:
-                continue
-            for need in spec.needs:
-                if info.placement.get(need) not in domains or need not in results:
-                    continue
-                attempt, state, outputs, error = results[need]
-                if state is not StepState.SUCCEEDED:
-                    continue
-                n.stats["result of a gone domain relayed by the coordinator"] += 1
-                n.reliable(consumer, ("result", wf, need, consumer),
-                           ResultMsg(wf, need, attempt, state, dict(outputs), error,
-                                     p.steps[need].epoch))
+        """As the coordinator driving `wf`: the SUCCEEDED results of the steps of
+        `domains`, gone in the view, relayed to the steps that need them
+        (running_owed.py)."""
+        relay_gone_results(self.n, wf, domains)
 
     def on_ack(self, now: float, src: str, msg: AckMsg) -> None:
         n = self.n
@@ -292,37 +270,22 @@ class Running:
         self._start_ready(now, wf)
 
     def report_needs(self, wf: str, step: str) -> None:
-        """The results of `step`'s needs run here, reported again: `step` was placed
-        again, and its new domain needs them (replacement.py). And owed no more to the
-        domains it was placed away from, where no other step needs them: resent there
-        until acknowledged, such a result would reach a domain cut off while its step
-        was placed elsewhere, back before it is told so, and start the step there too
-        (a second run of a step not idempotent). One sent before this Node took the
-        placement and delivered after it still can (docs/failures.md, not built)."""
-        n = self.n
-        p = n.progress.get(wf)
-        if p is None or step not in p.steps:
-            return
-        # Not the original coordinator's, whatever it holds (a saga may want it there).
-        moved_from = [d for d in p.steps[step].replaced_from if d != self.info(wf).coordinator]
-        coordinator = n.takeover.coordinator_now(wf) if n.takeover is not None \
-            else self.info(wf).coordinator
-        for need in p.steps[step].needs:
-            s = p.steps.get(need)
-            if s is not None and s.domain == n.name and s.state in TERMINAL_STEP_STATES:
-                self.report(wf, need)
-                wanted = p.result_recipients(need, coordinator)
-                for dst in moved_from:
-                    if dst not in wanted \
-                            and n.pending.pop(("result", wf, need, dst), None) is not None:
-                        n.stats["result owed a domain a step was placed away from dropped"] += 1
+        """`step` placed again: the results of its needs run here, to its new domain
+        (running_owed.py)."""
+        report_needs(self.n, wf, step)
 
     def _start_ready(self, now: float, wf: str) -> None:
         n = self.n
         p = n.progress.get(wf)
+        asks = n.fencing.asks if n.fencing is not None else None
         while p is not None and wf not in n.state.final and not n.cancels.holds_back(wf) \
                 and not n.restart_check.holds_back(wf):  # restored, not confirmed yet
+            # Out of touch with its coordinator: held, the coordinator asked (start_asks.py).
+            check = asks is not None and asks.checks(now, wf)
+            errors = {s.id: s.error for s in p.local_steps()} if check else {}
             ready = p.start_ready(now)
+            if check:
+                ready = asks.let_start(now, wf, p, ready, errors)
             if not ready:
                 due = p.next_start_at()
                 if due is None:

@@ -51,6 +51,12 @@ per message would cost the hot path), and an attempt found started at a restore 
 as interrupted. A workflow restored here gets a lease from its first start in the new
 life. Nothing of a restored workflow starts before its coordinator says the step
 is still placed here: that rule is restart_check.py's.
+
+Asking before a start. The lease stops attempts only once every contact was lost for
+all of it, far later than the coordinator needs to judge this Node DEAD and place its
+step elsewhere. So an attempt about to start while this Node is out of touch with its
+coordinator is held and the coordinator asked first (start_asks.py, `asks`: a part of
+this one, on when self-fencing is, as it reads the same view and the same messages).
 """
 
 from __future__ import annotations
@@ -58,6 +64,7 @@ from __future__ import annotations
 from typing import Any
 
 from fedorch.core.node.deadlines import DeadlineTable
+from fedorch.core.node.start_asks import StartAsks, start_margin
 from fedorch.core.workflow import self_fencing as rule
 from fedorch.core.workflow.progress import StepState
 
@@ -67,6 +74,8 @@ class SelfFencing:
         # The Node that owns this part (typed loosely: the Node imports its parts).
         self.n = node
         self.lease_s = lease_s
+        # Attempts held until the coordinator says go (start_asks.py).
+        self.asks = StartAsks(node, start_margin(node.t.dead_after_s))
         self.reset()
 
     def reset(self) -> None:
@@ -77,12 +86,14 @@ class SelfFencing:
         # Workflow -> when the rule fences it; its earliest and due ones from a heap
         # (deadlines.py), not a walk of every watched workflow per turn.
         self.due = DeadlineTable()
+        self.asks.reset()
 
     # ---- what the Node tells ---------------------------------------------------------
 
     def message_from(self, now: float, src: str) -> None:
         """Any message from `src` (verified by the driver): contact with it now."""
         self.heard_from[src] = now
+        self.asks.message_from(now, src)
 
     def views_changed(self, now: float, before: dict[str, str | None]) -> None:
         """The view of the domains in `before` (their states before) changed: a change
@@ -106,8 +117,15 @@ class SelfFencing:
         self._look(now, wf)
         return None
 
+    def would_fence(self, now: float, wf: str) -> bool:
+        """Would `starting` refuse an attempt of `wf` now (nothing changed by asking)?"""
+        heard_at = self.heard.at(wf)
+        return heard_at is not None \
+            and rule.fenced(self.contacts(wf), heard_at, self.lease_s, now)
+
     def forget(self, wf: str) -> None:
         """`wf` ended here."""
+        self.asks.forget(wf)
         self.heard.forget(wf)
         self.running.discard(wf)
         self.due.pop(wf, None)
@@ -115,11 +133,13 @@ class SelfFencing:
     # ---- the timer -------------------------------------------------------------------
 
     def timer(self) -> float | None:
-        return self.due.earliest()
+        fence, ask = self.due.earliest(), self.asks.timer()
+        return ask if fence is None else fence if ask is None else min(fence, ask)
 
     def tick(self, now: float) -> None:
         """Fence every workflow whose deadline has come (computed again first), in the
-        order they were first given one."""
+        order they were first given one; ask again about the starts held."""
+        self.asks.tick(now)
         for wf in self.due.due(now):
             self._look(now, wf, fence=True)
 

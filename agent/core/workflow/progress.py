@@ -80,6 +80,10 @@ class Progress:
         # while this agent was down may have reached other domains and not yet come
         # here, so a domain loss judges needs on third domains as possibly SUCCEEDED.
         self.reports_missed = False
+        # Step id -> the domains that asked this coordinator before starting it and were
+        # told it is still placed there (agent/core/node/start_asks.py): it may have
+        # started there, whatever its needs look like here.
+        self.asked_to_start: dict[str, set[str]] = {}
         self.groups = fanout.groups(spec) if fanned else {}
         self._group_of = {i: g.id for g in self.groups.values() for i in g.instances}
         # Instance id -> when this Progress first saw its wave barrier met (for pause_s).
@@ -287,13 +291,21 @@ class Progress:
         step = self.steps[step_id]
         return self._may_have_started(step, step.lost_to or step.domain)
 
+    def start_asked(self, step_id: str, domain: str) -> None:
+        """`domain`, where `step_id` is placed, asked before starting it and is told it
+        is still placed there: from now on it may have started there."""
+        self.asked_to_start.setdefault(step_id, set()).add(domain)
+
     def _may_have_started(self, step: StepProgress, lost: str) -> bool:
         # Known to have started (a RUNNING report or an attempt), or ready to: a step
         # starts without a word for its first 0.2 s, so ready counts as started. Ready
         # as far as `lost` could know: every need's result may have reached it
-        # (`_may_have_succeeded`; the argument is in domain_loss.py's header).
-        return step.attempts > 0 or step.state is StepState.RUNNING or all(
-            self._need_may_be_met(step.id, n, lost) for n in step.needs)
+        # (`_may_have_succeeded`; the argument is in domain_loss.py's header). Or its
+        # domain asked before starting it and was told to go on (`start_asked`).
+        asked = self.asked_to_start.get(step.id)
+        return step.attempts > 0 or step.state is StepState.RUNNING \
+            or (asked is not None and (lost in asked or step.domain in asked)) or all(
+                self._need_may_be_met(step.id, n, lost) for n in step.needs)
 
     def _need_may_be_met(self, step_id: str, need: str, lost: str) -> bool:
         """`_need_met` as `lost` may have seen it, for all this Progress knows."""

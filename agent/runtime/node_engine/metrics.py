@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from fedorch.core.node import early_results as early
+from fedorch.core.node.start_asks import CONFIRMED, DROPPED, HELD
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -104,6 +105,15 @@ class NodeEngineCollector(Collector):
         fenced.add_metric(["stopped"], e.node.stats["step self-fenced"])
         fenced.add_metric(["not_started"], e.node.stats["step not started: fenced"])
         yield fenced
+        asked = CounterMetricFamily(
+            "fedorch_node_step_starts_asked",
+            "Step attempts held here, out of touch with their coordinator, until it said"
+            " where the step is (core/node/start_asks.py): held and asked, then started"
+            " (confirmed) or never run here (dropped)", labels=["outcome"])
+        for outcome, name in (("held", HELD), ("confirmed", CONFIRMED),
+                              ("dropped", DROPPED)):
+            asked.add_metric([outcome], e.node.stats[name])
+        yield asked
         audit = CounterMetricFamily(
             "fedorch_node_audit_records",
             "The node engine's audited acts: appended to agent.db, or lost with a write"

@@ -8,10 +8,14 @@ names."""
 
 from __future__ import annotations
 
-import pytest
-from fedorch.sim.negotiation.run import Simulation, run, seeded_config
+from dataclasses import replace
 
-SEEDS = [23000000, 23000002, 23000014, 23000044]
+import pytest
+from fedorch.sim.negotiation.run import Simulation, seeded_config
+
+# 112000003 in place of 23000044, which forgets no workflow taken over since a cut-off
+# participant asks before it starts (core/node/start_asks.py: the run's timings change).
+SEEDS = [23000000, 23000002, 23000014, 112000003]
 KEPT_FOR_GOOD = {"taken over: granted as an elector holding no step",
                  "taken over: no end here",
                  "taken over: a domain has not acknowledged the end told in its epoch"}
@@ -39,6 +43,11 @@ def test_a_participant_in_doubt_past_its_rounds_life_is_not_held_to_the_takeover
     the participant restarted thrice while it recovered; by then the round was past its
     10 s life at the other acceptor, which refuses its ballots. It stays in doubt, as
     docs/retention.md's limit says, and is held to that, not to the takeover deadline
-    (before: "takeover: d1 ended d2.w0 never")."""
-    report = run(94001673, takeover_after_s=3.0, keep_ended_s=10.0)
+    (before: "takeover: d1 ended d2.w0 never"). Told with self-fencing off: with it, a
+    participant out of touch with its coordinator asks before it starts
+    (core/node/start_asks.py), which changes this run's timings, and the story is the
+    acceptors' and retention's (no step was fenced in it)."""
+    config = seeded_config(94001673, 3.0, keep_ended_s=10.0)
+    config = replace(config, timing=replace(config.timing, step_lease_s=None))
+    report = Simulation(94001673, config, cancels=True).run()
     assert report.stats["in doubt past the round's life"] >= 1

@@ -1,0 +1,287 @@
+"""A participant cut off from its coordinator asks before it starts a step.
+
+Theory of operation
+-------------------
+A participant P that a partition cuts off from the coordinator C it follows is declared
+DEAD by C once C has not heard from it for the membership's time to a verdict
+(`Timing.dead_after_s`, plus the loss grace in the daemon), and C then places again
+each step of P's it judges not started (the loss table: agent/core/workflow/
+domain_loss.py; "not started" is judged from what C saw: a need's result C has not
+seen yet, a COMMIT still on its way). The message that makes such a step ready (that
+result, from a third domain, or the COMMIT) may still reach P, late, and without this
+rule P would start the step: a step that is not idempotent ran in two domains (P's
+result is refused by its placement epoch, its side effects are not). Self-fencing
+(self_fencing.py) does not stop that: it counts the whole step lease, far longer than
+C takes to declare P DEAD and place the step elsewhere.
+
+The rule. Before an attempt starts here (a step's first attempt, a retry, the next step
+of a chain here, a fan-out's next wave), P looks at its contact with C (`in_contact`):
+its membership view says C is ALIVE, and a message from C was stepped here within the
+start margin (`margin_s`), not counting messages of the moment of the start itself (the
+late message that makes the step ready may be C's own, a COMMIT resent after the cut
+healed: it says nothing of what C decided meanwhile). In contact, the attempt starts at
+once, as before: nothing is asked on that path. Otherwise the attempt is held (put back
+to WAITING, its attempt number not used: `let_start`) and C is asked where the
+workflow's steps are: the restart rule's `PlacementQuery` (restart_check.py), naming
+the steps about to start with their placement epochs (`starting`), asked again every
+`reliable_resend_s`, doubling to `ASK_AT_MOST_S`, of whoever P follows by then. The
+answer (`PlacementAnswer`, answered only by a Node that drives the workflow and
+granted no later epoch) is taken as the restart rule takes it (its placements are
+PlacedMsgs: a step placed elsewhere moves away from here), then, per step asked:
+- still placed here at the epoch asked: it may start once at that epoch (`confirmed`),
+  whatever the contact is by then;
+- placed at a later epoch (lost and waiting for its new round, placed elsewhere, or
+  failed by a loss verdict): the hold ends without a run, and the step never starts
+  here at that epoch or below (`over`), only at a later one placed here again;
+- the coordinator behind this Node: asked again.
+A Node that drives the workflow itself (the original in epoch 0, or the successor it
+follows being itself) never asks: it cannot be cut off from itself.
+
+The coordinator's side. Answering "still placed here" to a query naming steps about to
+start, the coordinator counts each such step as possibly started by the asker
+(`answered`: Progress.start_asked, which `_may_have_started` reads), before the answer
+leaves, so a later loss of the asker gives the loss table's FAIL_STARTED for a step
+that is not idempotent, never a second run. The mark is in memory: a coordinator
+restored from its tables judges from a progress rebuilt with `reports_missed`, which
+counts every need that may have succeeded on a third domain as met, and a need placed
+on the coordinator itself is met only if it SUCCEEDED there; so every step an asker may
+have been told to start counts as started after a restart anyway (domain_loss.py's
+header). A successor elected later judges from its own progress, without the mark: a
+step confirmed by the original and then lost with its asker under the successor can be
+judged not started there (docs/failures.md, "Not built yet").
+
+The margin. C's verdict on P needs C not to have heard from P for `dead_after_s`; in a
+cut both ways, the last message P got from C left C no later than the cut, so a start
+within the margin of it comes before C can have judged P, as long as messages take less
+than half of what is left: `margin_s` is half of `dead_after_s`, the other half for the
+message's way and the turns' lag. The daemon's verdicts take longer than its
+`dead_after_s` (suspicion timeouts and the loss grace come on top: docs/membership.md),
+which makes the margin only more cautious. A quiet coordinator costs one round trip:
+a step whose start comes more than the margin after the last word from C (a long step
+before it in a chain here, a need run elsewhere for long) asks first.
+
+Why the coordinator, and not "the coordinator or a majority of the round's
+acceptors". Only the Node that drives the workflow places a step again (replacement.py;
+a successor in its own epoch), so only its word says the step is still here. Having
+heard from a majority of acceptors says nothing about it: the coordinator needs none of
+them to judge P lost, and a re-placement's COMMIT leaves once a majority of the
+workflow's electorate holds the new placement, which members P heard from may have
+acknowledged just before. Asking a majority (not hearing from one) would do: a majority
+none of which holds a new placement proves no COMMIT of one left; it would let P start
+while the coordinator is unreachable, and is not built (docs/failures.md).
+
+Limits. The contact is judged from what P hears, not from what C hears of P: a cut one
+way (C's messages reach P, P's do not reach C) lets C judge P DEAD while P still hears
+it; and when a cut heals, a burst of C's resends may bring another message of C's
+before the late one that makes the step ready. Both are narrower than the gap closed
+here, and named in docs/failures.md. What is held is in memory only: a restart holds
+every restored workflow until its coordinator answers anyway (restart_check.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fedorch.core.node.deadlines import DeadlineTable
+from fedorch.core.node.records import PlacementAnswer, PlacementQuery
+from fedorch.core.workflow.progress import (
+    TERMINAL_STEP_STATES,
+    Progress,
+    StartAttempt,
+    StepState,
+)
+
+# The longest wait between two asks of one workflow's coordinator (as restart_check.py's).
+ASK_AT_MOST_S = 4.0
+HELD = "step start held: coordinator asked"
+CONFIRMED = "step start confirmed by the coordinator"
+DROPPED = "step start dropped: placed elsewhere"
+ANSWERED = "step start asked: still placed there (counted as started)"
+
+
+def start_margin(dead_after_s: float) -> float:
+    """The start margin for a membership that judges a domain DEAD `dead_after_s` after
+    it last heard it: half of it (see the header)."""
+    return dead_after_s / 2
+
+
+class StartAsks:
+    def __init__(self, node: Any, margin_s: float) -> None:
+        # The Node that owns this part (typed loosely: the Node imports its parts).
+        self.n = node
+        self.margin_s = margin_s
+        self.reset()
+
+    def reset(self) -> None:
+        """A restore: nothing heard in this life yet, nothing held."""
+        # Domain -> the last moment a message from it was stepped here, and the moment
+        # before that one (the start of a moment's turn does not count its own message).
+        self.heard: dict[str, float] = {}
+        self.heard_before: dict[str, float] = {}
+        # Workflow -> step -> the placement epoch of the step held and asked about.
+        self.asked: dict[str, dict[str, int]] = {}
+        self.confirmed: set[tuple[str, str, int]] = set()  # (wf, step, epoch): one start
+        self.over: dict[tuple[str, str], int] = {}  # (wf, step) -> no start at or below
+        self.due = DeadlineTable()  # workflow -> its next ask
+        self.wait: dict[str, float] = {}  # workflow -> the wait after its next ask
+
+    # ---- what the Node tells ---------------------------------------------------------
+
+    def message_from(self, now: float, src: str) -> None:
+        last = self.heard.get(src)
+        if last != now:
+            if last is not None:
+                self.heard_before[src] = last
+            self.heard[src] = now
+
+    def timer(self) -> float | None:
+        return self.due.earliest()
+
+    def tick(self, now: float) -> None:
+        for wf in self.due.due(now):
+            self._ask(now, wf)
+
+    def forget(self, wf: str) -> None:
+        """`wf` ended here: nothing of it starts any more, nothing to ask."""
+        self.asked.pop(wf, None)
+        self.due.pop(wf, None)
+        self.wait.pop(wf, None)
+        self.confirmed = {c for c in self.confirmed if c[0] != wf}
+        self.over = {k: e for k, e in self.over.items() if k[0] != wf}
+
+    # ---- the participant's side ------------------------------------------------------
+
+    def coordinator(self, wf: str) -> str:
+        n = self.n
+        return n.takeover.coordinator_now(wf) if n.takeover is not None \
+            else n.running.info(wf).coordinator
+
+    def in_contact(self, now: float, domain: str) -> bool:
+        """Does the view say `domain` is ALIVE, and was a message of its stepped here
+        within the margin, before this moment?"""
+        if self.n.members.get(domain) != "ALIVE":
+            return False
+        last = self.heard.get(domain)
+        if last == now:
+            last = self.heard_before.get(domain)
+        return last is not None and now - last <= self.margin_s
+
+    def checks(self, now: float, wf: str) -> bool:
+        """May an attempt of `wf` ready now be held (`let_start` must see it)? False on
+        the usual path: this Node drives it, or is in contact with who does, and no
+        step of it is held or over here."""
+        coordinator = self.coordinator(wf)
+        if coordinator == self.n.name:
+            return False
+        return wf in self.asked or any(k[0] == wf for k in self.over) \
+            or not self.in_contact(now, coordinator)
+
+    def let_start(self, now: float, wf: str, p: Progress, ready: list[StartAttempt],
+                  errors: dict[str, str]) -> list[StartAttempt]:
+        """Of `ready` (moved to RUNNING by `p.start_ready`), those that start now; every
+        other is put back as it was (WAITING, its attempt not used, `errors` its error
+        before) and held: asked about, or placed elsewhere (see the header). A
+        workflow self-fencing refuses already is left to it (its attempts end FAILED)."""
+        n = self.n
+        coordinator = self.coordinator(wf)
+        if coordinator == n.name or n.fencing.would_fence(now, wf):
+            return ready
+        contact = self.in_contact(now, coordinator)
+        starting = []
+        fresh = False
+        for a in ready:
+            s = p.steps[a.step_id]
+            key = (wf, a.step_id, s.epoch)
+            if self.over.get(key[:2], -1) >= s.epoch:
+                pass  # the coordinator placed it elsewhere: never at this epoch
+            elif key in self.confirmed:
+                self.confirmed.discard(key)
+                self.asked.get(wf, {}).pop(a.step_id, None)
+                starting.append(a)
+                continue
+            elif contact:
+                self.asked.get(wf, {}).pop(a.step_id, None)
+                starting.append(a)
+                continue
+            else:
+                held = self.asked.setdefault(wf, {})
+                if held.get(a.step_id) != s.epoch:  # news to ask about: asked now
+                    n.stats[HELD] += 1
+                    held[a.step_id] = s.epoch
+                    fresh = True
+            s.state, s.attempts, s.error = StepState.WAITING, a.attempt - 1, errors.get(
+                a.step_id, "")
+        if fresh:
+            self.wait[wf] = n.t.reliable_resend_s
+            self._ask(now, wf)
+        elif wf in self.asked and not self.asked[wf]:
+            self._done(wf)
+        return starting
+
+    def _ask(self, now: float, wf: str) -> None:
+        n = self.n
+        asked = self.asked.get(wf)
+        if not asked or wf not in n.progress or wf in n.state.final:
+            self._done(wf)
+            return
+        wait = self.wait.get(wf, n.t.reliable_resend_s)
+        self.due[wf] = now + wait
+        self.wait[wf] = min(wait * 2, ASK_AT_MOST_S)
+        target = self.coordinator(wf)
+        if target == n.name:  # it drives the workflow now: nothing to ask
+            self._done(wf)
+            n.running.start_ready(now, wf)
+            return
+        n.send(target, PlacementQuery(wf, starting=tuple(sorted(asked.items()))))
+
+    def _done(self, wf: str) -> None:
+        self.asked.pop(wf, None)
+        self.due.pop(wf, None)
+        self.wait.pop(wf, None)
+
+    def on_answer(self, now: float, src: str, msg: PlacementAnswer) -> None:
+        """The coordinator asked answered (before the restart rule looks at it)."""
+        n = self.n
+        wf = msg.workflow_id
+        asked = self.asked.get(wf)
+        if not asked or wf not in n.progress or self.coordinator(wf) != src:
+            return  # not asked (any more), or not of the coordinator followed now
+        if not n.restart_check.holds_back(wf):  # else the restart rule takes them
+            n.placed_here.learn(now, wf, msg.placements, msg.before)
+        p = n.progress.get(wf)
+        if p is None:
+            self._done(wf)
+            return
+        theirs = {step: (epoch, domain) for step, epoch, domain in msg.steps}
+        for step, epoch in list(asked.items()):
+            s = p.steps.get(step)
+            if s is None or s.domain != n.name or s.epoch != epoch \
+                    or s.state in TERMINAL_STEP_STATES:
+                del asked[step]  # moved away (the answer's placements) or ended here
+                n.stats[DROPPED] += 1
+            elif theirs.get(step) == (epoch, n.name):
+                del asked[step]
+                self.confirmed.add((wf, step, epoch))
+                n.stats[CONFIRMED] += 1
+            elif theirs.get(step, (-1, ""))[0] > epoch:
+                del asked[step]
+                self.over[(wf, step)] = epoch
+                n.stats[DROPPED] += 1
+        if not asked:
+            self._done(wf)
+        n.running.start_ready(now, wf)
+
+
+def answered(n: Any, src: str, msg: PlacementQuery) -> None:
+    """As the coordinator that drives `msg`'s workflow, about to answer it: each step
+    `src` is about to start, still placed on `src` at the epoch it asked about, counts
+    as possibly started there from now on (see the header)."""
+    p = n.progress.get(msg.workflow_id)
+    if p is None:
+        return
+    for step, epoch in msg.starting:
+        s = p.steps.get(step)
+        if s is not None and s.domain == src and s.epoch == epoch \
+                and s.state not in TERMINAL_STEP_STATES:
+            p.start_asked(step, src)
+            n.stats[ANSWERED] += 1
