@@ -23,17 +23,41 @@ What it answers, and why each is the answer the live workflow gave:
   forgotten (retention rule 3), so has no record: forgetting changed no answer but
   the end told with it, which the record gives back;
 - a placement question (restart_check.py, `on_query`): the end, in `tell`, where the
-  workflow was answered with it regardless of who asked: as the claimant of epoch e
-  >= 1 that never acted in it, its claim and plan over (takeover_late_grants.py,
-  `asked`: retention forgets only once both are over and no late grant is owed);
-  or as the original coordinator in epoch 0 following no later epoch, where no plan is
-  owed to any asker, a domain holding a step included (its plan closed, or a spec
-  with no `compensate` block: restart_check.py, `_tell_end`, where such an end is
-  the whole end; a saga's driver tells a step's domain its end with the plan, so a
-  record of one that drove a saga tells nothing, as it told a step's domain). An end that
-  needs a holder's certificate (a later epoch won here) is not kept: -1, nothing
-  told, as before. The asker takes the end through the authority rules of any end
-  notice (authority_ends.py): one that follows another holder refuses it.
+  kept workflow told it to the asker, now that its saga is over (retention forgets
+  none before: compensating.kept_because; every participant it told acknowledged
+  the plan and the end). Kept, a Node asked by a domain holding a step stayed silent
+  while a saga's driver was to tell that domain the end with its plan (restart_check.py,
+  `_tell_end`; seed 5200672); once the driver's saga is over, the asker is a domain
+  it never told (placed by an earlier epoch's holder, or cut off while a later
+  epoch's holder ended the workflow), which no plan and no end will ever reach: the
+  "saga over" case, told the end (seed 43007752). So it is told (the epoch it is
+  told in is the one the asker follows this Node in, so it takes it through the
+  authority rules of any end notice, authority_ends.py):
+  - as the claimant of epoch e >= 1 that never acted in it, its claim and plan over
+    (takeover_late_grants.py, `asked`): in e, as before;
+  - as the original coordinator in epoch 0 that granted no later epoch: in epoch 0. It
+    drove the workflow and its saga, if any, itself, to its end (or its plan was
+    closed here, or its spec has no `compensate` block: the end is the whole end);
+  - as the holder of its won epoch e >= 1, which made the end and drove its saga:
+    in e, with its certificate, kept as the record's proof (below);
+  - as the original following a later epoch's holder, the saga's driver: in epoch 0
+    once its plan closed here (or none can be owed); else, where the results here
+    owed no compensation, `IF_DRIVER_GONE`: told in epoch 0 once the view here says
+    that driver is gone, as saga_gone_driver.py tells it while kept, and nothing while
+    it lives (it tells the end with the plan it owes; seed 109000128's asker, the
+    original following a gone claimant, forgot by retention while the step's domain
+    was down: it asked every 4 s for ever, held).
+  Nothing else is told (`NOTHING`): where this Node granted a later epoch than it
+  follows (its claimant may drive a saga unknown here), where the results here owed
+  a compensation and the driver is gone (kept, they became a plan claimed for; their
+  rows are gone with the workflow), or where this Node, not the original, follows
+  another's epoch (kept, it told a step's domain the end only with a certificate of
+  an earlier epoch of its own, which the record does not keep).
+  What is not done: the told asker ends its part and lets its reservation go, runs
+  nothing and compensates nothing; a SUCCEEDED run it holds that no driver learned of
+  stays uncompensated, as its late result would at a Node that forgot the workflow
+  (acknowledged, not kept). An asker told nothing asks on, as before (docs/retention.md,
+  "Not built yet").
 - the original coordinator back after a successor ended the workflow (epoch >= 1)
   and died for good (`overtaken`): its end notice of an older epoch, its report as
   the one that drives the workflow, or its relay of a gone domain's result. Kept, the
@@ -42,7 +66,9 @@ What it answers, and why each is the answer the live workflow gave:
   acknowledgement, and the original followed. So `keep` keeps that proof where the
   workflow had one (EndNotices.end_proof, held by another than the original, kept by
   another Node than the original): a row of `ended_proofs`, (epoch, holder, the
-  certificate as received, so it verifies at the original as before). Without it the
+  certificate as received, so it verifies at the original as before); where this
+  Node was that holder, it is also the certificate a placement question is told the
+  end with (above). Without it the
   forgotten participant acknowledged the original's notice (or, as an elector holding
   no step, kept that older end and acknowledged it), refused its report and relay
   as of an unknown workflow, and the original stayed RUNNING for ever, or made an end
@@ -84,9 +110,15 @@ import heapq
 from typing import Any
 
 from fedorch.core.identity.authority import coordinator_of
+from fedorch.core.workflow.compensation import plan
 from fedorch.core.workflow.lifecycle import WorkflowState
 
-__all__ = ["EndedRecords", "no_saga"]
+__all__ = ["IF_DRIVER_GONE", "NOTHING", "EndedRecords", "no_saga"]
+
+# A record's `tell`, besides an epoch (>= 0) to tell the end in to any asker: nothing
+# told; or the end told in epoch 0, by the original, once the view here says the saga's
+# driver (the record's holder) is gone, nothing owed by the results that were here.
+NOTHING, IF_DRIVER_GONE = -1, -2
 
 
 def no_saga(n: Any, wf: str) -> bool:
@@ -94,6 +126,15 @@ def no_saga(n: Any, wf: str) -> bool:
     info = n.running.info(wf)
     spec = getattr(info, "spec", None)
     return spec is not None and not any(s.HasField("compensate") for s in spec.steps)
+
+
+def _owed_here(n: Any, wf: str) -> bool:
+    """Do the results of `wf` held here owe a compensation (saga_gone_driver.py's
+    `tell_or_claim`: a plan claimed for, not the end told)?"""
+    states = {step: getattr(r[1], "value", r[1])
+              for step, r in n.state.results.get(wf, {}).items()}
+    spec = getattr(n.running.info(wf), "spec", None)
+    return spec is not None and bool(plan(spec, states, n.compensating.results.domain_of(wf)))
 
 
 class EndedRecords:
@@ -119,22 +160,45 @@ class EndedRecords:
         followed = d.epochs.get(wf, (0, original))
         granted = d.granted.get(wf, (0, ""))
         epoch, holder = granted if granted[0] > followed[0] else followed
-        tell = -1
-        if granted[1] == n.name and granted[0] >= 1 and followed[0] < granted[0]:
-            tell = granted[0]  # our claim's epoch, never acted in (late_grants `asked`)
-        elif original == n.name and followed[0] == 0 \
-                and (d.plans.get(wf) == () or no_saga(n, wf)):
-            tell = 0  # the original's own end, no plan owed to any asker (`_tell_end`)
-        d.ended_records[wf] = (state, epoch, holder, tell, wall)
         proof = n.end_notices.end_proof(wf)
-        if proof is not None and original != n.name and proof[1] != original:
-            d.ended_proofs[wf] = proof  # a successor's end: told to the original
+        if proof is not None and (original == n.name or proof[1] == original):
+            proof = None  # kept only as a successor's end, told to the original
+        d.ended_records[wf] = (state, epoch, holder, self._tell(wf, proof), wall)
+        if proof is not None:
+            d.ended_proofs[wf] = proof
         elif wf in d.ended_proofs:
             del d.ended_proofs[wf]
         heapq.heappush(self.heap, (wall, wf))
         n.stats["retention: end kept as a record"] += 1
         while len(d.ended_records) > self.r.policy.max_end_records:
             self._drop_oldest()
+
+    def _tell(self, wf: str, proof: Any) -> int:
+        """The epoch the end of `wf` is told in to a placement question, or NOTHING, or
+        IF_DRIVER_GONE (see the header, "A placement question")."""
+        n = self.n
+        d = n.state
+        original = coordinator_of(wf)
+        followed = d.epochs.get(wf, (0, original))
+        granted = d.granted.get(wf, (0, ""))
+
+        def whole() -> bool:  # no plan owed any more: closed here, or none can be
+            return d.plans.get(wf) == () or no_saga(n, wf)
+
+        if granted[1] == n.name and granted[0] >= 1 and followed[0] < granted[0]:
+            return granted[0]  # our claim's epoch, never acted in (late_grants `asked`)
+        if original == n.name and followed[0] == 0 and (granted[0] == 0 or whole()):
+            return 0  # the original's end, its saga (if it drove one) over
+        if granted[0] > followed[0]:
+            return NOTHING  # a later epoch granted: its holder may drive a saga
+        if followed[1] == n.name and followed[0] >= 1:
+            # The holder that made the end and drove its saga, over: with its proof.
+            return followed[0] if proof is not None and proof[:2] == followed else NOTHING
+        if original == n.name:  # following a later holder, the saga's driver
+            if whole():
+                return 0  # its saga over (the plan closed here) or none owed
+            return IF_DRIVER_GONE if not _owed_here(n, wf) else NOTHING
+        return NOTHING
 
     def of(self, wf: str) -> tuple[WorkflowState, int, str, int, int] | None:
         """The record of `wf`, if this Node knows nothing else of it."""
@@ -152,14 +216,25 @@ class EndedRecords:
         self.n.stats["takeover claim of a forgotten workflow: its end"] += 1
         return rec[1], rec[2], rec[0]
 
-    def query_answer(self, wf: str) -> tuple[WorkflowState, int] | None:
-        """A placement question about `wf`, forgotten here: the end and the epoch to
-        tell it in, where kept to tell (restart_check.py sends it)."""
+    def query_answer(self, wf: str) -> tuple[WorkflowState, int, Any] | None:
+        """A placement question about `wf`, forgotten here: the end, the epoch to tell
+        it in and the certificate to show with it, where kept to tell
+        (restart_check.py sends it)."""
+        n = self.n
         rec = self.of(wf)
-        if rec is None or rec[3] < 0:
+        if rec is None or rec[3] == NOTHING:
             return None
-        self.n.stats["placement asked of a forgotten workflow: the end told"] += 1
-        return rec[0], rec[3]
+        tell, won = rec[3], ()
+        if tell == IF_DRIVER_GONE:
+            if n.takeover is None or not n.member_loss.gone(rec[2]):
+                n.stats["placement asked of a forgotten workflow: its driver lives"] += 1
+                return None  # the saga's driver tells the end, with the plan it owes
+            tell = 0
+        elif (proof := n.state.ended_proofs.get(wf)) is not None \
+                and proof[:2] == (tell, n.name):
+            won = proof[2]  # the holder's end, in its won epoch: shown with its proof
+        n.stats["placement asked of a forgotten workflow: the end told"] += 1
+        return rec[0], tell, won
 
     def overtaken(self, src: str, wf: str) -> tuple[int, str, Any, WorkflowState] | None:
         """The later end of `wf`, forgotten here, made by a successor, and its proof

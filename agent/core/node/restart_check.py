@@ -37,7 +37,9 @@ The rule:
   here or its spec owes none (`_tell_end`), or to a domain that granted its claim,
   over, for the saga's plan, which it never took (the same question, asked by such a
   granter: takeover_late_grants.py `asked`); one that forgot it answers from the end's
-  record where the kept workflow answered any asker (ended_records.py); one whose
+  record where the kept workflow told the asker, its saga over by then, with the
+  epoch and certificate the asker takes (ended_records.py, a step's domain included:
+  the original following a gone driver tells it as below); one whose
   saga's driver is gone in its view, no plan of it held, claims the next epoch for
   the plan its results owe (the winner tells the end), or, none owed, tells the end
   (saga_gone_driver.py);
@@ -212,8 +214,9 @@ class RestartCheck:
             self._tell_end(src, wf)
             return
         if n.retain is not None and (end := n.retain.ends.query_answer(wf)):
-            n.send(src, FinalMsg(wf, *end))  # forgotten here: its end, as when kept
-            return  # (ended_records.py)
+            state, epoch, won = end  # forgotten here: its end (ended_records.py)
+            n.send(src, FinalMsg(wf, state, epoch, won=won))
+            return
         if not n.domain_loss.drives(wf) \
                 or held_of(n.state, wf, n.running.info(wf).coordinator)[1] != n.name:
             return
