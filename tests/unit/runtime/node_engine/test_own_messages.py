@@ -9,8 +9,7 @@ from __future__ import annotations
 import pytest
 from fedorch.core.identity.authority import Refused
 from fedorch.core.negotiation.messages import DecisionQuery
-from fedorch.core.node import Message, Tick
-from fedorch.core.node import authority
+from fedorch.core.node import Message, Tick, authority
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
