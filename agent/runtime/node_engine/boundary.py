@@ -40,15 +40,14 @@ registered types, but checks no field's type: a key that is not a tuple). Every 
 `fedorch_rejected_messages_total{reason}`).
 
 Own messages skip check 4. A message the Node addresses to itself (a coordinator's
-PREPARE to its own participant, its proposer's Accept to its own acceptor, that
-acceptor's Accepted, the Node's own Decision: 5 of a coordinator's 16 inputs per
-workflow on the commit bench, 2 of a participant's 7) is kept by the driver and
-stepped first in its next turn (runtime/driver.py, `loopback`), or posted straight
-back by the transport; either way it reaches `AuthorizedNode` as `Message(me, msg)`.
-The table answers whether `src` may say `msg`; for `src` this Node the answer is
-the Node's own: it made the message in its own step from the very facts the table
-would read (nothing is stepped between its send and its delivery: the driver steps
-own messages before any other input), and every rule grants a domain what it says for
+PREPARE to its own participant and that participant's vote, its proposer's Accept to
+its own acceptor, that acceptor's Accepted, the Node's own Decision: 5 of a
+coordinator's 16 inputs per workflow on the commit bench, 2 of a participant's 7) is
+kept by the driver and stepped first in its next turn (runtime/driver.py, `loopback`),
+or, were the transport handed one, posted straight back; either way it reaches
+`AuthorizedNode` as `Message(me, msg)`. The table answers whether `src` may say
+`msg`; for `src` this Node the answer is the Node's own: it made the message in its
+own step from its own state, and the table's rules grant a domain what it says of
 itself (its vote, its round as coordinator, its acceptor's acceptance, its decision).
 Checking it again was a second check of what the Node's step already decided: a
 third of the coordinator's checks. What keeps `Message(me, ...)` the Node's own is
@@ -56,8 +55,9 @@ check 1 here: an envelope whose verified sender is this domain is refused whole
 (`self_sent`), since a domain never sends itself an envelope (the loopback keeps
 its messages in the process), so only a holder of this domain's signing key could
 make one, and that holder already speaks for the domain. The simulator keeps
-checking every delivery, own ones included (sim/negotiation/boundary.py): its soaks
-(takeover, crashes, a lying domain) never saw the table refuse a Node's own message.
+checking every delivery, own ones included, each a millisecond after its send
+(sim/negotiation/boundary.py): its soaks (takeover, crashes, a lying domain) never
+saw the table refuse a Node's own message.
 """
 
 from __future__ import annotations
