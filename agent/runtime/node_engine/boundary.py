@@ -38,6 +38,26 @@ A message without authority is refused as the Node refuses bad input
 the Node. So is one whose fields the table cannot even read (the codec builds only
 registered types, but checks no field's type: a key that is not a tuple). Every refusal is counted by reason (`refused`, and the agent's
 `fedorch_rejected_messages_total{reason}`).
+
+Own messages skip check 4. A message the Node addresses to itself (a coordinator's
+PREPARE to its own participant and that participant's vote, its proposer's Accept to
+its own acceptor, that acceptor's Accepted, the Node's own Decision: 5 of a
+coordinator's 16 inputs per workflow on the commit bench, 2 of a participant's 7) is
+kept by the driver and stepped first in its next turn (runtime/driver.py, `loopback`),
+or, were the transport handed one, posted straight back; either way it reaches
+`AuthorizedNode` as `Message(me, msg)`. The table answers whether `src` may say
+`msg`; for `src` this Node the answer is the Node's own: it made the message in its
+own step from its own state, and the table's rules grant a domain what it says of
+itself (its vote, its round as coordinator, its acceptor's acceptance, its decision).
+Checking it again was a second check of what the Node's step already decided: a
+third of the coordinator's checks. What keeps `Message(me, ...)` the Node's own is
+check 1 here: an envelope whose verified sender is this domain is refused whole
+(`self_sent`), since a domain never sends itself an envelope (the loopback keeps
+its messages in the process), so only a holder of this domain's signing key could
+make one, and that holder already speaks for the domain. The simulator keeps
+checking every delivery, own ones included, each a millisecond after its send
+(sim/negotiation/boundary.py): its soaks (takeover, crashes, a lying domain) never
+saw the table refuse a Node's own message.
 """
 
 from __future__ import annotations
@@ -111,6 +131,10 @@ class TurnBoundary:
             log.warning("refused a NodeTurn envelope (%s): %s", reason, e.reason)
             raise EnvelopeRefused(reason, e.reason) from None
         sender = body.sender
+        if sender == self.domain:  # never sent: own messages stay in the process
+            self._refuse("self_sent")
+            log.warning("refused a NodeTurn envelope signed as this domain itself")
+            raise EnvelopeRefused("self_sent", "an envelope from this domain to itself")
         try:
             msgs = self.codec.decode(body.node_turn.messages, checked=True)
         except CodecError as e:
@@ -162,13 +186,16 @@ def _malformed(e: Exception) -> Refused:
 
 
 class AuthorizedNode(NodeLayer):
-    """The Node as the driver steps it: every `Message` is checked against the
-    authority table first (check 4 of the header); a refusal is a RemoteProtocolError,
-    which the driver counts and logs, and the Node never sees the message."""
+    """The Node as the driver steps it: every peer's `Message` is checked against the
+    authority table first (check 4 of the header; the Node's own are not: the
+    header's "Own messages"); a refusal is a RemoteProtocolError, which the driver
+    counts and logs, and the Node never sees the message."""
 
     def __init__(self, node: Any, on_refused: Callable[[str], None] | None = None) -> None:
         super().__init__(node)
         self.node = node
+        # The src of the Node's own looped messages (none known: every message checked).
+        self.own = getattr(node, "name", None)
         self.on_refused = on_refused or (lambda reason: None)
         self.refused: Counter[str] = Counter()
 
@@ -176,7 +203,7 @@ class AuthorizedNode(NodeLayer):
         if type(event) is Acks:
             self._step_acks(now, event)
             return
-        if type(event) is Message:
+        if type(event) is Message and event.src != self.own:
             self._check(event)
         self.node.step(now, event)
 
@@ -184,11 +211,11 @@ class AuthorizedNode(NodeLayer):
         """The innermost loop of a turn (node_engine/layer.py): each message checked
         right before the Node steps it (the facts the table reads are those the inputs
         before it made), a refused one refused alone and the turn going on."""
-        node, step, check = self.node, self.node.step, authority.check
+        node, step, check, own = self.node, self.node.step, authority.check, self.own
         for event in events:
             kind = type(event)
             try:
-                if kind is Message:
+                if kind is Message and event.src != own:
                     try:
                         check(node, event.src, event.msg)
                     except Refused as e:
