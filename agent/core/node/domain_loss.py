@@ -452,6 +452,15 @@ class DomainLoss:
             keep |= n.takeover.ends.told(wf, n.takeover.proof.own_certificate(wf, epoch))
         n.pending.drop(wf, lambda k, v: k[0] == "final" and k[2] not in keep)
 
+    def releasing(self, wf: str) -> WorkflowState | None:
+        """The end of `wf` told in the epoch this Node drives it in, released in this
+        very step (enough acknowledged it), if any: the end to make, whatever the
+        progress says now (takeover_ends.py, `successor_outcome`)."""
+        notice = self._releasing
+        if notice is None or notice.workflow_id != wf or notice.epoch != self.epoch(wf):
+            return None
+        return notice.state
+
     def acknowledged_as_made(self, wf: str, state: WorkflowState,
                              settled: bool) -> set[str]:
         """The participants the end of `wf` being made now (`state`, `settled`) need not
