@@ -107,6 +107,9 @@ so the made end's notice is not told to it again (`acknowledged_as_made`): the
 original's told notice says `settled` as the made one would, and the made one goes to
 all only when it says settled and the told one did not. On restore such an end is
 told again by that path (check_outcome), and made at once if enough acknowledged it.
+A successor makes the end it released as told (`releasing`), not what its progress
+says by then: a step its verdict failed, placed again on it by the epoch before (that
+round in doubt at the verdict), may have run there since (takeover soak seed 117000348).
 
 A cancel's end (CANCELLED, cancel.py) is told first the same way, by the coordinator
 of the current epoch that took the cancel (`tell_end`, from Cancels.carry_out): held
