@@ -107,6 +107,9 @@ so the made end's notice is not told to it again (`acknowledged_as_made`): the
 original's told notice says `settled` as the made one would, and the made one goes to
 all only when it says settled and the told one did not. On restore such an end is
 told again by that path (check_outcome), and made at once if enough acknowledged it.
+A successor makes the end it released as told (`releasing`), not what its progress
+says by then: a step its verdict failed, placed again on it by the epoch before (that
+round in doubt at the verdict), may have run there since (takeover soak seed 117000348).
 
 A cancel's end (CANCELLED, cancel.py) is told first the same way, by the coordinator
 of the current epoch that took the cancel (`tell_end`, from Cancels.carry_out): held
@@ -451,6 +454,15 @@ class DomainLoss:
         if epoch >= 1 and n.takeover is not None:
             keep |= n.takeover.ends.told(wf, n.takeover.proof.own_certificate(wf, epoch))
         n.pending.drop(wf, lambda k, v: k[0] == "final" and k[2] not in keep)
+
+    def releasing(self, wf: str) -> WorkflowState | None:
+        """The end of `wf` told in the epoch this Node drives it in, released in this
+        very step (enough acknowledged it), if any: the end to make, whatever the
+        progress says now (takeover_ends.py, `successor_outcome`)."""
+        notice = self._releasing
+        if notice is None or notice.workflow_id != wf or notice.epoch != self.epoch(wf):
+            return None
+        return notice.state
 
     def acknowledged_as_made(self, wf: str, state: WorkflowState,
                              settled: bool) -> set[str]:

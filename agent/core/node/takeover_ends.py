@@ -187,6 +187,18 @@ class Ends:
             return
         if self.n.domain_loss.holds(wf):  # a loss verdict's end, told first
             return
+        told = self.n.domain_loss.releasing(wf)
+        if told is not None:
+            # Told in this epoch and acknowledged: the end, whatever the progress says
+            # now. A member that took it keeps it against any other end of this epoch
+            # (told_ends.py replaces only a later epoch's), and it answers claims with
+            # it. The progress may say otherwise: a step the verdict failed, placed
+            # again here by the epoch before (its round in doubt when the verdict was
+            # made), committed and ran here, its result over the verdict's (takeover
+            # soak seed 117000348: told FAILED, made SUCCEEDED).
+            self.n.point("workflow outcome")
+            self.end_as_successor(now, wf, core.epoch, told)
+            return
         outcome = p.outcome()
         if outcome is None:
             return
