@@ -4,7 +4,9 @@ the proposal cell, the decision record (the row marked committed), the decision
 sent (a re-placement's COMMIT only once told, replacement_telling.py), and the
 workflow lifecycle moved on Finished, with an explicit cancelled flag (also when a
 cancel waited on record while a COMMIT was proposed and ABORT was chosen: cancel.py).
-The core's refusals are kept in the write group under way (`keep_refusals`)."""
+The core's refusals are kept in the write group under way (`keep_refusals`). A
+submission's first PREPAREs under Paxos Commit leave with the round's write, not after
+it (prepares_ahead.py)."""
 
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from fedorch.core.negotiation.coordinator import (
 )
 from fedorch.core.negotiation.errors import LocalProtocolError
 from fedorch.core.negotiation.messages import Decision, PersistProposal
+from fedorch.core.node.prepares_ahead import sends_ahead
 from fedorch.core.node.records import CoordRow, PrepareMsg, WfInfo
 from fedorch.core.workflow import lifecycle
 
@@ -43,7 +46,16 @@ def coordinator_action(negotiation: Any, now: float, core: Coordinator, a: objec
         tx = core.tx()
         assert tx is not None and tx.round == a.round
         caps = {s.id: s.capability for s in row.info.spec.steps}
-        n.send(a.domain, PrepareMsg(tx, tuple((s, caps[s]) for s in a.steps), row.info))
+        msg = PrepareMsg(tx, tuple((s, caps[s]) for s in a.steps), row.info)
+        if sends_ahead(negotiation, wf, a):  # with its round's write (prepares_ahead.py)
+            n.out.ahead = True
+            try:
+                n.send(a.domain, msg)
+            finally:
+                n.out.ahead = False
+            n.stats["PREPARE sent with its submission's write"] += 1
+        else:
+            n.send(a.domain, msg)
     elif isinstance(a, PersistProposal):
         n.point("PersistProposal")
         if (wf, a.round) not in d.cells:

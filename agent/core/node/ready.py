@@ -20,6 +20,10 @@ Everything a Node wants done outside itself goes through one `Outbox`:
   durable. A message that needs nothing is not held back behind unrelated writes of
   the same turn only when it came first. After `wait`, what is sent waits for a
   group of notes alone too (a told end's notices for the note that it was told).
+  One exception, `ahead` (sent now whatever write is waiting): the first round's
+  PREPAREs of a submission under Paxos Commit leave with the write of its row and
+  round instead of after it (negotiation_ahead.py says why a crash before that write
+  is safe); the client hears of the workflow only after it, as before.
 - a step attempt to start (after its start record is durable: the idempotency key
   (workflow, step, attempt)), attempts to stop (their workflow ended), and the status
   changes of workflows (for watchers), told after the write: a watcher sees what this
@@ -383,6 +387,8 @@ class Outbox:
         # Some write group not handed out yet has an op: a message now waits for it.
         # Kept, not recomputed per message (a busy turn sends hundreds).
         self._waiting = False
+        # While set, `send` sends now whatever write is waiting (see the header).
+        self.ahead = False
 
     def point(self, what: str) -> None:
         """The next op opens a new group under this name."""
@@ -411,7 +417,8 @@ class Outbox:
             self._waiting = True
 
     def send(self, to: str, msg: object) -> None:
-        (self.send_after if self._waiting else self.send_now).append(Outgoing(to, msg))
+        (self.send_after if self._waiting and not self.ahead else self.send_now).append(
+            Outgoing(to, msg))
 
     def chosen(self, workflow_id: str, state: object) -> None:
         """A status change that may be told before this turn's write: a coordinator's
