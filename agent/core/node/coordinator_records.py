@@ -53,7 +53,7 @@ def coordinator_action(negotiation: Any, now: float, core: Coordinator, a: objec
                 n.send(a.domain, msg)
             finally:
                 n.out.ahead = False
-            n.stats["PREPARE sent with its submission's write"] += 1
+            n.stats["submission's PREPARE sent with its write"] += 1
         else:
             n.send(a.domain, msg)
     elif isinstance(a, PersistProposal):
