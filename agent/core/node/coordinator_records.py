@@ -1,12 +1,12 @@
 """The records a workflow's Coordinator core's actions make on the Node (called from
-negotiation.py `run`, in order): the round record before any PREPARE of its round,
-the proposal cell, the decision record (the row marked committed), the decision
-sent (a re-placement's COMMIT only once told, replacement_telling.py), and the
-workflow lifecycle moved on Finished, with an explicit cancelled flag (also when a
-cancel waited on record while a COMMIT was proposed and ABORT was chosen: cancel.py).
-The core's refusals are kept in the write group under way (`keep_refusals`). A
-submission's first PREPAREs under Paxos Commit leave with the round's write, not after
-it (prepares_ahead.py)."""
+negotiation.py `run`, in order): the round record, whose write its round's PREPAREs
+wait for (a submission's first PREPAREs to peers under Paxos Commit leave with that
+write instead: prepares_ahead.py), the proposal cell, the decision record (the row
+marked committed), the decision sent (a re-placement's COMMIT only once told,
+replacement_telling.py), and the workflow lifecycle moved on Finished, with an
+explicit cancelled flag (also when a cancel waited on record while a COMMIT was
+proposed and ABORT was chosen: cancel.py). The core's refusals are kept in the write
+group under way (`keep_refusals`)."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def coordinator_action(negotiation: Any, now: float, core: Coordinator, a: objec
     wf = core.workflow_id
     row = d.rows[wf]
     if isinstance(a, SendPrepare):
-        if row.round != a.round:  # the round record, before any PREPARE of it
+        if row.round != a.round:  # the round record, in the write its PREPAREs wait for
             n.point("round record")
             i = row.info  # built directly: dataclasses.replace is generic, slow
             row = CoordRow(row.workflow_id, WfInfo(i.spec, dict(a.placement), n.name,

@@ -30,9 +30,12 @@ request id finds no request row, lost with the same write, and is a new workflow
 a new id). What it still receives about the lost round:
 
 - a participant's vote: refused (a vote for no workflow of ours), nothing changes;
-- a participant's DecisionQuery, once its lease passed: NOT_PREPARED (answer_query,
-  no hold, no decision), which the participant ignores; it asks the acceptors and
-  runs a recovery ballot (termination.py). No acceptor holds a value of the round
+- a participant's DecisionQuery, once its lease passed: UNKNOWN with retention on
+  (retention.py `forgotten_here`), else NOT_PREPARED (answer_query: no hold, no
+  decision), neither of which decides; the participant asks the acceptors and runs
+  a recovery ballot (termination.py). (Restarted under classic 2PC, the coordinator
+  answers ABORT by presumption, core/workflow/presumed_abort.py: all the round can
+  be.) No acceptor holds a value of the round
   (only ballot 0 could bring a COMMIT, and it was never sent), so the recovery
   proposer proposes its preferred value, ABORT, which is chosen; every YES voter
   learns it and releases its reservation. Nothing ran anywhere: a COMMIT needs the
