@@ -5,9 +5,16 @@ Theory of operation
 A client's submission is written (the workflow's row, its request id, the first
 round's record) before anything of it is told to the client. Its first round's
 PREPAREs followed that write until now: one forced write in sequence on the path to
-the commit. Under Paxos Commit they go with it instead (the Outbox's `ahead`,
+the commit. Under Paxos Commit they may go with it instead (the Outbox's `ahead`,
 ready.py): in the Ready's `send_now`, handed to peers as the transaction starts.
-Only these:
+A PREPARE goes so only to a peer that the turn sends nothing else after its write:
+else it stays in its place among that peer's after-write messages, one envelope, as
+it went before. Under load a turn carries votes, decisions and results for every
+peer, and a PREPARE sent apart from them would cost the peer an envelope, a turn and
+a transaction of its own per batch (fewer workflows a second at the peak); an idle
+coordinator's turn, the unloaded path, has nothing else for its peers and its
+PREPAREs leave one forced write sooner. The Outbox decides it when the Ready is
+handed out, once the whole turn is known. Only these may go ahead:
 
 - the first round of a submission taken in this turn (submitting.py names it while
   its Coordinator core starts): its row is in the same write, so a crash before that

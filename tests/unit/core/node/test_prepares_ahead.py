@@ -1,6 +1,7 @@
 """A submission's first PREPAREs leave with the write of its row under Paxos Commit
 (core/node/prepares_ahead.py): in the Ready's send_now beside that write, the own
-participant's and classic 2PC's still after it; a coordinator that crashes before the
+participant's, classic 2PC's and one to a peer the turn sends something else after
+the write still after it; a coordinator that crashes before the
 write knows nothing of the workflow once restarted, refuses a late vote for it, and
 the participants' in-doubt queries and recovery end the round ABORTED, nothing run."""
 
@@ -71,6 +72,29 @@ def test_the_first_prepares_to_peers_leave_with_the_submissions_write():
     f.deliver()
     assert f.disks["d0"].rows[WF].state is WorkflowState.RUNNING
     assert {n for n, _ in f.started} == {"d0", "d1", "d2"}
+
+
+def test_a_prepare_goes_ahead_only_to_a_peer_with_nothing_else_after_the_write():
+    f = Federation()
+    d1 = f.nodes["d1"]
+    d1.step(f.now, Submit("d1.w2", SPEC, placement={"s0": "d0", "s1": "d1", "s2": "d2"}))
+    r1 = d1.ready()
+    d1.advance(r1)
+    [to_d0] = [o.msg for o in r1.send_now + r1.send_after_write
+               if o.to == "d0" and type(o.msg) is PrepareMsg]
+    node = f.nodes["d0"]
+    # One turn: d0 votes on d1's workflow (its YES waits for its reservation's write)
+    # and takes a submission of its own.
+    node.step(f.now, Message("d1", to_d0))
+    node.step(f.now, Submit(WF, SPEC, placement=PLACEMENT))
+    ready = node.ready()
+    assert any(o.to == "d1" and type(o.msg) is VoteMsg for o in ready.send_after_write)
+    # d1's PREPARE rides with that vote after the write, one envelope; d2, to which
+    # the turn sends nothing else, has its PREPARE now.
+    assert set(_prepares(ready.send_now)) == {"d2"}
+    assert set(_prepares(ready.send_after_write)) == {"d0", "d1"}
+    node.advance(ready)
+    assert node.ready().empty()
 
 
 def test_classic_2pc_keeps_its_prepares_after_the_write():

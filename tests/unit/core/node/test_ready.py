@@ -65,6 +65,40 @@ def test_advance_drops_what_was_handed_out_and_keeps_what_came_later():
     assert [w.point for w in out.ready().writes] == ["two"]
 
 
+def test_an_ahead_message_leaves_now_only_to_a_peer_nothing_else_waits_for():
+    out = Outbox()
+    view = recorded_view(Disk(), out.op)
+    out.send("d3", "before")
+    out.point("row")
+    view.final["w"] = "x"
+    out.send("d1", "vote")
+    out.ahead = True
+    for to in ("d1", "d2", "d2"):
+        out.send(to, f"prepare {to}")
+    out.ahead = False
+    out.send("d3", "decision")
+    ready = out.ready()
+    assert [tuple(o) for o in ready.send_now] == [
+        ("d3", "before"), ("d2", "prepare d2"), ("d2", "prepare d2")]
+    # d1's waits in its place, with the vote to d1 that waits for the write.
+    assert [tuple(o) for o in ready.send_after_write] == [
+        ("d1", "vote"), ("d1", "prepare d1"), ("d3", "decision")]
+    assert out.ready() == ready  # decided once: handed out again the same
+    out.advance(ready)
+    assert out.ready().empty()
+    # The next write's: the peer it goes to has nothing else after it.
+    out.point("row 2")
+    view.final["w2"] = "y"
+    out.ahead = True
+    out.send("d1", "prepare 2")
+    out.ahead = False
+    ready = out.ready()
+    assert [tuple(o) for o in ready.send_now] == [("d1", "prepare 2")]
+    assert not ready.send_after_write
+    out.advance(ready)
+    assert out.ready().empty()
+
+
 def test_the_view_refuses_a_change_it_could_not_say():
     view = recorded_view(Disk(), lambda op: None)
     with pytest.raises(TypeError):
