@@ -1,10 +1,12 @@
 """The records a workflow's Coordinator core's actions make on the Node (called from
-negotiation.py `run`, in order): the round record before any PREPARE of its round,
-the proposal cell, the decision record (the row marked committed), the decision
-sent (a re-placement's COMMIT only once told, replacement_telling.py), and the
-workflow lifecycle moved on Finished, with an explicit cancelled flag (also when a
-cancel waited on record while a COMMIT was proposed and ABORT was chosen: cancel.py).
-The core's refusals are kept in the write group under way (`keep_refusals`)."""
+negotiation.py `run`, in order): the round record, whose write its round's PREPAREs
+wait for (a submission's first PREPAREs to peers under Paxos Commit leave with that
+write instead: prepares_ahead.py), the proposal cell, the decision record (the row
+marked committed), the decision sent (a re-placement's COMMIT only once told,
+replacement_telling.py), and the workflow lifecycle moved on Finished, with an
+explicit cancelled flag (also when a cancel waited on record while a COMMIT was
+proposed and ABORT was chosen: cancel.py). The core's refusals are kept in the write
+group under way (`keep_refusals`)."""
 
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from fedorch.core.negotiation.coordinator import (
 )
 from fedorch.core.negotiation.errors import LocalProtocolError
 from fedorch.core.negotiation.messages import Decision, PersistProposal
+from fedorch.core.node.prepares_ahead import sends_ahead
 from fedorch.core.node.records import CoordRow, PrepareMsg, WfInfo
 from fedorch.core.workflow import lifecycle
 
@@ -31,7 +34,7 @@ def coordinator_action(negotiation: Any, now: float, core: Coordinator, a: objec
     wf = core.workflow_id
     row = d.rows[wf]
     if isinstance(a, SendPrepare):
-        if row.round != a.round:  # the round record, before any PREPARE of it
+        if row.round != a.round:  # the round record, in the write its PREPAREs wait for
             n.point("round record")
             i = row.info  # built directly: dataclasses.replace is generic, slow
             row = CoordRow(row.workflow_id, WfInfo(i.spec, dict(a.placement), n.name,
@@ -43,7 +46,16 @@ def coordinator_action(negotiation: Any, now: float, core: Coordinator, a: objec
         tx = core.tx()
         assert tx is not None and tx.round == a.round
         caps = {s.id: s.capability for s in row.info.spec.steps}
-        n.send(a.domain, PrepareMsg(tx, tuple((s, caps[s]) for s in a.steps), row.info))
+        msg = PrepareMsg(tx, tuple((s, caps[s]) for s in a.steps), row.info)
+        if sends_ahead(negotiation, wf, a):  # with its round's write (prepares_ahead.py)
+            n.out.ahead = True
+            try:
+                n.send(a.domain, msg)
+            finally:
+                n.out.ahead = False
+            n.stats["submission's PREPARE sent with its write"] += 1
+        else:
+            n.send(a.domain, msg)
     elif isinstance(a, PersistProposal):
         n.point("PersistProposal")
         if (wf, a.round) not in d.cells:

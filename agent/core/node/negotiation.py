@@ -117,6 +117,9 @@ class Negotiation:
         self.n = node
         # The key whose DecisionAnswer the round's coordinator gave, while it is run.
         self._answered_by_coordinator: Key | None = None
+        # The workflow whose submission is being taken, while its core's first actions
+        # run: its first PREPAREs may leave with its row's write (prepares_ahead.py).
+        self.submitting: str | None = None
         self._handlers = {
             PrepareMsg: self._on_prepare,
             VoteMsg: self._on_vote,

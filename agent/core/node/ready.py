@@ -20,6 +20,18 @@ Everything a Node wants done outside itself goes through one `Outbox`:
   durable. A message that needs nothing is not held back behind unrelated writes of
   the same turn only when it came first. After `wait`, what is sent waits for a
   group of notes alone too (a told end's notices for the note that it was told).
+  One exception, `ahead` (may be sent now whatever write is waiting): the first
+  round's PREPAREs of a submission under Paxos Commit may leave with the write of its
+  row and round instead of after it (prepares_ahead.py says why a crash before that
+  write is safe); the client hears of the workflow only after it, as before. Such a
+  message waits in the after lane, in its place, and `ready()` moves it to the front
+  lane only when nothing else of the turn waits there for the same peer: a busy turn
+  (votes, decisions, results to that peer after its write) keeps one envelope per
+  peer, as it had before `ahead`, instead of a second one for the PREPAREs alone,
+  which the peer would take in a turn and a transaction of their own; an idle
+  coordinator's PREPAREs leave a forced write sooner. Either order is safe; the move
+  is decided once, when the Ready is handed out (the Node is not stepped again before
+  `advance`).
 - a step attempt to start (after its start record is durable: the idempotency key
   (workflow, step, attempt)), attempts to stop (their workflow ended), and the status
   changes of workflows (for watchers), told after the write: a watcher sees what this
@@ -383,6 +395,10 @@ class Outbox:
         # Some write group not handed out yet has an op: a message now waits for it.
         # Kept, not recomputed per message (a busy turn sends hundreds).
         self._waiting = False
+        # While set, what `send` sends may leave now whatever write is waiting, if
+        # nothing else waits for it for the same peer (see the header).
+        self.ahead = False
+        self._ahead_at: list[int] = []  # where in `send_after` those wait
 
     def point(self, what: str) -> None:
         """The next op opens a new group under this name."""
@@ -411,7 +427,12 @@ class Outbox:
             self._waiting = True
 
     def send(self, to: str, msg: object) -> None:
-        (self.send_after if self._waiting else self.send_now).append(Outgoing(to, msg))
+        if not self._waiting:
+            self.send_now.append(Outgoing(to, msg))
+            return
+        if self.ahead:
+            self._ahead_at.append(len(self.send_after))
+        self.send_after.append(Outgoing(to, msg))
 
     def chosen(self, workflow_id: str, state: object) -> None:
         """A status change that may be told before this turn's write: a coordinator's
@@ -422,10 +443,32 @@ class Outbox:
         self.status.append((workflow_id, state))
 
     def ready(self) -> Ready:
+        if self._ahead_at:
+            self._send_ahead()
         return Ready(tuple(w for w in self.writes if w.ops or w.notes), tuple(self.send_now),
                      tuple(self.send_after), tuple(self.start), tuple(self.stop),
                      tuple(self.status),
                      tuple([self.status[i] for i in self._now_at]) if self._now_at else ())
+
+    def _send_ahead(self) -> None:
+        """The `ahead` messages to peers that nothing else in the after lane waits
+        for move to the front lane, in their order; the others stay in their place,
+        with their peer's after-write messages (see the header)."""
+        after, at = self.send_after, set(self._ahead_at)
+        busy = {o.to for i, o in enumerate(after) if i not in at}
+        if all(after[i].to in busy for i in self._ahead_at):
+            return
+        kept: list[Outgoing] = []
+        self._ahead_at = []
+        for i, o in enumerate(after):
+            if i not in at:
+                kept.append(o)
+            elif o.to in busy:
+                self._ahead_at.append(len(kept))
+                kept.append(o)
+            else:
+                self.send_now.append(o)
+        self.send_after = kept
 
     def advance(self, ready: Ready) -> None:
         """Drop what `ready` handed out (it was taken from the front of each list)."""
@@ -434,7 +477,10 @@ class Outbox:
         self.writes = self.writes[last + 1:]
         self._waiting = any(w.ops for w in self.writes)
         del self.send_now[:len(ready.send_now)]
-        del self.send_after[:len(ready.send_after_write)]
+        sent = len(ready.send_after_write)
+        del self.send_after[:sent]
+        if self._ahead_at:
+            self._ahead_at = [i - sent for i in self._ahead_at if i >= sent]
         del self.start[:len(ready.start_steps)]
         del self.stop[:len(ready.stop_steps)]
         told = len(ready.status_changes)

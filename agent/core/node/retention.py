@@ -206,8 +206,9 @@ class Retainer:
             or bool(self.n.participant.keys_of(wf))
 
     def forgotten_here(self, wf: str) -> bool:
-        """`wf` is named by this Node and it has no core of it: retention forgot it
-        (the Node writes a workflow's row before any PREPARE leaves)."""
+        """`wf` is named by this Node and it has no core of it: retention forgot it,
+        or a crash lost its submission's write, which under Paxos Commit its first
+        PREPAREs may have left with (prepares_ahead.py: nothing of it can commit)."""
         return coordinator_of(wf) == self.n.name and wf not in self.n.state.rows
 
     def presumes_abort(self, key: tuple[str, int]) -> bool:

@@ -4,8 +4,10 @@ Theory of operation
 -------------------
 A `Submit` becomes the workflow's row (PENDING -> NEGOTIATING, written at the point
 "workflow row", with the client's request id when it names one) and a Coordinator
-core, started at once: its first round is placed and its PREPAREs follow the row's
-write (negotiation.py runs its actions). A retry of a request id on record makes
+core, started at once: its first round is placed and its PREPAREs go to the peers
+with the row's write under Paxos Commit (prepares_ahead.py says why that is safe), and
+follow it under classic 2PC and to this Node's own participant (negotiation.py runs
+its actions). A retry of a request id on record makes
 nothing (its workflow is the one on record: cancel.py, "Request ids").
 
 The first round's placement comes in with the submission: the driver's placer made
@@ -47,6 +49,7 @@ def take_submission(n: Any, now: float, s: Submit) -> None:
     if s.request_id and s.request_id in n.state.requests:
         n.stats["submission of a known request id ignored"] += 1
         return  # a retry: its workflow is the one on record (cancel.py)
+    fresh = s.workflow_id not in n.state.rows
     n.point("workflow row")
     if s.request_id:  # in the row's write: a retry after a restart finds it
         n.cancels.record_request(s.request_id, s.workflow_id)
@@ -65,7 +68,13 @@ def take_submission(n: Any, now: float, s: Submit) -> None:
                        resend_s=n.t.resend_s, decision_resend_s=n.t.decision_resend_s)
     n.coordinators[s.workflow_id] = core
     core.start(now)
-    n.negotiation.run(now, core.next_actions(), core)
+    # Its first round's PREPAREs may leave with this write (prepares_ahead.py): the
+    # row is in it, so a crash before it leaves no trace of the workflow here.
+    n.negotiation.submitting = s.workflow_id if fresh else None
+    try:
+        n.negotiation.run(now, core.next_actions(), core)
+    finally:
+        n.negotiation.submitting = None
 
 
 def _refused(assignment: Mapping[str, str], unplaceable: Mapping[str, str]) -> Placer:

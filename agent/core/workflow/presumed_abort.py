@@ -14,7 +14,9 @@ def presumes_abort(workflow_id: str, round_: int, *, me: str, known: bool,
     answered ABORT by presumption: `me` named the workflow and coordinated that round
     (the original's range, epoch 0: a later epoch's round is a successor's, of which the
     original's log has no word), keeps no record of the workflow (`known` false:
-    retention forgot it, or it was never saved, and then no PREPARE left), and runs
+    retention forgot it, or it was never saved: then no PREPARE of a classic round left,
+    and a Paxos Commit round's first PREPAREs that left with the lost write
+    (core/node/prepares_ahead.py) had no ballot 0, so ABORT is all it can be), and runs
     classic 2PC (`classic`: under Paxos Commit a participant in doubt asks the
     acceptors, whose records are kept for the round's life).
 

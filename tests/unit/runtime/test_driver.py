@@ -249,8 +249,11 @@ class GatedDisk(MemoryDisk):
 
 
 def split_agent(name: str, net: Network, durable):
+    # Classic 2PC: its PREPAREs wait for the workflow's row, the message these tests
+    # watch for; under Paxos Commit a submission's first ones leave with that write
+    # (core/node/prepares_ahead.py).
     node = Node(name, policy=config_pb2.Policy(accept_from=["*"]),
-                capacities={"a": 2, "b": 2}, timing=Timing(), peers=NAMES,
+                capacities={"a": 2, "b": 2}, timing=Timing(classic=True), peers=NAMES,
                 rng=random.Random(NAMES.index(name)), now=time.monotonic())
     executors, statuses = InstantExecutors(), Statuses()
     driver = NodeDriver(node, MonotonicClock(), durable, net.port(name), executors, statuses)

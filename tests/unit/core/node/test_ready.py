@@ -65,6 +65,40 @@ def test_advance_drops_what_was_handed_out_and_keeps_what_came_later():
     assert [w.point for w in out.ready().writes] == ["two"]
 
 
+def test_an_ahead_message_leaves_now_only_to_a_peer_nothing_else_waits_for():
+    out = Outbox()
+    view = recorded_view(Disk(), out.op)
+    out.send("d3", "before")
+    out.point("row")
+    view.final["w"] = "x"
+    out.send("d1", "vote")
+    out.ahead = True
+    for to in ("d1", "d2", "d2"):
+        out.send(to, f"prepare {to}")
+    out.ahead = False
+    out.send("d3", "decision")
+    ready = out.ready()
+    assert [tuple(o) for o in ready.send_now] == [
+        ("d3", "before"), ("d2", "prepare d2"), ("d2", "prepare d2")]
+    # d1's waits in its place, with the vote to d1 that waits for the write.
+    assert [tuple(o) for o in ready.send_after_write] == [
+        ("d1", "vote"), ("d1", "prepare d1"), ("d3", "decision")]
+    assert out.ready() == ready  # decided once: handed out again the same
+    out.advance(ready)
+    assert out.ready().empty()
+    # The next write's: the peer it goes to has nothing else after it.
+    out.point("row 2")
+    view.final["w2"] = "y"
+    out.ahead = True
+    out.send("d1", "prepare 2")
+    out.ahead = False
+    ready = out.ready()
+    assert [tuple(o) for o in ready.send_now] == [("d1", "prepare 2")]
+    assert not ready.send_after_write
+    out.advance(ready)
+    assert out.ready().empty()
+
+
 def test_the_view_refuses_a_change_it_could_not_say():
     view = recorded_view(Disk(), lambda op: None)
     with pytest.raises(TypeError):
@@ -91,9 +125,11 @@ def test_a_yes_vote_leaves_only_after_the_reservation_is_written():
     d0, d1 = _node("d0"), _node("d1")
     d0.step(0.0, Submit("d0.w", _spec(), placement={"s0": "d1"}))
     r0 = d0.ready()
-    assert [w.point for w in r0.writes][0] == "workflow row"  # the row before any PREPARE
+    assert [w.point for w in r0.writes][0] == "workflow row"
+    # A submission's first PREPARE to a peer leaves with the row's write under Paxos
+    # Commit (prepares_ahead.py; test_prepares_ahead.py); the vote still waits.
     prepares = [o for o in r0.send_now + r0.send_after_write if isinstance(o.msg, PrepareMsg)]
-    assert prepares and all(o in r0.send_after_write for o in prepares)
+    assert prepares and all(o in r0.send_now for o in prepares)
     d0.advance(r0)
     d1.step(0.1, Message("d0", prepares[0].msg))
     r1 = d1.ready()
