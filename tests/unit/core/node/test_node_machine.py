@@ -3,8 +3,9 @@ and reordered messages, timers, step ends, and crashes at any write of a Ready f
 by a restore from the writes applied, on the same monotonic clock or on another one (a
 reboot: the clock a Node reads is true time plus its boot's offset, and a restore may
 draw a new offset, far below or far above the old). The driver here is a minimal one
-(the simulator's is agent/sim/negotiation/agent.py); the invariants are the Node's,
-and no lease fires early in true time; a cancel taken is on disk before what it
+(the simulator's is agent/sim/negotiation/agent.py) that steps a peer's message only
+past the authority table, as every driver does (a Node takes no other: inputs.py);
+the invariants are the Node's, and no lease fires early in true time; a cancel taken is on disk before what it
 causes leaves, no attempt starts where a cancel or an end is on record, an ended
 workflow's attempts are stopped, and every end of a workflow is its coordinator's."""
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import random
 
+from fedorch.core.identity.authority import Refused
 from fedorch.core.negotiation.errors import RemoteProtocolError
 from fedorch.core.negotiation.messages import Decision, DecisionQuery, Value
 from fedorch.core.node import (
@@ -23,10 +25,18 @@ from fedorch.core.node import (
     StepEnded,
     Submit,
     Tick,
+    authority,
 )
 from fedorch.core.node.authority import ACK_TYPES
 from fedorch.core.node.ready import apply
-from fedorch.core.node.records import ClaimAnswerMsg, Disk, FinalMsg, Timing, VoteMsg
+from fedorch.core.node.records import (
+    ClaimAnswerMsg,
+    ClaimMsg,
+    Disk,
+    FinalMsg,
+    Timing,
+    VoteMsg,
+)
 from fedorch.core.node.retention import Retention
 from fedorch.core.node.takeover_grants import SignedEvidence
 from fedorch.core.workflow.lifecycle import WorkflowState
@@ -173,9 +183,19 @@ class Federation(RuleBasedStateMachine):
         self._drive(name)
 
     def _step(self, name: str, event: object) -> None:
+        """Step `name` as a driver does: a peer's message only once the authority table
+        lets it through (a `Message` is one whose authority was checked: inputs.py),
+        each acknowledgement of an `Acks` by its own rule (node_engine/boundary.py)."""
+        node = self.nodes[name]
         try:
-            self.nodes[name].step(self.clock(name), event)
-        except RemoteProtocolError:
+            if isinstance(event, Message):
+                authority.check(node, event.src, event.msg)
+            elif isinstance(event, Acks):
+                acks, _ = authority.check_acks(node, event.src, event.acks)
+                event = Acks(event.src, acks) if acks else None
+            if event is not None:
+                node.step(self.clock(name), event)
+        except (Refused, RemoteProtocolError):
             pass  # refused: what it decided before still stands
         self._drive(name)
 
@@ -563,6 +583,47 @@ def test_the_taking_over_federation_takes_a_workflow_over():
     assert ran, "the workflow did not commit"
     assert f.acting and set(f.acting.values()) <= set(ran)
     assert all(f.disks[n].final["d0.w1"] in {WorkflowState.SUCCEEDED} for n in ran)
+
+
+def _deliver(f: Federation, src: str, dst: str, kind: type) -> None:
+    """The first message of `kind` queued from `src` to `dst`, delivered now."""
+    i = next(i for i, m in enumerate(f.net) if m[:2] == (src, dst) and type(m[2]) is kind)
+    f._step(dst, Message(src, f.net.pop(i)[2]))
+
+
+def test_a_cancel_told_after_its_teller_granted_a_later_epoch_is_refused_where_it_lands():
+    """A cancel overtaken (Hypothesis's story, shrunk): d1 takes a cancel and tells
+    CANCELLED in epoch 0; d0, which sees d1 DEAD, claims epoch 1 and d1 and d2 grant it
+    before the notices land. At d2 and at d0 the epoch-0 notice is refused (the
+    authority table: an end of an epoch below the one held), so d0, winning with d2
+    LEFT in its view, ends the workflow FAILED on its loss verdict alone, and it ends
+    FAILED everywhere; d1's cancel is void under the epoch it granted. Stepped past the
+    table, d2 kept CANCELLED and d0 took it on after telling FAILED: two ends."""
+    f = TakingOverFederation()
+    f.a_committed_workflow(coordinator="d1")
+    f._step("d1", Cancel("d1.w1", "by the client"))
+    assert "d1.w1" in f.disks["d1"].cancels
+    f.membership_changes(observer="d0", member="d1", state="DEAD")
+    _deliver(f, "d0", "d1", ClaimMsg)
+    _deliver(f, "d0", "d2", ClaimMsg)
+    assert f.disks["d2"].granted["d1.w1"] == (1, "d0")
+    _deliver(f, "d1", "d2", FinalMsg)  # CANCELLED, epoch 0
+    assert "d1.w1" not in f.disks["d2"].final, "an end below the epoch granted, taken"
+    f.membership_changes(observer="d0", member="d2", state="LEFT")
+    _deliver(f, "d1", "d0", ClaimAnswerMsg)  # d0 wins epoch 1
+    f.membership_changes(observer="d1", member="d0", state="LEFT")
+    _deliver(f, "d1", "d0", FinalMsg)  # CANCELLED, epoch 0, at the holder of epoch 1
+    for _ in range(200):
+        if not f.net:
+            break
+        src, dst, msg, _ = f.net.pop(0)
+        f._step(dst, Message(src, msg))
+        f.a_cancel_taken_ends_cancelled_and_ends_agree()
+    assert not f.net
+    ends = {n: d.final.get("d1.w1") for n, d in f.disks.items()}
+    assert ends == dict.fromkeys(NAMES, WorkflowState.FAILED), ends
+    assert f.disks["d1"].rows["d1.w1"].state is WorkflowState.FAILED
+    assert f.ends == {"d1.w1": {WorkflowState.FAILED}}  # made by d0 alone, in epoch 1
 
 
 def test_coordinators_made_under_one_view_of_the_peers_share_their_options():
