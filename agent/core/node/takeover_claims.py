@@ -35,7 +35,9 @@ Answering a claim (`on_claim`):
   yet we would follow it and refuse the older epoch: the original, alive, stopped
   driving, and the workflow stayed RUNNING for ever (takeover soak seed 108549). Safe:
   a denial grants nothing (grants alone decide who acts), and liveness is kept: asked
-  again once a gone elector is back, we grant as before;
+  again once a gone elector is back, we grant as before. Denied so by the coordinator
+  it claimed past, the claimant withdraws its claim and follows it again (its results
+  and a restart's placement question go to it: takeover_claiming.py, Withdrawn);
 - otherwise by `may_grant`: at most one claimant per epoch, never below the held one.
   A claim that may not be granted but shows a certificate of the epoch held is
   followed (`Proven`); a refusal names what we hold, and shows our own certificate

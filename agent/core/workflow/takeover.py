@@ -108,6 +108,9 @@ ACTING's: takeover_acting.py):
     CLAIMING, ACTING --Deny(later epoch, unproven)--> the same role (Unproven; Denials)
     ACTING    --Deny(later epoch, unproven, from a member, its holder gone here:
               `holder_gone`)--> CLAIMING that epoch + 1 (Denials)
+    CLAIMING  --Deny(the coordinator we claimed past, as itself, its lower epoch; we
+              outside the electorate, no member's grant)--> FOLLOWING it (Withdrawn:
+              takeover_claiming.py)
     CLAIMING  --Deny(our epoch, held for a rival)--> (takeover_split.resolve)
               FOLLOWING the best-ranked rival, if it answered itself or leaves us no
               majority; CLAIMING the next epoch when ours is lost, no better-ranked
@@ -268,6 +271,8 @@ class Takeover:
         self._predecessor: str | None = None
         self._again_at: float | None = None
         self._again_pause = rival_again_s
+        # A claim withdrawn (`_withdraw`): no claim before this time.
+        self._quiet_until: float | None = None
         self.ended = False  # Announce given: nothing more to do
         if self.role is Role.ACTING and epoch > 0:
             # A successor restarted: whoever did not answer its claim before still needs
@@ -307,6 +312,8 @@ class Takeover:
             return self._unseen_since + self.takeover_after_s
         if self.role is Role.FOLLOWING and self._gone and self._waiting is not None:
             return self._waiting[1] + self.takeover_after_s
+        if self.role is Role.FOLLOWING and self._gone and self._quiet_until is not None:
+            return self._quiet_until
         return None
 
     def joined(self, domain: str) -> None:
@@ -346,6 +353,10 @@ class Takeover:
         # participant is left in line (takeover_overtaken.py).
         if not self._gone or (self.me not in self.participants and self.me != self.original):
             return []
+        if self._quiet_until is not None:
+            if now < self._quiet_until:
+                return []  # a claim withdrawn just now (`_withdraw`)
+            self._quiet_until = None
         while True:
             first = successor(self.participants,
                               self._dead | {self.coordinator} | self._passed)
@@ -412,7 +423,27 @@ class Takeover:
         self._unseen_since, self._gone = None, False  # a new coordinator: watch it anew
         self._passed.clear()
         self._waiting = None
+        self._quiet_until = None
         return [Persist(ev.epoch, ev.coordinator)]
+
+    def _withdraw(self, now: float, epoch: int, coordinator: str) -> list[Action]:
+        """Our claim withdrawn, `coordinator` (the one we claimed past, alive, in
+        `epoch`) followed again (takeover_claiming.py, Withdrawn): only a claimant
+        outside the electorate, whose own grant counts nowhere, that no member granted.
+        No claim again for `takeover_after_s`, whatever the view says meanwhile: a view
+        still saying it DEAD would claim at once, be denied at once, for ever."""
+        self.role = Role.FOLLOWING
+        self.epoch, self.coordinator = epoch, coordinator
+        self._grants.clear()
+        self._claim_deadline = None
+        self._denied.clear()
+        self._unproven.clear()
+        self._again_at = None
+        self._unseen_since, self._gone = None, False  # watched anew
+        self._passed.clear()
+        self._waiting = None
+        self._quiet_until = now + self.takeover_after_s
+        return [Persist(epoch, coordinator)]
 
     def _proven(self, now: float, ev: Proven) -> list[Action]:
         """A certificate of `ev.epoch` for another: follow it if that epoch is not below

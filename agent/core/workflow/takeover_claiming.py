@@ -13,6 +13,21 @@ which starts every claim (`Takeover._claim`) and every following (`Takeover._ado
 `t` is typed loosely: takeover.py imports this module, never the reverse, so the
 import graph has no cycle.
 
+Withdrawn. A claimant outside the electorate (a re-placement's new domain) denied by
+the very coordinator it claimed past, answering as itself in the epoch we claimed past
+from, withdraws its claim and follows that coordinator again (`Takeover._withdraw`),
+provided no member granted it. That coordinator is alive and drives; it denies such a
+claim only when no live majority could grant it (agent/core/node/takeover_claims.py,
+`_cannot_win`; a member's claim it would grant, and then follow). Kept, the claim
+never won and never ended: our results went to our own claim, and a restart's
+placement question to ourselves (agent/core/node/restart_check.py), so a step held
+after a restart never started and the workflow stayed RUNNING for ever (takeover soak
+seed 118000384). Safe: our own grant counts in no electorate, no member's grant of it
+was counted, so no majority ever held this claim; following the driver again is
+what we did before we claimed, and a later silence claims again, not before
+`takeover_after_s` (a view still saying it DEAD would claim and be denied at once,
+over and over).
+
 Pure: no I/O, time comes in as `now`.
 """
 
@@ -57,6 +72,11 @@ def deny(t: Any, now: float, ev: Deny) -> list[Action]:
         t._unproven.add(ev.voter)
         out = split(t, now) if t._denied else []  # a Persist stays first
         return [*out, Unproven(ev.voter, ev.held_epoch, ev.holder)]
+    if ev.held_epoch < t.epoch and ev.voter == ev.holder == t._predecessor \
+            and t.me not in t.electorate and not t._grants & t.electorate:
+        # The coordinator we claimed past answers as itself: it drives, and denies a
+        # claim no live majority could grant (Withdrawn, in the header).
+        return t._withdraw(now, ev.held_epoch, ev.holder)
     if ev.held_epoch == t.epoch:  # a rival claimed our epoch: the votes may split
         t._denied[ev.voter] = ev.holder
         return split(t, now)

@@ -1,0 +1,61 @@
+"""A claim withdrawn (core/workflow/takeover_claiming.py, `deny`): a re-placement's new
+domain, restarted mid-attempt while the original coordinator was down, claims epoch 1;
+back, the original denies it (no live majority could grant it) and drives on; the new
+domain, whose own grant counts in no electorate and whom no member granted, follows it
+again, asks it where its steps are, runs its step and reports to it, and the workflow
+ends (takeover soak seed 118000384: the claim stood for ever, the restarted new domain
+asked itself where its step was placed, and the workflow stayed RUNNING)."""
+
+from __future__ import annotations
+
+from fedorch.core.node import MemberState, MemberViews
+from fedorch.core.node.records import ClaimAnswerMsg
+from fedorch.core.workflow.lifecycle import WorkflowState
+from fedorch.core.workflow.takeover import Role
+from fedorch.gen.fedorch.v1 import spec_pb2
+
+from tests.unit.core.node.test_domain_loss import WF, committed, dies, step
+from tests.unit.core.node.test_replacement import new_domain
+
+
+def test_a_new_domain_denied_by_the_original_it_claimed_past_follows_it_again() -> None:
+    s1 = spec_pb2.StepSpec(id="s1", capability="a", needs=["s0"], idempotent=True,
+                           retries=1)
+    fed = committed([step("s0"), s1], {"s0": "d0", "s1": "d1"})
+    assert fed.disks["d0"].rows[WF].acceptors == ("d0", "d1", "d2")
+    dies(fed, "d1")
+    new = new_domain(fed, "s1")
+    assert new not in fed.disks["d0"].rows[WF].acceptors  # outside the electorate
+    fed.end("d0", "s0")
+    assert [r[1] for r in fed.running[new]] == ["s1"]  # started on the new domain
+    # The new domain crashes mid-attempt, then the original; the new one comes back
+    # first, its view saying the original DEAD: it claims epoch 1.
+    for name in (new, "d0"):
+        fed.silent.add(name)
+        fed.running[name] = set()
+    fed.silent.discard(new)
+    fed.restore(new)
+    others = [MemberState(m, "ALIVE") for m in ("d2", "d3") if m != new]
+    fed.step(new, MemberViews((MemberState("d0", "DEAD"), MemberState("d1", "DEAD"),
+                               MemberState("d2", "ALIVE"), *others)))
+    fed.deliver()
+    assert fed.disks[new].granted[WF] == (1, new)  # its own claim, which cannot win
+    assert not fed.running[new]  # held: nobody it follows confirmed its placement
+    # The original is back, seeing d1 DEAD: asked again, it denies the claim.
+    fed.silent.discard("d0")
+    fed.restore("d0")
+    fed.step("d0", MemberViews((MemberState("d1", "DEAD"), MemberState("d2", "ALIVE"),
+                                MemberState("d3", "ALIVE"))))
+    fed.step(new, MemberState("d0", "ALIVE"))
+    fed.deliver()
+    fed.run_until(fed.now + 30.0)
+    assert (False, 0, "d0") in [(a.granted, a.held_epoch, a.holder)
+                                for _, a in fed.sent_by("d0", ClaimAnswerMsg)]
+    assert fed.nodes[new].takeover.cores.get(WF) is None \
+        or fed.nodes[new].takeover.cores[WF].role is Role.FOLLOWING
+    assert WF not in fed.disks["d0"].epochs  # the original never followed the claim
+    assert sorted(fed.running[new]) == [(WF, "s1", 2)]  # let go: the retry runs
+    fed.end(new, "s1")
+    fed.run_until(fed.now + 10.0)
+    assert fed.disks["d0"].rows[WF].state is WorkflowState.SUCCEEDED
+    assert fed.disks[new].final[WF] is WorkflowState.SUCCEEDED
