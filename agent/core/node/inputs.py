@@ -98,9 +98,16 @@ class MemberState:
 
 @dataclass(frozen=True)
 class MemberViews:
-    """Several members' states changed at one look at the membership view: every one is
-    applied before anything acts on them, so no decision reads a view half told (a
-    takeover watch woken by one member's DEAD must not read the coordinator's state as
-    it was before the same look found it ALIVE again)."""
+    """Several members' states changed at one look at the membership view (none, when
+    the look only heard a doubt of this domain: `doubted`): every one is applied before
+    anything acts on them, so no decision reads a view half told (a takeover watch
+    woken by one member's DEAD must not read the coordinator's state as it was before
+    the same look found it ALIVE again)."""
 
     changes: tuple[MemberState, ...]
+    # Membership heard a doubt of this domain since its last look: a SUSPECT or DEAD
+    # claim about us, which it refuted (or which named an incarnation we had moved past
+    # already). Whoever holds that doubt may not have heard the refutation: a cut one
+    # way, where our messages do not get out, looks like this from inside. Starts here
+    # ask their coordinator first until it answers (start_asks.py).
+    doubted: bool = False

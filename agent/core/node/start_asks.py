@@ -70,12 +70,30 @@ acknowledged just before. Asking a majority (not hearing from one) would do: a m
 none of which holds a new placement proves no COMMIT of one left; it would let P start
 while the coordinator is unreachable, and is not built (docs/failures.md).
 
-Limits. The contact is judged from what P hears, not from what C hears of P: a cut one
-way (C's messages reach P, P's do not reach C) lets C judge P DEAD while P still hears
-it; and when a cut heals, a burst of C's resends may bring another message of C's
-before the late one that makes the step ready. Both are narrower than the gap closed
-here, and named in docs/failures.md. What is held is in memory only: a restart holds
-every restored workflow until its coordinator answers anyway (restart_check.py).
+A cut one way. Hearing C says nothing of whether C hears P: in a cut one way (C's
+messages reach P, P's reach neither C nor the others) C judges P DEAD and places its
+steps elsewhere while P, hearing C all along, would start them too. What P can know
+of it is membership's: the others doubt P (SUSPECT, then DEAD), and their claims reach
+P, which refutes them; the refutation never gets out. The membership layer tells the
+Node so (`MemberViews.doubted`: a SUSPECT or DEAD claim about us heard, refuted or
+about an incarnation we had moved past), and from then on P is in contact with no
+coordinator (`doubted`) until that coordinator has answered a query sent after the
+doubt (`cleared`): the answer proves P's messages reach C again, and says where the
+steps are. In a cut one way the query never arrives, so nothing starts; once it heals
+the answer comes and the rules above apply. Why no time bound: the doubt comes before
+C's verdict (SWIM tells a suspect of its suspicion at once, the buddy system, and the
+verdict waits a suspicion timeout, and the daemon's loss grace, on top), but nothing
+says it comes again while the cut lasts (the others stop gossiping a verdict once it
+has spread, and probe a DEAD member no more), so any window after the last doubt
+could close with C's verdict still standing. A doubt on the usual path (a slow host
+suspected for a moment) costs one round trip per coordinator, at its next start here.
+
+Limits. The contact is judged from what P hears and what it hears of its own doubt:
+when a cut heals, a burst of C's resends may bring another message of C's before the
+late one that makes the step ready (docs/failures.md). What is held is in memory only:
+a restart holds every restored workflow until its coordinator answers anyway
+(restart_check.py), and a restarted agent's membership hears the doubt again as it
+rejoins (the others hold its last life SUSPECT or DEAD).
 """
 
 from __future__ import annotations
@@ -124,6 +142,11 @@ class StartAsks:
         self.over: dict[tuple[str, str], int] = {}  # (wf, step) -> no start at or below
         self.due = DeadlineTable()  # workflow -> its next ask
         self.wait: dict[str, float] = {}  # workflow -> the wait after its next ask
+        # Our own doubt heard (see the header): since then, the workflows asked, each
+        # with the coordinator asked, and the coordinators that answered one of them.
+        self.doubted_at: float | None = None
+        self.since_doubt: dict[str, str] = {}
+        self.cleared: set[str] = set()
 
     # ---- what the Node tells ---------------------------------------------------------
 
@@ -133,6 +156,13 @@ class StartAsks:
             if last is not None:
                 self.heard_before[src] = last
             self.heard[src] = now
+
+    def doubted(self, now: float) -> None:
+        """Membership heard a doubt of this domain (MemberViews.doubted): no coordinator
+        is in contact until it answers a query sent from now on."""
+        self.doubted_at = now
+        self.since_doubt.clear()
+        self.cleared.clear()
 
     def timer(self) -> float | None:
         return self.due.earliest()
@@ -146,6 +176,7 @@ class StartAsks:
         self.asked.pop(wf, None)
         self.due.pop(wf, None)
         self.wait.pop(wf, None)
+        self.since_doubt.pop(wf, None)
         self.confirmed = {c for c in self.confirmed if c[0] != wf}
         self.over = {k: e for k, e in self.over.items() if k[0] != wf}
 
@@ -157,9 +188,11 @@ class StartAsks:
             else n.running.info(wf).coordinator
 
     def in_contact(self, now: float, domain: str) -> bool:
-        """Does the view say `domain` is ALIVE, and was a message of its stepped here
-        within the margin, before this moment?"""
+        """Does the view say `domain` is ALIVE, was a message of its stepped here within
+        the margin, before this moment, and has it answered since our own doubt?"""
         if self.n.members.get(domain) != "ALIVE":
+            return False
+        if self.doubted_at is not None and domain not in self.cleared:
             return False
         last = self.heard.get(domain)
         if last == now:
@@ -232,6 +265,8 @@ class StartAsks:
             self._done(wf)
             n.running.start_ready(now, wf)
             return
+        if self.doubted_at is not None:
+            self.since_doubt[wf] = target  # its answer proves the way back (the header)
         n.send(target, PlacementQuery(wf, starting=tuple(sorted(asked.items()))))
 
     def _done(self, wf: str) -> None:
@@ -243,6 +278,8 @@ class StartAsks:
         """The coordinator asked answered (before the restart rule looks at it)."""
         n = self.n
         wf = msg.workflow_id
+        if self.since_doubt.get(wf) == src:  # asked since our doubt: it hears us again
+            self.cleared.add(src)
         asked = self.asked.get(wf)
         if not asked or wf not in n.progress or self.coordinator(wf) != src:
             return  # not asked (any more), or not of the coordinator followed now
