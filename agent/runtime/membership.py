@@ -5,6 +5,12 @@ recovery, takeover) only once it has stood for the profile's `loss_grace` withou
 sign of life from the accused (agent/core/membership/loss_grace.py); a LEFT at once.
 What SWIM holds (members(), get(): the console, `members`, placement) is shown as is.
 
+A doubt of this domain that SWIM heard (a SUSPECT or DEAD claim about us, refuted or
+already moved past: Swim.doubts_heard) wakes the loop, whose look tells the hooks; the
+node engine takes it (`take_doubt`) into the Node's member view input
+(MemberViews.doubted): our refutation may never get out (a cut one way), and the
+Node's step starts then ask their coordinator first (core/node/start_asks.py).
+
 Datagrams to one address travel as one signed Swim call; the reply carries
 whatever the receiver produced for the caller while handling them (the Ack to
 a Ping, most often), so a probe costs one round trip. The core's claims are
@@ -107,6 +113,7 @@ class Membership:
         self._names: dict[str, str] = {}
         # DEAD verdicts held for the grace before the workflows act on them.
         self.grace = LossGrace(self.profile.loss_grace)
+        self._doubts_told = 0  # Swim.doubts_heard as last taken (take_doubt)
         agent.metrics.registry.register(SwimCollector(self.swim))
         agent.metrics.registry.register(LossGraceCollector(self.grace))
 
@@ -167,6 +174,16 @@ class Membership:
         if view.state in LOST_STATES and domain != self.agent.domain:
             return self.grace.lost(domain) or MemberState.SUSPECT.value
         return view.state.value
+
+    def take_doubt(self) -> bool:
+        """Was a doubt of this domain heard since the last call (see the header)?"""
+        heard = self.swim.doubts_heard
+        news = heard != self._doubts_told
+        self._doubts_told = heard
+        return news
+
+    def _doubt_untold(self) -> bool:
+        return self.swim.doubts_heard != self._doubts_told
 
     def endpoint(self, domain: str) -> str | None:
         view = self.swim.member(domain)
@@ -308,7 +325,7 @@ class Membership:
         """Wake the loop only when a message gave it something to do: events to look
         at, or a deadline earlier than the one it sleeps towards. Most messages change
         neither, and a turn of the loop costs more than the message did."""
-        if self.swim.has_events or not self.sleep.parked:
+        if self.swim.has_events or self._doubt_untold() or not self.sleep.parked:
             self.wake()
             return
         timer = self.swim.get_timer()
@@ -377,7 +394,7 @@ class Membership:
         now = self.agent.now()
         grace_timer = self.grace.get_timer()
         grace_due = grace_timer is not None and now >= grace_timer
-        if not self.swim.has_events and not grace_due:
+        if not self.swim.has_events and not grace_due and not self._doubt_untold():
             # Nothing changed since the last look: the counts stand (a turn for a probe
             # timer need not scan every member).
             return

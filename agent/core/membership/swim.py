@@ -369,6 +369,11 @@ class Swim:
         return found.view() if found is not None and found.reaped_at is None else None
 
     @property
+    def doubts_heard(self) -> int:
+        """How many SUSPECT or DEAD claims about us were heard, refuted or moved past."""
+        return self._own.doubts
+
+    @property
     def own_claim(self) -> Claim:
         """Our current signed ALIVE (or LEFT) claim: what a shell hands to a joiner."""
         return self._own.claim

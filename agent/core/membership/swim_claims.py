@@ -13,7 +13,9 @@ anything. An accusation (SUSPECT or DEAD) at an incarnation far above the one he
 its subject is refused first (authority.ACCUSATION_LEAD: the subject never published
 it, and could not refute it). A claim about ourselves that doubts us is refuted with a
 new ALIVE at a higher incarnation, and marks the message as doubting us (`doubted`),
-so that the core answers its sender at once; so does a doubt we have moved past. A
+so that the core answers its sender at once; so does a doubt we have moved past. Both
+are counted (`OwnClaim.doubts`): a doubt heard may mean our refutation never gets out
+(a cut one way), which the agent's step starts must know (core/node/start_asks.py). A
 DEAD claim in someone's full state about a member we see live becomes our own
 suspicion, so that the member gets a suspicion's time to refute (after a partition
 heals, each side holds the other DEAD). A DEAD verdict first learned from gossip is
@@ -63,6 +65,9 @@ class OwnClaim:
         self.record_version = 0
         self.claim: Claim | None = None  # signed once the record is checked (Swim)
         self.doubted = False  # set while handling a message that doubts us
+        # Every SUSPECT or DEAD claim about us heard (verified), refuted or moved past:
+        # the shell tells the Node, whose starts ask first (core/node/start_asks.py).
+        self.doubts = 0
 
     def sign_alive(self) -> Claim:
         """Our ALIVE claim at the current incarnation, with our address and record."""
@@ -156,6 +161,7 @@ class ClaimMerger:
             if body.kind in (ClaimKind.SUSPECT, ClaimKind.DEAD):
                 self._table.verify(claim)  # a forged doubt earns no answer
                 self._own.doubted = True
+                self._own.doubts += 1
             return
         if outcome is Outcome.REFUTE_IF_DIFFERENT and claim.body == self._own.claim.body:
             return
@@ -167,6 +173,7 @@ class ClaimMerger:
             self._own.record_version = body.record_version + 1
         if body.kind in (ClaimKind.SUSPECT, ClaimKind.DEAD):
             self._change_health(+1)  # being doubted hints that we are the slow one
+            self._own.doubts += 1
         self.stats["refutations"] += 1
         self._own.claim = self._own.sign_alive()
         self._queue.push(self._own.claim)

@@ -376,8 +376,10 @@ class NodeAgent:
     def _members_changed(self) -> None:
         self.node.peers = self.live_peers()
         changes = self.member_changes()
-        if changes:
-            self.post(MemberViews(changes))
+        membership = self.agent.membership  # a doubt of us heard (start_asks.py)
+        doubted = membership is not None and membership.take_doubt()
+        if changes or doubted:
+            self.post(MemberViews(changes, doubted=doubted))
 
     def member_changes(self) -> tuple[MemberState, ...]:
         """What membership's view shows now that the Node was not told, marked as told:
