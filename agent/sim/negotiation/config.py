@@ -7,6 +7,8 @@ partition that heals, a pause, crashes at random crash points, a coordinator tha
 dies for good, a lying domain, a wall clock that steps, and the wide draw
 (agent.sim.negotiation.wide: more participants than acceptors). Each draw comes
 after the ones that were there before it, so that a seed's run stays as it was.
+A cut one way (`one_way`, `draw_one_way`) is drawn only when asked (run.py
+`--one-way`), from a generator of its own: a seed's run without it is as before.
 Targeted tests build a Config by hand. The run itself is agent.sim.negotiation.run.
 """
 
@@ -45,6 +47,10 @@ class Config:
     slow: float = 0.0            # share of messages delayed up to max_delay (reordering)
     max_delay: float = 3.0
     partition: tuple[float, float, frozenset[str]] | None = None
+    # A cut one way, (start, end, group): what the group's agents send out of it is
+    # dropped, what the others send them arrives; the others' views of them go SUSPECT
+    # then DEAD, and they hear that doubt of themselves (simulation.py).
+    one_way: tuple[float, float, frozenset[str]] | None = None
     # (agent, its k-th crash point, seconds): the process pauses there (a long GC, a VM
     # migration): what it sends is held and nothing reaches it until it resumes.
     pause: tuple[str, int, float] | None = None
@@ -127,6 +133,16 @@ class Config:
         if config.forever is None and rng.random() < 0.5:
             config.forever = (config.workflows[0].coordinator, rng.randint(1, 40))
         return config
+
+
+def draw_one_way(seed: int, names: list[str]) -> tuple[float, float, frozenset[str]]:
+    """The seed's cut one way (`Config.one_way`), from a generator of its own (no draw
+    of Config.random's moves): one or two agents cut off for 3-20 s from 0-25 s on,
+    while workflows are negotiated and run."""
+    rng = random.Random(f"one-way/{seed}")
+    start = rng.uniform(0.0, 25.0)
+    group = frozenset(rng.sample(names, rng.randint(1, min(2, len(names) - 1))))
+    return start, start + rng.uniform(3.0, 20.0), group
 
 
 def _workflow(rng: random.Random, i: int, names: list[str]) -> Workflow:

@@ -18,6 +18,11 @@ same summary whatever the number of jobs, but for the time it took.
 and lengthen each run (`Config.end`), so that retention forgets, during the run, the
 workflows taken over (which wait two `late_message_s` after their last mark).
 
+`--one-way` adds to each run a cut one way (config.draw_one_way: one or two agents
+whose messages get out to nobody while everyone else's reach them), drawn apart from
+the rest of the seed's faults; it needs `--takeover` (the runs that post membership
+views to their Nodes).
+
 `--seed` replays one run and prints its report; `--trace TEXT` prints, as it goes, each
 message delivered, cut by the partition or lost whose text holds TEXT, and every
 crash, restart and clock step: how one seed's failure is read.
@@ -34,7 +39,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
 
-from fedorch.sim.negotiation.config import Config
+from fedorch.sim.negotiation.config import Config, draw_one_way
 from fedorch.sim.negotiation.simulation import Report, Simulation
 
 __all__ = ["SIM_STEP_LEASE_S", "Report", "Simulation", "SimulationFailure", "main", "run",
@@ -51,15 +56,18 @@ class SimulationFailure(AssertionError):
 
 def seeded_config(seed: int, takeover_after_s: float | None = None, *,
                   classic: bool = False, keep_ended_s: float | None = None,
-                  end: float | None = None) -> Config:
+                  end: float | None = None, one_way: bool = False) -> Config:
     """The seed's random federation and faults; with `takeover_after_s`, coordinator
     takeover on (the takeover schedule: tests/sim/negotiation/test_takeover.py), and
     self-fencing with it (its runs post membership views, which the rule reads:
     SIM_STEP_LEASE_S; fence_check.py); `classic`: the workflows' own rounds in classic
     2PC (`--commit 2pc`, the daemon's `negotiation.commit: 2pc`: Timing.classic);
     `keep_ended_s`, `end`: the retention's keep_ended_s and the run's end instead of
-    the simulator's (drawn after the seed's faults: the same run otherwise)."""
+    the simulator's (drawn after the seed's faults: the same run otherwise);
+    `one_way`: a cut one way too (config.draw_one_way, a draw of its own)."""
     config = Config.random(random.Random(seed))
+    if one_way:
+        config = replace(config, one_way=draw_one_way(seed, config.names))
     if keep_ended_s is not None:
         retention = replace(config.timing.retention, keep_ended_s=keep_ended_s)
         config = replace(config, timing=replace(config.timing, retention=retention))
@@ -76,33 +84,35 @@ def seeded_config(seed: int, takeover_after_s: float | None = None, *,
 
 def run(seed: int, config: Config | None = None, *,
         takeover_after_s: float | None = None, classic: bool = False,
-        keep_ended_s: float | None = None, end: float | None = None) -> Report:
+        keep_ended_s: float | None = None, end: float | None = None,
+        one_way: bool = False) -> Report:
     """One seeded run; raises SimulationFailure (naming the seed) on any violation."""
     seeded = config is None  # a seed's random run: its clients' cancels too
-    if config is None and (takeover_after_s is not None or classic
+    if config is None and (takeover_after_s is not None or classic or one_way
                            or keep_ended_s is not None or end is not None):
         config = seeded_config(seed, takeover_after_s, classic=classic,
-                               keep_ended_s=keep_ended_s, end=end)
+                               keep_ended_s=keep_ended_s, end=end, one_way=one_way)
     report = Simulation(seed, config, cancels=seeded).run()
     if report.violations:
         switch = "" if takeover_after_s is None else f" --takeover {takeover_after_s:g}"
         switch += " --commit 2pc" if classic else ""
         switch += "" if keep_ended_s is None else f" --keep-ended-s {keep_ended_s:g}"
         switch += "" if end is None else f" --end {end:g}"
+        switch += " --one-way" if one_way else ""
         raise SimulationFailure(
             f"seed {seed}: " + "; ".join(report.violations)
             + f" (replay: python -m fedorch.sim.negotiation.run --seed {seed}{switch})")
     return report
 
 
-def _run_range(bounds: tuple[int, int, float | None, bool, float | None, float | None]
+def _run_range(bounds: tuple[int, int, float | None, bool, float | None, float | None, bool]
                ) -> tuple[list[Report], list[str]]:
-    start, stop, takeover_after_s, classic, keep_ended_s, end = bounds
+    start, stop, takeover_after_s, classic, keep_ended_s, end, one_way = bounds
     reports, failures = [], []
     for seed in range(start, stop):
         try:
             reports.append(run(seed, takeover_after_s=takeover_after_s, classic=classic,
-                               keep_ended_s=keep_ended_s, end=end))
+                               keep_ended_s=keep_ended_s, end=end, one_way=one_way))
         except SimulationFailure as e:
             failures.append(str(e))
     return reports, failures
@@ -144,6 +154,9 @@ def main(argv: list[str] | None = None) -> int:
                              " long (default: SIM_RETENTION's, 30)")
     parser.add_argument("--end", type=float, metavar="SECONDS",
                         help="each run lasts this long in virtual time (default 110)")
+    parser.add_argument("--one-way", action="store_true",
+                        help="a cut one way in each run (with --takeover): one or two"
+                             " agents whose messages get out to nobody for a while")
     args = parser.parse_args(argv)
     if args.trace is not None and args.seed is None:
         parser.error("--trace: only with --seed")
@@ -153,12 +166,15 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--keep-ended-s: a number of seconds, 0 or above")
     if args.end is not None and not args.end > 0:
         parser.error("--end: a number of seconds above 0")
+    if args.one_way and args.takeover is None:
+        parser.error("--one-way: only with --takeover (runs that post membership views)")
     classic = args.commit == "2pc"
     if args.seed is not None:
         sim = Simulation(args.seed, seeded_config(args.seed, args.takeover,
                                                   classic=classic,
                                                   keep_ended_s=args.keep_ended_s,
-                                                  end=args.end), cancels=True)
+                                                  end=args.end, one_way=args.one_way),
+                         cancels=True)
         if args.trace is not None:
             sim.trace = tracer(args.trace, print)
         report = sim.run()
@@ -167,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     chunk = max(1, min(1000, args.seeds // max(1, args.jobs * 8)))
     ranges = [(s, min(s + chunk, args.start + args.seeds), args.takeover, classic,
-               args.keep_ended_s, args.end)
+               args.keep_ended_s, args.end, args.one_way)
               for s in range(args.start, args.start + args.seeds, chunk)]
     reports: list[Report] = []
     failures: list[str] = []

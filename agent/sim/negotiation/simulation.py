@@ -25,6 +25,16 @@ changed: after an event that crashed, restarted or paused an agent or crossed th
 partition, and at the instants time alone changes it (DEAD `dead_after_s` after a
 crash, a pause's end), each an event of its own (takeover.py).
 
+A cut one way (`Config.one_way`, drawn only when asked: config.draw_one_way) drops
+what its group's agents send out of the group and delivers what the others send them.
+The others' views of the group go SUSPECT at once and DEAD `dead_after_s` later, as
+for a crash; the group's views of the others stay ALIVE (they hear them all along: the
+case the start rule must catch, core/node/start_asks.py). Each agent of the group
+hears its own doubt (MemberViews.doubted) at its first look once the cut starts, and
+at its first look after a restart during it: SWIM tells a suspect of its suspicion at
+once (the buddy system), and tells a member that rejoins of the verdict on its last
+life as it joins; nothing of its refutation gets out.
+
 Virtual time runs on a heap of events. Faults stop at `chaos_end`: the network
 heals and every crashed agent (bar the dead-forever one) restarts; the run goes
 on until nothing is left to do or `end`. Then the checker
@@ -44,6 +54,7 @@ from dataclasses import dataclass, field
 
 from fedorch.core.negotiation.errors import RemoteProtocolError
 from fedorch.core.negotiation.messages import TxInfo
+from fedorch.core.node.inputs import MemberViews
 from fedorch.core.workflow.lifecycle import TERMINAL
 from fedorch.gen.fedorch.v1 import spec_pb2
 from fedorch.sim.negotiation import cancels as client_cancels
@@ -118,6 +129,7 @@ class Simulation:
         self._views = c.timing.takeover_after_s is not None
         self._views_seen: tuple | None = None  # what the views were last computed from
         self._pauses_seen: dict[str, float] = {}  # a pause's end, once seen (a view change)
+        self._doubt_told: set[tuple[str, int]] = set()  # (agent, incarnation): cut one way
         # Self-fencing's invariant (fence_check.py; on with Timing.step_lease_s).
         self.fences = FenceWatch(self)
         self.agents = {n: SimAgent(self, n, c.policies[n], c.capacities[n], c.timing)
@@ -137,6 +149,11 @@ class Simulation:
         if self._views and c.partition is not None:  # views change as it starts and heals
             self._view_change_at(c.partition[0])
             self._view_change_at(min(c.partition[1], c.chaos_end))
+        if self._views and c.one_way is not None:  # SUSPECT, DEAD, and healed
+            start, end, _ = c.one_way
+            self._view_change_at(start)
+            self._view_change_at(self._after_dead(start))
+            self._view_change_at(min(end, c.chaos_end))
         self.liar = Liar(self, c.liar, random.Random(seed * 15_485_863 + 5)) \
             if c.liar is not None else None
 
@@ -184,6 +201,11 @@ class Simulation:
                 self._traced("cut", f"{src}->{dst}", msg)
                 self.checker.network_hit(src, dst, msg, now)
                 return
+        group = self._one_way_group()
+        if group is not None and src in group and dst not in group:
+            self._traced("cut", f"{src}->{dst}", msg)
+            self.checker.network_hit(src, dst, msg, now)
+            return
         if chaos and c.loss and net.random() < c.loss:
             self._traced("lost", f"{src}->{dst}", msg)
             self.checker.network_hit(src, dst, msg, now)
@@ -249,8 +271,12 @@ class Simulation:
         suspicion timeout), SUSPECT while crashed before that, paused, or cut off from
         `observer` by the partition; ALIVE otherwise."""
         agent, p = self.agents[name], self.config.partition
+        group = self._one_way_group()
         if not agent.alive:
             since = self.now - self.died_at.get(name, self.now)
+            state = "DEAD" if since >= self.config.timing.dead_after_s else "SUSPECT"
+        elif group is not None and name in group and observer not in group:
+            since = self.now - self.config.one_way[0]  # silent to `observer` since
             state = "DEAD" if since >= self.config.timing.dead_after_s else "SUSPECT"
         elif agent.paused_until > self.now or p is not None and self.now < self.config.chaos_end \
                 and p[0] <= self.now < p[1] and (observer in p[2]) != (name in p[2]):
@@ -259,6 +285,31 @@ class Simulation:
             state = "ALIVE"
         self.clock_check.observed(observer, name, state)  # what a takeover counts from
         return state
+
+    def _one_way_group(self) -> frozenset[str] | None:
+        """The group cut off one way now, if any (Config.one_way)."""
+        c = self.config
+        if c.one_way is None or self.now >= c.chaos_end:
+            return None
+        start, end, group = c.one_way
+        return group if start <= self.now < end else None
+
+    def _after_dead(self, since: float) -> float:
+        """The first instant `dead_after_s` after `since`, in floats (DEAD from then)."""
+        dead_at = since + self.config.timing.dead_after_s
+        while dead_at - since < self.config.timing.dead_after_s:
+            dead_at = math.nextafter(dead_at, math.inf)
+        return dead_at
+
+    def _doubt_heard(self, agent: SimAgent) -> bool:
+        """Is `agent`, cut off one way, to hear its own doubt at this look (its first in
+        this life since the cut started: see the header)?"""
+        group = self._one_way_group()
+        life = (agent.name, agent.incarnation)
+        if group is None or agent.name not in group or life in self._doubt_told:
+            return False
+        self._doubt_told.add(life)
+        return True
 
     # ---- the event loop ------------------------------------------------------------
 
@@ -371,10 +422,7 @@ class Simulation:
         if self._views and self._cancels:
             self.cancel_client.coordinator_died(agent)  # its clients may cancel meanwhile
         if self._views:  # DEAD in every view dead_after_s later
-            dead_at = self.now + self.config.timing.dead_after_s
-            while dead_at - self.now < self.config.timing.dead_after_s:
-                dead_at = math.nextafter(dead_at, math.inf)
-            self._view_change_at(dead_at)
+            self._view_change_at(self._after_dead(self.now))
         if forever:
             self.dead_forever.add(agent.name)
             return
@@ -396,7 +444,7 @@ class Simulation:
         now, c = self.now, self.config
         p = c.partition
         cut = p is not None and now < c.chaos_end and p[0] <= now < p[1]
-        return cut, tuple((a.alive, a.incarnation, a.paused_until > now)
+        return cut, self._one_way_group() is not None, tuple((a.alive, a.incarnation, a.paused_until > now)
                           for a in self.agents.values())
 
     def _tell_views(self, *, force: bool = False) -> None:
@@ -418,7 +466,11 @@ class Simulation:
                 if not agent.alive or agent.paused_until > self.now:
                     continue
                 changes = self.membership.changes(agent.name)
-                if changes:
+                if self._doubt_heard(agent):  # its own doubt too, in the same input
+                    told = True
+                    self._handle(agent, lambda now, a=agent, news=changes: a.driver.turn(
+                        (MemberViews(news, doubted=True),)))
+                elif changes:
                     told = True
                     self._handle(agent, agent.members_changed, changes)
         self._views_seen = self._views_from()

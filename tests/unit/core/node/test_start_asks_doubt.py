@@ -23,12 +23,11 @@ def out_of_d1(src: str, dst: str, msg: object) -> bool:
     return src == "d1"
 
 
-def deliver_one_way(fed: Federation, *, hold_placed: bool = True) -> None:
-    """What is on the network, but nothing of d1's (cut one way: dropped) and, with
-    `hold_placed`, d0's news of s2's new placement to d1 (held on its way: late)."""
+def deliver_one_way(fed: Federation) -> None:
+    """What is on the network, but nothing of d1's (cut one way: dropped), and d0's
+    news of s2's new placement to d1 held on its way (late)."""
     def held(src: str, dst: str, msg: object) -> bool:
-        return out_of_d1(src, dst, msg) or hold_placed and dst == "d1" \
-            and isinstance(msg, PlacedMsg)
+        return out_of_d1(src, dst, msg) or dst == "d1" and isinstance(msg, PlacedMsg)
 
     fed.deliver(keep=held)
     fed.net = [m for m in fed.net if not out_of_d1(*m)]
