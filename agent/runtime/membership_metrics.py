@@ -32,6 +32,11 @@ class SwimCollector:
         stats = self._swim.stats
         for key, doc in self.NAMES.items():
             yield CounterMetricFamily(f"fedorch_swim_{key}", doc, value=stats.get(key, 0))
+        # Not a core counter: kept with the agent's own claim (core/node/start_asks.py).
+        yield CounterMetricFamily(
+            "fedorch_swim_doubts_heard", "SUSPECT or DEAD claims about this agent heard"
+            " (refuted or moved past): its step starts ask their coordinator first",
+            value=self._swim.doubts_heard)
 
 
 class LossGraceCollector:

@@ -15,6 +15,7 @@ from fedorch.core.membership.swim_types import ClaimBody, ClaimKind, Gossip, sig
 from fedorch.core.node.inputs import MemberState, MemberViews
 from fedorch.gen.fedorch.v1 import swim_pb2
 from fedorch.runtime.claim_signing import ClaimSigner
+from fedorch.runtime.membership_metrics import SwimCollector
 from fedorch.runtime.node_engine.engine import NodeAgent
 
 from tests.unit.runtime.test_membership_left import BETA_ADDRESS
@@ -57,6 +58,9 @@ async def test_a_doubt_refuted_is_told_at_the_next_look_once(agent, monkeypatch)
     alpha.handle_batch("beta", doubt_of_alpha(alpha, beta.key, ClaimKind.DEAD, before))
     alpha._observe()
     assert told == [True, True]
+    [metric] = [m for m in SwimCollector(alpha.swim).collect()
+                if m.name == "fedorch_swim_doubts_heard"]
+    assert metric.samples[0].value == 2
 
 
 async def test_a_forged_doubt_is_not_told(agent, monkeypatch) -> None:
