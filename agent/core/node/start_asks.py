@@ -89,8 +89,10 @@ could close with C's verdict still standing. A doubt on the usual path (a slow h
 suspected for a moment) costs one round trip per coordinator, at its next start here.
 
 Limits. The contact is judged from what P hears and what it hears of its own doubt:
-when a cut heals, a burst of C's resends may bring another message of C's before the
-late one that makes the step ready (docs/failures.md). What is held is in memory only:
+a start between a cut one way and the doubt's arrival (a message's way after C's
+suspicion) is judged by the margin, as in a cut both ways; when a cut heals, a burst
+of C's resends may bring another message of C's before the late one that makes the
+step ready (docs/failures.md). What is held is in memory only:
 a restart holds every restored workflow until its coordinator answers anyway
 (restart_check.py), and a restarted agent's membership hears the doubt again as it
 rejoins (the others hold its last life SUSPECT or DEAD).
