@@ -12,14 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from fedorch.core.node import MemberState, StepEnded, Submit
+from fedorch.core.node import MemberState, StepEnded
 from fedorch.core.node.records import ResultMsg, Timing
 from fedorch.core.node.start_asks import CONFIRMED
 from fedorch.core.workflow.fanout import expand_into, instance_id
-from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.core.workflow.progress import StepState
 from fedorch.gen.fedorch.v1 import spec_pb2
 
+from tests.unit.core.node.stories import committed_in
 from tests.unit.core.node.test_domain_loss import WF, step
 from tests.unit.core.node.test_start_asks import Federation, runs_of
 
@@ -37,14 +37,9 @@ def confirmed_then_judged_by_a_successor(
         federation: type[Federation] = Federation) -> Federation:
     """`spec` committed at t=0; at t=5 `make_x_ready` makes x ready on d2, which asks
     and is confirmed (a first step asks at the COMMIT: no word of d0's came before its
-    moment); d0
-    dies, d1 takes over (`before_verdict` then looks at it), then d2 dies. What `held`
-    says (d2's reports of x by default) is lost."""
-    fed = federation()
-
-    fed.step("d0", Submit(WF, spec, placement=placement))
-    fed.deliver()
-    assert fed.disks["d0"].rows[WF].state is WorkflowState.RUNNING
+    moment); d0 dies, d1 takes over (`before_verdict` then looks at it), then d2 dies.
+    What `held` says (d2's reports of x by default) is lost."""
+    fed = committed_in(federation(), list(spec.steps), placement)
     fed.now = 5.0
     make_x_ready(fed)
     fed.deliver(keep=held)
