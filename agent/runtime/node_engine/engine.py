@@ -171,7 +171,8 @@ def timing_of(config: config_pb2.AgentConfig) -> Timing:
         step_lease_s=step_lease_of(config),
         # The start margin's base (core/node/start_asks.py): the shortest silence after
         # which the gossip profile gives a DEAD verdict (a sign of life within the
-        # shortest suspicion postpones it, for any federation size: docs/membership.md).
+        # shortest suspicion postpones one; shortest at ten members or fewer:
+        # docs/membership.md).
         dead_after_s=suspicion_bounds(_profile(config), 1)[0],
         # The Node's own retention (core/node/retention.py), on the config's bounds;
         # nothing goes within two replay windows of its last mark (a late message).
