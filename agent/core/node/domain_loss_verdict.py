@@ -11,6 +11,23 @@ steps' results (under the point "step lost"): the progress takes it when the end
 made, and a FAILED outcome holds the end, told first (`DomainLoss._hold`). Without
 takeover it goes into the progress at once and the end is made as on any result.
 `was_lost` knows a verdict on record by its reason, as the loss table words it.
+
+A successor judges with `reports_missed` (a need on a third domain that may have
+succeeded counts as met), and that also stands for the mark the original set when it
+told a participant asking before a start that the step is still placed there
+(`Progress.start_asked`, start_asks.py), which a successor never sees. The original
+confirms only a step the asker found ready, so each of its needs had SUCCEEDED as far as
+the asker saw; at the successor each such need is SUCCEEDED on record, or counts as
+possibly SUCCEEDED: placed anywhere but on the successor itself (a third domain, the
+lost asker, the lost original, or where a loss sent it since), with `reports_missed`
+each of these may have succeeded unheard, its own needs judged by the same rule; placed
+on the successor, its success is on record there, written before it left (a wave
+barrier met by an end that is no success is met at the successor as the end is
+known there, or counts as possibly SUCCEEDED as above). A step with no needs always
+counts as started; a retry asks with the needs its first attempt had. So a step
+confirmed by the original and lost with its asker under a successor is never judged not
+started there (tests/unit/core/node/test_start_asks_successor.py: a first step, a need
+on a third domain, on the original, on the successor, a retry, a fan-out's next wave).
 """
 
 from __future__ import annotations
@@ -48,7 +65,8 @@ def resolve(loss: Any, now: float, wf: str, domains: list[str]) -> None:
         # A successor's progress is a participant's: producers report to the
         # original coordinator and to their consumers, not to it, so a need on a
         # third domain may have reached the lost one unheard here (seed 4800265:
-        # re-placed as not started, the step ran twice).
+        # re-placed as not started, the step ran twice). It also covers the
+        # original's start marks, never seen here (the header).
         judged.reports_missed = True
     resolved: dict[str, str] = {}  # step -> the domain it was lost with
     replaced = False

@@ -300,7 +300,9 @@ class AckMsg:
 
 @dataclass(frozen=True, eq=False)
 class CoordRow:
-    """The coordinator's workflow row: written before any PREPARE of a round."""
+    """The coordinator's workflow row: written before any PREPARE of a round leaves,
+    or, for a submission's first round under Paxos Commit, in the write its first
+    PREPAREs may leave with (prepares_ahead.py)."""
 
     workflow_id: str
     info: WfInfo          # spec, and the placement of `round`
@@ -420,8 +422,9 @@ class Disk:
     # here (written before the list was kept) is read from `placements` as before.
     earlier_domains: dict[str, dict[str, tuple[str, ...]]] = field(default_factory=dict)
     # Retention (ended_records.py): workflow -> (end state, epoch held, its holder, the
-    # epoch an asker is told the end in or -1, wall ms forgotten) of each ended
-    # workflow retention forgot, kept `keep_end_records_s` and answered to late askers.
+    # epoch an asker is told the end in, or NOTHING (-1) or IF_DRIVER_GONE (-2), wall ms
+    # forgotten) of each ended workflow retention forgot, kept `keep_end_records_s` and
+    # answered to late askers.
     ended_records: dict[str, tuple[WorkflowState, int, str, int, int]] = \
         field(default_factory=dict)
     # Retention (ended_records.py): workflow -> (epoch, its holder, its certificate as

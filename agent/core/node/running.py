@@ -455,6 +455,8 @@ class Running:
                     s = p.steps[step]
                     results[step] = (s.attempts, s.state, dict(s.outputs), s.error)
                 n.state.results[wf] = results
+                for step in left:  # a result replaced here drops its run's record
+                    n.compensating.results.ran_in(wf, step, p.steps[step].state, None)
         for h in n.participant.release_workflow(wf):
             n.state.holds.pop(h.key, None)
         n.pending.drop(wf, lambda k, v: k[0] == "result"

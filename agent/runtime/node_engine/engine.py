@@ -73,6 +73,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from fedorch.core.membership.swim_profiles import (
+    SwimProfile,
     make_profile,
     suspicion_bounds,
     typed_overrides,
@@ -168,6 +169,11 @@ def timing_of(config: config_pb2.AgentConfig) -> Timing:
         # Self-fencing (core/node/self_fencing.py) is always on in the daemon, whose
         # driver posts its membership view.
         step_lease_s=step_lease_of(config),
+        # The start margin's base (core/node/start_asks.py): the shortest silence after
+        # which the gossip profile gives a DEAD verdict (a sign of life within the
+        # shortest suspicion postpones one; shortest at ten members or fewer:
+        # docs/membership.md).
+        dead_after_s=suspicion_bounds(_profile(config), 1)[0],
         # The Node's own retention (core/node/retention.py), on the config's bounds;
         # nothing goes within two replay windows of its last mark (a late message).
         retention=Retention(
@@ -189,11 +195,15 @@ def step_lease_of(config: config_pb2.AgentConfig) -> float:
     neg = config.negotiation
     if neg.step_lease_s > 0:
         return neg.step_lease_s
-    g = config.gossip
-    profile = make_profile(gossip_profile_name(g.profile), **typed_overrides(dict(g.tuning)))
+    profile = _profile(config)
     members = len(config.trust.key_files) + 1
     return LEASE_DEAD_TIMES * (profile.probe_interval
                                + suspicion_bounds(profile, members)[1])
+
+
+def _profile(config: config_pb2.AgentConfig) -> SwimProfile:
+    g = config.gossip
+    return make_profile(gossip_profile_name(g.profile), **typed_overrides(dict(g.tuning)))
 
 
 class NodeAgent:

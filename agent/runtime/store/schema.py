@@ -80,7 +80,8 @@ MIGRATIONS: list[str] = [
     # 1 -> 2: Paxos Commit (negotiation.commit: paxos). Values (PaxosValue) and
     # transactions (PaxosTx) are stored as the serialized protobuf messages.
     """
-    -- The round's acceptors, written with its round and placement (before any PREPARE).
+    -- The round's acceptors, written with its round and placement (before any PREPARE,
+    -- or with a submission's first PREPAREs under Paxos Commit: prepares_ahead.py).
     ALTER TABLE workflows ADD COLUMN acceptors TEXT NOT NULL DEFAULT '[]';
 
     -- This agent as an acceptor: one record per transaction, replaced on every change,

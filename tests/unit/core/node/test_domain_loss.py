@@ -32,13 +32,13 @@ from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.core.workflow.progress import StepState
 from fedorch.gen.fedorch.v1 import spec_pb2
 
+from tests.unit.core.node.stories import WF, committed_in, s1_on_d1_then_s2_on_d0
 from tests.unit.core.node.test_takeover import NAMES
 from tests.unit.core.node.test_takeover import Federation as TakeoverFederation
 
 __all__ = ["NAMES", "WF", "Federation", "OnlyD1TakesA", "committed", "d1_back_wins_epoch_1", "dies",
            "lost_where_no_other_domain_takes_it", "result", "step"]
 
-WF = "d0.w"
 
 
 class Federation(TakeoverFederation):
@@ -98,12 +98,7 @@ def lost_where_no_other_domain_takes_it(federation: type[Federation] = OnlyD1Tak
     stalls (DEAD): d0 sends s1 back to be placed again (its placement epoch moves on),
     no domain takes it, and the verdict's end, its notice to d2 (the round's extra
     acceptor) lost, waits for d1 or d2 to acknowledge it."""
-    fed = federation()
-    fed.step("d0", Submit(WF, spec_pb2.WorkflowSpec(name="w", steps=[
-        spec_pb2.StepSpec(id="s1", capability="a", idempotent=True),
-        spec_pb2.StepSpec(id="s2", capability="b", needs=["s1"])]),
-        placement={"s1": "d1", "s2": "d0"}))
-    fed.deliver()
+    fed = s1_on_d1_then_s2_on_d0(federation())
     fed.step("d1", StepEnded(*sorted(fed.running["d1"])[0], ok=True))
     fed.deliver(keep=lambda src, dst, msg: isinstance(msg, ResultMsg))
     fed.net = []  # lost
@@ -151,12 +146,7 @@ def d0_dies_for_good(fed: Federation, keep=None) -> None:
 
 def committed(steps: list[spec_pb2.StepSpec], placement: dict[str, str]) -> Federation:
     """d0's workflow committed everywhere; the first attempts started, none ended."""
-    fed = Federation()
-    fed.step("d0", Submit(WF, spec_pb2.WorkflowSpec(name="w", steps=steps),
-                          placement=placement))
-    fed.deliver()
-    assert fed.disks["d0"].rows[WF].state is WorkflowState.RUNNING
-    return fed
+    return committed_in(Federation(), steps, placement)
 
 
 def s1_s2_ended_and_d0_silent() -> Federation:

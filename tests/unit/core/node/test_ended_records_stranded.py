@@ -12,11 +12,9 @@ follows a later holder), and d2 asked every 4 s for ever, holding its reservatio
 
 from __future__ import annotations
 
-import dataclasses
 from collections import Counter
 from types import SimpleNamespace
 
-from fedorch.core.node import Submit
 from fedorch.core.node.ended_records import IF_DRIVER_GONE, NOTHING, EndedRecords
 from fedorch.core.node.records import ClaimMsg, FinalMsg
 from fedorch.core.node.retention import Retention
@@ -24,6 +22,7 @@ from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.gen.fedorch.v1 import spec_pb2
 
 from tests.unit.core.node import test_retention_takeover as rt
+from tests.unit.core.node.stories import committed_in, d0_ended_following_d1_down
 from tests.unit.core.node.test_domain_loss import WF, step
 from tests.unit.core.node.test_restart_check import back
 from tests.unit.core.node.test_saga_gone_driver import compensated, holds_of
@@ -34,20 +33,10 @@ def d0_forgets_while_d2_is_down(*, d1_seen_dead: bool = True) -> rt.Federation:
     and d2 go down; d0's tables say it ended the workflow FAILED and follows d1's
     epoch 1 (no plan told); d1 dies for good. d0 comes back (its view saying d1 DEAD
     with `d1_seen_dead`) and forgets the workflow while d2 is still down."""
-    fed = rt.Federation()
-    placement = {"s0": "d1", "s1": "d2", "s2": "d2"}
-    fed.step("d0", Submit(WF, spec_pb2.WorkflowSpec(name="w", steps=[
-        step("s0"), compensated("s1"), step("s2", needs=("s0",))]), placement=placement))
-    fed.deliver()
-    assert fed.disks["d0"].rows[WF].state is WorkflowState.RUNNING
-    fed.silent |= {"d0", "d1", "d2"}
-    d0 = fed.disks["d0"]
-    d0.rows[WF] = dataclasses.replace(d0.rows[WF], state=WorkflowState.FAILED,
-                                      finished=True)
-    d0.final[WF] = WorkflowState.FAILED
-    d0.epochs[WF] = (1, "d1")
-    d0.granted[WF] = (1, "d1")
-    fed.running["d1"] = set()
+    fed = committed_in(rt.Federation(), [step("s0"), compensated("s1"),
+                                         step("s2", needs=("s0",))],
+                       {"s0": "d1", "s1": "d2", "s2": "d2"})
+    d0_ended_following_d1_down(fed)
     back(fed, "d0", dead=("d1",) if d1_seen_dead else ())
     fed.run_until(fed.now + 2 * rt.LATE + 10.0)
     assert WF not in fed.disks["d0"].final and WF not in fed.disks["d0"].rows

@@ -11,14 +11,13 @@ d2 asked for ever, holding its reservation."""
 
 from __future__ import annotations
 
-import dataclasses
-
 from fedorch.core.node.inputs import CompensationEnded
 from fedorch.core.node.records import ClaimMsg, FinalMsg
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.core.workflow.progress import StepState
 from fedorch.gen.fedorch.v1 import spec_pb2
 
+from tests.unit.core.node.stories import d0_ended_following_d1_down
 from tests.unit.core.node.test_domain_loss import WF, Federation, committed, step
 from tests.unit.core.node.test_restart_check import back
 
@@ -41,14 +40,7 @@ def d0_follows_d1s_end_and_d1_dies(s1_ends: bool, *, seen_dead: bool = True) -> 
     if s1_ends:
         fed.end("d2", "s1")
         assert fed.disks["d0"].results[WF]["s1"][1] is StepState.SUCCEEDED
-    fed.silent |= {"d0", "d1", "d2"}
-    d0 = fed.disks["d0"]
-    d0.rows[WF] = dataclasses.replace(d0.rows[WF], state=WorkflowState.FAILED,
-                                      finished=True)
-    d0.final[WF] = WorkflowState.FAILED
-    d0.epochs[WF] = (1, "d1")
-    d0.granted[WF] = (1, "d1")
-    fed.running["d1"] = set()
+    d0_ended_following_d1_down(fed)
     back(fed, "d0", dead=("d1",) if seen_dead else ())
     back(fed, "d2", dead=("d1",))
     fed.deliver()

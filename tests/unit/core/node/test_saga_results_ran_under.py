@@ -13,8 +13,8 @@ from __future__ import annotations
 from fedorch.core.node import Message, StepEnded, Submit
 from fedorch.core.node.records import FinalMsg, PlacedMsg, ResultMsg
 from fedorch.core.workflow.progress import StepState
-from fedorch.gen.fedorch.v1 import spec_pb2
 
+from tests.unit.core.node.stories import s1_on_d1_then_s2_on_d0
 from tests.unit.core.node.test_compensating_takeover import WF, Sagas, spec
 from tests.unit.core.node.test_domain_loss import OnlyD1TakesA, dies
 
@@ -76,12 +76,7 @@ def test_a_failed_re_placement_drops_what_was_recorded_of_the_result_it_replaces
     at d1 never reaches d0, d1 is lost, no domain takes s1 again: the verdict written
     as s1's result (replacement.py, `failed`) takes the record left of an older
     result with it."""
-    fed = OnlyD1TakesA()
-    fed.step("d0", Submit(WF, spec_pb2.WorkflowSpec(name="w", steps=[
-        spec_pb2.StepSpec(id="s1", capability="a", idempotent=True),
-        spec_pb2.StepSpec(id="s2", capability="b", needs=["s1"])]),
-        placement={"s1": "d1", "s2": "d0"}))
-    fed.deliver()
+    fed = s1_on_d1_then_s2_on_d0(OnlyD1TakesA())
     fed.nodes["d0"].state.result_domains[WF] = {"s1": "d1"}
     fed.step("d1", StepEnded(*sorted(fed.running["d1"])[0], ok=True))
     fed.deliver(keep=lambda src, dst, msg: isinstance(msg, ResultMsg))

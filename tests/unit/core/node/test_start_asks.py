@@ -6,7 +6,7 @@ of `Timing.dead_after_s` (1.5 s): 0.75 s."""
 
 from __future__ import annotations
 
-from fedorch.core.node import MemberState, Message, Submit
+from fedorch.core.node import MemberState, Message
 from fedorch.core.node.records import (
     AckMsg,
     PlacementAnswer,
@@ -15,10 +15,10 @@ from fedorch.core.node.records import (
     Timing,
 )
 from fedorch.core.node.start_asks import CONFIRMED, DROPPED, HELD
-from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.core.workflow.progress import StepState
 from fedorch.gen.fedorch.v1 import spec_pb2
 
+from tests.unit.core.node.stories import committed_in
 from tests.unit.core.node.test_domain_loss import WF, step
 from tests.unit.core.node.test_domain_loss import Federation as LossFederation
 
@@ -29,12 +29,7 @@ class Federation(LossFederation):
 
 def committed(steps: list[spec_pb2.StepSpec], placement: dict[str, str]) -> Federation:
     """d0's workflow committed everywhere at t=0; the first attempts started."""
-    fed = Federation()
-    fed.step("d0", Submit(WF, spec_pb2.WorkflowSpec(name="w", steps=steps),
-                          placement=placement))
-    fed.deliver()
-    assert fed.disks["d0"].rows[WF].state is WorkflowState.RUNNING
-    return fed
+    return committed_in(Federation(), steps, placement)
 
 
 def runs_of(fed: Federation, step_id: str) -> list[tuple[str, int]]:

@@ -70,3 +70,20 @@ def test_the_step_lease_is_the_configured_one_else_the_default_engines():
     # Longer for a slower profile: the lease follows the time to a DEAD verdict.
     assert timing_of(_config("gossip: {profile: wan}\n")).step_lease_s \
         > timing_of(_config("gossip: {profile: local}\n")).step_lease_s
+
+
+def test_the_time_to_a_dead_verdict_is_the_gossip_profiles_shortest_suspicion():
+    """`Timing.dead_after_s` (the start margin is half of it: core/node/start_asks.py) is
+    the shortest silence after which the profile gives a DEAD verdict: a sign of life
+    within the shortest suspicion postpones it, and that is shortest at ten members or
+    fewer; never longer than the detector's for a bigger federation."""
+    for profile in ("local", "lan", "wan"):
+        swim = make_profile(profile)
+        dead_after = timing_of(_config(f"gossip: {{profile: {profile}}}\n")).dead_after_s
+        assert dead_after == pytest.approx(swim.suspicion_alpha * swim.probe_interval)
+        assert all(dead_after <= suspicion_bounds(swim, n)[0] for n in (1, 10, 30, 1000))
+    tuned = timing_of(_config(
+        "gossip: {profile: lan, tuning: {probe_interval: 1.0, suspicion_alpha: 6}}\n"))
+    assert tuned.dead_after_s == pytest.approx(6.0)
+    assert timing_of(_config("gossip: {profile: wan}\n")).dead_after_s \
+        > timing_of(_config("gossip: {profile: lan}\n")).dead_after_s
