@@ -46,17 +46,21 @@ restored from its tables judges from a progress rebuilt with `reports_missed`, w
 counts every need that may have succeeded on a third domain as met, and a need placed
 on the coordinator itself is met only if it SUCCEEDED there; so every step an asker may
 have been told to start counts as started after a restart anyway (domain_loss.py's
-header). A successor elected later judges from its own progress, without the mark: a
-step confirmed by the original and then lost with its asker under the successor can be
-judged not started there (docs/failures.md, "Not built yet").
+header). A successor elected later never sees the mark, and needs none: its verdicts
+judge with `reports_missed` too, and a need the asker saw SUCCEEDED is, at the
+successor, either on record there (placed on the successor itself) or placed elsewhere
+and counted as possibly SUCCEEDED; a step with no needs counts as started anyway. So a
+step confirmed by the original and then lost with its asker under the successor is
+judged possibly started there as well (domain_loss_verdict.py's header;
+tests/unit/core/node/test_start_asks_successor.py).
 
 The margin. C's verdict on P needs C not to have heard from P for `dead_after_s`; in a
 cut both ways, the last message P got from C left C no later than the cut, so a start
 within the margin of it comes before C can have judged P, as long as messages take less
 than half of what is left: `margin_s` is half of `dead_after_s`, the other half for the
-message's way and the turns' lag. The daemon's verdicts take longer than its
-`dead_after_s` (suspicion timeouts and the loss grace come on top: docs/membership.md),
-which makes the margin only more cautious. A quiet coordinator costs one round trip:
+message's way and the turns' lag. The daemon sets `dead_after_s` from its gossip
+profile's shortest time to a DEAD verdict (docs/membership.md); the loss grace comes on
+top, which makes the margin only more cautious. A quiet coordinator costs one round trip:
 a step whose start comes more than the margin after the last word from C (a long step
 before it in a chain here, a need run elsewhere for long) asks first.
 
