@@ -295,6 +295,7 @@ class PlacedHere:
                     or s.domain == msg.lost and s.state is not StepState.SUCCEEDED)
             if stale:
                 results.pop(msg.step_id, None)
+                self._drop_run_records(wf, (msg.step_id,))
             carried = []
             for need, attempt, outputs in msg.needs:
                 had = results.get(need)
@@ -419,6 +420,7 @@ class PlacedHere:
             n.stats["result of an older placement dropped here"] += 1
             d.results[wf] = {k: v for k, v in d.results.get(wf, {}).items()
                              if k not in lost_ran}
+            self._drop_run_records(wf, lost_ran)
         if p is not None:
             for step, _ in steps:
                 if p.placed_again(step, n.name, epoch, info.lost, afresh=step in lost_ran):
@@ -426,6 +428,15 @@ class PlacedHere:
                            p.steps[step].idempotent, now)
             n.running.start_ready(now, wf)
         return True
+
+    def _drop_run_records(self, wf: str, steps: tuple[str, ...] | list[str]) -> None:
+        """The results of `steps` were just dropped here: the records of where their
+        runs were made go with them (saga_results.py `ran_in`), as on every path that
+        drops or replaces a result; kept, a record names a run whose result is gone."""
+        d = self.n.state
+        held = d.result_domains.get(wf, {})
+        if any(step in held for step in steps):
+            d.result_domains[wf] = {k: v for k, v in held.items() if k not in steps}
 
     def _follow_successor(self, now: float, key: Key) -> None:
         """A successor's round (its epoch's range) committed here: its PREPARE showed

@@ -117,6 +117,10 @@ from fedorch.core.workflow.takeover import (
 from fedorch.core.workflow.takeover_events import majority
 
 CLAIM_AGAIN_S = 1.0
+# The Node's stats of a claim withdrawn, and of one taken up again on a member's grant
+# that came after (takeover_claiming.py, Withdrawn; fedorch_node_takeover_claims).
+WITHDRAWN = "takeover claim withdrawn"
+TAKEN_UP_AGAIN = "takeover withdrawn claim taken up again on a member's grant"
 
 
 class Claims:
@@ -417,6 +421,11 @@ class Claims:
                 n.stats["takeover next epoch claimed on the denials"] += 1
         if before[0] is Role.ACTING and core.role is Role.CLAIMING and not proven:
             n.stats["takeover acting coordinator claimed past an unproven gone holder"] += 1
+        if before[0] is Role.CLAIMING and core.role is Role.FOLLOWING \
+                and core.epoch < before[1]:
+            n.stats[WITHDRAWN] += 1  # takeover_claiming.py, Withdrawn
+        elif before[0] is Role.FOLLOWING and core.role is not Role.FOLLOWING:
+            n.stats[TAKEN_UP_AGAIN] += 1  # a member's grant of the epoch withdrawn
 
     def _told_end_stands(self, wf: str, core: Takeover, msg: ClaimAnswerMsg,
                          proven: bool) -> bool:

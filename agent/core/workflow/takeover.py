@@ -109,8 +109,11 @@ ACTING's: takeover_acting.py):
     ACTING    --Deny(later epoch, unproven, from a member, its holder gone here:
               `holder_gone`)--> CLAIMING that epoch + 1 (Denials)
     CLAIMING  --Deny(the coordinator we claimed past, as itself, its lower epoch; we
-              outside the electorate, no member's grant)--> FOLLOWING it (Withdrawn:
+              outside the electorate, no member's grant of any claim since we last
+              followed another)--> FOLLOWING it (Withdrawn:
               takeover_claiming.py)
+    FOLLOWING --Grant(of the epoch we withdrew, from a member)--> CLAIMING that
+              epoch again, that grant counted (Withdrawn: takeover_claiming.py)
     CLAIMING  --Deny(our epoch, held for a rival)--> (takeover_split.resolve)
               FOLLOWING the best-ranked rival, if it answered itself or leaves us no
               majority; CLAIMING the next epoch when ours is lost, no better-ranked
@@ -271,8 +274,14 @@ class Takeover:
         self._predecessor: str | None = None
         self._again_at: float | None = None
         self._again_pause = rival_again_s
-        # A claim withdrawn (`_withdraw`): no claim before this time.
+        # A claim withdrawn (`_withdraw`): no claim before this time; and the epoch
+        # withdrawn, taken up again on a member's grant of it (takeover_claiming.py).
         self._quiet_until: float | None = None
+        self._withdrawn: int | None = None
+        # A member granted one of our claims since we last followed another (any
+        # epoch: a claim that moved on to the next epoch leaves that member following
+        # us in the one it granted): such a claim is never withdrawn.
+        self._member_granted = False
         self.ended = False  # Announce given: nothing more to do
         if self.role is Role.ACTING and epoch > 0:
             # A successor restarted: whoever did not answer its claim before still needs
@@ -424,6 +433,8 @@ class Takeover:
         self._passed.clear()
         self._waiting = None
         self._quiet_until = None
+        self._withdrawn = None  # a later epoch, or a rival's: ours is over
+        self._member_granted = False
         return [Persist(ev.epoch, ev.coordinator)]
 
     def _withdraw(self, now: float, epoch: int, coordinator: str) -> list[Action]:
@@ -432,6 +443,7 @@ class Takeover:
         outside the electorate, whose own grant counts nowhere, that no member granted.
         No claim again for `takeover_after_s`, whatever the view says meanwhile: a view
         still saying it DEAD would claim at once, be denied at once, for ever."""
+        self._withdrawn = self.epoch
         self.role = Role.FOLLOWING
         self.epoch, self.coordinator = epoch, coordinator
         self._grants.clear()
@@ -467,6 +479,7 @@ TABLE: dict[tuple[Role, type], _Handler] = {
     (Role.FOLLOWING, Watch): Takeover._watch,
     (Role.FOLLOWING, Timer): Takeover._follow_timer,
     (Role.FOLLOWING, Adopted): Takeover._adopt,
+    (Role.FOLLOWING, Grant): claiming.withdrawn_grant,
     (Role.ACTING, Watch): acting.note_view,
     (Role.CLAIMING, Grant): claiming.grant,
     (Role.CLAIMING, Deny): claiming.deny,

@@ -26,7 +26,40 @@ seed 118000384). Safe: our own grant counts in no electorate, no member's grant 
 was counted, so no majority ever held this claim; following the driver again is
 what we did before we claimed, and a later silence claims again, not before
 `takeover_after_s` (a view still saying it DEAD would claim and be denied at once,
-over and over).
+over and over). Its epoch goes back (it claimed e+1 and follows e again): only its
+own, whose grant counts in no electorate; a member's never does
+(tests/unit/core/workflow/test_takeover_withdrawal.py states what holds instead).
+
+A member's grant makes a claim unwithdrawable: any epoch's, since we last followed
+another (`_member_granted`), not only the one claimed now: a claim moved on to the
+next epoch (a split, voters naming a later one) leaves the member that granted the
+earlier one following us in it.
+
+A grant after the withdrawal. A member may grant the claim after we withdrew it: its
+answer late on the network, or asked again while the denial was on its way; or its
+view, unlike the coordinator's, saying that coordinator DEAD. It follows us in that
+epoch since, refuses the coordinator's older-epoch word, and, seeing us alive, never
+claims past us: before, the grant was dropped here (no Grant in FOLLOWING) and that
+member was held for ever. Such a grant takes the claim up again
+(`withdrawn_grant`): the epoch withdrawn is claimed again, that grant counted when it
+is of that very epoch (a member that granted an earlier one grants this one when
+asked), and, a member holding it, it is withdrawn no more. It may then win, on the
+coordinator's grant once its view sees the member alive again. Why not release the
+member instead (tell it to follow the coordinator in its older epoch): its grant is
+a promise, durable, never to grant that epoch to another, and we may not cancel it
+for it, as we cannot make our renouncing it durable (our tables hold the epoch we
+follow, and a restart would claim that same epoch again, counting the old grant,
+which a released member may have given to a rival since: two winners). Claiming it
+again breaks no rule: a member grants an epoch to one claimant, and grants it to
+that same claimant again; a grant that came late is of that epoch to us, as good as
+one that came at once, so driving on a majority of grants some of which came after a
+withdrawal is driving on a majority (the coordinator we claimed past is overtaken as
+by any winner: its rounds need fresh grants of its own epoch). Not built yet: a
+member's grant lost on the way is never taken up (the member asks us where the
+workflow stands, takeover_late_grants.py, and we, not driving, answer nothing), nor
+is one we withdrew from before a restart (what we withdrew is in memory only); and
+a member that granted and then died for good leaves the claim taken up asking the
+coordinator, which denies it for want of that member, until it is back.
 
 Pure: no I/O, time comes in as `now`.
 """
@@ -48,18 +81,35 @@ from fedorch.core.workflow.takeover_events import (
 )
 from fedorch.core.workflow.takeover_split import resolve
 
-__all__ = ["claim_timed_out", "claim_timer", "deny", "grant", "split"]
+__all__ = ["claim_timed_out", "claim_timer", "deny", "grant", "split", "withdrawn_grant"]
 
 
 def grant(t: Any, now: float, ev: Grant) -> list[Action]:
     if ev.epoch != t.epoch or ev.voter not in t.audience:
         return []
     t._grants.add(ev.voter)  # counted in the electorate only (_won)
+    t._member_granted |= ev.voter in t.electorate and ev.voter != t.me
     t._denied.pop(ev.voter, None)  # a rival that yielded to us, asked again
     won = t._won()
     if won or not t._denied:
         return won
     return split(t, now)  # the last answer we lacked may settle a split
+
+
+def withdrawn_grant(t: Any, now: float, ev: Grant) -> list[Action]:
+    """A member's grant of an epoch we claimed and withdrew, come after (Withdrawn, "A
+    grant after the withdrawal"): the epoch withdrawn claimed again, that member
+    counted if its grant is of that very epoch (else it grants it when asked)."""
+    w = t._withdrawn
+    if w is None or not t.epoch < ev.epoch <= w \
+            or ev.voter not in t.electorate or ev.voter == t.me:
+        return []
+    out = t._claim(now, w)
+    t._quiet_until = t._withdrawn = None
+    t._member_granted = True
+    if ev.epoch == w:
+        t._grants.add(ev.voter)
+    return out + t._won()
 
 
 def deny(t: Any, now: float, ev: Deny) -> list[Action]:
@@ -73,7 +123,8 @@ def deny(t: Any, now: float, ev: Deny) -> list[Action]:
         out = split(t, now) if t._denied else []  # a Persist stays first
         return [*out, Unproven(ev.voter, ev.held_epoch, ev.holder)]
     if ev.held_epoch < t.epoch and ev.voter == ev.holder == t._predecessor \
-            and t.me not in t.electorate and not t._grants & t.electorate:
+            and t.me not in t.electorate and not t._grants & t.electorate \
+            and not t._member_granted:
         # The coordinator we claimed past answers as itself: it drives, and denies a
         # claim no live majority could grant (Withdrawn, in the header).
         return t._withdraw(now, ev.held_epoch, ev.holder)

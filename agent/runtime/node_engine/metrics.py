@@ -11,6 +11,7 @@ from typing import Any
 
 from fedorch.core.node import early_results as early
 from fedorch.core.node.start_asks import CONFIRMED, DROPPED, HELD
+from fedorch.core.node.takeover_claims import TAKEN_UP_AGAIN, WITHDRAWN
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -114,6 +115,15 @@ class NodeEngineCollector(Collector):
                               ("dropped", DROPPED)):
             asked.add_metric([outcome], e.node.stats[name])
         yield asked
+        claims = CounterMetricFamily(
+            "fedorch_node_takeover_claims",
+            "This domain's coordinator takeover claims: won (it acts in the epoch),"
+            " withdrawn (an outsider denied by the coordinator it claimed past), taken up"
+            " again (a member's grant came after the withdrawal)", labels=["outcome"])
+        for outcome, name in (("won", "takeover"), ("withdrawn", WITHDRAWN),
+                              ("taken_up_again", TAKEN_UP_AGAIN)):
+            claims.add_metric([outcome], e.node.stats[name])
+        yield claims
         audit = CounterMetricFamily(
             "fedorch_node_audit_records",
             "The node engine's audited acts: appended to agent.db, or lost with a write"

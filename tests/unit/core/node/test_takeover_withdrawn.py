@@ -59,3 +59,68 @@ def test_a_new_domain_denied_by_the_original_it_claimed_past_follows_it_again() 
     fed.run_until(fed.now + 10.0)
     assert fed.disks["d0"].rows[WF].state is WorkflowState.SUCCEEDED
     assert fed.disks[new].final[WF] is WorkflowState.SUCCEEDED
+
+
+def test_a_members_grant_that_comes_after_the_withdrawal_takes_the_claim_up_again() -> None:
+    """As above, but d1 is back before the claim, its view saying the original alive:
+    it grants epoch 1, and its answer comes late, after the original (its view still
+    saying d1 DEAD) denied the claim and the new domain withdrew it. d1 follows the new
+    domain in epoch 1 and refuses the original's epoch-0 word: before, the late grant
+    was dropped, nothing moved d1 again, and the workflow never ended there. Now the
+    claim is taken up again with that grant; the original grants it once its view sees
+    d1 alive, and the workflow ends everywhere under epoch 1."""
+    s1 = spec_pb2.StepSpec(id="s1", capability="a", needs=["s0"], idempotent=True,
+                           retries=1)
+    fed = committed([step("s0"), s1], {"s0": "d0", "s1": "d1"})
+    # Every other view says d1 DEAD (a false verdict: d1 is up, and hears the new
+    # placement of its step, so it knows the new domain and may grant it).
+    for name in ("d0", "d2", "d3"):
+        fed.step(name, MemberState("d1", "DEAD"))
+    fed.deliver()
+    new = new_domain(fed, "s1")
+    assert fed.disks["d1"].placements[WF]["s1"][1] == new
+    fed.end("d0", "s0")
+    for name in (new, "d0"):
+        fed.silent.add(name)
+        fed.running[name] = set()
+    fed.silent.discard(new)
+    fed.restore(new)
+    fed.step("d1", MemberState("d0", "ALIVE"))  # its view: d0 alive, it may grant
+
+    def late(src: str, dst: str, msg: object) -> bool:
+        return (src, dst) == ("d1", new) and isinstance(msg, ClaimAnswerMsg) \
+            and msg.granted
+    deliver = fed.deliver
+    fed.deliver = lambda rounds=200, keep=None: deliver(rounds, keep=late)
+    others = [MemberState(m, "ALIVE") for m in ("d2", "d3") if m != new]
+    fed.step(new, MemberViews((MemberState("d0", "DEAD"), MemberState("d1", "ALIVE"),
+                               MemberState("d2", "ALIVE"), *others)))
+    fed.deliver()
+    fed.run_until(fed.now + 11.0)  # d1, first in line, claims nothing: passed over
+    assert fed.disks[new].granted[WF] == (1, new)
+    assert fed.disks["d1"].granted[WF] == (1, new)  # granted; its answer held back
+    fed.silent.discard("d0")
+    fed.restore("d0")
+    fed.step("d0", MemberViews((MemberState("d1", "DEAD"), MemberState("d2", "ALIVE"),
+                                MemberState("d3", "ALIVE"))))
+    fed.step(new, MemberState("d0", "ALIVE"))
+    fed.deliver()
+    fed.run_until(fed.now + 6.0)
+    assert fed.nodes[new].takeover.cores[WF].role is Role.FOLLOWING  # withdrawn
+    assert fed.nodes[new].stats["takeover claim withdrawn"] >= 1
+    # The grant comes now, late.
+    fed.deliver = deliver
+    fed.deliver()
+    assert fed.disks["d1"].epochs[WF] == (1, new)  # it follows the claim
+    # d0's view sees d1 alive again: the claim, asked again, wins.
+    fed.step("d0", MemberState("d1", "ALIVE"))
+    for _ in range(3):  # s1 ends wherever and whenever it runs
+        fed.run_until(fed.now + 30.0)
+        for name in (new, "d1"):
+            for run in sorted(fed.running[name]):
+                fed.end(name, run[1])
+    for name in ("d0", "d1", new):
+        assert fed.disks[name].final.get(WF) is WorkflowState.SUCCEEDED, name
+    assert fed.disks[new].epochs[WF] == (1, new)  # it won epoch 1 and drove
+    assert fed.nodes[new].stats[
+        "takeover withdrawn claim taken up again on a member's grant"] == 1

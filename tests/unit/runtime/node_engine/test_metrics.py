@@ -29,7 +29,11 @@ def engine(fault: WriteFault) -> SimpleNamespace:
                                             "step not started: fenced": 1,
                                             "decision record collected": 4,
                                             "retention: workflow forgotten": 5,
-                                            "in-doubt query": 8}),
+                                            "in-doubt query": 8,
+                                            "takeover": 6,
+                                            "takeover claim withdrawn": 3,
+                                            "takeover withdrawn claim taken up again"
+                                            " on a member's grant": 1}),
                              early_results=()),
         audit=SimpleNamespace(appended=7, lost=1, transactions=2, written_records=3),
         write_behind=fault,
@@ -91,6 +95,9 @@ def test_the_engine_counters_are_read_at_scrape_time():
     assert got["fedorch_node_audit_stored_records_total"] == 3
     assert got['fedorch_node_steps_self_fenced_total{outcome="stopped"}'] == 2
     assert got['fedorch_node_steps_self_fenced_total{outcome="not_started"}'] == 1
+    assert got['fedorch_node_takeover_claims_total{outcome="won"}'] == 6
+    assert got['fedorch_node_takeover_claims_total{outcome="withdrawn"}'] == 3
+    assert got['fedorch_node_takeover_claims_total{outcome="taken_up_again"}'] == 1
     # node.db's commit thread: encoding the rows apart from SQLite's own work
     assert got['fedorch_node_store_cpu_seconds_total{part="encode"}'] == 0.25
     assert got['fedorch_node_store_cpu_seconds_total{part="sqlite"}'] == 0.5

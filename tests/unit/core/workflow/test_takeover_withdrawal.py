@@ -1,0 +1,160 @@
+"""Coordinator takeover core with a claimant outside the electorate that withdraws
+(takeover_claiming.py, Withdrawn), over arbitrary schedules.
+
+Its epoch goes back as it withdraws (it claimed e+1 and follows e again), so
+test_takeover_transitions.py's "epochs never go back", stated for the electorate's
+members, does not hold for it. What holds instead, whatever the schedule of views,
+timers, claims delivered, lost, duplicated or denied (a member may deny an outsider's
+claim it may grant, as agent/core/node/takeover_claims.py `_cannot_win` does):
+
+- the members' epochs never go back;
+- the outsider's epoch goes back only by a withdrawal (to the coordinator it claimed
+  past, which denied it as itself), and only while no member's grant of any of its
+  claims since it last followed another was counted;
+- at most one domain acts in an epoch, and only on a majority of the electorate's
+  grants of that epoch (so an epoch withdrawn is acted in by its claimant alone, and
+  only once a majority granted it: after a member's late grant took it up again);
+- a member that follows the outsider in an epoch, its grant of it delivered to the
+  outsider, is not left behind: the outsider never holds a lower epoch than that one
+  since (it claims or acts in it, or follows a rival of it or a later holder, whose
+  win reaches the member), where a withdrawal made it follow the older coordinator
+  again and nothing moved that member on.
+"""
+
+from __future__ import annotations
+
+from fedorch.core.workflow import takeover as tk
+from fedorch.core.workflow.takeover import (
+    Act,
+    Adopted,
+    Deny,
+    Grant,
+    Persist,
+    Role,
+    SendClaim,
+    Takeover,
+    Timer,
+    Watch,
+    may_grant,
+)
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+ORIGINAL = "a"
+ACCEPTORS = ("a", "b", "c", "x")  # the committed round's: "a" coordinates, "b" and "c" run
+PARTICIPANTS = ("b", "c", "n")  # "n": a re-placement's new domain, outside the electorate
+OUTSIDER = "n"
+DOMAINS = (*ACCEPTORS, OUTSIDER)
+STATES = ["ALIVE", "SUSPECT", "DEAD", "LEFT", ""]
+
+
+@st.composite
+def schedules(draw):
+    # Weighted toward the outsider's claims: its view saying "a" gone and "b", "c"
+    # dead makes it the successor (the members' views vary as they like).
+    kinds = st.sampled_from(["watch", "timer", "deliver", "deliver", "deny", "deny",
+                             "drop", "dup"])
+    members = st.sampled_from([*DOMAINS, OUTSIDER, OUTSIDER])
+    dead = st.sampled_from([frozenset(), frozenset({"b", "c"}), frozenset({"b", "c"}),
+                            frozenset({"b"}), frozenset({"c"})])
+    return draw(st.lists(st.tuples(kinds, members, st.sampled_from([*STATES, "DEAD"]),
+                                   dead, st.integers(0, 50)), max_size=150))
+
+
+def test_a_late_grant_after_a_withdrawal_takes_the_claim_up_again() -> None:
+    """The case the property below covers, step by step: "a" denies n's claim as itself,
+    n withdraws; "b"'s grant of the withdrawn epoch comes after: n claims it again with
+    that grant counted, and a second denial from "a" withdraws nothing."""
+    n = Takeover(OUTSIDER, ORIGINAL, PARTICIPANTS, acceptors=ACCEPTORS,
+                 takeover_after_s=10.0, claim_timeout_s=5.0)
+    out = n.step(0.0, Watch("DEAD", frozenset({"b", "c"})))
+    assert out[0] == Persist(1, OUTSIDER) and n.role is Role.CLAIMING
+    assert n.step(1.0, Deny("a", 1, 0, "a")) == [Persist(0, "a")]
+    assert (n.role, n.epoch, n.coordinator) == (Role.FOLLOWING, 0, "a")
+    out = n.step(2.0, Grant("b", 1))
+    assert out[0] == Persist(1, OUTSIDER) and n.role is Role.CLAIMING
+    assert SendClaim("a", 1) in out
+    assert n.step(3.0, Deny("a", 1, 0, "a")) == []  # "b" holds it: not withdrawn
+    assert n.step(4.0, Grant("c", 1)) == []  # 2 of 4: no majority yet
+    assert n.step(5.0, Grant("a", 1))[0] == Act(1)  # 3 of 4
+
+
+@settings(max_examples=400, deadline=None)
+@given(schedules())
+def test_an_outsider_that_withdraws_never_makes_two_drivers_nor_strands_a_granter(
+        schedule) -> None:
+    cores = {m: Takeover(m, ORIGINAL, PARTICIPANTS, acceptors=ACCEPTORS,
+                         takeover_after_s=10.0, claim_timeout_s=5.0) for m in DOMAINS}
+    outsider = cores[OUTSIDER]
+    acted: dict[int, set[str]] = {0: {ORIGINAL}}
+    received: dict[tuple[str, int], set[str]] = {}  # (claimant, epoch) -> voters heard
+    delivered: set[tuple[str, int]] = set()  # (member, epoch): its grant reached n
+    pool: list[tuple[str, str, object]] = []
+    now = 0.0
+
+    def run(member: str, actions) -> None:
+        for x in actions:
+            if isinstance(x, SendClaim):
+                pool.append((member, x.to, x))
+            elif isinstance(x, Act):
+                acted.setdefault(x.epoch, set()).add(member)
+                voters = received.get((member, x.epoch), set()) | {member}
+                assert len(voters & set(ACCEPTORS)) >= tk.majority(ACCEPTORS)
+
+    def step(member: str, event) -> None:
+        c = cores[member]
+        before = (c.role, c.epoch, c.coordinator, bool(c._grants & set(ACCEPTORS)),
+                  getattr(c, "_member_granted", False))
+        out = c.step(now, event)
+        if c.epoch < before[1]:
+            # Only the outsider, only by a withdrawal, only with no member's grant held.
+            assert member == OUTSIDER and before[0] is Role.CLAIMING
+            assert isinstance(event, Deny) and event.voter == event.holder == c.coordinator
+            assert not before[3] and not before[4]
+            assert out == [Persist(c.epoch, c.coordinator)] and c.role is Role.FOLLOWING
+        run(member, out)
+
+    def receive(frm: str, to: str, msg, deny: bool) -> None:
+        c = cores[to]
+        if isinstance(msg, SendClaim):
+            if may_grant(c.epoch, c.coordinator, msg.epoch, frm) \
+                    and not (deny and frm == OUTSIDER):
+                step(to, Adopted(msg.epoch, frm))
+                pool.append((to, frm, Grant(to, msg.epoch)))
+            else:  # may not grant; or an outsider's claim it sees no majority for
+                pool.append((to, frm, Deny(to, msg.epoch, c.epoch, c.coordinator)))
+            return
+        if isinstance(msg, Grant):
+            received.setdefault((to, msg.epoch), set()).add(frm)
+            if to == OUTSIDER:
+                delivered.add((frm, msg.epoch))
+        step(to, msg)
+
+    # n's view says "a" DEAD, "b" and "c" too: it claims epoch 1 at once.
+    step(OUTSIDER, Watch("DEAD", frozenset({"b", "c"})))
+    for kind, member, state, dead, index in schedule:
+        now += 1.0
+        c = cores[member]
+        if kind == "watch":
+            step(member, Watch(state, dead))
+        elif kind == "timer":
+            timer = c.get_timer()
+            if timer is not None:
+                now = max(now, timer)
+                step(member, Timer())
+        elif pool:
+            frm, to, msg = pool[index % len(pool)]
+            if kind != "dup":
+                pool.pop(index % len(pool))
+            if kind != "drop":
+                receive(frm, to, msg, deny=kind == "deny")
+        for epoch, who in acted.items():
+            assert len(who) == 1, f"epoch {epoch} acted by {sorted(who)}"
+        for m in ACCEPTORS:
+            mc = cores[m]
+            if mc.role is Role.FOLLOWING and mc.coordinator == OUTSIDER \
+                    and (m, mc.epoch) in delivered:
+                # Not left behind: n never goes back below it (it claims or acts in
+                # it, or follows a rival of it or a later holder, whose win reaches m).
+                assert outsider.epoch >= mc.epoch, \
+                    (m, mc.epoch, outsider.role, outsider.epoch, outsider.coordinator)
