@@ -153,6 +153,11 @@ class StartAsks:
         self.doubted_at: float | None = None
         self.since_doubt: dict[str, str] = {}
         self.cleared: set[str] = set()
+        # The domains whose view lapsed (left ALIVE, or came from unknown while a
+        # workflow here follows it: "A cut that heals"), and the workflows asked since
+        # with the coordinator asked, while its view said ALIVE after its lapse.
+        self.lapsed: set[str] = set()
+        self.since_lapse: dict[str, str] = {}
 
     # ---- what the Node tells ---------------------------------------------------------
 
@@ -170,6 +175,24 @@ class StartAsks:
         self.since_doubt.clear()
         self.cleared.clear()
 
+    def views_changed(self, before: dict[str, str | None]) -> None:
+        """The view of the domains in `before` (their states before) changed: a domain
+        not ALIVE now, or ALIVE now and unknown before while a workflow here follows it
+        and the restart rule holds none of them, is not in contact until it answers a
+        query sent while ALIVE after this (see "A cut that heals")."""
+        n = self.n
+        for domain, old in before.items():
+            if n.members.get(domain) != "ALIVE" or old is None and self._follows(domain):
+                self.lapsed.add(domain)
+                self.since_lapse = {wf: d for wf, d in self.since_lapse.items()
+                                    if d != domain}
+
+    def _follows(self, domain: str) -> bool:
+        """Does a workflow here, not held by the restart rule, follow `domain`?"""
+        n = self.n
+        return any(wf not in n.state.final and not n.restart_check.holds_back(wf)
+                   and self.coordinator(wf) == domain for wf in n.progress)
+
     def timer(self) -> float | None:
         return self.due.earliest()
 
@@ -183,6 +206,7 @@ class StartAsks:
         self.due.pop(wf, None)
         self.wait.pop(wf, None)
         self.since_doubt.pop(wf, None)
+        self.since_lapse.pop(wf, None)
         self.confirmed = {c for c in self.confirmed if c[0] != wf}
         self.over = {k: e for k, e in self.over.items() if k[0] != wf}
 
@@ -198,7 +222,8 @@ class StartAsks:
         the margin, before this moment, and has it answered since our own doubt?"""
         if self.n.members.get(domain) != "ALIVE":
             return False
-        if self.doubted_at is not None and domain not in self.cleared:
+        if self.doubted_at is not None and domain not in self.cleared \
+                or domain in self.lapsed:
             return False
         last = self.heard.get(domain)
         if last == now:
@@ -273,6 +298,8 @@ class StartAsks:
             return
         if self.doubted_at is not None:
             self.since_doubt[wf] = target  # its answer proves the way back (the header)
+        if target in self.lapsed and n.members.get(target) == "ALIVE":
+            self.since_lapse[wf] = target  # its answer tells what it decided since
         n.send(target, PlacementQuery(wf, starting=tuple(sorted(asked.items()))))
 
     def _done(self, wf: str) -> None:
@@ -286,6 +313,9 @@ class StartAsks:
         wf = msg.workflow_id
         if self.since_doubt.get(wf) == src:  # asked since our doubt: it hears us again
             self.cleared.add(src)
+        if self.since_lapse.get(wf) == src:  # asked since its view is ALIVE again
+            self.lapsed.discard(src)
+            del self.since_lapse[wf]
         asked = self.asked.get(wf)
         if not asked or wf not in n.progress or self.coordinator(wf) != src:
             return  # not asked (any more), or not of the coordinator followed now
