@@ -397,6 +397,7 @@ class Node:
             self.takeover.member_changed(now, changed)
         if before and self.fencing is not None:
             self.fencing.views_changed(now, before)
+            self.fencing.asks.views_changed(before)  # a lapse of contact (start_asks.py)
 
     # ---- what the parts share -------------------------------------------------------
 

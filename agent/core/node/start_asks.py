@@ -92,11 +92,49 @@ has spread, and probe a DEAD member no more), so any window after the last doubt
 could close with C's verdict still standing. A doubt on the usual path (a slow host
 suspected for a moment) costs one round trip per coordinator, at its next start here.
 
+A cut that heals. The margin counts from C's last message, and after a cut both ways
+heals that may be a message C sent before the cut, resent (or delayed, duplicated):
+it says nothing of what C decided meanwhile. C may have judged P DEAD and placed the
+step elsewhere, and the late message that makes the step ready (a need's result from
+a third domain, the COMMIT) may come a moment after it. So P keeps a latch per domain,
+as it does for its doubt: once its view of C lapses, that is, leaves ALIVE (SUSPECT,
+DEAD, LEFT: `views_changed`), or turns ALIVE from unknown while a workflow here
+follows C (its placement learned before the view knew C; the restart rule's own
+answer covers a workflow it holds), C is in contact no more (`lapsed`) until it has
+answered a query sent while the view said ALIVE again (`since_lapse`; a new lapse
+voids the queries in flight). That answer left C after P's query got through, so the
+way back is open, and it says where C has the steps then (its placements move a step
+placed elsewhere away from here): whatever C decided during the cut is known before
+the next start. The latch is per domain, not per step: a placement learned after the
+lapse pays the one ask too, which is simpler and costs no more than the doubt does.
+Nothing changes on the usual path: no view change, no ask (`fedorch bench commit`
+holds no start); a coordinator suspected for a moment costs one round trip, at the
+next start here of one of its workflows.
+Why a cut long enough for C's verdict makes P's view of C leave ALIVE, or tells P
+otherwise. C acts on a verdict on P only once it has heard nothing from P for the
+shortest suspicion (`dead_after_s`) and the loss grace after it (docs/membership.md).
+If the others still reach P (a cut between P and C alone, or P and part of the
+group), C's suspicion of P is gossiped to every member and reaches P through them,
+and P hears its own doubt (above). If nobody reaches P (P isolated), P's probes all
+fail, and its view of C goes SUSPECT once it probes C: its probes go round every
+member in shuffled order, one per probe period, so any 2(n-1) periods hold a probe of
+C. The window before C can act, `dead_after_s` plus the loss grace, is 6.5 s on `lan`
+(21 periods of 0.3 s: n up to 11 members), 4.5 s on `local` (9 periods: 5 members),
+60 s on `wan` (12 periods: 7 members), at an unstretched probe period (an isolated P's
+health score stretches its periods, which lowers these). With more members P may not
+probe C within the window; then what tells it is its doubt after the heal: the
+others hold P DEAD, and the next push-pull P takes part in (20 s on `lan`), or a
+probe's piggy-backed claim, brings that verdict to P, which refutes it and asks; and
+its own silence: a start more than the margin after C's last word asks anyway.
+What remains (docs/failures.md, "Not built yet"): a cut that isolates P longer than
+C's verdict and grace, among enough members that P never probes C within it, and a
+start after the heal, before the doubt reaches P, whose late message comes within
+the margin after a resend of C's.
+
 Limits. The contact is judged from what P hears and what it hears of its own doubt:
 a start between a cut one way and the doubt's arrival (a message's way after C's
-suspicion) is judged by the margin, as in a cut both ways; when a cut heals, a burst
-of C's resends may bring another message of C's before the late one that makes the
-step ready (docs/failures.md). What is held is in memory only:
+suspicion) is judged by the margin, as in a cut both ways; after a cut that heals,
+the bound above. What is held is in memory only:
 a restart holds every restored workflow until its coordinator answers anyway
 (restart_check.py), and a restarted agent's membership hears the doubt again as it
 rejoins (the others hold its last life SUSPECT or DEAD).
@@ -153,6 +191,11 @@ class StartAsks:
         self.doubted_at: float | None = None
         self.since_doubt: dict[str, str] = {}
         self.cleared: set[str] = set()
+        # The domains whose view lapsed (left ALIVE, or came from unknown while a
+        # workflow here follows it: "A cut that heals"), and the workflows asked since
+        # with the coordinator asked, while its view said ALIVE after its lapse.
+        self.lapsed: set[str] = set()
+        self.since_lapse: dict[str, str] = {}
 
     # ---- what the Node tells ---------------------------------------------------------
 
@@ -170,6 +213,24 @@ class StartAsks:
         self.since_doubt.clear()
         self.cleared.clear()
 
+    def views_changed(self, before: dict[str, str | None]) -> None:
+        """The view of the domains in `before` (their states before) changed: a domain
+        not ALIVE now, or ALIVE now and unknown before while a workflow here follows it
+        and the restart rule holds none of them, is not in contact until it answers a
+        query sent while ALIVE after this (see "A cut that heals")."""
+        n = self.n
+        for domain, old in before.items():
+            if n.members.get(domain) != "ALIVE" or old is None and self._follows(domain):
+                self.lapsed.add(domain)
+                self.since_lapse = {wf: d for wf, d in self.since_lapse.items()
+                                    if d != domain}
+
+    def _follows(self, domain: str) -> bool:
+        """Does a workflow here, not held by the restart rule, follow `domain`?"""
+        n = self.n
+        return any(wf not in n.state.final and not n.restart_check.holds_back(wf)
+                   and self.coordinator(wf) == domain for wf in n.progress)
+
     def timer(self) -> float | None:
         return self.due.earliest()
 
@@ -183,6 +244,7 @@ class StartAsks:
         self.due.pop(wf, None)
         self.wait.pop(wf, None)
         self.since_doubt.pop(wf, None)
+        self.since_lapse.pop(wf, None)
         self.confirmed = {c for c in self.confirmed if c[0] != wf}
         self.over = {k: e for k, e in self.over.items() if k[0] != wf}
 
@@ -198,7 +260,8 @@ class StartAsks:
         the margin, before this moment, and has it answered since our own doubt?"""
         if self.n.members.get(domain) != "ALIVE":
             return False
-        if self.doubted_at is not None and domain not in self.cleared:
+        if self.doubted_at is not None and domain not in self.cleared \
+                or domain in self.lapsed:
             return False
         last = self.heard.get(domain)
         if last == now:
@@ -273,6 +336,8 @@ class StartAsks:
             return
         if self.doubted_at is not None:
             self.since_doubt[wf] = target  # its answer proves the way back (the header)
+        if target in self.lapsed and n.members.get(target) == "ALIVE":
+            self.since_lapse[wf] = target  # its answer tells what it decided since
         n.send(target, PlacementQuery(wf, starting=tuple(sorted(asked.items()))))
 
     def _done(self, wf: str) -> None:
@@ -286,6 +351,9 @@ class StartAsks:
         wf = msg.workflow_id
         if self.since_doubt.get(wf) == src:  # asked since our doubt: it hears us again
             self.cleared.add(src)
+        if self.since_lapse.get(wf) == src:  # asked since its view is ALIVE again
+            self.lapsed.discard(src)
+            del self.since_lapse[wf]
         asked = self.asked.get(wf)
         if not asked or wf not in n.progress or self.coordinator(wf) != src:
             return  # not asked (any more), or not of the coordinator followed now

@@ -47,6 +47,10 @@ class Config:
     slow: float = 0.0            # share of messages delayed up to max_delay (reordering)
     max_delay: float = 3.0
     partition: tuple[float, float, frozenset[str]] | None = None
+    # The others' views of the partition's group go DEAD `dead_after_s` after it starts
+    # (a cut long enough for a verdict), not only SUSPECT; the group's views of them stay
+    # SUSPECT (no takeover from inside the group): hand-built configs only, never drawn.
+    partition_dead: bool = False
     # A cut one way, (start, end, group): what the group's agents send out of it is
     # dropped, what the others send them arrives; the others' views of them go SUSPECT
     # then DEAD, and they hear that doubt of themselves (simulation.py).

@@ -149,6 +149,8 @@ class Simulation:
         if self._views and c.partition is not None:  # views change as it starts and heals
             self._view_change_at(c.partition[0])
             self._view_change_at(min(c.partition[1], c.chaos_end))
+            if c.partition_dead:
+                self._view_change_at(self._after_dead(c.partition[0]))
         if self._views and c.one_way is not None:  # SUSPECT, DEAD, and healed
             start, end, _ = c.one_way
             self._view_change_at(start)
@@ -269,7 +271,8 @@ class Simulation:
     def member_state(self, observer: str, name: str) -> str:
         """`name` as `observer`'s membership sees it: DEAD a while after a crash (SWIM's
         suspicion timeout), SUSPECT while crashed before that, paused, or cut off from
-        `observer` by the partition; ALIVE otherwise."""
+        `observer` by the partition (a member of its group DEAD to the others from
+        `dead_after_s` into it with `Config.partition_dead`); ALIVE otherwise."""
         agent, p = self.agents[name], self.config.partition
         group = self._one_way_group()
         if not agent.alive:
@@ -278,8 +281,11 @@ class Simulation:
         elif group is not None and name in group and observer not in group:
             since = self.now - self.config.one_way[0]  # silent to `observer` since
             state = "DEAD" if since >= self.config.timing.dead_after_s else "SUSPECT"
-        elif agent.paused_until > self.now or p is not None and self.now < self.config.chaos_end \
+        elif p is not None and self.now < self.config.chaos_end \
                 and p[0] <= self.now < p[1] and (observer in p[2]) != (name in p[2]):
+            cut_for = self.now - p[0] if self.config.partition_dead and name in p[2] else 0.0
+            state = "DEAD" if cut_for >= self.config.timing.dead_after_s else "SUSPECT"
+        elif agent.paused_until > self.now:
             state = "SUSPECT"
         else:
             state = "ALIVE"
