@@ -262,6 +262,8 @@ class Simulation:
         p = self.config.partition
         if p is not None:
             calm = p[1]
+        if self.config.one_way is not None:  # a cut one way heals too (at chaos's end)
+            calm = max(calm, min(self.config.one_way[1], self.config.chaos_end))
         for a in agents:
             calm = max(calm, self.agents[a].paused_until)
         for a in agents:
