@@ -22,7 +22,7 @@ followed (a successor showing its epoch's certificate may tell one to a Node tha
 has not followed it yet). Only the workflow's parties ask where its steps are. A
 compensation is told by the coordinator as known here, or by the original one when
 the attempt already ended here or the later epoch's holder is gone in this Node's
-view (compensating.py).
+view (compensating.py), or has not shown here that it won (saga_unproven_holder.py).
 
 `epoch_of` is the fact most rules start from: the coordinator epoch held here for a
 workflow and its participants (the committed placement's and each step's placed
@@ -44,6 +44,7 @@ from fedorch.core.node.records import (
     PlacementQuery,
     ResultMsg,
 )
+from fedorch.core.node.saga_unproven_holder import original_drives_too
 from fedorch.core.workflow.lifecycle import WorkflowState
 
 _OWING = frozenset({WorkflowState.FAILED, WorkflowState.CANCELLED})
@@ -169,7 +170,9 @@ def compensate(node: Any, src: str, msg: CompensateMsg, votes: Any, proven: Any)
         # resending for ever.
         return
     if src != held[1] and not _recorded_for_the_original(d, src, msg) \
-            and not _original_of_a_gone_holder(node, src, msg, held):
+            and not _original_of_a_gone_holder(node, src, msg, held) \
+            and not (src == coordinator_of(msg.workflow_id)
+                     and original_drives_too(node, msg.workflow_id)):
         raise Refused("not_coordinator", f"{src} told a compensation of"
                                          f" {msg.workflow_id}, coordinated by {held[1]}"
                                          f" in epoch {held[0]}")

@@ -572,7 +572,10 @@ def test_a_domain_following_a_later_epochs_holder_gone_takes_the_originals_tells
     assert rows(f, "d0") == {"s0": ("COMPENSATION_FAILED", 0), "s1": ("COMPENSATED", 1)}
     assert f.nodes["d0"].compensating.of(WF)[1].value == "FAILED"
     assert f.disks["d2"].comp_runs[(WF, "s1", 1)] == ("succeeded", "", True)  # acked
-    # While d2's view says that holder lives, the original's tell is refused there.
+    # While d2's view says that holder lives and its end is proven there, the
+    # original's tell is refused there (an unproven holder's followers take it:
+    # test_saga_unproven_holder.py).
     f.step("d2", MemberState("d1", "ALIVE"))
+    f.nodes["d2"].state.end_proofs[WF] = (1, "d1", ())
     with pytest.raises(Refused):
         check(f.nodes["d2"], "d0", CompensateMsg(WF, "s0", 1))
