@@ -53,7 +53,7 @@ def coordinator_action(negotiation: Any, now: float, core: Coordinator, a: objec
                 n.send(a.domain, msg)
             finally:
                 n.out.ahead = False
-            n.stats["submission's PREPARE sent with its write"] += 1
+            n.stats["submission's PREPARE marked to go with its write"] += 1
         else:
             n.send(a.domain, msg)
     elif isinstance(a, PersistProposal):

@@ -276,7 +276,11 @@ class Node:
         self._handed_out = True
         if self._unsealed:
             self._seal_votes()
-        return self.out.ready()
+        ready = self.out.ready()
+        if self.out.moved_ahead:  # what the Outbox sent with the write, not only marked
+            self.stats["submission's PREPARE sent with its write"] += self.out.moved_ahead
+            self.out.moved_ahead = 0
+        return ready
 
     def advance(self, ready: Ready) -> None:
         self.out.advance(ready)

@@ -399,6 +399,7 @@ class Outbox:
         # nothing else waits for it for the same peer (see the header).
         self.ahead = False
         self._ahead_at: list[int] = []  # where in `send_after` those wait
+        self.moved_ahead = 0  # of those, moved to the front lane (the Node counts them)
 
     def point(self, what: str) -> None:
         """The next op opens a new group under this name."""
@@ -468,6 +469,7 @@ class Outbox:
                 kept.append(o)
             else:
                 self.send_now.append(o)
+                self.moved_ahead += 1
         self.send_after = kept
 
     def advance(self, ready: Ready) -> None:

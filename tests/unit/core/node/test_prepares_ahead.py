@@ -95,6 +95,9 @@ def test_a_prepare_goes_ahead_only_to_a_peer_with_nothing_else_after_the_write()
     assert set(_prepares(ready.send_after_write)) == {"d0", "d1"}
     node.advance(ready)
     assert node.ready().empty()
+    # Its stats say so: two marked to go with the write, one sent with it.
+    assert node.stats["submission's PREPARE marked to go with its write"] == 2
+    assert node.stats["submission's PREPARE sent with its write"] == 1
 
 
 def test_classic_2pc_keeps_its_prepares_after_the_write():
