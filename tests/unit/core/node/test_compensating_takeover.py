@@ -534,14 +534,10 @@ def test_a_report_that_reaches_a_claimant_before_the_end_is_not_acknowledged():
     assert f.compensations == [("d2", (WF, "s0", 1, COMPENSATE))]  # run once
 
 
-def test_a_domain_following_a_later_epochs_holder_gone_takes_the_originals_tells():
-    # s2 fails at d2; d0 makes its end FAILED (d2 acknowledged it) and plans its saga,
-    # its tells held on the way. A claimant, d1, then tells d2 its end in epoch 1 (from
-    # results that lack nothing here), d2 follows it, and d1 dies for good before it
-    # tells its saga. d0, never told epoch 1, drives its own saga in epoch 0. d2's view
-    # says d1 is gone: it takes d0's tell of s1's compensation (refused for ever
-    # before: d1 would never tell it) and reports to d0, so d0's saga ends (s0's
-    # compensation at d1, gone, fails naming it). Takeover soak seed 4003619.
+def saga_held_then_d2_follows_d1() -> tuple[Bounded, list]:
+    """s2 fails at d2; d0 makes its end FAILED and plans its saga, its tells held on
+    the way (returned). d1 then tells d2 the end in epoch 1 and d2 follows it; d1's
+    messages are taken off the network (its part ends there: it drives nothing)."""
     f = Bounded()
     f.step("d0", Submit(WF, spec(), placement={"s0": "d1", "s1": "d2", "s2": "d2"}))
     f.deliver()
@@ -562,6 +558,18 @@ def test_a_domain_following_a_later_epochs_holder_gone_takes_the_originals_tells
     f.step("d2", Message("d1", FinalMsg(WF, WorkflowState.FAILED, 1)))
     assert f.disks["d2"].epochs[WF] == (1, "d1")
     f.net = [m for m in f.net if "d1" not in m[:2]]
+    return f, held
+
+
+def test_a_domain_following_a_later_epochs_holder_gone_takes_the_originals_tells():
+    # s2 fails at d2; d0 makes its end FAILED (d2 acknowledged it) and plans its saga,
+    # its tells held on the way. A claimant, d1, then tells d2 its end in epoch 1 (from
+    # results that lack nothing here), d2 follows it, and d1 dies for good before it
+    # tells its saga. d0, never told epoch 1, drives its own saga in epoch 0. d2's view
+    # says d1 is gone: it takes d0's tell of s1's compensation (refused for ever
+    # before: d1 would never tell it) and reports to d0, so d0's saga ends (s0's
+    # compensation at d1, gone, fails naming it). Takeover soak seed 4003619.
+    f, held = saga_held_then_d2_follows_d1()
     f.kill("d1")
     f.net = held
     f.deliver()

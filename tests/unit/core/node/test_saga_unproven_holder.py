@@ -9,13 +9,16 @@ fails. Messages go through the authority table (`Bounded`)."""
 from __future__ import annotations
 
 import pytest
-from fedorch.core.node import MemberState, Message, StepEnded, Submit
+from fedorch.core.node import MemberState, Message
 from fedorch.core.node.authority import Refused, check
 from fedorch.core.node.compensating import COMPENSATE
-from fedorch.core.node.records import CompensatedMsg, CompensateMsg, FinalMsg
-from fedorch.core.workflow.lifecycle import WorkflowState
+from fedorch.core.node.records import CompensatedMsg, CompensateMsg
 
-from tests.unit.core.node.test_compensating_takeover import Bounded, rows, spec
+from tests.unit.core.node.test_compensating_takeover import (
+    Bounded,
+    rows,
+    saga_held_then_d2_follows_d1,
+)
 from tests.unit.core.node.test_takeover import WF
 
 
@@ -24,26 +27,7 @@ def followed_unproven_holder() -> tuple[Bounded, list]:
     the way (returned). d1, alive in every view, then told d2 the end bare in epoch 1
     (no certificate: a claimant that never won, as a late grant's end is told), and d2
     follows it; d0 was never told epoch 1."""
-    f = Bounded()
-    f.step("d0", Submit(WF, spec(), placement={"s0": "d1", "s1": "d2", "s2": "d2"}))
-    f.deliver()
-    assert f.end("d1", True)[1] == "s0"
-    assert f.end("d2", True)[1] == "s1"
-
-    def tells(src: str, dst: str, msg: object) -> bool:  # d0's saga, held on the way
-        return src == "d0" and (isinstance(msg, CompensateMsg) or
-                                isinstance(msg, FinalMsg) and bool(msg.owed))
-
-    run = f.queue["d2"].pop(0)
-    f.step("d2", StepEnded(*run, ok=False, error="boom"))
-    f.deliver(keep=tells)
-    assert f.disks["d0"].rows[WF].state is WorkflowState.FAILED
-    assert rows(f, "d0") == {"s0": ("PENDING", 0), "s1": ("RUNNING", 1)}
-    held = f.net
-    f.net = []
-    f.step("d2", Message("d1", FinalMsg(WF, WorkflowState.FAILED, 1)))
-    assert f.disks["d2"].epochs[WF] == (1, "d1")
-    f.net = [m for m in f.net if "d1" not in m[:2]]  # d1's part ends here: it drives nothing
+    f, held = saga_held_then_d2_follows_d1()
     f.silent.add("d1")
     for name in ("d0", "d2"):
         f.step(name, MemberState("d1", "ALIVE"))
