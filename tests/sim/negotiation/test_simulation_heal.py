@@ -13,41 +13,23 @@ first, and s2 never starts on d1."""
 
 from __future__ import annotations
 
-from fedorch.core.node.records import PlacedMsg, PrepareMsg, ResultMsg
+from fedorch.core.node.records import PrepareMsg
 from fedorch.core.node.start_asks import HELD
-from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
 from fedorch.sim.negotiation import simulation
-from fedorch.sim.negotiation.config import Config, Workflow
-from fedorch.sim.negotiation.disk import Timing
-from fedorch.sim.negotiation.run import SIM_STEP_LEASE_S
 from fedorch.sim.negotiation.simulation import Simulation
 
-WF = "d0.w0"
+from tests.sim.negotiation.cut_stories import WF, chain_with_d1_cut, slow_result_lost_placement
 
 
 def scenario() -> tuple[Simulation, list[object]]:
-    names = [f"d{i}" for i in range(4)]
-    chain = [spec_pb2.StepSpec(id="s1", capability="a"),
-             spec_pb2.StepSpec(id="s2", capability="a", needs=["s1"])]
-    config = Config(
-        names=names,
-        policies={n: config_pb2.Policy(accept_from=["*"]) for n in names},
-        capacities={n: {"a": 4} for n in names},
-        workflows=[Workflow(WF, "d0", 0.5, spec_pb2.WorkflowSpec(name="w0", steps=chain),
-                            {"s1": "d2", "s2": "d1"})],
-        timing=Timing(max_rounds=1, takeover_after_s=30.0, step_lease_s=SIM_STEP_LEASE_S),
-        partition=(2.0, 5.5, frozenset({"d1"})),
-        partition_dead=True,
-    )
-    sim = Simulation(1, config)
+    sim = chain_with_d1_cut(30.0, partition=(2.0, 5.5, frozenset({"d1"})),
+                            partition_dead=True)
     resent: list[object] = []
 
     def intercept(src: str, dst: str, msg: object, now: float) -> object:
-        if isinstance(msg, ResultMsg) and msg.workflow_id == WF and msg.step_id == "s1" \
-                and src == "d2" and dst in ("d0", "d1"):
-            return (8.0 if dst == "d0" else 6.0) - now  # slow: there at 8 s, at 6 s
-        if isinstance(msg, PlacedMsg) and dst == "d1":
-            return "drop"  # lost
+        shared = slow_result_lost_placement(src, dst, msg, now, result_at_d1=6.0)
+        if shared is not None:
+            return shared
         if src == "d0" and dst == "d1" and not resent and now < 2.0 \
                 and not isinstance(msg, PrepareMsg) and WF in repr(msg):
             resent.append(msg)  # arrives now, and a copy again after the cut

@@ -12,38 +12,22 @@ starts on d1."""
 
 from __future__ import annotations
 
-from fedorch.core.node.records import PlacedMsg, PrepareMsg, ResultMsg
+from fedorch.core.node.records import PrepareMsg
 from fedorch.core.node.start_asks import HELD
-from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
-from fedorch.sim.negotiation.config import Config, Workflow, draw_one_way
-from fedorch.sim.negotiation.disk import Timing
-from fedorch.sim.negotiation.run import SIM_STEP_LEASE_S, seeded_config
+from fedorch.sim.negotiation.config import draw_one_way
+from fedorch.sim.negotiation.run import seeded_config
 from fedorch.sim.negotiation.simulation import Simulation
 
-WF = "d0.w0"
+from tests.sim.negotiation.cut_stories import WF, chain_with_d1_cut, slow_result_lost_placement
 
 
 def scenario() -> Simulation:
-    names = [f"d{i}" for i in range(4)]
-    chain = [spec_pb2.StepSpec(id="s1", capability="a"),
-             spec_pb2.StepSpec(id="s2", capability="a", needs=["s1"])]
-    config = Config(
-        names=names,
-        policies={n: config_pb2.Policy(accept_from=["*"]) for n in names},
-        capacities={n: {"a": 4} for n in names},
-        workflows=[Workflow(WF, "d0", 0.5, spec_pb2.WorkflowSpec(name="w0", steps=chain),
-                            {"s1": "d2", "s2": "d1"})],
-        timing=Timing(max_rounds=1, takeover_after_s=3.0, step_lease_s=SIM_STEP_LEASE_S),
-        one_way=(2.0, 12.0, frozenset({"d1"})),
-    )
-    sim = Simulation(1, config)
+    sim = chain_with_d1_cut(3.0, one_way=(2.0, 12.0, frozenset({"d1"})))
 
     def intercept(src: str, dst: str, msg: object, now: float) -> object:
-        if isinstance(msg, ResultMsg) and msg.workflow_id == WF and msg.step_id == "s1" \
-                and src == "d2" and dst in ("d0", "d1"):
-            return (8.0 if dst == "d0" else 5.0) - now  # slow: there at 8 s, at 5 s
-        if isinstance(msg, PlacedMsg) and dst == "d1":
-            return "drop"  # lost
+        shared = slow_result_lost_placement(src, dst, msg, now, result_at_d1=5.0)
+        if shared is not None:
+            return shared
         if dst == "d1" and not isinstance(msg, PrepareMsg) and WF in repr(msg) \
                 and now < 4.8:
             return 4.8 - now  # the decision, from anyone, there at 4.8 s
