@@ -46,6 +46,20 @@ def chain() -> Federation:
     return committed([step("s1"), step("s2", needs=("s1",))], {"s1": "d2", "s2": "d1"})
 
 
+def held_asked_and_moved_to_d3(fed: Federation) -> None:
+    """s2, placed again on d3 while d1 was cut off, runs there only: d1 held its start
+    and asked d0, whose answer moved s2 to d3. Then 5 s pass (the caller checks s2
+    still ran at d3 alone)."""
+    assert runs_of(fed, "s2") == [("d3", 1)]
+    assert fed.nodes["d1"].stats[HELD] == 1
+    [(to, query)] = fed.sent_by("d1", PlacementQuery)
+    assert to == "d0" and query.starting == (("s2", 0),)
+    fed.deliver()
+    assert fed.nodes["d1"].progress[WF].steps["s2"].domain == "d3"
+    assert fed.nodes["d1"].stats[DROPPED] == 1
+    fed.tick(fed.now + 5.0)
+
+
 def test_a_cut_off_participant_that_gets_its_need_late_asks_and_never_runs_the_step(
 ) -> None:
     """d1 is cut off at 2 s; d0 sees it DEAD and, s1's result not seen there, judges s2
@@ -65,14 +79,7 @@ def test_a_cut_off_participant_that_gets_its_need_late_asks_and_never_runs_the_s
     fed.end("d2", "s1")  # reaches d0 and d3, not d1 (cut off)
     fed.silent.discard("d1")
     fed.step("d1", s1_done())  # the late copy
-    assert runs_of(fed, "s2") == [("d3", 1)]
-    assert fed.nodes["d1"].stats[HELD] == 1
-    [(to, query)] = fed.sent_by("d1", PlacementQuery)
-    assert to == "d0" and query.starting == (("s2", 0),)
-    fed.deliver()
-    assert fed.nodes["d1"].progress[WF].steps["s2"].domain == "d3"
-    assert fed.nodes["d1"].stats[DROPPED] == 1
-    fed.tick(fed.now + 5.0)
+    held_asked_and_moved_to_d3(fed)
     assert runs_of(fed, "s2") == [("d3", 1)]  # once, at its new domain only
 
 

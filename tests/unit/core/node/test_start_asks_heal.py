@@ -10,11 +10,16 @@ the margin."""
 from __future__ import annotations
 
 from fedorch.core.node import MemberState, MemberViews, Message
-from fedorch.core.node.records import AckMsg, PlacementAnswer, PlacementQuery
-from fedorch.core.node.start_asks import CONFIRMED, DROPPED, HELD
+from fedorch.core.node.records import AckMsg, PlacementAnswer
+from fedorch.core.node.start_asks import CONFIRMED, HELD
 
 from tests.unit.core.node.test_domain_loss import WF
-from tests.unit.core.node.test_start_asks import chain, runs_of, s1_done
+from tests.unit.core.node.test_start_asks import (
+    chain,
+    held_asked_and_moved_to_d3,
+    runs_of,
+    s1_done,
+)
 from tests.unit.core.node.test_start_asks_doubt import end_s1
 
 
@@ -59,14 +64,7 @@ def test_a_cut_that_heals_asks_though_a_resend_of_the_coordinator_came_just_befo
     fed = chain()
     cut_both_ways_then_healed(fed)
     resend_then_late_result(fed)
-    assert runs_of(fed, "s2") == [("d3", 1)]
-    assert fed.nodes["d1"].stats[HELD] == 1
-    [(to, query)] = fed.sent_by("d1", PlacementQuery)
-    assert to == "d0" and query.starting == (("s2", 0),)
-    fed.deliver()
-    assert fed.nodes["d1"].progress[WF].steps["s2"].domain == "d3"
-    assert fed.nodes["d1"].stats[DROPPED] == 1
-    fed.tick(fed.now + 5.0)
+    held_asked_and_moved_to_d3(fed)
     assert runs_of(fed, "s2") == [("d3", 1)]
 
 
