@@ -18,6 +18,27 @@ from tests.unit.core.node.test_domain_loss import WF, committed, dies, step
 from tests.unit.core.node.test_replacement import new_domain
 
 
+def both_crash_the_new_domain_back_first(fed, new: str) -> None:
+    """The new domain crashes mid-attempt, then the original; the new one comes back
+    first (the original stays down)."""
+    for name in (new, "d0"):
+        fed.silent.add(name)
+        fed.running[name] = set()
+    fed.silent.discard(new)
+    fed.restore(new)
+
+
+def original_back_seeing_d1_dead(fed, new: str) -> None:
+    """The original comes back, its view saying d1 DEAD (d2 and d3 alive), and the new
+    domain's view sees it alive again."""
+    fed.silent.discard("d0")
+    fed.restore("d0")
+    fed.step("d0", MemberViews((MemberState("d1", "DEAD"), MemberState("d2", "ALIVE"),
+                                MemberState("d3", "ALIVE"))))
+    fed.step(new, MemberState("d0", "ALIVE"))
+    fed.deliver()
+
+
 def test_a_new_domain_denied_by_the_original_it_claimed_past_follows_it_again() -> None:
     s1 = spec_pb2.StepSpec(id="s1", capability="a", needs=["s0"], idempotent=True,
                            retries=1)
@@ -30,11 +51,7 @@ def test_a_new_domain_denied_by_the_original_it_claimed_past_follows_it_again() 
     assert [r[1] for r in fed.running[new]] == ["s1"]  # started on the new domain
     # The new domain crashes mid-attempt, then the original; the new one comes back
     # first, its view saying the original DEAD: it claims epoch 1.
-    for name in (new, "d0"):
-        fed.silent.add(name)
-        fed.running[name] = set()
-    fed.silent.discard(new)
-    fed.restore(new)
+    both_crash_the_new_domain_back_first(fed, new)
     others = [MemberState(m, "ALIVE") for m in ("d2", "d3") if m != new]
     fed.step(new, MemberViews((MemberState("d0", "DEAD"), MemberState("d1", "DEAD"),
                                MemberState("d2", "ALIVE"), *others)))
@@ -42,12 +59,7 @@ def test_a_new_domain_denied_by_the_original_it_claimed_past_follows_it_again() 
     assert fed.disks[new].granted[WF] == (1, new)  # its own claim, which cannot win
     assert not fed.running[new]  # held: nobody it follows confirmed its placement
     # The original is back, seeing d1 DEAD: asked again, it denies the claim.
-    fed.silent.discard("d0")
-    fed.restore("d0")
-    fed.step("d0", MemberViews((MemberState("d1", "DEAD"), MemberState("d2", "ALIVE"),
-                                MemberState("d3", "ALIVE"))))
-    fed.step(new, MemberState("d0", "ALIVE"))
-    fed.deliver()
+    original_back_seeing_d1_dead(fed, new)
     fed.run_until(fed.now + 30.0)
     assert (False, 0, "d0") in [(a.granted, a.held_epoch, a.holder)
                                 for _, a in fed.sent_by("d0", ClaimAnswerMsg)]
@@ -80,11 +92,7 @@ def test_a_members_grant_that_comes_after_the_withdrawal_takes_the_claim_up_agai
     new = new_domain(fed, "s1")
     assert fed.disks["d1"].placements[WF]["s1"][1] == new
     fed.end("d0", "s0")
-    for name in (new, "d0"):
-        fed.silent.add(name)
-        fed.running[name] = set()
-    fed.silent.discard(new)
-    fed.restore(new)
+    both_crash_the_new_domain_back_first(fed, new)
     fed.step("d1", MemberState("d0", "ALIVE"))  # its view: d0 alive, it may grant
 
     def late(src: str, dst: str, msg: object) -> bool:
@@ -99,12 +107,7 @@ def test_a_members_grant_that_comes_after_the_withdrawal_takes_the_claim_up_agai
     fed.run_until(fed.now + 11.0)  # d1, first in line, claims nothing: passed over
     assert fed.disks[new].granted[WF] == (1, new)
     assert fed.disks["d1"].granted[WF] == (1, new)  # granted; its answer held back
-    fed.silent.discard("d0")
-    fed.restore("d0")
-    fed.step("d0", MemberViews((MemberState("d1", "DEAD"), MemberState("d2", "ALIVE"),
-                                MemberState("d3", "ALIVE"))))
-    fed.step(new, MemberState("d0", "ALIVE"))
-    fed.deliver()
+    original_back_seeing_d1_dead(fed, new)
     fed.run_until(fed.now + 6.0)
     assert fed.nodes[new].takeover.cores[WF].role is Role.FOLLOWING  # withdrawn
     assert fed.nodes[new].stats["takeover claim withdrawn"] >= 1
