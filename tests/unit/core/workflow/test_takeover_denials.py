@@ -11,7 +11,6 @@ follows a later epoch nobody proved.
 
 from __future__ import annotations
 
-from fedorch.core.workflow import takeover as tk
 from fedorch.core.workflow.takeover import (
     Act,
     Adopted,
@@ -29,6 +28,8 @@ from fedorch.core.workflow.takeover import (
 )
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
+
+from tests.unit.core.workflow.test_takeover_transitions import record_actions
 
 ORIGINAL = "a"
 PARTICIPANTS = ("b", "c", "d")
@@ -193,13 +194,7 @@ def test_a_lying_elector_makes_no_epoch_act_twice_and_nobody_follows_its_word(sc
         return epoch >= 1 and acted.get(epoch) == {holder}
 
     def run(member: str, actions) -> None:
-        for x in actions:
-            if isinstance(x, SendClaim):
-                pool.append((member, x.to, x))
-            elif isinstance(x, Act):
-                acted.setdefault(x.epoch, set()).add(member)
-                voters = received.get((member, x.epoch), set()) | {member}
-                assert len(voters & set(ELECTORATE)) >= tk.majority(ELECTORATE)
+        record_actions(member, actions, ELECTORATE, pool, acted, received)
 
     def step(member: str, event) -> None:
         c = cores[member]

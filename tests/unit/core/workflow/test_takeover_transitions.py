@@ -371,6 +371,20 @@ def test_at_most_one_member_acts_in_an_epoch_with_acceptors(schedule, participan
     _at_most_one_acting(schedule, cores, PAXOS_ACCEPTORS)
 
 
+def record_actions(member: str, actions, electorate, pool: list, acted: dict,
+                   received: dict) -> None:
+    """A member's actions in a schedule: a claim goes into the pool of messages on
+    their way (from, to, message); an act is recorded for its epoch, and only on a
+    majority of the electorate's grants heard by the member (its own counts)."""
+    for x in actions:
+        if isinstance(x, SendClaim):
+            pool.append((member, x.to, x))
+        elif isinstance(x, Act):
+            acted.setdefault(x.epoch, set()).add(member)
+            voters = received.get((member, x.epoch), set()) | {member}
+            assert len(voters & set(electorate)) >= tk.majority(electorate)
+
+
 def _at_most_one_acting(schedule, cores: dict[str, Takeover], electorate) -> None:
     acted: dict[int, set[str]] = {0: {ORIGINAL}}
     received: dict[tuple[str, int], set[str]] = {}  # (claimant, epoch) -> voters heard
@@ -378,13 +392,7 @@ def _at_most_one_acting(schedule, cores: dict[str, Takeover], electorate) -> Non
     now = 0.0
 
     def run(member: str, actions) -> None:
-        for x in actions:
-            if isinstance(x, SendClaim):
-                pool.append((member, x.to, x))
-            elif isinstance(x, Act):
-                acted.setdefault(x.epoch, set()).add(member)
-                voters = received.get((member, x.epoch), set()) | {member}
-                assert len(voters & set(electorate)) >= tk.majority(electorate)
+        record_actions(member, actions, electorate, pool, acted, received)
 
     def receive(frm: str, to: str, msg) -> None:
         c = cores[to]

@@ -23,7 +23,6 @@ claim it may grant, as agent/core/node/takeover_claims.py `_cannot_win` does):
 
 from __future__ import annotations
 
-from fedorch.core.workflow import takeover as tk
 from fedorch.core.workflow.takeover import (
     Act,
     Adopted,
@@ -39,6 +38,8 @@ from fedorch.core.workflow.takeover import (
 )
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from tests.unit.core.workflow.test_takeover_transitions import record_actions
 
 ORIGINAL = "a"
 ACCEPTORS = ("a", "b", "c", "x")  # the committed round's: "a" coordinates, "b" and "c" run
@@ -93,13 +94,7 @@ def test_an_outsider_that_withdraws_never_makes_two_drivers_nor_strands_a_grante
     now = 0.0
 
     def run(member: str, actions) -> None:
-        for x in actions:
-            if isinstance(x, SendClaim):
-                pool.append((member, x.to, x))
-            elif isinstance(x, Act):
-                acted.setdefault(x.epoch, set()).add(member)
-                voters = received.get((member, x.epoch), set()) | {member}
-                assert len(voters & set(ACCEPTORS)) >= tk.majority(ACCEPTORS)
+        record_actions(member, actions, ACCEPTORS, pool, acted, received)
 
     def step(member: str, event) -> None:
         c = cores[member]
