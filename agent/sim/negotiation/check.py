@@ -33,7 +33,8 @@ crash) through hooks the simulated shells call, and checks:
   or forgotten, or a majority of them answered it PAST_LIFE, core/negotiation/
   acceptor.py) stays in doubt, its reservation held, and is exempt from this, from
   the leak check and from the takeover deadline (takeover_check.py; counted: `in
-  doubt past the round's life`); under classic 2PC
+  doubt past the round's life`), and so is its workflow from the terminal check when
+  that voter is its coordinator (its row stays NEGOTIATING); under classic 2PC
   (`Timing.classic`) a voter whose coordinator died for good before any live agent
   learned the decision blocks, as 2PC does (`blocked_2pc`: counted, not a failure;
   with membership views, one that another live agent could tell is held to it);
@@ -396,6 +397,8 @@ class Checker:
                 # taken over, at the successor whose end it follows (an original back
                 # after its successor ended it and died is answered with that end).
                 continue
+            if self._exempt_past_life(sim, coord, (wf, row.round)):
+                continue  # its coordinator in doubt past the round's life: stays so
             self.fail(f"terminal: {wf} is still {row.state.name} at {coord} after healing")
         self._check_results_and_ends(sim)
         check_sagas(self, sim)  # saga_check.py

@@ -240,14 +240,23 @@ def test_takeover_seeds_once_failing_in_classic_2pc_hold_every_invariant(seed: i
 # followed its holder, which never won and told it the end late; the original's saga,
 # started again by that domain's own run of a step placed elsewhere, reaching it late,
 # was refused there for ever: saga_unproven_holder.py); 134000369, the checker's own
-# (its deadlines counted from before the cut one way healed: Simulation.calm_since).
-ONCE_FAILING_ONE_WAY = (128000131, 134000369)
+# (its deadlines counted from before the cut one way healed: Simulation.calm_since);
+# 137500119 with a short retention (`--keep-ended-s 5 --end 300`), the checker's own:
+# `d1.w2`'s coordinator, its only participant, never heard its extra acceptor accept
+# the COMMIT (the cut one way), and was down past the round's life; the acceptors
+# refuse its recovery ballots as past it, as designed, so it stays in doubt and its row
+# NEGOTIATING (docs/retention.md, "Forgetting acceptor records"), which the terminal
+# check now exempts as the others exempt such a voter. Each: (seed, keep_ended_s, end),
+# None for the soak's own.
+ONCE_FAILING_ONE_WAY: tuple[tuple[int, float | None, float | None], ...] = (
+    (128000131, None, None), (134000369, None, None), (137500119, 5.0, 300.0))
 
 
-@pytest.mark.parametrize("seed", ONCE_FAILING_ONE_WAY)
+@pytest.mark.parametrize(("seed", "keep_ended_s", "end"), ONCE_FAILING_ONE_WAY)
 def test_takeover_seeds_once_failing_with_a_cut_one_way_hold_every_invariant(
-        seed: int) -> None:
-    run(seed, takeover_after_s=3.0, one_way=True)  # raises SimulationFailure naming it
+        seed: int, keep_ended_s: float | None, end: float | None) -> None:
+    run(seed, takeover_after_s=3.0, one_way=True, keep_ended_s=keep_ended_s,
+        end=end)  # raises SimulationFailure naming it
 
 
 def test_a_claimant_that_learned_an_earlier_epochs_end_tells_it_on() -> None:
