@@ -248,9 +248,9 @@ class Node:
         elif kind is MemberState:
             self._member_views(now, (event,))
         elif kind is MemberViews:
-            if event.doubted and self.fencing is not None:  # our own doubt (start_asks.py)
-                self.fencing.asks.doubted(now)
             self._member_views(now, event.changes)
+            if event.doubted and self.fencing is not None:  # our own doubt (start_asks.py):
+                self.fencing.asks.doubted(now)  # every member, those just told included
         elif kind is Cancel:
             self.cancels.cancel(now, event)
         elif kind is CompensationEnded:

@@ -81,9 +81,10 @@ of it is membership's: the others doubt P (SUSPECT, then DEAD), and their claims
 P, which refutes them; the refutation never gets out. The membership layer tells the
 Node so (`MemberViews.doubted`: a SUSPECT or DEAD claim about us heard, refuted or
 about an incarnation we had moved past), and from then on P is in contact with no
-coordinator (`doubted`) until that coordinator has answered a query sent after the
-doubt (`cleared`): the answer proves P's messages reach C again, and says where the
-steps are. In a cut one way the query never arrives, so nothing starts; once it heals
+coordinator: `doubted` lapses every domain P knows, the one latch of "A cut that heals"
+below, so that a coordinator is in contact again only once it has answered a query
+sent after the doubt (while P's view of it said ALIVE): the answer proves P's messages
+reach C again, and says where the steps are. In a cut one way the query never arrives, so nothing starts; once it heals
 the answer comes and the rules above apply. Why no time bound: the doubt comes before
 C's verdict (SWIM tells a suspect of its suspicion at once, the buddy system, and the
 verdict waits a suspicion timeout, and the daemon's loss grace, on top), but nothing
@@ -97,7 +98,7 @@ heals that may be a message C sent before the cut, resent (or delayed, duplicate
 it says nothing of what C decided meanwhile. C may have judged P DEAD and placed the
 step elsewhere, and the late message that makes the step ready (a need's result from
 a third domain, the COMMIT) may come a moment after it. So P keeps a latch per domain,
-as it does for its doubt: once its view of C lapses, that is, leaves ALIVE (SUSPECT,
+the one its doubt sets for every domain: once its view of C lapses, that is, leaves ALIVE (SUSPECT,
 DEAD, LEFT: `views_changed`), or turns ALIVE from unknown while a workflow here
 follows C (its placement learned before the view knew C; the restart rule's own
 answer covers a workflow it holds), C is in contact no more (`lapsed`) until it has
@@ -142,6 +143,7 @@ rejoins (the others hold its last life SUSPECT or DEAD).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from fedorch.core.node.deadlines import DeadlineTable
@@ -186,13 +188,9 @@ class StartAsks:
         self.over: dict[tuple[str, str], int] = {}  # (wf, step) -> no start at or below
         self.due = DeadlineTable()  # workflow -> its next ask
         self.wait: dict[str, float] = {}  # workflow -> the wait after its next ask
-        # Our own doubt heard (see the header): since then, the workflows asked, each
-        # with the coordinator asked, and the coordinators that answered one of them.
-        self.doubted_at: float | None = None
-        self.since_doubt: dict[str, str] = {}
-        self.cleared: set[str] = set()
-        # The domains whose view lapsed (left ALIVE, or came from unknown while a
-        # workflow here follows it: "A cut that heals"), and the workflows asked since
+        # The domains whose contact lapsed (their view left ALIVE, or came from unknown
+        # while a workflow here follows it: "A cut that heals"; every one known at our
+        # own doubt: "A cut one way"), and the workflows asked since
         # with the coordinator asked, while its view said ALIVE after its lapse.
         self.lapsed: set[str] = set()
         self.since_lapse: dict[str, str] = {}
@@ -208,10 +206,8 @@ class StartAsks:
 
     def doubted(self, now: float) -> None:
         """Membership heard a doubt of this domain (MemberViews.doubted): no coordinator
-        is in contact until it answers a query sent from now on."""
-        self.doubted_at = now
-        self.since_doubt.clear()
-        self.cleared.clear()
+        is in contact until it answers a query sent from now on (see the header)."""
+        self._lapse(self.n.members)
 
     def views_changed(self, before: dict[str, str | None]) -> None:
         """The view of the domains in `before` (their states before) changed: a domain
@@ -219,11 +215,17 @@ class StartAsks:
         and the restart rule holds none of them, is not in contact until it answers a
         query sent while ALIVE after this (see "A cut that heals")."""
         n = self.n
-        for domain, old in before.items():
-            if n.members.get(domain) != "ALIVE" or old is None and self._follows(domain):
-                self.lapsed.add(domain)
-                self.since_lapse = {wf: d for wf, d in self.since_lapse.items()
-                                    if d != domain}
+        self._lapse(domain for domain, old in before.items()
+                    if n.members.get(domain) != "ALIVE" or old is None and self._follows(domain))
+
+    def _lapse(self, domains: Iterable[str]) -> None:
+        """`domains` are in contact no more until each answers a query sent from now on
+        while its view says ALIVE (a query already on its way proves nothing)."""
+        domains = set(domains)
+        if domains:
+            self.lapsed |= domains
+            self.since_lapse = {wf: d for wf, d in self.since_lapse.items()
+                                if d not in domains}
 
     def _follows(self, domain: str) -> bool:
         """Does a workflow here, not held by the restart rule, follow `domain`?"""
@@ -243,7 +245,6 @@ class StartAsks:
         self.asked.pop(wf, None)
         self.due.pop(wf, None)
         self.wait.pop(wf, None)
-        self.since_doubt.pop(wf, None)
         self.since_lapse.pop(wf, None)
         self.confirmed = {c for c in self.confirmed if c[0] != wf}
         self.over = {k: e for k, e in self.over.items() if k[0] != wf}
@@ -257,11 +258,8 @@ class StartAsks:
 
     def in_contact(self, now: float, domain: str) -> bool:
         """Does the view say `domain` is ALIVE, was a message of its stepped here within
-        the margin, before this moment, and has it answered since our own doubt?"""
-        if self.n.members.get(domain) != "ALIVE":
-            return False
-        if self.doubted_at is not None and domain not in self.cleared \
-                or domain in self.lapsed:
+        the margin, before this moment, and has it answered since its contact lapsed?"""
+        if self.n.members.get(domain) != "ALIVE" or domain in self.lapsed:
             return False
         last = self.heard.get(domain)
         if last == now:
@@ -334,8 +332,6 @@ class StartAsks:
             self._done(wf)
             n.running.start_ready(now, wf)
             return
-        if self.doubted_at is not None:
-            self.since_doubt[wf] = target  # its answer proves the way back (the header)
         if target in self.lapsed and n.members.get(target) == "ALIVE":
             self.since_lapse[wf] = target  # its answer tells what it decided since
         n.send(target, PlacementQuery(wf, starting=tuple(sorted(asked.items()))))
@@ -349,8 +345,6 @@ class StartAsks:
         """The coordinator asked answered (before the restart rule looks at it)."""
         n = self.n
         wf = msg.workflow_id
-        if self.since_doubt.get(wf) == src:  # asked since our doubt: it hears us again
-            self.cleared.add(src)
         if self.since_lapse.get(wf) == src:  # asked since its view is ALIVE again
             self.lapsed.discard(src)
             del self.since_lapse[wf]
