@@ -177,9 +177,8 @@ class Membership:
 
     def take_doubt(self) -> bool:
         """Was a doubt of this domain heard since the last call (see the header)?"""
-        heard = self.swim.doubts_heard
-        news = heard != self._doubts_told
-        self._doubts_told = heard
+        news = self._doubt_untold()
+        self._doubts_told = self.swim.doubts_heard
         return news
 
     def _doubt_untold(self) -> bool:

@@ -45,9 +45,7 @@ from fedorch.core.node.records import (
     ResultMsg,
 )
 from fedorch.core.node.saga_unproven_holder import original_drives_too
-from fedorch.core.workflow.lifecycle import WorkflowState
-
-_OWING = frozenset({WorkflowState.FAILED, WorkflowState.CANCELLED})
+from fedorch.core.workflow.lifecycle import OWING
 
 
 def result(node: Any, src: str, msg: ResultMsg, votes: Any, proven: Any) -> None:
@@ -300,7 +298,7 @@ def saga_run_elsewhere(node: Any, src: str, msg: ResultMsg) -> bool:
     d = node.state
     wf = msg.workflow_id
     if getattr(msg.state, "value", msg.state) != "SUCCEEDED" \
-            or d.final.get(wf) not in _OWING or msg.step_id in d.placements.get(wf, {}) \
+            or d.final.get(wf) not in OWING or msg.step_id in d.placements.get(wf, {}) \
             or node.compensating.driver(wf) != node.name:
         return False
     _, participants = epoch_of(d, wf)

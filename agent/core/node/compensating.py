@@ -126,11 +126,10 @@ from fedorch.core.workflow.compensation import (
     plan,
     summary,
 )
-from fedorch.core.workflow.lifecycle import WorkflowState
+from fedorch.core.workflow.lifecycle import OWING, WorkflowState
 
 COMPENSATE = "compensate"  # the fourth field of a compensation's start entry
 INTERRUPTED = "interrupted by a restart"
-OWING = frozenset({WorkflowState.FAILED, WorkflowState.CANCELLED})
 
 
 class Compensating:

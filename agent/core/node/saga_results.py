@@ -62,9 +62,7 @@ from typing import Any
 
 from fedorch.core.node.authority_steps import ran_before
 from fedorch.core.node.records import CompRow, ResultMsg
-from fedorch.core.workflow.lifecycle import WorkflowState
-
-OWING = frozenset({WorkflowState.FAILED, WorkflowState.CANCELLED})
+from fedorch.core.workflow.lifecycle import OWING, WorkflowState
 
 
 class SagaResults:

@@ -84,10 +84,8 @@ from fedorch.core.workflow.compensation import (
     CompState,
     CompStep,
 )
-from fedorch.core.workflow.lifecycle import WorkflowState
+from fedorch.core.workflow.lifecycle import OWING, WorkflowState
 from fedorch.core.workflow.progress import StepState
-
-OWING = frozenset({WorkflowState.FAILED, WorkflowState.CANCELLED})
 
 
 class SagaRuns:

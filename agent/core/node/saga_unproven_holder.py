@@ -57,9 +57,7 @@ from __future__ import annotations
 from typing import Any
 
 from fedorch.core.identity.authority import coordinator_of
-from fedorch.core.workflow.lifecycle import WorkflowState
-
-OWING = frozenset({WorkflowState.FAILED, WorkflowState.CANCELLED})
+from fedorch.core.workflow.lifecycle import OWING
 
 
 def original_drives_too(node: Any, wf: str) -> bool:

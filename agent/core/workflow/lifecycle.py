@@ -69,6 +69,8 @@ class WorkflowState(enum.IntEnum):
 TERMINAL = frozenset({WorkflowState.SUCCEEDED, WorkflowState.FAILED,
                       WorkflowState.ABORTED, WorkflowState.CANCELLED})
 TERMINAL_NAMES = frozenset(s.name for s in TERMINAL)
+# The ends whose SUCCEEDED steps a saga compensates (the saga parts and their checks).
+OWING = frozenset({WorkflowState.FAILED, WorkflowState.CANCELLED})
 
 
 # ---- inputs --------------------------------------------------------------------------

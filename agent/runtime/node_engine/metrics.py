@@ -99,31 +99,24 @@ class NodeEngineCollector(Collector):
                                     "Step attempts the node engine started")
         steps.add_metric([], e.executors.started)
         yield steps
-        fenced = CounterMetricFamily(
+        stats = e.node.stats
+        yield _outcomes(
             "fedorch_node_steps_self_fenced",
             "Step attempts this domain's Node stopped, or never started, cut off from their"
-            " workflow past the step lease (self-fencing)", labels=["outcome"])
-        fenced.add_metric(["stopped"], e.node.stats["step self-fenced"])
-        fenced.add_metric(["not_started"], e.node.stats["step not started: fenced"])
-        yield fenced
-        asked = CounterMetricFamily(
+            " workflow past the step lease (self-fencing)", stats,
+            (("stopped", "step self-fenced"), ("not_started", "step not started: fenced")))
+        yield _outcomes(
             "fedorch_node_step_starts_asked",
             "Step attempts held here, out of touch with their coordinator, until it said"
             " where the step is (core/node/start_asks.py): held and asked, then started"
-            " (confirmed) or never run here (dropped)", labels=["outcome"])
-        for outcome, name in (("held", HELD), ("confirmed", CONFIRMED),
-                              ("dropped", DROPPED)):
-            asked.add_metric([outcome], e.node.stats[name])
-        yield asked
-        claims = CounterMetricFamily(
+            " (confirmed) or never run here (dropped)", stats,
+            (("held", HELD), ("confirmed", CONFIRMED), ("dropped", DROPPED)))
+        yield _outcomes(
             "fedorch_node_takeover_claims",
             "This domain's coordinator takeover claims: won (it acts in the epoch),"
             " withdrawn (an outsider denied by the coordinator it claimed past), taken up"
-            " again (a member's grant came after the withdrawal)", labels=["outcome"])
-        for outcome, name in (("won", "takeover"), ("withdrawn", WITHDRAWN),
-                              ("taken_up_again", TAKEN_UP_AGAIN)):
-            claims.add_metric([outcome], e.node.stats[name])
-        yield claims
+            " again (a member's grant came after the withdrawal)", stats,
+            (("won", "takeover"), ("withdrawn", WITHDRAWN), ("taken_up_again", TAKEN_UP_AGAIN)))
         audit = CounterMetricFamily(
             "fedorch_node_audit_records",
             "The node engine's audited acts: appended to agent.db, or lost with a write"
@@ -237,3 +230,12 @@ def _write_fault_metrics(fault: Any) -> Iterator[CounterMetricFamily | GaugeMetr
     kept.add_metric(["rows"], fault.pending_ops)
     kept.add_metric(["held_effects"], len(fault.held))
     yield kept
+
+
+def _outcomes(name: str, doc: str, stats: Any, outcomes: tuple[tuple[str, str], ...]
+              ) -> CounterMetricFamily:
+    """A counter by `outcome`, each one a Node stat (its label, the stat's name)."""
+    family = CounterMetricFamily(name, doc, labels=["outcome"])
+    for outcome, stat in outcomes:
+        family.add_metric([outcome], stats[stat])
+    return family
