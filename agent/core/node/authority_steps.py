@@ -168,9 +168,7 @@ def compensate(node: Any, src: str, msg: CompensateMsg, votes: Any, proven: Any)
         # resending for ever.
         return
     if src != held[1] and not _recorded_for_the_original(d, src, msg) \
-            and not _original_of_a_gone_holder(node, src, msg, held) \
-            and not (src == coordinator_of(msg.workflow_id)
-                     and original_drives_too(node, msg.workflow_id)):
+            and not _original_drives(node, src, msg, held):
         raise Refused("not_coordinator", f"{src} told a compensation of"
                                          f" {msg.workflow_id}, coordinated by {held[1]}"
                                          f" in epoch {held[0]}")
@@ -186,14 +184,15 @@ def _recorded_for_the_original(d: Any, src: str, msg: CompensateMsg) -> bool:
         and src == msg.workflow_id.rpartition(".")[0]
 
 
-def _original_of_a_gone_holder(node: Any, src: str, msg: CompensateMsg,
-                               held: tuple[int, str]) -> bool:
+def _original_drives(node: Any, src: str, msg: CompensateMsg, held: tuple[int, str]) -> bool:
     """A tell from the workflow's original coordinator while the holder of the later
     epoch followed here is gone in this Node's view (DEAD or LEFT): that holder will
     never tell it, and the original, which no later end reached, drives the saga in
-    epoch 0; the tell is taken and reported to it (compensating.py, `reports_to`)."""
-    return held[0] >= 1 and src == msg.workflow_id.rpartition(".")[0] \
-        and node.member_loss.gone(held[1])
+    epoch 0; or while that holder has not shown here that it won
+    (saga_unproven_holder.py): both drive. The tell is taken and reported to it
+    (compensating.py, `reports_to`)."""
+    return held[0] >= 1 and src == coordinator_of(msg.workflow_id) \
+        and (node.member_loss.gone(held[1]) or original_drives_too(node, msg.workflow_id))
 
 
 def compensated(node: Any, src: str, msg: CompensatedMsg, votes: Any, proven: Any) -> None:
