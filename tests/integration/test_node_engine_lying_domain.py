@@ -415,13 +415,22 @@ async def test_a_coordinator_placing_on_a_record_partner_no_longer_matches_hears
     record = peer_pb2.DomainRecord(domain="partner", labels={"cloud": "aws"}, capabilities=[
         peer_pb2.CapabilityInfo(name=c.name, capacity=c.capacity, available=c.capacity)
         for c in before.capabilities])
-    stale = ClaimBody(ClaimKind.ALIVE, "partner", before.incarnation + 1, "partner",
-                      fed.address("partner"), record_version=before.version + 1,
-                      record=record.SerializeToString())
     fed.signal("partner", signal.SIGSTOP)
     try:
-        await fed.peer_call("eu-west", "Swim", _claim_of(fed, "partner", "eu-west", stale))
-        assert (await _member(fed, "eu-west", "partner")).labels["cloud"] == "aws"
+        async def stale_record_held() -> bool:
+            # One incarnation above what eu-west holds now: a claim partner made just
+            # before it was frozen (a refutation under load) may still reach eu-west
+            # with that same incarnation first, so the stale one is sent until it holds.
+            now = await _member(fed, "eu-west", "partner")
+            if now.labels["cloud"] == "aws":
+                return True
+            stale = ClaimBody(ClaimKind.ALIVE, "partner", now.incarnation + 1, "partner",
+                              fed.address("partner"), record_version=now.version + 1,
+                              record=record.SerializeToString())
+            await fed.peer_call("eu-west", "Swim", _claim_of(fed, "partner", "eu-west", stale))
+            return False
+
+        await wait_for(stale_record_held, 10, "eu-west to hold the stale record of partner")
 
         async def placed() -> str | None:
             try:
