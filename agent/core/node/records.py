@@ -230,6 +230,10 @@ class ClaimMsg:
     # With `proof`: its COMMIT's certificate (the signed YES of every participant, as
     # the claimant learned it, votes.py), without which the proof shows no COMMIT.
     commit: tuple[VoteIn, ...] = ()
+    # A claimant outside the electorate, claiming: the signed grants of `epoch` it
+    # holds so far, which a member counts as given where it asks whether the claim
+    # could win (takeover_claims.py `_cannot_win`). () : none, or not asked.
+    grants: Certificate = ()
 
 
 @dataclass(frozen=True)

@@ -121,6 +121,8 @@ CLAIM_AGAIN_S = 1.0
 # that came after (takeover_claiming.py, Withdrawn; fedorch_node_takeover_claims).
 WITHDRAWN = "takeover claim withdrawn"
 TAKEN_UP_AGAIN = "takeover withdrawn claim taken up again on a member's grant"
+# A claim outside the committed round not denied for the grants it shows (`_cannot_win`).
+GRANTED_ON_SHOWN = "takeover claim not denied: the grants it shows make a majority"
 
 
 class Claims:
@@ -171,7 +173,8 @@ class Claims:
             if core.role is Role.ACTING and x.epoch == core.epoch >= 1 else ()
         proof, stated, commit = self._round_proof(wf, core, x.to)
         self.n.send(x.to, ClaimMsg(wf, x.epoch, proof, won=won, stated=stated,
-                                   commit=commit))
+                                   commit=commit,
+                                   grants=self.tk.proof.held_grants(wf, core, x.epoch)))
 
     def _round_proof(self, wf: str, core: Takeover, to: str
                      ) -> tuple[Round | None, StatedRound | None, tuple[VoteIn, ...]]:
@@ -251,7 +254,7 @@ class Claims:
                 and tk.follow_proven(now, wf, src, msg.epoch, msg.won):
             epoch, holder = held_of(d, wf, original)  # it won the epoch held: follow it
         if may_grant(epoch, holder, msg.epoch, src) and (epoch, holder) != (msg.epoch, src) \
-                and self._cannot_win(wf, src):
+                and self._cannot_win(wf, src, msg):
             # A claimant outside the committed round whose claim no majority could grant
             # (the header): denied with what we hold, so we drive or follow on.
             n.stats["takeover claim denied: no majority could grant it"] += 1
@@ -298,12 +301,14 @@ class Claims:
                                    final=d.final.get(wf), grant=grant,
                                    **n.placed_here.carried(wf)))
 
-    def _cannot_win(self, wf: str, src: str) -> bool:
+    def _cannot_win(self, wf: str, src: str, msg: ClaimMsg) -> bool:
         """Is `src` a claimant outside the committed round (a re-placement's new domain)
-        whose claim the electors that could grant it, not gone in our view, are too few
-        to win? An acceptor holding no step grants only on a proof of the committed round,
-        which such a claimant never holds (`_round_proof`): only the round's participants
-        and the original coordinator could."""
+        whose claim the electors that could grant it, not gone in our view, and those
+        whose signed grants of it the claim shows, are too few to win? An acceptor
+        holding no step grants only on a proof of the committed round, which such a
+        claimant never holds (`_round_proof`): only the round's participants and the
+        original coordinator could. A grant shown is given, whether its granter is
+        gone or not (one that granted and died for good: see the header)."""
         n = self.n
         info = n.running.info(wf)
         if info.lost or src == info.coordinator or src in info.placement.values():
@@ -313,7 +318,11 @@ class Claims:
             return False
         granting = (epoch_of(n.state, wf)[1] or set()) | {info.coordinator}
         live = {m for m in granting & set(electorate) if not n.member_loss.gone(m)}
-        return len(live) < majority(electorate)
+        shown = self.tk.proof.shown_grants(wf, msg.epoch, src, msg.grants,
+                                           frozenset(electorate)) if msg.grants else set()
+        if len(live) < majority(electorate) <= len(live | shown):
+            n.stats[GRANTED_ON_SHOWN] += 1
+        return len(live | shown) < majority(electorate)
 
     # ---- an answer to our claim ---------------------------------------------------------------
 

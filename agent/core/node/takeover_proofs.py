@@ -17,7 +17,9 @@ statements and the certificate rules are takeover_grants.py). Held here:
   electorate (`grant_received`; else the answer is dropped and counted), so the core
   acts exactly when we hold a majority's signed grants; on the Act they and our own are
   our certificate (`certificate_won`), written in `certificates` and shown again after
-  a restart (`own_certificate`);
+  a restart (`own_certificate`); a claimant outside the electorate shows those it
+  holds with its claim (`held_grants`), checked by the member asked (`shown_grants`:
+  takeover_claims.py, `_cannot_win`);
 - the certificates others showed us (`proofs`, memory only: the winner shows it again),
   verified and kept, the latest epoch per workflow, for our denials (`saw_proof`,
   `proof_of`); at most `PROOFS_KEPT` workflows, the oldest dropped first; one holding
@@ -241,6 +243,29 @@ class Proofs:
             return False
         self.collected.add(wf, epoch, grant)
         return True
+
+    def shown_grants(self, wf: str, epoch: int, holder: str, grants: Certificate,
+                     electorate: frozenset[str]) -> frozenset[str]:
+        """The members whose signed grants of `epoch` to `holder`, in `electorate`, a
+        claim shows (`ClaimMsg.grants`) and that verify here."""
+        voters: set[str] = set()
+        for grant in grants:
+            facts = parse(grant.statement) if isinstance(grant, SignedGrant) else None
+            if facts is not None and grant.granter == facts.granter in electorate \
+                    and (facts.workflow_id, facts.epoch, facts.holder) == (wf, epoch, holder) \
+                    and frozenset(facts.electorate) == electorate \
+                    and self.evidence.grant_holds(grant):
+                voters.add(grant.granter)
+        return frozenset(voters)
+
+    def held_grants(self, wf: str, core: Takeover, epoch: int) -> Certificate:
+        """The members' grants of our claim of `epoch` collected so far, shown by the
+        claim of a claimant outside the electorate (`ClaimMsg.grants`); () if none."""
+        if core.role is not Role.CLAIMING or epoch != core.epoch \
+                or self.n.name in core.electorate:
+            return ()
+        grants = self.collected.of(wf, epoch)
+        return tuple(grants[v] for v in sorted(grants))
 
     def certificate_won(self, wf: str, core: Takeover, epoch: int) -> Certificate:
         """Our certificate of `epoch`: the grants collected for it and our own."""

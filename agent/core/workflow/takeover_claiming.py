@@ -43,10 +43,21 @@ claims past us: before, the grant was dropped here (no Grant in FOLLOWING) and t
 member was held for ever. Such a grant takes the claim up again
 (`withdrawn_grant`): the epoch withdrawn is claimed again, that grant counted when it
 is of that very epoch (a member that granted an earlier one grants this one when
-asked), and, a member holding it, it is withdrawn no more. It may then win, on the
-coordinator's grant once its view sees the member alive again. Why not release the
-member instead (tell it to follow the coordinator in its older epoch): its grant is
-a promise, durable, never to grant that epoch to another, and we may not cancel it
+asked), and, a member holding it, it is withdrawn no more. It wins on the
+coordinator's grant: the claim shows it the members' signed grants it holds, which
+it counts as given, alive in its view or not (agent/core/node/takeover_claims.py,
+`_cannot_win`). Before, it counted the live electors only, so a member that granted
+after the withdrawal and then died for good left the claim denied for want of its
+vote until it was back, and the workflow waited on a dead domain: the claimant,
+withdrawn no more, kept its results, where before the rule above it followed the
+coordinator, which finished. At most one driver per epoch still holds: that rule
+adds denials only, of claims `may_grant` allows, so a coordinator that grants where
+it denied before grants an epoch it may grant, to one claimant, as any member does;
+and the claim then holds a majority of that epoch's grants, which no other claimant
+of it can (two majorities share a member). Why not release the member instead (tell
+it to follow the coordinator in its older epoch; one dead for good would never hear
+it, and needs none: it drives nothing, and its grant counts): its grant is a promise,
+durable, never to grant that epoch to another, and we may not cancel it
 for it, as we cannot make our renouncing it durable (our tables hold the epoch we
 follow, and a restart would claim that same epoch again, counting the old grant,
 which a released member may have given to a rival since: two winners). Claiming it
@@ -57,9 +68,10 @@ withdrawal is driving on a majority (the coordinator we claimed past is overtake
 by any winner: its rounds need fresh grants of its own epoch). Not built yet: a
 member's grant lost on the way is never taken up (the member asks us where the
 workflow stands, takeover_late_grants.py, and we, not driving, answer nothing), nor
-is one we withdrew from before a restart (what we withdrew is in memory only); and
-a member that granted and then died for good leaves the claim taken up asking the
-coordinator, which denies it for want of that member, until it is back.
+is one we withdrew from before a restart (what we withdrew is in memory only, as are
+the grants a claim holds: restarted, we claim again, and show none until a member
+grants again); and the next claim after a withdrawal may be of a lower epoch than
+the one withdrawn (we claim the epoch followed + 1, and had moved on past a split).
 
 Pure: no I/O, time comes in as `now`.
 """

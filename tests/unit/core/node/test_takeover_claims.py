@@ -5,13 +5,15 @@ its claimed epoch, so a member that granted it that epoch without knowing the en
 takes the end and releases what it holds; the claimant drives the saga, the original
 follows it, each compensation attempt runs once (takeover soak seed 1601312). And a
 claim no majority could grant, from a re-placement's new domain: denied by the
-original coordinator, which drives on (takeover soak seed 108549)."""
+original coordinator, which drives on (takeover soak seed 108549), unless the grants
+it shows, signed, make a majority with those not gone."""
 
 from __future__ import annotations
 
 from fedorch.core.node import MemberState, Message, StepEnded, Submit
 from fedorch.core.node.compensating import COMPENSATE
 from fedorch.core.node.records import AckMsg, ClaimAnswerMsg, ClaimMsg, FinalMsg
+from fedorch.core.node.takeover_grants import SignedGrant, sign_grant
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.core.workflow.takeover import Role
 from fedorch.gen.fedorch.v1 import spec_pb2
@@ -20,6 +22,7 @@ from tests.unit.core.node.test_compensating_takeover import WF, Held
 from tests.unit.core.node.test_domain_loss import WF as LOSS_WF
 from tests.unit.core.node.test_domain_loss import committed, dies, s1_s2_ended_and_d0_silent, step
 from tests.unit.core.node.test_replacement import new_domain
+from tests.unit.core.node.test_takeover import fake_signer
 
 # s0 (d1, with a compensate block) -> s1 (d2, fails) -> s2 (d3); d0 coordinates. The
 # electorate is the four of them (a majority is three).
@@ -199,6 +202,38 @@ def test_a_new_domain_whose_claim_no_live_majority_could_grant_is_denied() -> No
     fed.run_until(fed.now + 20.0)
     assert fed.disks["d0"].rows[wf].state is WorkflowState.SUCCEEDED
     assert fed.disks[new].final[wf] is WorkflowState.SUCCEEDED
+
+
+def test_a_new_domains_claim_showing_a_members_signed_grant_is_granted() -> None:
+    """As above (d1 dead for good, s1 placed again on d3 outside the round), but the
+    claim shows d1's signed grant of that epoch to d3 (d1 granted it before it died):
+    d0 counts it as given, d1 dead or not, and its own grant makes a majority (d0 and
+    d1 of d0, d1, d2), so it grants. A grant shown that is no such grant (of another
+    epoch, to another claimant, in another electorate, not signed by its granter)
+    counts for nothing: denied as before."""
+    wf = LOSS_WF
+    fed = committed([step("s0"), step("s1", idempotent=True)], {"s0": "d0", "s1": "d1"})
+    electorate = ("d0", "d1", "d2")
+    assert fed.disks["d0"].rows[wf].acceptors == electorate
+    dies(fed, "d1")
+    new = new_domain(fed, "s1")
+    d1 = fed.nodes["d1"].takeover.proof.sign  # d1's key, its grants made before it died
+
+    def claim(*grants: SignedGrant) -> tuple[bool, int, str]:
+        before = len(fed.sent_by("d0", ClaimAnswerMsg))
+        fed.step("d0", Message(new, ClaimMsg(wf, 1, grants=grants)))
+        answers = [a for _, a in fed.sent_by("d0", ClaimAnswerMsg)][before:]
+        assert len(answers) == 1
+        return answers[0].granted, answers[0].held_epoch, answers[0].holder
+
+    denied = (False, 0, "d0")
+    assert claim() == denied
+    assert claim(sign_grant(d1, "d1", wf, 2, new, electorate)) == denied  # epoch
+    assert claim(sign_grant(d1, "d1", wf, 1, "d2", electorate)) == denied  # claimant
+    assert claim(sign_grant(d1, "d1", wf, 1, new, (*electorate, new))) == denied
+    assert claim(sign_grant(fake_signer(new), "d1", wf, 1, new, electorate)) == denied
+    assert claim(sign_grant(d1, "d1", wf, 1, new, electorate)) == (True, 1, new)
+    assert fed.disks["d0"].epochs[wf] == (1, new)  # it follows the claim it granted
 
 
 def _claim_against_a_told_end(ack_late: bool) -> None:

@@ -73,17 +73,11 @@ def test_a_new_domain_denied_by_the_original_it_claimed_past_follows_it_again() 
     assert fed.disks[new].final[WF] is WorkflowState.SUCCEEDED
 
 
-def test_a_members_grant_that_comes_after_the_withdrawal_takes_the_claim_up_again() -> None:
-    """As above, but d1 is back before the claim, its view saying the original alive:
-    it grants epoch 1, and its answer comes late, after the original (its view still
-    saying d1 DEAD) denied the claim and the new domain withdrew it. d1 follows the new
-    domain in epoch 1 and refuses the original's epoch-0 word: before, the late grant
-    was dropped, nothing moved d1 again, and the workflow never ended there. Now the
-    claim is taken up again with that grant; the original grants it once its view sees
-    d1 alive, and the workflow ends everywhere under epoch 1."""
-    s1 = spec_pb2.StepSpec(id="s1", capability="a", needs=["s0"], idempotent=True,
-                           retries=1)
-    fed = committed([step("s0"), s1], {"s0": "d0", "s1": "d1"})
+def late_grant_after_the_withdrawal(fed) -> str:
+    """d1 is back before the claim, its view saying the original alive (every other
+    view saying it DEAD): it grants epoch 1, and its answer comes late, after the
+    original denied the claim and the new domain withdrew it. Its grant is delivered
+    at the end. The new domain's name."""
     # Every other view says d1 DEAD (a false verdict: d1 is up, and hears the new
     # placement of its step, so it knows the new domain and may grant it).
     for name in ("d0", "d2", "d3"):
@@ -115,15 +109,56 @@ def test_a_members_grant_that_comes_after_the_withdrawal_takes_the_claim_up_agai
     fed.deliver = deliver
     fed.deliver()
     assert fed.disks["d1"].epochs[WF] == (1, new)  # it follows the claim
-    # d0's view sees d1 alive again: the claim, asked again, wins.
-    fed.step("d0", MemberState("d1", "ALIVE"))
+    return new
+
+
+def run_s1_to_its_end(fed, new: str) -> None:
     for _ in range(3):  # s1 ends wherever and whenever it runs
         fed.run_until(fed.now + 30.0)
         for name in (new, "d1"):
             for run in sorted(fed.running[name]):
                 fed.end(name, run[1])
+
+
+def test_a_members_grant_that_comes_after_the_withdrawal_takes_the_claim_up_again() -> None:
+    """As above, but d1 is back before the claim, its view saying the original alive:
+    it grants epoch 1, and its answer comes late, after the original (its view still
+    saying d1 DEAD) denied the claim and the new domain withdrew it. d1 follows the new
+    domain in epoch 1 and refuses the original's epoch-0 word: before, the late grant
+    was dropped, nothing moved d1 again, and the workflow never ended there. Now the
+    claim is taken up again with that grant, which it shows the original (signed): the
+    original grants it, and the workflow ends everywhere under epoch 1."""
+    s1 = spec_pb2.StepSpec(id="s1", capability="a", needs=["s0"], idempotent=True,
+                           retries=1)
+    fed = committed([step("s0"), s1], {"s0": "d0", "s1": "d1"})
+    new = late_grant_after_the_withdrawal(fed)
+    fed.step("d0", MemberState("d1", "ALIVE"))  # d0's view sees d1 alive again
+    run_s1_to_its_end(fed, new)
     for name in ("d0", "d1", new):
         assert fed.disks[name].final.get(WF) is WorkflowState.SUCCEEDED, name
     assert fed.disks[new].epochs[WF] == (1, new)  # it won epoch 1 and drove
     assert fed.nodes[new].stats[
         "takeover withdrawn claim taken up again on a member's grant"] == 1
+
+
+def test_a_member_that_granted_after_the_withdrawal_and_died_for_good_holds_nothing_up(
+        ) -> None:
+    """As above, but d1, its late grant delivered, dies for good (every view says so).
+    The claim taken up again is withdrawn no more, and the original, asked, counted
+    only the electors alive in its view: it denied it for want of d1's vote, for ever,
+    and the workflow stayed RUNNING (the new domain's results went to its own claim).
+    Now the claim shows the original d1's signed grant, which counts as given: the
+    original grants it, the new domain wins epoch 1 (d1 and d0 of d0, d1, d2) and
+    drives, and the workflow ends."""
+    s1 = spec_pb2.StepSpec(id="s1", capability="a", needs=["s0"], idempotent=True,
+                           retries=1)
+    fed = committed([step("s0"), s1], {"s0": "d0", "s1": "d1"})
+    new = late_grant_after_the_withdrawal(fed)
+    dies(fed, "d1")
+    run_s1_to_its_end(fed, new)
+    for name in ("d0", new):
+        assert fed.disks[name].final.get(WF) is WorkflowState.SUCCEEDED, name
+    assert fed.disks[new].epochs[WF] == (1, new)  # it won epoch 1 and drove
+    assert fed.disks["d0"].epochs[WF] == (1, new)  # the original granted it
+    assert fed.nodes["d0"].stats[
+        "takeover claim not denied: the grants it shows make a majority"] >= 1
