@@ -341,8 +341,7 @@ class Coordinator:
         self._next_round(now, current)
 
     def _on_paxos_deciding(self, now: float, msg: object) -> None:
-        tx = self.tx()
-        if tx is None or getattr(msg, "key", None) != tx.key:
+        if getattr(msg, "key", None) != (self.workflow_id, self.round):
             return
         if self._proposer is not None:
             self._proposer.receive(now, msg)

@@ -32,7 +32,9 @@ from fedorch.core.negotiation.termination import answer_query
 def asking(n: Any, key: Key) -> Coordinator | None:
     """Our coordinator's core if it asks about round `key`, else None."""
     cores = n.coordinators
-    core = None if key[0] in cores.ended else cores.get(key[0])
+    if key[0] not in cores or key[0] in cores.ended:  # `in` looks up nothing
+        return None
+    core = cores.get(key[0])
     return core if core is not None and core.asking(key[1]) else None
 
 

@@ -13,11 +13,19 @@ query_interval_s.
 
 from __future__ import annotations
 
+import pytest
+from fedorch.core.identity.authority import Refused
 from fedorch.core.negotiation.acceptor import RoundPastLife
 from fedorch.core.negotiation.coordinator import Phase
 from fedorch.core.negotiation.errors import RemoteProtocolError
-from fedorch.core.negotiation.messages import DecisionQuery, PaxosPrepare
+from fedorch.core.negotiation.messages import (
+    AnswerStatus,
+    DecisionAnswer,
+    DecisionQuery,
+    PaxosPrepare,
+)
 from fedorch.core.node import Submit
+from fedorch.core.node.authority import check
 from fedorch.core.node.retention import Retention
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.gen.fedorch.v1 import spec_pb2
@@ -66,3 +74,9 @@ def test_a_coordinator_back_past_its_rounds_life_stops_balloting_and_stays_in_do
     assert key not in f.disks["d0"].learned and key not in f.disks["d0"].records
     assert f.disks["d0"].rows[wf].state is WorkflowState.NEGOTIATING
     assert node.participant.status(key) == "prepared"
+    # The extra acceptors' answers pass the authority table (they are asked: their
+    # PAST_LIFE is what stops the ballot); a domain of no part in the round's does not.
+    for acceptor in ("d1", "d2"):
+        check(node, acceptor, DecisionAnswer(key, acceptor, AnswerStatus.PAST_LIFE))
+    with pytest.raises(Refused):
+        check(node, "mallory", DecisionAnswer(key, "mallory", AnswerStatus.PAST_LIFE))
