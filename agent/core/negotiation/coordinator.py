@@ -460,9 +460,8 @@ class Coordinator:
         assert p is not None and self._round is not None
         self._outbox.extend(p.next_actions())
         if p.chosen is None:
-            if self._doubt is None and p.ballot.n > 0:  # a recovery ballot: ask too
-                self._doubt = CoordinatorDoubt(p.tx, self._query_interval_s)
-                self._outbox.extend(self._doubt.due(now))
+            if self._doubt is None and p.ballot.n > 0:  # a recovery ballot: ask too, later
+                self._doubt = CoordinatorDoubt(p.tx, now, self._query_interval_s)
             return
         self._settle(now, p.chosen)
 

@@ -7,16 +7,20 @@ DECIDING: coordinator_recovery), or whose ballot 0 was pre-empted, settles its r
 with a recovery ballot (proposer.py). Once the round is past its life at its
 acceptors (acceptor.py, `past_life`; docs/retention.md) every acceptor that recorded
 or forgot it refuses that ballot, and the refusal (`RoundPastLife`) is a refusal on
-the wire: nothing comes back, and the ballot alone would be resent for good. So from
-its first recovery ballot on, the coordinator also asks, as a participant in doubt
-does (termination.py): a DecisionQuery to every acceptor and participant of the
-round, itself included (the Node answers its own query as its acceptor: node/
-negotiation.py), at once and then every `query_interval_s`.
+the wire: nothing comes back, and the ballot alone would be resent for good. So once
+its first recovery ballot has run `query_interval_s` without a chosen value, the
+coordinator also asks, as a participant in doubt does (termination.py): a
+DecisionQuery to every acceptor and participant of the round, itself included (the
+Node answers its own query as its acceptor: node/coordinator_doubt.py), and again
+every `query_interval_s`. A ballot that ends sooner (a restart's usual case) asks
+nobody: no message more than before.
 
     (state,     input)                   -> state      effect
-    (ASKING,    first recovery ballot)   -> ASKING     DecisionQuery to every acceptor
-                                                       and participant, ourselves too
-    (ASKING,    timer, +query_interval)  -> ASKING     the same again (the ballot runs on)
+    (ASKING,    first recovery ballot)   -> ASKING     nothing yet: due in query_interval
+    (ASKING,    timer, +query_interval)  -> ASKING     DecisionQuery to every acceptor and
+                                                       participant, ourselves too; again
+                                                       every query_interval (the ballot
+                                                       runs on)
     (any,       decided answer)          -> (settled)  the value, as any learned one: a
                                                        COMMIT only with its certificate,
                                                        from a party of the round only
@@ -64,10 +68,10 @@ class DoubtState(enum.Enum):
 class CoordinatorDoubt:
     """The questions of one round's coordinator while its recovery ballot runs."""
 
-    def __init__(self, tx: TxInfo, query_interval_s: float) -> None:
+    def __init__(self, tx: TxInfo, now: float, query_interval_s: float) -> None:
         self.tx = tx
         self.state = DoubtState.ASKING
-        self.next_at = 0.0  # due at once
+        self.next_at = now + query_interval_s  # if the ballot has not ended by then
         self._interval = query_interval_s
         self._past_life: set[str] = set()  # acceptors that answered PAST_LIFE
 

@@ -12,18 +12,17 @@ Not built yet).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fedorch.core.negotiation.messages import Key
 
 if TYPE_CHECKING:
-    from fedorch.sim.negotiation.check import Checker
     from fedorch.sim.negotiation.world import World
 
 
-def coordinator_past_life(checker: Checker, sim: World, coord: str, key: Key) -> bool:
-    """Is `coord`'s workflow exempt from the terminal check (see the header)? A
-    coordinator refused past the round's life and still balloting fails the run."""
+def coordinator_past_life(checker: Any, sim: World, coord: str, key: Key) -> bool:
+    """Is `coord`'s workflow exempt from the terminal check (see the header)? One still
+    balloting fails the run. `checker`: the run's Checker (check.py imports this)."""
     if (coord, key) not in checker.past_life or (coord, key) in checker.learned_at:
         return False
     agent = sim.agents[coord]

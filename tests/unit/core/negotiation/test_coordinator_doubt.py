@@ -70,25 +70,28 @@ def _run(core: Coordinator, until: float) -> list:
     return out
 
 
-def test_its_recovery_ballot_asks_every_party_of_the_round_too() -> None:
+def test_a_recovery_ballot_not_over_in_query_interval_s_asks_every_party_too() -> None:
     core = _restored()
     actions = core.next_actions()
     assert _sent(actions, PaxosPrepare) == list(ACCEPTORS)
-    assert _sent(actions, DecisionQuery) == ["c", "p1", "x"]  # ourselves: our acceptor
-    again = _run(core, 3.0 + INTERVAL)
+    assert _sent(actions, DecisionQuery) == []  # a ballot that ends soon asks nobody
+    asked = _run(core, 3.0 + INTERVAL)
+    assert _sent(asked, DecisionQuery) == ["c", "p1", "x"]  # ourselves: our acceptor
+    again = _run(core, 3.0 + 2 * INTERVAL)
     assert _sent(again, DecisionQuery) == ["c", "p1", "x"]  # every query_interval_s
 
 
 def test_a_majority_of_past_life_answers_stops_every_ballot_for_good() -> None:
     core = _restored()
     core.next_actions()
-    _past_life(core, 3.5, "x", "c")  # two of three acceptors: a majority
+    _run(core, 5.0)  # its questions out
+    _past_life(core, 5.5, "x", "c")  # two of three acceptors: a majority
     assert core.in_doubt_past_life()
     later = _run(core, 300.0)
     assert _sent(later, PaxosPrepare) == []  # no ballot, no resend, ever
     queries = _sent(later, DecisionQuery)
     assert queries and set(queries) == {"p1", "x"}  # asked again; not ourselves
-    assert len(queries) <= 2 * (300.0 - 3.5) / INTERVAL + 2  # only every query_interval_s
+    assert len(queries) <= 2 * (300.0 - 5.5) / INTERVAL + 2  # only every query_interval_s
     # In doubt: nothing decided, the workflow not finished (its reservation held).
     assert core.phase is Phase.DECIDING
     assert not [a for a in later if isinstance(a, PersistDecision | Finished)]
@@ -98,9 +101,10 @@ def test_a_majority_of_past_life_answers_stops_every_ballot_for_good() -> None:
 def test_one_past_life_answer_stops_nothing() -> None:
     core = _restored()
     core.next_actions()
-    _past_life(core, 3.5, "x")
-    _past_life(core, 3.6, "x")  # the same acceptor twice is one
-    _past_life(core, 3.7, "mallory")  # no acceptor of the round
+    _run(core, 5.0)  # its questions out
+    _past_life(core, 5.5, "x")
+    _past_life(core, 5.6, "x")  # the same acceptor twice is one
+    _past_life(core, 5.7, "mallory")  # no acceptor of the round
     assert not core.in_doubt_past_life()
     assert _sent(_run(core, 10.0), PaxosPrepare)  # the ballot runs on
 
@@ -108,7 +112,8 @@ def test_one_past_life_answer_stops_nothing() -> None:
 def test_a_decided_answer_settles_it_even_past_the_rounds_life() -> None:
     core = _restored()
     core.next_actions()
-    _past_life(core, 3.5, "x", "c")
+    _run(core, 5.0)  # its questions out
+    _past_life(core, 5.5, "x", "c")
     _run(core, 20.0)
     core.receive_answer(21.0, DecisionAnswer(KEY, "p1", AnswerStatus.DECIDED, COMMIT))
     actions = core.next_actions()
@@ -121,7 +126,8 @@ def test_a_decided_answer_settles_it_even_past_the_rounds_life() -> None:
 def test_a_decided_abort_while_the_ballot_runs_ends_it_aborted() -> None:
     core = _restored()
     core.next_actions()
-    core.receive_answer(3.5, DecisionAnswer(KEY, "x", AnswerStatus.DECIDED, ABORT))
+    _run(core, 5.0)  # its questions out
+    core.receive_answer(5.5, DecisionAnswer(KEY, "x", AnswerStatus.DECIDED, ABORT))
     actions = core.next_actions()
     assert core.phase is Phase.ABORTED and core.decision(1) == ABORT
     assert isinstance(actions[-1], Finished) and not actions[-1].committed
@@ -131,17 +137,19 @@ def test_a_decided_abort_while_the_ballot_runs_ends_it_aborted() -> None:
 def test_what_proves_nothing_settles_nothing() -> None:
     core = _restored()
     core.next_actions()
+    _run(core, 5.0)  # its questions out
     bare = Value(True, ())  # a COMMIT without its certificate
-    core.receive_answer(3.5, DecisionAnswer(KEY, "p1", AnswerStatus.DECIDED, bare))
-    core.receive_answer(3.5, DecisionAnswer(KEY, "mallory", AnswerStatus.DECIDED, ABORT))
-    core.receive_answer(3.5, DecisionAnswer(KEY, "p1", AnswerStatus.UNKNOWN))
+    core.receive_answer(5.5, DecisionAnswer(KEY, "p1", AnswerStatus.DECIDED, bare))
+    core.receive_answer(5.5, DecisionAnswer(KEY, "mallory", AnswerStatus.DECIDED, ABORT))
+    core.receive_answer(5.5, DecisionAnswer(KEY, "p1", AnswerStatus.UNKNOWN))
     assert core.phase is Phase.DECIDING and not core.next_actions()
 
 
 def test_a_decision_still_reaches_it_past_the_rounds_life() -> None:
     core = _restored()
     core.next_actions()
-    _past_life(core, 3.5, "x", "p1")
+    _run(core, 5.0)  # its questions out
+    _past_life(core, 5.5, "x", "p1")
     core.receive_paxos(9.0, Decision(KEY, COMMIT, "p1"))
     assert core.phase is Phase.COMMITTED
 
