@@ -57,7 +57,9 @@ error: RemoteProtocolError for a peer's input, LocalProtocolError for ours):
                                        now, not at the deadline; ABORT, next round
     (DECIDING,  paxos)  -> COMMITTED   COMMIT chosen: persist, announce
                         -> PREPARING   ABORT chosen: next round (or ABORTED)
-    (DECIDING,  timer)  -> DECIDING    resend / back off / next ballot
+    (DECIDING,  timer)  -> DECIDING    resend / back off / next ballot; questions
+    (DECIDING,  answer) -> as paxos    decided; past the round's life: no ballot any more
+                                       (questions: coordinator_doubt)
     (DECIDING,  ack)    -> DECIDING    a participant learned COMMIT first: count it
                                        (a step result it reports is one, too)
     (COMMITTED, ack)    -> COMMITTED   count; every participant: collectable
@@ -77,6 +79,7 @@ from collections.abc import Callable, Mapping
 from collections.abc import Set as AbstractSet
 
 from fedorch.core.negotiation.abort_reasons import refusals_text
+from fedorch.core.negotiation.coordinator_doubt import QUERY_INTERVAL_S, CoordinatorDoubt
 from fedorch.core.negotiation.coordinator_log import CoordinatorLog
 from fedorch.core.negotiation.coordinator_placing import Placing
 from fedorch.core.negotiation.coordinator_recovery import restore as restore_from_log
@@ -84,6 +87,7 @@ from fedorch.core.negotiation.coordinator_resends import Resends
 from fedorch.core.negotiation.coordinator_table import transitions
 from fedorch.core.negotiation.errors import LocalProtocolError, RemoteProtocolError
 from fedorch.core.negotiation.messages import (
+    Decision,
     DecisionAnswer,
     Key,
     PersistBallot,
@@ -129,12 +133,13 @@ class Coordinator:
         me: str = "",
         resend_s: float | None = None,
         decision_resend_s: float | None = None,
+        query_interval_s: float | None = None,
     ) -> None:
         """`me`: this coordinator's domain in classic mode (consensus mode takes it from
         ConsensusOptions); with it, `tx()` names a classic round too (no acceptors) and
         the answers to queries name their sender. Without it (the shells), neither.
         `resend_s`, `decision_resend_s`: classic mode's resends (coordinator_resends);
-        None: never (the shells' calls retry)."""
+        None: never (the shells' calls retry). `query_interval_s`: coordinator_doubt's."""
         if max_rounds < 1 or first_round < 1:
             raise LocalProtocolError("max_rounds must be at least 1")
         self.workflow_id = workflow_id
@@ -152,6 +157,8 @@ class Coordinator:
         self._round: RoundState | None = None
         self.log = CoordinatorLog(workflow_id, self._me, cells=consensus is not None)
         self._proposer: Proposer | None = None
+        self._doubt: CoordinatorDoubt | None = None  # from its first recovery ballot
+        self._query_interval_s = query_interval_s or QUERY_INTERVAL_S
         self._restored = False
         self._outbox: list[Action] = []
 
@@ -167,8 +174,10 @@ class Coordinator:
             return None
         if self.phase is Phase.PREPARING:
             return self._resends.prepare_timer(rnd)
-        if self.phase is Phase.DECIDING and self._proposer is not None:
-            return self._proposer.get_timer()
+        if self.phase is Phase.DECIDING:  # the ballot's, or the questions' (coordinator_doubt)
+            return min((t for t in (self._proposer and self._proposer.get_timer(),
+                                    self._doubt and self._doubt.next_at) if t is not None),
+                       default=None)
         if self.phase is Phase.COMMITTED:
             return self._resends.commit_timer(rnd, self._unacked)
         return None
@@ -197,6 +206,14 @@ class Coordinator:
     def created_ms(self) -> int:
         """The current round's creation time as stated (TxInfo.created_ms; 0: none)."""
         return self._round.created_ms if self._round is not None else 0
+
+    def in_doubt_past_life(self) -> bool:
+        """No ballot any more, only questions: past the round's life (coordinator_doubt)."""
+        return self.asking(self.round) and self._doubt is not None and self._doubt.past_life
+
+    def asking(self, round: int) -> bool:
+        """Are `round`'s parties asked about it (is a DecisionAnswer of it ours)?"""
+        return self.phase is Phase.DECIDING and self._doubt is not None and round == self.round
 
     def collectable(self) -> list[Key]:
         """Decision records the shell may drop: an ABORT (unless COMMIT was proposed in
@@ -242,6 +259,9 @@ class Coordinator:
         """Promise / Accepted / Reject / Decision for one of this workflow's rounds."""
         self._dispatch("paxos", now, msg)
 
+    def receive_answer(self, now: float, msg: DecisionAnswer) -> None:  # see `asking`
+        self._dispatch("answer", now, msg)
+
     def receive_ack(self, now: float, domain: str, round: int) -> None:
         self._dispatch("ack", now, (domain, round))
 
@@ -258,7 +278,7 @@ class Coordinator:
     def _dispatch(self, event: str, now: float, arg: object):
         handler = _TRANSITIONS.get((self.phase, event))
         if handler is None:
-            if event in ("vote", "paxos", "ack", "query"):
+            if event in ("vote", "paxos", "ack", "query", "answer"):
                 raise RemoteProtocolError(f"{event} not expected while {self.phase.value}")
             raise LocalProtocolError(f"{event} not allowed while {self.phase.value}")
         return handler(self, now, arg)
@@ -321,15 +341,28 @@ class Coordinator:
         self._next_round(now, current)
 
     def _on_paxos_deciding(self, now: float, msg: object) -> None:
-        assert self._proposer is not None
-        if getattr(msg, "key", None) == self._proposer.tx.key:
+        if getattr(msg, "key", None) != (self.workflow_id, self.round):
+            return
+        if self._proposer is not None:
             self._proposer.receive(now, msg)
             self._after_proposer(now)
+        elif isinstance(msg, Decision):  # past the round's life: no ballot, still a learner
+            self._settle(now, msg.value)
 
     def _on_timer_deciding(self, now: float, _: object) -> None:
-        assert self._proposer is not None
-        self._proposer.handle_timer(now)
-        self._after_proposer(now)
+        if self._doubt is not None:
+            self._outbox.extend(self._doubt.due(now))
+        if self._proposer is not None:
+            self._proposer.handle_timer(now)
+            self._after_proposer(now)
+
+    def _on_answer_deciding(self, now: float, msg: object) -> None:
+        if self._doubt is not None and isinstance(msg, DecisionAnswer):
+            value = self._doubt.answer(now, msg)
+            if value is not None:
+                self._settle(now, value)
+            elif self._doubt.past_life:
+                self._proposer = None  # refused by a majority: no ballot, no resend
 
     def _on_ack(self, now: float, arg: object) -> None:
         domain, round_ = arg  # type: ignore[misc]
@@ -427,11 +460,18 @@ class Coordinator:
         assert p is not None and self._round is not None
         self._outbox.extend(p.next_actions())
         if p.chosen is None:
+            if self._doubt is None and p.ballot.n > 0:  # a recovery ballot: ask too, later
+                self._doubt = CoordinatorDoubt(p.tx, now, self._query_interval_s)
             return
+        self._settle(now, p.chosen)
+
+    def _settle(self, now: float, value: Value) -> None:
+        """The round's chosen value: from our ballot, a Decision or a decided answer."""
         rnd = self._round
-        self._proposer = None
-        if p.chosen.commit:
-            self._announce_commit(now, rnd, p.chosen)
+        assert rnd is not None
+        self._proposer = self._doubt = None
+        if value.commit:
+            self._announce_commit(now, rnd, value)
             return
         # The participants' recovery chose ABORT before our COMMIT was chosen.
         self._abort_round(rnd, "the participants' recovery chose ABORT", everyone=True)

@@ -7,7 +7,9 @@ A restarted coordinator is rebuilt with `Coordinator.restore()` (this module's
 record is resent until acknowledged; an ABORT on record, or no decision and no
 COMMIT proposal, ends the workflow ABORTED (presumed abort, written first); a
 COMMIT proposal without a decision is settled by a recovery ballot (phase
-DECIDING), since a participant's recovery may have chosen ABORT meanwhile.
+DECIDING), since a participant's recovery may have chosen ABORT meanwhile, while
+its parties are asked (a round past its life at its acceptors refuses every ballot:
+then it is only asked, in doubt, coordinator_doubt).
 Rounds before the recorded one are ABORT: an earlier round is never the one
 that commits.
 
@@ -52,6 +54,7 @@ def restore(
     me: str = "",
     resend_s: float | None = None,
     decision_resend_s: float | None = None,
+    query_interval_s: float | None = None,
 ) -> CoordinatorT:
     """Rebuild a coordinator from its log and finish what the log says.
 
@@ -59,11 +62,13 @@ def restore(
     or no decision and no COMMIT proposal, ends the workflow ABORTED
     (presumed abort, written first); a COMMIT proposal without a decision
     is settled by a recovery ballot, since a participant may have chosen
-    ABORT meanwhile.
+    ABORT meanwhile; its parties are asked too, every `query_interval_s`
+    (coordinator_doubt), and past the round's life only asked.
     """
     core = cls(workflow_id, placer=placer, max_rounds=max_rounds,
                prepare_timeout_s=prepare_timeout_s, consensus=consensus,
-               me=me, resend_s=resend_s, decision_resend_s=decision_resend_s)
+               me=me, resend_s=resend_s, decision_resend_s=decision_resend_s,
+               query_interval_s=query_interval_s)
     core._restored = True
     presumed = "coordinator restarted before deciding: presumed abort"
     if record is None or record.round < 1:

@@ -33,6 +33,8 @@ def transitions(cls: type) -> dict[tuple[Phase, str], Handler]:
         (Phase.DECIDING, "paxos"): cls._on_paxos_deciding,
         (Phase.DECIDING, "ack"): cls._on_ack,  # it learned COMMIT before we did
         (Phase.DECIDING, "query"): cls._on_query,
+        (Phase.DECIDING, "answer"): cls._on_answer_deciding,
+        **{(phase, "answer"): cls._ignore for phase in Phase if phase is not Phase.DECIDING},
         (Phase.COMMITTED, "vote"): cls._on_late_vote,
         (Phase.COMMITTED, "timer"): cls._on_timer_committed,
         (Phase.COMMITTED, "cancel"): cls._ignore,

@@ -142,9 +142,11 @@ def decision_answer(node: Any, src: str, msg: DecisionAnswer, votes: Any,
                      proven: Any) -> None:
     tx = node.tx_of(msg.key)
     if not (_successors_round(tx, src) and msg.sender == src):
+        # Those asked: its parties, and its acceptors (termination.py, coordinator_doubt.py:
+        # one beyond the participants answers PAST_LIFE or the decision it holds).
         authorize("decision_answer", src, Facts(
             workflow_id=msg.key[0], named=msg.sender,
-            participants=tx.participants if tx is not None else ()))
+            participants=(*tx.participants, *tx.acceptors) if tx is not None else ()))
     _bound(node, votes, msg.key, msg.value)
 
 

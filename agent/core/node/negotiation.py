@@ -89,6 +89,7 @@ from fedorch.core.negotiation.messages import (
 )
 from fedorch.core.negotiation.participant import DecisionEffect, restarted
 from fedorch.core.negotiation.termination import DoubtState, answer_query
+from fedorch.core.node.coordinator_doubt import answered, asking, own_answer
 from fedorch.core.node.coordinator_records import coordinator_action
 from fedorch.core.node.ended_cores import answering, ended_ack, ended_query, ended_vote
 from fedorch.core.node.learned_elsewhere import ask_first
@@ -277,7 +278,9 @@ class Negotiation:
         # A successor's round (its epoch's range) is not ours: our core's log has no
         # word on it, and would presume ABORT for a round it never ran.
         ours = epoch_of_round(msg.key[1]) == 0
-        if n.replacement.owns(msg.key):
+        if src == n.name and ours and asking(n, msg.key) is not None:
+            answer = own_answer(n, now, msg.key)  # as our acceptor (coordinator_doubt.py)
+        elif n.replacement.owns(msg.key):
             answer = n.replacement.answer(msg.key, src)
         elif ours and (answer := ended_query(n, msg.key)) is not None:
             pass  # from an ended core's record (ended_cores.py): never a COMMIT
@@ -312,6 +315,10 @@ class Negotiation:
 
     def _on_answer(self, now: float, src: str, msg: DecisionAnswer) -> None:
         n = self.n
+        core = asking(n, msg.key)
+        if core is not None:  # our coordinator's question (coordinator_doubt.py)
+            self.run(now, answered(n, now, src, msg, core), core)
+            return
         before = n.termination.state(msg.key)
         tx = n.tx_of(msg.key)
         # The coordinator's own answer is as fresh as its notice (`_on_query`: one

@@ -90,7 +90,8 @@ def restore_negotiation(negotiation: Any, now: float,
                                    prepare_timeout_s=n.t.prepare_timeout_s,
                                    consensus=None if classic else n.consensus(),
                                    me=n.name, resend_s=n.t.resend_s,
-                                   decision_resend_s=n.t.decision_resend_s)
+                                   decision_resend_s=n.t.decision_resend_s,
+                                   query_interval_s=n.t.query_interval_s)
         n.coordinators[wf] = core
         n.stats[f"coordinator restored {core.phase.value}"] += 1
         negotiation.run(now, core.next_actions(), core)

@@ -34,7 +34,8 @@ crash) through hooks the simulated shells call, and checks:
   acceptor.py) stays in doubt, its reservation held, and is exempt from this, from
   the leak check and from the takeover deadline (takeover_check.py; counted: `in
   doubt past the round's life`), and so is its workflow from the terminal check when
-  that voter is its coordinator (its row stays NEGOTIATING); under classic 2PC
+  that voter is its coordinator (its row stays NEGOTIATING) if it stopped its ballot
+  (core/negotiation/coordinator_doubt.py; else it fails); under classic 2PC
   (`Timing.classic`) a voter whose coordinator died for good before any live agent
   learned the decision blocks, as 2PC does (`blocked_2pc`: counted, not a failure;
   with membership views, one that another live agent could tell is held to it);
@@ -69,6 +70,7 @@ from fedorch.core.negotiation.participant import HoldState
 from fedorch.core.workflow.lifecycle import TERMINAL
 from fedorch.sim.negotiation.cancel_check import CancelCheck
 from fedorch.sim.negotiation.liar_check import check_keys_unchanged, check_no_replayed_submission
+from fedorch.sim.negotiation.past_life_check import coordinator_past_life
 from fedorch.sim.negotiation.saga_check import check_sagas
 from fedorch.sim.negotiation.status_check import StatusCheck
 from fedorch.sim.negotiation.takeover_check import (
@@ -136,6 +138,7 @@ class Checker:
         # (voter, key): in doubt past the round's life, refused by its acceptors
         # (core/negotiation/acceptor.py): it stays in doubt, never decided wrongly.
         self.past_life: set[tuple[str, Key]] = set()
+        self.forgotten_refused: set[tuple[str, Key]] = set()  # of those, refused as forgotten
         # (agent, key) -> (when, the other side, delay or None: lost) of the network's
         # hits on its recovery messages (takeover_check.network_hit).
         self.hits: dict[tuple[str, Key], list[tuple[float, str, float | None]]] = {}
@@ -328,6 +331,8 @@ class Checker:
         self.refusals[type(error).__name__] += 1
         if isinstance(error, RoundPastLife):  # the sender's ballot of a round past its life
             self.past_life.add((error.sender, error.key))
+            if error.why == "forgotten":
+                self.forgotten_refused.add((error.sender, error.key))
 
     def in_doubt_past_life(self, agent: str, key: Key) -> None:
         """`agent`'s Node heard a majority of the round's acceptors answer PAST_LIFE."""
@@ -397,7 +402,7 @@ class Checker:
                 # taken over, at the successor whose end it follows (an original back
                 # after its successor ended it and died is answered with that end).
                 continue
-            if self._exempt_past_life(sim, coord, (wf, row.round)):
+            if coordinator_past_life(self, sim, coord, (wf, row.round)):
                 continue  # its coordinator in doubt past the round's life: stays so
             self.fail(f"terminal: {wf} is still {row.state.name} at {coord} after healing")
         self._check_results_and_ends(sim)

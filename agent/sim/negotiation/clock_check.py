@@ -18,7 +18,8 @@ once, with the times that break it):
   ends are observed from outside the agent, in simulation time, never in anything
   the agent computed:
   - a participant in doubt starting termination (its first DecisionQuery about a
-    transaction) at least `lease_s` after its reservation for it was first written
+    transaction it does not coordinate: a coordinator asks about its own round with
+    its recovery ballot, core/negotiation/coordinator_doubt.py) at least `lease_s` after its reservation for it was first written
     (the lease is the reservation's; the YES may be written later), unless its
     Node's membership view says the coordinator is DEAD or LEFT when it asks (with
     takeover on: what `MembershipFeed` told it; then recovery starts at once,
@@ -170,6 +171,9 @@ class ClockCheck:
     # ---- the invariants ------------------------------------------------------------------
 
     def _query(self, src: str, msg: DecisionQuery) -> None:
+        tx = self._rounds.get(msg.key)
+        if tx is not None and src == tx.coordinator:
+            return  # its coordinator's own question (core/negotiation/coordinator_doubt.py)
         if (src, msg.key) in self._queried:
             return  # only the first query is the lease's firing
         self._queried.add((src, msg.key))
@@ -178,7 +182,6 @@ class ClockCheck:
             return
         self.fired += 1
         lease = self.sim.config.timing.lease_s
-        tx = self._rounds.get(msg.key)
         if tx is not None and self._gone_in_view(src, (tx.coordinator,)):
             self.early += self.sim.now + EPSILON_S < reserved + lease
             return  # recovery at once: its coordinator is DEAD in its view

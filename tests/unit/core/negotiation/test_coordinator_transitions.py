@@ -15,8 +15,10 @@ from fedorch.core.negotiation.coordinator import ConsensusOptions, Coordinator, 
 from fedorch.core.negotiation.errors import LocalProtocolError, RemoteProtocolError
 from fedorch.core.negotiation.messages import (
     Accepted,
+    AnswerStatus,
     Ballot,
     Decision,
+    DecisionAnswer,
     Promise,
     Reject,
     Value,
@@ -30,7 +32,7 @@ WF = "c.wf"
 PLACEMENT = {"s1": "p1", "s2": "p2"}
 DOMAINS = ("c", "p1", "p2", "x")  # x: a domain that is not part of the workflow
 ID, P, D, C, A = Phase.IDLE, Phase.PREPARING, Phase.DECIDING, Phase.COMMITTED, Phase.ABORTED
-REMOTE = {"vote", "paxos", "ack", "query"}
+REMOTE = {"vote", "paxos", "ack", "query", "answer"}
 
 # (phase, input) -> phases it may move to; a pair not here must be refused.
 EXPECTED: dict[tuple[Phase, str], set[Phase]] = {
@@ -48,8 +50,12 @@ EXPECTED: dict[tuple[Phase, str], set[Phase]] = {
     (D, "paxos"): {D, C, P, A},           # COMMIT chosen, or ABORT: next round or over
     (D, "ack"): {D},
     (D, "query"): {D},
-    **{(C, kind): {C} for kind in ("vote", "timer", "cancel", "paxos", "ack", "query")},
-    **{(A, kind): {A} for kind in ("vote", "timer", "cancel", "paxos", "ack", "query")},
+    (D, "answer"): {D, C, P, A},          # a decided answer, as paxos; else asking on
+    **{(phase, "answer"): {phase} for phase in (ID, P)},  # not asking: ignored
+    **{(C, kind): {C} for kind in ("vote", "timer", "cancel", "paxos", "ack", "query",
+                                   "answer")},
+    **{(A, kind): {A} for kind in ("vote", "timer", "cancel", "paxos", "ack", "query",
+                                   "answer")},
     # Membership: a domain is DEAD. A silent participant's round aborts at once (next
     # round, or over); anywhere else nothing moves.
     (P, "lost"): {P, A},
@@ -125,6 +131,9 @@ inputs = st.one_of(
     st.tuples(st.just("ack"), st.tuples(domains, rounds)),
     st.tuples(st.just("query"), rounds),
     st.tuples(st.just("lost"), domains),
+    st.tuples(st.just("answer"), st.builds(DecisionAnswer, keys, domains,
+                                           st.sampled_from(list(AnswerStatus)),
+                                           st.none() | values)),
 )
 
 
@@ -143,6 +152,8 @@ def feed(core: Coordinator, kind: str, arg: object, now: float) -> None:
         core.receive_ack(now, *arg)  # type: ignore[misc]
     elif kind == "lost":
         core.domain_lost(now, arg)  # type: ignore[arg-type]
+    elif kind == "answer":
+        core.receive_answer(now, arg)  # type: ignore[arg-type]
     else:
         core.answer_query(now, arg)  # type: ignore[arg-type]
 

@@ -145,8 +145,10 @@ class Federation(RuleBasedStateMachine):
         """On the network; a participant's first query about a hold is its lease firing:
         never sooner than a lease after the reservation was written, in true time,
         whatever clocks its boots read; sooner only when its view says the coordinator
-        is DEAD or LEFT (member_loss.py), as the Node was told."""
-        if isinstance(msg, DecisionQuery) and (name, msg.key) not in self.queried:
+        is DEAD or LEFT (member_loss.py), as the Node was told. A coordinator's question
+        about its own round goes with its recovery ballot (coordinator_doubt.py)."""
+        if isinstance(msg, DecisionQuery) and (name, msg.key) not in self.queried \
+                and msg.key[0].partition(".")[0] != name:
             self.queried.add((name, msg.key))
             reserved = self.reserved_at.get((name, msg.key))
             gone = self.nodes[name].members.get(msg.key[0].partition(".")[0]) \
