@@ -65,7 +65,8 @@ def take_submission(n: Any, now: float, s: Submit) -> None:
     core = Coordinator(s.workflow_id, placer=placer, max_rounds=n.t.max_rounds,
                        prepare_timeout_s=n.t.prepare_timeout_s,
                        consensus=None if n.t.classic else n.consensus(), me=n.name,
-                       resend_s=n.t.resend_s, decision_resend_s=n.t.decision_resend_s)
+                       resend_s=n.t.resend_s, decision_resend_s=n.t.decision_resend_s,
+                       query_interval_s=n.t.query_interval_s)
     n.coordinators[s.workflow_id] = core
     core.start(now)
     # Its first round's PREPAREs may leave with this write (prepares_ahead.py): the
