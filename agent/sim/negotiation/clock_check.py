@@ -28,9 +28,14 @@ once, with the times that break it):
     vote was sent) at least `prepare_timeout_s` after it sent that round's first
     PREPARE, unless it restarted meanwhile (a restarted coordinator aborts a round
     it was preparing at once: presumed abort, no timer involved), took a client's
-    cancel of the workflow before (a cancel aborts the round at once: cancels.py), or
+    cancel of the workflow before (a cancel aborts the round at once: cancels.py),
     its view says a participant of that round is DEAD or LEFT (the round aborts at
-    once then);
+    once then), or it had proposed COMMIT in that round (its own Accept of COMMIT
+    sent: all YES were in, its prepare timer is over) and a participant's recovery
+    proposed ABORT there at a ballot of its own (that proposer's Accept of ABORT sent:
+    termination.py): then the ABORT is the recovery's choice the coordinator learned,
+    no timer of its own (core/negotiation/coordinator.py, DECIDING -> PREPARING; a
+    coordinator cut one way is held DEAD by its participants, who recover at once);
   - a participant's takeover claim (with `Timing.takeover_after_s` set: takeover.py)
     only once the coordinator it follows is DEAD in its membership view (now, or at
     some look since its last ALIVE there and since the agent's restart: the view of a
@@ -68,7 +73,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from fedorch.core.negotiation.messages import DecisionQuery, Key, TxInfo, Value
+from fedorch.core.negotiation.messages import Accept, DecisionQuery, Key, TxInfo, Value
 from fedorch.core.node.ready import PUT, Write
 from fedorch.core.node.records import ClaimAnswerMsg, PrepareMsg, VoteMsg
 from fedorch.core.node.takeover import held_of
@@ -96,6 +101,8 @@ class ClockCheck:
         self._rounds: dict[Key, TxInfo] = {}  # each round a PREPARE was sent of
         self.early = 0  # queries and aborts before their timers, on a DEAD in the view
         self._refused: set[tuple[str, Key]] = set()  # (coordinator, key) got a NO
+        self._proposed_commit: set[tuple[str, Key]] = set()  # (coordinator, key)
+        self._recovered_abort: set[Key] = set()  # a participant's recovery proposed ABORT
         self.fired = 0  # lease and timeout actions checked
         # Takeover: each agent's membership view as the world answered it, in true time.
         # (observer, member) -> the first view of `member` not ALIVE since it last was.
@@ -164,6 +171,12 @@ class ClockCheck:
                 self._refused.add((dst, msg.key))
         elif kind is DecisionQuery:
             self._query(src, msg)
+        elif kind is Accept and src == msg.ballot.proposer and src in self.sim.names:
+            if src == msg.tx.coordinator:
+                if msg.value.commit:
+                    self._proposed_commit.add((src, msg.tx.key))
+            elif not msg.value.commit:
+                self._recovered_abort.add(msg.tx.key)
         elif kind is ClaimAnswerMsg and not msg.granted and msg.held_epoch == msg.epoch \
                 and msg.holder not in ("", dst):
             self._rival_denied.add((dst, msg.workflow_id, msg.epoch))
@@ -199,6 +212,9 @@ class ClockCheck:
             return
         if self.sim.last_restart.get(agent, -1.0) >= started:
             return  # presumed abort on restart (see the header)
+        if (agent, key) in self._proposed_commit and key in self._recovered_abort:
+            self.sim.stats["COMMIT proposed, recovery's ABORT learned"] += 1
+            return  # the participants' recovery chose ABORT: learned, no timer
         self.fired += 1
         timeout = self.sim.config.timing.prepare_timeout_s
         tx = self._rounds.get(key)
