@@ -86,6 +86,22 @@ no state change) when
   never taken for one never seen (blank), whatever this agent's wall clock says: a
   step back of it cannot make a forgotten round look young again. This alone is what
   safety rests on; the age rule above makes the answers alike before and after.
+Answering PAST_LIFE (`past_life`). A DecisionQuery of a round is answered PAST_LIFE,
+unless a decision is held, exactly where every recovery ballot of that round is
+refused here: by age, as above (a record held, old by both clocks: refused from then
+on while this agent runs; a restart makes the record young again by its monotonic
+clock, for its ballots and its answers alike); or forgotten, for good: no record
+held, and the
+round as the query states it (its coordinator and creation time, copied from the
+TxInfo the asker holds, signed with the round) no newer than that coordinator's
+horizon here. Then the second rule above refuses every PaxosPrepare and Accept of the
+round so stated, and no record of it can be made (only a ballot accepted here makes
+one; a decision learned makes one that answers DECIDED), while the horizon only
+rises (`forget`, `restore` keep the newest): so no acceptor answers PAST_LIFE of a
+round it could still promise or accept. A query stating another round than the real
+one (a liar's) is answered about the round it states, to the asker alone: the real
+round's ballots are judged by the TxInfo they carry, and nobody else hears the answer.
+A query stating no creation time (0) is answered by the age rule alone.
 A round stated without a creation time (0: a record an older release wrote; every
 round a Node makes with acceptors states one, a re-placement round's too, whose new
 domain's recovery ballots its own acceptor records) has no life, and is never
@@ -225,15 +241,21 @@ class Acceptor:
     def horizon(self, coordinator: str) -> int:
         return self._horizons.get(coordinator, 0)
 
-    def past_life(self, key: Key, now_ms: int, now: float) -> bool:
-        """Does this acceptor refuse round `key`'s ballots by age: it holds a record of
-        it, the round was created longer than its life ago by this agent's wall clock
-        (`now_ms`), and the record has been held longer than that in this life (`now`,
-        monotonic)? False for a round with no creation time, none recorded here, or no
-        life here."""
+    def past_life(self, key: Key, now_ms: int, now: float,
+                  coordinator: str = "", created_ms: int = 0) -> bool:
+        """Does this acceptor refuse every ballot of round `key` as past its life, to
+        answer a DecisionQuery PAST_LIFE (see the header, "Answering PAST_LIFE")? By
+        age: it holds a record of it, the round was created longer than its life ago
+        by this agent's wall clock (`now_ms`), and the record has been held longer than
+        that in this life (`now`, monotonic). Or forgotten: it holds no record of it,
+        and the round as the query states it (`coordinator`, `created_ms`: its
+        TxInfo's) is no newer than that coordinator's horizon here. False for a round
+        with no creation time (stated or recorded), or no life here."""
         rec = self._records.get(key)
+        if rec is None:
+            return created_ms > 0 and created_ms <= self._horizons.get(coordinator, 0)
         life = self.round_life_ms
-        return rec is not None and life is not None and rec.tx.created_ms > 0 \
+        return life is not None and rec.tx.created_ms > 0 \
             and now_ms - rec.tx.created_ms > life \
             and (now - self._held_since.get(key, now)) * 1000 > life
 

@@ -16,7 +16,9 @@ every `query_interval_s`. A ballot that ends sooner (a restart's usual case) ask
 nobody: no message more than before.
 
     (state,     input)                   -> state      effect
-    (ASKING,    first recovery ballot)   -> ASKING     nothing yet: due in query_interval
+    (none,      first recovery ballot)   -> ASKING     nothing yet: due in query_interval
+    (none,      restored past the round's -> PAST_LIFE no ballot at all; the others asked
+                 life, wall clock)                     at once (below)
     (ASKING,    timer, +query_interval)  -> ASKING     DecisionQuery to every acceptor and
                                                        participant, ourselves too; again
                                                        every query_interval (the ballot
@@ -29,6 +31,16 @@ nobody: no message more than before.
     (PAST_LIFE, timer, +query_interval)  -> PAST_LIFE  the others asked again (one may
                                                        still hold the decision)
     (any,       other answers)           -> same       ignored (unknown, not prepared)
+
+A restart. A coordinator's own acceptor counts a record's age in this life from the
+restore (acceptor.py: its monotonic bound), so a coordinator that had stopped its
+ballot, restarted, would find its own acceptor young again and ballot for up to one
+more round life. So a restore whose round was created longer than the round's life
+ago by this agent's wall clock (TxInfo.created_ms, as its record states it) starts in
+PAST_LIFE (coordinator_recovery.py, `past_life`): it asks the others at once and
+every query_interval, and runs no ballot. A wall clock stepped forward past the life
+costs only liveness (an answer holding the decision still settles it); it decides
+nothing, as below.
 
 Safety: no second value is ever chosen, and the coordinator never decides wrongly.
 It adopts only a value some party holds as decided: a COMMIT carries the YES of every
@@ -68,10 +80,14 @@ class DoubtState(enum.Enum):
 class CoordinatorDoubt:
     """The questions of one round's coordinator while its recovery ballot runs."""
 
-    def __init__(self, tx: TxInfo, now: float, query_interval_s: float) -> None:
+    def __init__(self, tx: TxInfo, now: float, query_interval_s: float,
+                 past_life: bool = False) -> None:
+        """`past_life`: restored with its round past its life (see the header): no
+        ballot, the others asked at once."""
         self.tx = tx
-        self.state = DoubtState.ASKING
-        self.next_at = now + query_interval_s  # if the ballot has not ended by then
+        self.state = DoubtState.PAST_LIFE if past_life else DoubtState.ASKING
+        # if the ballot has not ended by then; restored past the life, at once
+        self.next_at = now if past_life else now + query_interval_s
         self._interval = query_interval_s
         self._past_life: set[str] = set()  # acceptors that answered PAST_LIFE
 
@@ -89,7 +105,7 @@ class CoordinatorDoubt:
         whom = sorted({*tx.acceptors, *tx.participants})
         if self.past_life:
             whom = [w for w in whom if w != tx.coordinator]
-        q = DecisionQuery(tx.key, tx.coordinator)
+        q = DecisionQuery(tx.key, tx.coordinator, tx.coordinator, tx.created_ms)
         return [Send(w, q) for w in whom]
 
     def answer(self, now: float, msg: DecisionAnswer) -> Value | None:

@@ -229,6 +229,13 @@ class Decision:
 class DecisionQuery:
     key: Key
     sender: str
+    # The round as the asker holds it (TxInfo.coordinator and created_ms, signed with
+    # the round): an acceptor that forgot the round holds them against its horizon of
+    # that coordinator's rounds and answers PAST_LIFE (acceptor.py, `past_life`).
+    # "" and 0: not stated (a re-placement's question). The question is the same
+    # whatever it states: only its key and asker compare.
+    coordinator: str = field(default="", compare=False)
+    created_ms: int = field(default=0, compare=False)
 
 
 class AnswerStatus(enum.Enum):

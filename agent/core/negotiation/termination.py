@@ -389,7 +389,7 @@ class Termination:
         return [tx.coordinator, *others]
 
     def _ask(self, d: _Doubt, whom: list[str]) -> None:
-        q = DecisionQuery(d.tx.key, self.me)
+        q = DecisionQuery(d.tx.key, self.me, d.tx.coordinator, d.tx.created_ms)
         self._outbox.extend(Send(w, q) for w in whom)
 
     def _drain(self, d: _Doubt) -> bool:

@@ -7,8 +7,8 @@ itself included (core/negotiation/coordinator_doubt.py). The Node routes both en
 
 - our own question (a DecisionQuery from ourselves about a round our core `asking`)
   is answered as our acceptor would answer a participant (`own_answer`): the decision
-  learned here, else PAST_LIFE if our acceptor refuses the round's ballots by age
-  (acceptor.py, `past_life`), else nothing known; never from the core's own log,
+  learned here, else PAST_LIFE if our acceptor refuses the round's ballots by age, or
+  forgot it (acceptor.py, `past_life`), else nothing known; never from the core's own log,
   which only knows it is in doubt;
 - an answer about such a round goes to the core, not to Termination (which never
   tracks a round we coordinate), from the sender it names only (`answered`); when it
@@ -40,8 +40,11 @@ def asking(n: Any, key: Key) -> Coordinator | None:
 
 def own_answer(n: Any, now: float, key: Key) -> DecisionAnswer:
     """Our own question, answered as our acceptor (see the header)."""
+    core = asking(n, key)
+    tx = core.tx() if core is not None else None
+    stated = (tx.coordinator, tx.created_ms) if tx is not None else ("", 0)
     return answer_query(n.name, key, n.state.learned.get(key), None,
-                        n.acceptor.past_life(key, n.wall_ms(now), now))
+                        n.acceptor.past_life(key, n.wall_ms(now), now, *stated))
 
 
 def answered(n: Any, now: float, src: str, msg: DecisionAnswer,

@@ -310,7 +310,8 @@ class Negotiation:
         else:
             answer = answer_query(n.name, msg.key, n.state.learned.get(msg.key),
                                   n.participant.status(msg.key),
-                                  n.acceptor.past_life(msg.key, n.wall_ms(now), now))
+                                  n.acceptor.past_life(msg.key, n.wall_ms(now), now,
+                                                       msg.coordinator, msg.created_ms))
         n.send(src, answer)
 
     def _on_answer(self, now: float, src: str, msg: DecisionAnswer) -> None:

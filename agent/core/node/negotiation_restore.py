@@ -23,7 +23,8 @@ says, in an order chosen so that nothing is decided twice or left undecided:
    which asks about it once its lease passes (from the ballot on record, if any);
 3. each workflow this Node coordinates gets its Coordinator back from its round
    record (`Coordinator.restore`: a COMMIT on record is resent, no decision and
-   no COMMIT proposal is presumed ABORT, a COMMIT proposal is settled by a ballot),
+   no COMMIT proposal is presumed ABORT, a COMMIT proposal is settled by a ballot,
+   or, its round past its life by our wall clock, only asked about: `_past_life`),
    in the mode its rounds were run in, not the config's: a restart is no time to
    change a round's rules. Its actions run at once. A workflow that ended here at
    epoch 0 (else a successor ended it) is ended again if the crash came between its
@@ -91,9 +92,13 @@ def restore_negotiation(negotiation: Any, now: float,
                                    consensus=None if classic else n.consensus(),
                                    me=n.name, resend_s=n.t.resend_s,
                                    decision_resend_s=n.t.decision_resend_s,
-                                   query_interval_s=n.t.query_interval_s)
+                                   query_interval_s=n.t.query_interval_s,
+                                   past_life=_past_life(n, now, row.created_ms))
         n.coordinators[wf] = core
         n.stats[f"coordinator restored {core.phase.value}"] += 1
+        if core.in_doubt_past_life():  # no ballot: only asked (coordinator_doubt.py)
+            n.stats["in doubt past the round's life"] += 1
+            n.note("in_doubt_past_life", (wf, row.round))
         negotiation.run(now, core.next_actions(), core)
         if (row.state in (WorkflowState.SUCCEEDED, WorkflowState.FAILED)
                 or row.state is WorkflowState.CANCELLED and row.committed) \
@@ -117,3 +122,11 @@ def restore_negotiation(negotiation: Any, now: float,
         if wf not in d.final:
             n.running.resume(now, wf)
     n.replacement.restored(now)  # its own YES of a round a crash cut short
+
+
+def _past_life(n: Any, now: float, created_ms: int) -> bool:
+    """Was a round created `created_ms` (as its record states it) longer than a round's
+    life ago, by this agent's wall clock? Its coordinator then runs no ballot of it:
+    its own acceptor, restored, counts the round young again (step 3)."""
+    life = n.acceptor.round_life_ms
+    return life is not None and created_ms > 0 and n.wall_ms(now) - created_ms > life

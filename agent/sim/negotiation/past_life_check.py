@@ -4,10 +4,10 @@ A round's coordinator whose recovery ballot the acceptors refused as past the ro
 life (`Checker.past_life`) stays in doubt, its row NEGOTIATING, as a participant does,
 and is exempt from the terminal check as such a participant is from the leak check,
 but only once it stopped its ballot for good (core/negotiation/coordinator_doubt.py:
-a majority of the acceptors answered PAST_LIFE): one still resending its PaxosPrepare
-at the end of the run fails it. Unless an acceptor refused the round as forgotten: an
-acceptor answers PAST_LIFE only while it holds the round's record (docs/retention.md,
-Not built yet).
+a majority of the acceptors answered PAST_LIFE, or its restore found the round past
+its life): one still resending its PaxosPrepare at the end of the run fails it, whether
+its acceptors refused the round as past its life or as forgotten (an acceptor that
+forgot a round answers a query stating it PAST_LIFE, acceptor.py).
 """
 
 from __future__ import annotations
@@ -27,8 +27,7 @@ def coordinator_past_life(checker: Any, sim: World, coord: str, key: Key) -> boo
         return False
     agent = sim.agents[coord]
     core = agent.coordinators.get(key[0]) if agent.alive else None
-    if (core is None or not core.in_doubt_past_life()) \
-            and (coord, key) not in checker.forgotten_refused:
+    if core is None or not core.in_doubt_past_life():
         checker.fail(f"past life: {key} refused by its acceptors, its coordinator {coord}"
                      " still balloting")
         return True  # failed once, not again as not terminal
