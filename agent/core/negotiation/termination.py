@@ -38,8 +38,11 @@ coordinator.
     (WAITING,    timer, still DEAD)  -> ASKING      as `coordinator DEAD` above
     (WAITING,    timer, not DEAD)    -> WAITING     due at the lease again, as any other
     (any,        PAST_LIFE answers)  -> PAST_LIFE   of a majority of the acceptors: the
-                                                    round is past its life there
-                                                    (acceptor.py), they refuse every
+                                                    round is past its life there, or
+                                                    forgotten there (each query states
+                                                    the round's coordinator and creation
+                                                    time for that: acceptor.py,
+                                                    `past_life`), they refuse every
                                                     ballot of it, so no ballot is run any
                                                     more; stays in doubt (its reservation
                                                     held), never decided wrongly
