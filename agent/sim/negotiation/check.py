@@ -138,7 +138,6 @@ class Checker:
         # (voter, key): in doubt past the round's life, refused by its acceptors
         # (core/negotiation/acceptor.py): it stays in doubt, never decided wrongly.
         self.past_life: set[tuple[str, Key]] = set()
-        self.forgotten_refused: set[tuple[str, Key]] = set()  # of those, refused as forgotten
         # (agent, key) -> (when, the other side, delay or None: lost) of the network's
         # hits on its recovery messages (takeover_check.network_hit).
         self.hits: dict[tuple[str, Key], list[tuple[float, str, float | None]]] = {}
@@ -331,8 +330,6 @@ class Checker:
         self.refusals[type(error).__name__] += 1
         if isinstance(error, RoundPastLife):  # the sender's ballot of a round past its life
             self.past_life.add((error.sender, error.key))
-            if error.why == "forgotten":
-                self.forgotten_refused.add((error.sender, error.key))
 
     def in_doubt_past_life(self, agent: str, key: Key) -> None:
         """`agent`'s Node heard a majority of the round's acceptors answer PAST_LIFE."""
