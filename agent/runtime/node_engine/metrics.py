@@ -204,6 +204,13 @@ def _shared_metrics(stats: Any) -> Iterator[CounterMetricFamily]:
         " Termination asks)")
     queries.add_metric([], stats["in-doubt query"])
     yield queries
+    past_life = CounterMetricFamily(
+        "fedorch_in_doubt_past_life",
+        "Rounds this domain stays in doubt about for good, its reservation held: a"
+        " majority of their acceptors answered that the round is past its life"
+        " (docs/retention.md); counted once each, as coordinator or participant")
+    past_life.add_metric([], stats["in doubt past the round's life"])
+    yield past_life
 
 
 def _write_fault_metrics(fault: Any) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:

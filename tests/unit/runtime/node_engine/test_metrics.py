@@ -30,6 +30,7 @@ def engine(fault: WriteFault) -> SimpleNamespace:
                                             "decision record collected": 4,
                                             "retention: workflow forgotten": 5,
                                             "in-doubt query": 8,
+                                            "in doubt past the round's life": 2,
                                             "takeover": 6,
                                             "takeover claim withdrawn": 3,
                                             "takeover withdrawn claim taken up again"
@@ -98,6 +99,7 @@ def test_the_engine_counters_are_read_at_scrape_time():
     assert got['fedorch_node_takeover_claims_total{outcome="won"}'] == 6
     assert got['fedorch_node_takeover_claims_total{outcome="withdrawn"}'] == 3
     assert got['fedorch_node_takeover_claims_total{outcome="taken_up_again"}'] == 1
+    assert got["fedorch_in_doubt_past_life_total"] == 2
     # node.db's commit thread: encoding the rows apart from SQLite's own work
     assert got['fedorch_node_store_cpu_seconds_total{part="encode"}'] == 0.25
     assert got['fedorch_node_store_cpu_seconds_total{part="sqlite"}'] == 0.5
