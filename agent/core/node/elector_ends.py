@@ -16,6 +16,17 @@ It keeps the end in `final` (with the successor's certificate in `end_proofs`, a
 follows that epoch, when a successor told it) in the write its acknowledgement waits
 for, and from then on answers every takeover claim with that end instead of a grant
 (takeover_claims.py: a workflow ended here is not taken over), as a participant does.
+The proof goes first, in a write group of its own ("end proof kept"), then the end, the
+epoch followed and retention's mark in one group: a crash between the two leaves a
+proof with no end, read by nothing (`EndNotices.end_proof` shows a proof only with
+the end), so this Node, back, answers as one that granted the later epoch and holds no
+end; the end comes again from its teller, or an older epoch's end is answered with
+that later epoch (below). Before, the end went first and its proof and epoch in the
+next group: a crash between them left an end with no proof, which answers an older
+epoch's end neither with the later end (no proof to show) nor with the later epoch
+(an end is held), so it was refused as stale, silently; its successor dead for good,
+the original coordinator back resent its loss verdict for ever and stayed RUNNING
+(takeover soak seed 140103976, with a cut one way).
 
 Why the end is then safe to make. A later coordinator must win a later epoch with the
 grants of a majority of the electorate. The electors holding the end, with the
@@ -84,11 +95,12 @@ def elector_takes(n: Any, src: str, msg: FinalMsg) -> bool:
                                    won=n.takeover.proof.proof_of(wf, epoch, holder)))
         return True
     if wf not in d.final:
+        if msg.epoch >= 1:  # the proof first, in a group of its own: see the header
+            n.end_notices.keep_end_proof(src, msg)
         n.point("end kept by an elector holding no step")
         n.stats["end kept by an elector holding no step"] += 1
         d.final[wf] = msg.state
         if msg.epoch >= 1:
-            n.end_notices.keep_end_proof(src, msg)
             d.epochs[wf] = (msg.epoch, src)
         n.mark(wf, ended=True)
     n.send(src, AckMsg(("final", wf, n.name)))
