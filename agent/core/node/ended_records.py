@@ -33,7 +33,8 @@ What it answers, and why each is the answer the live workflow gave:
   "saga over" case, told the end (seed 43007752). So it is told (the epoch it is
   told in is the one the asker follows this Node in, so it takes it through the
   authority rules of any end notice, authority_ends.py):
-  - as the claimant of epoch e >= 1 that never acted in it, its claim and plan over
+  - as the claimant of epoch e >= 1 that never acted in it (e followed in a rival
+    claimant's hands, or a lower epoch followed), its claim and plan over
     (takeover_late_grants.py, `asked`): in e, as before;
   - as the original coordinator in epoch 0 that granted no later epoch: in epoch 0. It
     drove the workflow and its saga, if any, itself, to its end (or its plan was
@@ -185,8 +186,12 @@ class EndedRecords:
         def whole() -> bool:  # no plan owed any more: closed here, or none can be
             return d.plans.get(wf) == () or no_saga(n, wf)
 
-        if granted[1] == n.name and granted[0] >= 1 and followed[0] < granted[0]:
-            return granted[0]  # our claim's epoch, never acted in (late_grants `asked`)
+        if granted[1] == n.name and granted[0] >= 1 and (
+                followed[0] < granted[0] or followed[0] == granted[0]
+                and followed[1] != n.name):
+            # Our claim's epoch, never acted in, or followed in a rival's hands
+            # (takeover_late_grants.py `asked`).
+            return granted[0]
         if original == n.name and followed[0] == 0 and (granted[0] == 0 or whole()):
             return 0  # the original's end, its saga (if it drove one) over
         if granted[0] > followed[0]:

@@ -100,6 +100,27 @@ write has lost even whom it asked. The cost: one query per `takeover_after_s` pe
 granter of a claim that has not won within that bound, answered with nothing while
 the claim runs.
 
+A rival of the claimed epoch. Two claimants may claim one epoch e (each had ended the
+workflow, or one learned the end from a claim answer and told it on in e: the core's
+Announce), and a granter follows the one it granted. Where our claim is denied with
+the end by members that hold e for the rival (not a lower epoch: no
+`_ended_claim_denied`), and the rival's end notice of e and its saga-over notice reach
+us, we follow the rival in e as the saga's driver (EndNotices.on_final), and the claim
+and the plan are over with no tell: `plan_closed` finds our core following the rival,
+not claiming. Our granter follows us in e still, and refuses the rival's end (no
+certificate: a claimant that never won has none) and the lower epoch's notices: it
+kept its reservation for ever (takeover soak seed 140100077, with a cut one way). It
+asks us, as above, and we answer it with the end in e: the epoch we follow is e, but
+in a rival's hands, so we never acted in e, nor told the end on in it (an `epochs`
+entry of e naming us), and nothing of ours tells it. The end is the one end there is
+(ours, the driver's, taken before the claim), the saga is over (the plan closed), and
+the granter takes it from the holder it follows, as any end notice. A grant we took
+(its row) is told so with `reliable`, as `told` tells it, so that its acknowledgement
+drops the row (kept, the row kept the workflow from retention for ever); one never
+taken is answered once, as above, and, forgotten here, from the end's record
+(ended_records.py). A rival that won e shows its certificate, which the granter takes
+first; our answer then is the same end again.
+
 Not told: an elector holding no step of the workflow (an extra acceptor of its
 round). It holds no reservation, and it refuses a claimant's end of epoch 1 or
 later for want of that epoch's certificate, which a claimant that never won lacks
@@ -273,18 +294,26 @@ class LateGrants:
 
     def asked(self, src: str, wf: str) -> bool:
         """`src` asks us, whom it follows, for `wf`, ended here: answered with the end
-        in our epoch where it may be a granter our claim never took, the claim and the
-        saga over (see the header). True if answered."""
+        in our epoch where it may be a granter our claim never took, or one left untold
+        as we followed a rival of our epoch, the claim and the saga over (see the header,
+        "A rival of the claimed epoch"). True if answered."""
         n = self.n
         d = n.state
         epoch, holder = d.granted.get(wf, (0, ""))
         followed = d.epochs.get(wf, (0, ""))
-        if holder != n.name or epoch < 1 or wf not in d.final or followed[0] >= epoch \
+        if holder != n.name or epoch < 1 or wf not in d.final or followed[0] > epoch \
+                or followed == (epoch, n.name) \
                 or n.compensating.plans.plan_open(wf) or self.claim_runs(wf) \
                 or (src not in n.replacement.domains_of(wf)
                     and src != wf.rpartition(".")[0]) \
                 or n.pending.get(("final", wf, src)) is not None:
             return False  # not the case, or an end of ours goes to it already
         n.stats["takeover grant never taken: end told to the granter that asked"] += 1
-        n.send(src, FinalMsg(wf, d.final[wf], epoch))
+        end = FinalMsg(wf, d.final[wf], epoch)
+        if src in d.late_grants.get(wf, {}):
+            # A grant taken, left untold (we followed a rival of our epoch, see the
+            # header): told as `told` tells it, so the acknowledgement drops its row.
+            n.reliable(src, ("final", wf, src), end)
+        else:
+            n.send(src, end)
         return True
