@@ -49,7 +49,7 @@ def route(agents: Mapping[str, Any], asked: str, wf: str, *, takeover: bool) -> 
     held = [held_of(a.node.state, wf, asked) for a in agents.values()
             if a.alive and (wf in a.node.state.final or wf in a.node.progress)]
     epoch, holder = max(held, default=(0, asked))
-    return holder if epoch >= 1 and agents[holder].alive else None
+    return holder if epoch >= 1 and (holder not in agents or agents[holder].alive) else None
 
 
 def waiting(agent: Any, wf: str) -> bool:
@@ -96,6 +96,12 @@ class Client:
             return
         takeover = sim.config.timing.takeover_after_s is not None
         to = route(sim.agents, agent.name, wf, takeover=takeover)
+        if to is not None and to not in sim.agents:
+            # The holder named is the lying domain, which won an epoch as any member
+            # may: it answers no client, so the client asks again later, as a real one
+            # whose cancel to it went unanswered would.
+            sim.stats["cancel sent on to the liar: unanswered"] += 1
+            to = None
         if to is None:
             self.push(at + RETRY_S, agent, wf, tries + 1)
         elif to != agent.name:
