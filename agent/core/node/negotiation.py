@@ -174,6 +174,8 @@ class Negotiation:
             n.stats["re-placement PREPARE refused: the workflow ended here"] += 1
             n.send(src, VoteMsg(tx.key, n.name, False, "the workflow ended here"))
             return
+        if n.placed_here.refused_older(src, msg):
+            return  # a step placed again past a grant of a later epoch: NO (placed_here.py)
         admission = n.admit(n, now, tx, msg.info)
         # The policy weighs the submitter (accept_from's principals, rules), as `admit`
         # checked its signed spec (the node engine: boundary.py), and the data flow.

@@ -27,6 +27,16 @@ other Node's (and the coordinator's own, where it is a participant too):
   (placed_overtaken.py, where the argument is); and a claimant acting in its epoch
   takes no placement from a grant that comes after (`learn_from_grant`): together
   they let the holder answer a round it does not know void (replacement_handover.py).
+  Nor is a step placed again here by the coordinator of an epoch older than the one
+  promised voted YES (the original's round; a later epoch's is refused at the boundary:
+  authority_rounds.py): NO (`refused_older`). The holder of the epoch promised may not
+  know that round (its PREPARE came after our grant: no grant carried it) and may run
+  the step where it was; our YES held, a later holder elected with the original's
+  grant carrying the round's placement (decided before that grant, kept there) would
+  hand its COMMIT out here (replacement_handover.py): the step ran twice (takeover soak
+  seed 140100809). The NO aborts the round, whose one participant we are: nothing of
+  it is told, held or handed out; the original places the step elsewhere or fails it,
+  as on any NO, and follows the later epoch once it hears of it.
   A workflow forgotten here (retention) has no `promised` epoch left: its end record
   answers an older epoch's tell instead (placed_overtaken.py, `answer_forgotten`).
   Refused by a Node that ended the workflow in that later epoch, the placement is still
@@ -81,7 +91,7 @@ from fedorch.core.negotiation.messages import Key
 from fedorch.core.negotiation.participant import HoldState
 from fedorch.core.node.authority_steps import earlier_for, earlier_of
 from fedorch.core.node.placed_overtaken import answer_forgotten, answer_older_epoch
-from fedorch.core.node.records import AckMsg, FinalMsg, PlacedMsg
+from fedorch.core.node.records import AckMsg, FinalMsg, PlacedMsg, PrepareMsg, VoteMsg
 from fedorch.core.node.replacement_telling import MADE, PLACED
 from fedorch.core.workflow.epoch_certificate import epoch_of_round
 from fedorch.core.workflow.progress import TERMINAL_STEP_STATES, StepState
@@ -204,6 +214,18 @@ class PlacedHere:
         (`on_placed`)."""
         d = self.n.state
         return max(d.granted.get(wf, (0, ""))[0], d.epochs.get(wf, (0, ""))[0])
+
+    def refused_older(self, src: str, msg: PrepareMsg) -> bool:
+        """A step placed again on this Node (a re-placement round's PREPARE) by the
+        coordinator of an epoch older than one granted or followed here: voted NO, as
+        the header says (a grant is a promise). False: any other PREPARE, voted on."""
+        n = self.n
+        tx = msg.tx
+        if not msg.info.lost or epoch_of_round(tx.round) >= self.promised(tx.workflow_id):
+            return False
+        n.stats["re-placement PREPARE refused: a later epoch granted here"] += 1
+        n.send(src, VoteMsg(tx.key, n.name, False, "a later coordinator epoch granted here"))
+        return True
 
     def on_placed(self, now: float, src: str, msg: PlacedMsg) -> None:
         n = self.n
