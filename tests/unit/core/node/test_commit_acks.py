@@ -10,8 +10,9 @@ from __future__ import annotations
 import random
 
 from fedorch.core.negotiation.messages import Decision, DecisionAck
-from fedorch.core.node import Message, Node, StepEnded, Submit
+from fedorch.core.node import Message, Node, StepEnded, Submit, Tick
 from fedorch.core.node.records import ResultMsg, Timing
+from fedorch.core.node.running_starts import HOLD_S
 from fedorch.core.workflow.progress import StepState
 from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
 
@@ -78,8 +79,9 @@ def acks_from(fed: Federation, name: str) -> list:
 def test_participants_whose_steps_start_in_time_send_no_decision_ack() -> None:
     fed = Federation()
     chain(fed)
-    end_step(fed, "d0")  # s1 starts at d1: its start told d0 stands for d1's ack
-    end_step(fed, "d1")  # and s2's at d2
+    end_step(fed, "d0")  # s1 starts at d1: its result told d0 stands for d1's ack
+    end_step(fed, "d1")  # s2's start at d2, told d0 when its hold is over, for d2's
+    fed.run_until(fed.now + HOLD_S)  # (running_starts.py: below decision_ack_s)
     assert acks_from(fed, "d1") == [] and acks_from(fed, "d2") == []
     assert collected(fed)
     assert fed.nodes["d0"].stats["result counted as a DecisionAck"] >= 2
@@ -101,6 +103,9 @@ def test_a_start_or_result_collects_the_record_as_the_decision_ack_did() -> None
         fed.running[name].discard(run)
         fed.step(name, StepEnded(*run, ok=True))
         fed.deliver(keep=lost)
+    fed.now += HOLD_S  # s2's start tell, held for its result, goes
+    fed.step("d2", Tick())
+    fed.deliver(keep=lost)
     assert collected(fed)
 
 
