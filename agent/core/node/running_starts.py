@@ -34,6 +34,21 @@ as it did, in the turn of its `StepEnded`.
 | any other result of that epoch, attempt >= held | sent just before it           |
 | the deadline (`tick`)                          | sent                           |
 | a restore (`reset`)                            | lost (see below)               |
+| started in its COMMIT's turn, DecisionAck owed | not held: sent at once         |
+
+Started with its COMMIT. An end the coordinator makes before every participant
+acknowledged the round's COMMIT is told `settled=False` (running.py, `settled`), and a
+participant forgets such a workflow by age only, never beyond the count
+(retention.py). A step that starts in the very turn its COMMIT is learned (one with no
+needs: every parallel step of a workflow) acknowledged the COMMIT at once with its
+tell; held, a sibling that fails at once would end the workflow unsettled (the load
+simulation, agent/sim/negotiation/load.py: about one ended workflow in twenty kept
+past `max_ended_workflows` at each Node). So such a tell, while it stands for our
+owed DecisionAck, goes at once as before. A step that starts in a later turn (its
+needs' results came since) had its acknowledgement deferred already (commit_acks.py,
+up to `decision_ack_s`); held, it comes no later than that deferral allowed (the
+DecisionAck's own deadline still stands), so the ends left unsettled are of the kind
+commit_acks.py accepts.
 
 The bound. `HOLD_S` is 0.2 s, what docs/architecture.md ("Run") and the loss table's
 header (core/workflow/domain_loss.py) already say of a step: it sends nothing for its
@@ -89,7 +104,15 @@ class StartTells:
 
     def hold(self, now: float, to: str, msg: ResultMsg) -> None:
         """`msg`, the RUNNING tell of a start just written, goes to `to` at
-        now + HOLD_S unless the step's result goes there first."""
+        now + HOLD_S unless the step's result goes there first; at once if the step
+        starts in the turn its COMMIT was learned here, while our DecisionAck to `to`
+        is owed (see "Started with its COMMIT" in the header)."""
+        owed = self.n.commit_acks.owed.get(msg.workflow_id)
+        if owed is not None and owed[1] == to \
+                and owed[2] == now + self.n.t.decision_ack_s:  # deferred in this turn
+            self.n.stats["start told at once: it acknowledges the COMMIT"] += 1
+            self.n.send(to, msg)
+            return
         key = (msg.workflow_id, msg.step_id, to)
         entry = self.held.get(key)
         # A later attempt's start replaces the held one and keeps its deadline.

@@ -2,7 +2,8 @@
 (agent/core/node/running_starts.py): a step that ends within the hold sends its result
 alone; a long one's start is told when the hold is over, and shown RUNNING there; a
 FAILED takes the held start out just before it; a later attempt's start replaces a
-held one and keeps its deadline."""
+held one and keeps its deadline; a start in its COMMIT's own turn, which acknowledges
+that COMMIT, is told at once."""
 
 from __future__ import annotations
 
@@ -19,20 +20,27 @@ from tests.unit.core.node.test_cancel import Federation as Three
 
 
 def one_step_on_d1(retries: int = 0) -> Three:
-    """d0 coordinates a workflow of one step, s, placed on d1: committed, s started at
-    d1, nothing of it told d0 yet (what d1 sends d0 of s is left on the network)."""
+    """d0 coordinates a workflow of s0, on d0 itself, then s, after s0, on d1:
+    committed, s0 ended a moment later, s started at d1 then (after its COMMIT's
+    instant), nothing of s told d0 yet."""
     fed = Three()
     spec = spec_pb2.WorkflowSpec(name="w1", steps=[
-        spec_pb2.StepSpec(id="s", capability="a", retries=retries)])
-    fed.step("d0", Submit(WF, spec, placement={"s": "d1"}))
-    fed.deliver(keep=lambda src, dst, msg: type(msg) is ResultMsg)
+        spec_pb2.StepSpec(id="s0", capability="b"),
+        spec_pb2.StepSpec(id="s", capability="a", needs=["s0"], retries=retries)])
+    fed.step("d0", Submit(WF, spec, placement={"s0": "d0", "s": "d1"}))
+    fed.deliver()
+    fed.now += HOLD_S / 10  # s0 ends a moment after the COMMIT
+    fed.running["d0"].discard((WF, "s0", 1))
+    fed.step("d0", StepEnded(WF, "s0", 1, ok=True))
+    fed.deliver()
     assert [run for run in fed.running["d1"] if run[0] == WF] == [(WF, "s", 1)]
     return fed
 
 
 def told_d0(fed: Three) -> list[tuple[StepState, int]]:
     """What d1 sent d0 of s, in order: (state, attempt)."""
-    return [(m.state, m.attempt) for to, m in fed.sent_by("d1", ResultMsg) if to == "d0"]
+    return [(m.state, m.attempt) for to, m in fed.sent_by("d1", ResultMsg)
+            if to == "d0" and m.step_id == "s"]
 
 
 def test_a_start_followed_by_its_result_in_time_sends_only_the_result() -> None:
@@ -92,3 +100,16 @@ def test_a_retry_replaces_the_held_start_and_keeps_its_deadline() -> None:
     fed.now = started_at + HOLD_S
     fed.step("d1", Tick())
     assert told_d0(fed) == [(StepState.RUNNING, 2)]
+
+
+def test_a_start_in_its_commits_turn_is_told_at_once_as_the_commits_acknowledgement() -> None:
+    # Held, a sibling failing at once would end the workflow before d1 acknowledged
+    # its COMMIT: an end told unsettled (running_starts.py, "Started with its COMMIT").
+    fed = Three()
+    spec = spec_pb2.WorkflowSpec(name="w1", steps=[spec_pb2.StepSpec(id="s", capability="a")])
+    fed.step("d0", Submit(WF, spec, placement={"s": "d1"}))
+    fed.deliver()
+    assert told_d0(fed) == [(StepState.RUNNING, 1)]
+    assert fed.nodes["d1"].running.starts.timer() is None
+    assert fed.nodes["d1"].commit_acks.owed == {}
+
