@@ -26,25 +26,26 @@ front of it, in the same turn: nothing waits for it then, and the coordinator st
 hears first that the attempt started. The result's path is not touched: it leaves
 as it did, in the turn of its `StepEnded`.
 
-| event                                          | held tell of (wf, step, to)    |
-|------------------------------------------------|--------------------------------|
-| attempt started, `to` another domain (`hold`)   | held until start + HOLD_S      |
-| a later attempt started while one is held      | replaced, its deadline kept    |
-| SUCCEEDED of that epoch, attempt >= held, to `to` | dropped (counted in stats)  |
-| any other result of that epoch, attempt >= held | sent just before it           |
-| the deadline (`tick`)                          | sent                           |
-| a restore (`reset`)                            | lost (see below)               |
-| started in its COMMIT's turn, DecisionAck owed | not held: sent at once         |
+| event                                               | the held tell of (wf, step, to) |
+|-----------------------------------------------------|---------------------------------|
+| attempt started, `to` another domain (`hold`)        | held until start + HOLD_S       |
+| started as its COMMIT is learned, DecisionAck owed  | not held: sent at once (below)  |
+| a later attempt started while one is held           | replaced, its deadline kept     |
+| SUCCEEDED of that epoch, attempt >= held, to `to`   | dropped (counted in stats)      |
+| any other result of that epoch, attempt >= held     | sent just before it             |
+| the deadline (`tick`)                               | sent                            |
+| a restore (`reset`)                                 | lost (see below)                |
 
 Started with its COMMIT. An end the coordinator makes before every participant
 acknowledged the round's COMMIT is told `settled=False` (running.py, `settled`), and a
 participant forgets such a workflow by age only, never beyond the count
-(retention.py). A step that starts in the very turn its COMMIT is learned (one with no
-needs: every parallel step of a workflow) acknowledged the COMMIT at once with its
-tell; held, a sibling that fails at once would end the workflow unsettled (the load
+(retention.py). A step that starts at the very `now` its COMMIT is learned here (in
+that turn: a driver steps a turn's inputs at one `now`; a step with no needs, say:
+every parallel step of a workflow) acknowledged the COMMIT at once with its tell;
+held, a sibling that fails at once would end the workflow unsettled (the load
 simulation, agent/sim/negotiation/load.py: about one ended workflow in twenty kept
 past `max_ended_workflows` at each Node). So such a tell, while it stands for our
-owed DecisionAck, goes at once as before. A step that starts in a later turn (its
+owed DecisionAck, goes at once as before. A step that starts later (its
 needs' results came since) had its acknowledgement deferred already (commit_acks.py,
 up to `decision_ack_s`); held, it comes no later than that deferral allowed (the
 DecisionAck's own deadline still stands), so the ends left unsettled are of the kind
@@ -68,11 +69,13 @@ interrupted and reports that (running.py, `resume`), and the rules read no tell:
   answers, not when a tell comes (start_asks.py);
 - a lost domain's word that it started a step (replacement_heard.py) is one that may
   never come: "a report that never comes proves nothing" is that header's open case,
-  and a held tell only comes later, within HOLD_S, as a slow network would bring it;
+  and a held tell only comes later, within HOLD_S, as a slow network would bring it
+  (so the window in which a domain lost right after a start leaves no word of it
+  grows from the instant between the start's write and its send to HOLD_S);
 - a DecisionAck that no tell or result stood for is sent at its own deadline
   (commit_acks.py), and one a restart lost is asked again by the coordinator's notice.
 
-Pure: reads and writes the Node's outbox and stats only. The deadlines are one
+Pure: reads the Node's owed DecisionAcks and timing, writes its outbox and stats. The deadlines are one
 constant after the Node's `now`, which never goes back within a Node's life, and a
 replaced tell keeps its place, so the dict's first entry is the earliest (`timer`).
 """
@@ -105,11 +108,11 @@ class StartTells:
     def hold(self, now: float, to: str, msg: ResultMsg) -> None:
         """`msg`, the RUNNING tell of a start just written, goes to `to` at
         now + HOLD_S unless the step's result goes there first; at once if the step
-        starts in the turn its COMMIT was learned here, while our DecisionAck to `to`
+        starts at the `now` its COMMIT was learned here, while our DecisionAck to `to`
         is owed (see "Started with its COMMIT" in the header)."""
         owed = self.n.commit_acks.owed.get(msg.workflow_id)
         if owed is not None and owed[1] == to \
-                and owed[2] == now + self.n.t.decision_ack_s:  # deferred in this turn
+                and owed[2] == now + self.n.t.decision_ack_s:  # deferred at this now
             self.n.stats["start told at once: it acknowledges the COMMIT"] += 1
             self.n.send(to, msg)
             return
