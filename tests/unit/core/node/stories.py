@@ -10,8 +10,6 @@ from fedorch.core.node import Submit
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.gen.fedorch.v1 import spec_pb2
 
-from tests.unit.core.node.federation import tell_starts
-
 WF = "d0.w"
 
 Fed = TypeVar("Fed")
@@ -25,7 +23,6 @@ def committed_in(fed: Fed, steps: list[spec_pb2.StepSpec],
     f.step("d0", Submit(WF, spec_pb2.WorkflowSpec(name="w", steps=steps),
                         placement=placement))
     f.deliver()
-    tell_starts(f)  # the running steps' starts told d0 (their hold over)
     assert f.disks["d0"].rows[WF].state is WorkflowState.RUNNING
     return fed
 
@@ -39,7 +36,6 @@ def s1_on_d1_then_s2_on_d0(fed: Fed) -> Fed:
         spec_pb2.StepSpec(id="s2", capability="b", needs=["s1"])]),
         placement={"s1": "d1", "s2": "d0"}))
     f.deliver()
-    tell_starts(f)  # s1's start told d0 (its hold over)
     return fed
 
 

@@ -4,8 +4,7 @@ what d2 and d1 send d0 is held up (d0 paused) until after d0 sees d1 DEAD."""
 
 from __future__ import annotations
 
-from fedorch.core.node import MemberState, Message, StepEnded, Tick
-from fedorch.core.node.running_starts import HOLD_S
+from fedorch.core.node import MemberState, Message, StepEnded
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.core.workflow.progress import StepState
 
@@ -24,8 +23,6 @@ def d1_started_s2_and_died_while_d0_heard_nothing(*, idempotent: bool):
     fed.step("d2", StepEnded(*sorted(fed.running["d2"])[0], ok=True))
     fed.deliver(keep=lambda src, dst, msg: dst == "d0")
     assert runs_of(fed, "s2") == [("d1", 1)]
-    fed.now += HOLD_S  # d1's start tell, held for a result, goes (running_starts.py)
-    fed.step("d1", Tick())
     held, fed.net = fed.net, []
     fed.silent.add("d1")
     fed.running["d1"] = set()

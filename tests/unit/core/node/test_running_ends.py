@@ -17,7 +17,6 @@ from fedorch.core.node.records import (
     Timing,
 )
 from fedorch.core.node.retention import Retention
-from fedorch.core.node.running_starts import HOLD_S
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.core.workflow.progress import StepState
 from fedorch.gen.fedorch.v1 import spec_pb2
@@ -161,9 +160,6 @@ def test_a_remote_start_is_told_its_coordinator_and_shown_there_unacknowledged()
     spec = spec_pb2.WorkflowSpec(name="w1", steps=[spec_pb2.StepSpec(id="s", capability="a")])
     fed.step("d0", Submit(CWF, spec, placement={"s": "d1"}))
     fed.deliver(keep=lambda src, dst, msg: type(msg) is ResultMsg)
-    assert not [m for m in fed.net if type(m[2]) is ResultMsg]  # held for its result
-    fed.now += HOLD_S  # still running when its hold is over: told (running_starts.py)
-    fed.step("d1", Tick())
     [(src, dst, started)] = [m for m in fed.net if type(m[2]) is ResultMsg]
     assert (src, dst, started.state, started.attempt) == ("d1", "d0", StepState.RUNNING, 1)
     fed.net = []

@@ -13,7 +13,6 @@ from fedorch.core.workflow.progress import StepState
 from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
 
 from tests.unit.core.node.federation import Federation as Harness
-from tests.unit.core.node.federation import tell_starts
 
 NAMES = ["d0", "d1", "d2", "d3"]
 WF = "d0.w"
@@ -45,7 +44,6 @@ def running(timing: Timing = TIMING, *, retries: int = 0,
         spec_pb2.StepSpec(id="s2", capability="a")])
     fed.step("d0", Submit(WF, spec, placement={"s1": "d1", "s2": "d2"}))
     fed.deliver()
-    tell_starts(fed)  # the starts told d0 (their hold over)
     assert S1 in fed.running["d1"] and (WF, "s2", 1) in fed.running["d2"]
     return fed
 

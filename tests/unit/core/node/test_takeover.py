@@ -18,7 +18,7 @@ from fedorch.core.workflow.takeover import Role
 from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
 
 from tests.unit.core.node.federation import Federation as Harness
-from tests.unit.core.node.federation import sent, tell_starts
+from tests.unit.core.node.federation import sent
 
 NAMES = ["d0", "d1", "d2", "d3"]
 WF = "d0.w"
@@ -116,8 +116,6 @@ def committed(*, steps_end: bool = False) -> Federation:
     else:
         fed.deliver()
     assert WF in fed.disks["d1"].committed, "the workflow did not commit at d1"
-    if not steps_end:
-        tell_starts(fed)  # s1's start told d0 (its hold over)
     return fed
 
 
