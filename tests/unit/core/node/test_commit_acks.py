@@ -79,9 +79,8 @@ def acks_from(fed: Federation, name: str) -> list:
 def test_participants_whose_steps_start_in_time_send_no_decision_ack() -> None:
     fed = Federation()
     chain(fed)
-    end_step(fed, "d0")  # s1 starts at d1: its result told d0 stands for d1's ack
-    end_step(fed, "d1")  # s2's start at d2, told d0 when its hold is over, for d2's
-    fed.run_until(fed.now + HOLD_S)  # (running_starts.py: below decision_ack_s)
+    end_step(fed, "d0")  # s1 starts at d1: its start told d0 stands for d1's ack
+    end_step(fed, "d1")  # and s2's at d2
     assert acks_from(fed, "d1") == [] and acks_from(fed, "d2") == []
     assert collected(fed)
     assert fed.nodes["d0"].stats["result counted as a DecisionAck"] >= 2
