@@ -29,11 +29,16 @@ for each workflow this Node is the original coordinator of, RUNNING here in epoc
 (no later epoch followed or granted here), with a step unfinished in its progress on
 another domain (a result it may be owed by a domain that now follows someone else),
 the original asks every domain of the workflow but itself the restarted
-participant's question, `PlacementQuery` (restart_check.py): no new message. Asked
-again after `reliable_resend_s`, the wait doubling, while it stays at most
-`ASK_AT_MOST_S` (a few asks, against a lost ask or answer), then no more; asked no
-more as soon as the workflow ends here, a later epoch is followed or granted here, or
-this Node no longer drives it.
+participant's question, `PlacementQuery` (restart_check.py): no new message. The
+first ask waits `takeover_after_s` from the restore, the silence after which a
+successor acts: a successor alive and acting tells its end again within it (its
+notice is resent every `reliable_resend_s` until acknowledged), and the original's own
+reports, relays and end notices draw the end first where they go (so those paths keep
+their word, and a restart that finds the results coming in, or the end, asks
+nothing). Asked again after `reliable_resend_s`, the wait doubling, while it stays at
+most `ASK_AT_MOST_S` (a few asks, against a lost ask or answer), then no more; asked
+no more as soon as the workflow ends here, a later epoch is followed or granted here,
+or this Node no longer drives it (each checked at every ask).
 
 The answers (restart_check.py `on_query`): a domain that ended the workflow in a
 later epoch and keeps its proof (or forgot it and keeps its record's) answers the
@@ -51,8 +56,8 @@ report already: the end is the one end there is, proven by the later epoch's
 certificate, which the original checks before it follows (authority.py).
 
 The cost. Off the usual path: only a restart of an original coordinator with
-takeover on asks, once per workflow it drives that still waits on another domain,
-a few times, to each of its domains; a workflow that nothing took over is asked
+takeover asks, for a workflow it drives that still waits on another domain
+`takeover_after_s` after the restore, a few times, each of its domains; a workflow that nothing took over is asked
 about the same way (the original cannot tell, back from a crash, whether it was
 down long enough for a successor to act), and its domains answer nothing.
 
@@ -95,13 +100,13 @@ class OriginalAsks:
 
     def restored(self, now: float) -> None:
         """The Node is whole again: every workflow it waits on as a restored original
-        asked about now (see the header)."""
+        is asked about `takeover_after_s` from now (see the header)."""
         self.asks = {}
         if self.n.takeover is None:
             return
         for wf in sorted(self.n.state.rows):
             if self._waits(wf):
-                self._ask(now, wf, self.n.t.reliable_resend_s)
+                self.asks[wf] = (now + self.n.takeover.after_s, self.n.t.reliable_resend_s)
 
     def tick(self, now: float) -> None:
         for wf in sorted(wf for wf, (at, _) in self.asks.items() if at <= now):
