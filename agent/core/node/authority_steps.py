@@ -135,9 +135,11 @@ def placed(node: Any, src: str, msg: PlacedMsg, votes: Any, proven: Any) -> None
 def placement_query(node: Any, src: str, msg: PlacementQuery, votes: Any,
                      proven: Any) -> None:
     # A restarted participant asks where the steps are (restart_check.py): one of the
-    # workflow's domains as known here (unknown here: nothing is answered anyway).
+    # workflow's domains as known here (unknown here: nothing is answered anyway); or
+    # its original coordinator, back from a restart (original_asks.py).
     _, participants = epoch_of(node.state, msg.workflow_id)
-    if participants is not None and src not in participants:
+    if participants is not None and src not in participants \
+            and src != coordinator_of(msg.workflow_id):
         raise Refused("not_party", f"{src} asked the placements of {msg.workflow_id},"
                                    " in which it places no step")
 

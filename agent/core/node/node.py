@@ -429,8 +429,11 @@ class Node:
             msg = self.takeover.proof.stated_prepare(msg)
         elif type(msg) is VoteMsg and msg.yes and not msg.evidence:
             self._unsealed += 1  # signed with the turn's others as it is handed out
-        elif type(msg) is ResultMsg and self.commit_acks.owed:
-            self.commit_acks.reported(to, msg)  # it may stand for our DecisionAck
+        elif type(msg) is ResultMsg:
+            if self.commit_acks.owed:
+                self.commit_acks.reported(to, msg)  # it may stand for our DecisionAck
+            if self.running.starts.held:  # it may imply a start tell held (running_starts.py)
+                self.running.starts.sending(to, msg)
         self.out.send(to, msg)
 
     def _seal_votes(self) -> None:

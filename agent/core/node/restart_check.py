@@ -98,6 +98,7 @@ from typing import Any
 from fedorch.core.identity.authority import coordinator_of
 from fedorch.core.node.deadlines import DeadlineTable
 from fedorch.core.node.ended_records import no_saga
+from fedorch.core.node.original_asks import OriginalAsks
 from fedorch.core.node.records import FinalMsg, PlacementAnswer, PlacementQuery
 from fedorch.core.node.saga_gone_driver import driver_gone, tell_or_claim
 from fedorch.core.node.start_asks import answered
@@ -112,6 +113,8 @@ class RestartCheck:
     def __init__(self, node: Any) -> None:
         # The Node that owns this part (typed loosely: the Node imports its parts).
         self.n = node
+        # A restored original's asks of its domains (original_asks.py), composed here.
+        self.originals = OriginalAsks(node)
         self.reset()
 
     def reset(self) -> None:
@@ -133,7 +136,9 @@ class RestartCheck:
 
     def timer(self) -> float | None:
         t = self.held.earliest()
-        return None if t == math.inf else t  # in doubt here: no deadline, `resumed`
+        mine = None if t == math.inf else t  # in doubt here: no deadline, `resumed`
+        theirs = self.originals.timer()
+        return theirs if mine is None else mine if theirs is None else min(mine, theirs)
 
     def forget(self, wf: str) -> None:
         """`wf` ended here: nothing of it starts any more, nothing to ask."""
@@ -173,10 +178,12 @@ class RestartCheck:
         """The Node is whole again: what needs no answer goes, the rest is asked."""
         for wf in sorted(self.held):
             self._ask(now, wf)
+        self.originals.restored(now)  # an original back asks where it stands
 
     def tick(self, now: float) -> None:
         for wf in sorted(self.held.due(now)):
             self._ask(now, wf)
+        self.originals.tick(now)
 
     def _ask(self, now: float, wf: str) -> None:
         n = self.n
@@ -210,6 +217,8 @@ class RestartCheck:
         later epoch (see the header); anyone else is silent: the asker asks again."""
         n = self.n
         wf = msg.workflow_id
+        if self._tell_original(src, wf):
+            return
         if wf in n.state.final:
             self._tell_end(src, wf)
             return
@@ -225,6 +234,22 @@ class RestartCheck:
         steps = tuple((s.id, s.epoch, s.domain) for s in p.steps.values())
         n.send(src, PlacementAnswer(wf, n.domain_loss.epoch(wf), steps,
                                     **n.placed_here.carried(wf)))
+
+    def _tell_original(self, src: str, wf: str) -> bool:
+        """Asked by the workflow's original coordinator, back unaware of a later epoch
+        (original_asks.py), where this Node ended `wf` in that epoch (or forgot it, its
+        record keeping that end) and is not its holder: answered as the original's
+        report is, with the later end and its proof (EndNotices.tell_overtaken), which
+        it follows. The holder itself answers as before (`_tell_end`, its own
+        certificate). True if answered."""
+        n = self.n
+        d = n.state
+        if n.takeover is None or src != coordinator_of(wf) or src == n.name \
+                or d.epochs.get(wf, (0, ""))[1] == n.name:
+            return False
+        if wf not in d.final and (n.retain is None or n.retain.knows(wf)):
+            return False
+        return n.end_notices.tell_overtaken(src, wf)
 
     def _tell_end(self, src: str, wf: str) -> None:
         """Ended here, asked by a lost domain back from a restart that holds no step of

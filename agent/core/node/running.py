@@ -8,7 +8,8 @@ under its idempotency key (workflow, step, attempt) and handed to the driver in
 `start_steps` of the same Ready, so it starts only once that record is durable; it
 is never started again: an attempt found started after a restart counts as failed.
 Its start is told the coordinator once, best effort (`_tell_start`): shown RUNNING in
-its status only, neither written nor acknowledged there, and nothing waits on it. The
+its status only, neither written nor acknowledged there, and nothing waits on it; held
+up to 0.2 s and dropped if the step's SUCCEEDED goes there first (running_starts.py). The
 coordinator counts the starts it takes in (`starts_shown`): a turn that folds only
 such a tell writes nothing, and the read view, which keeps a status until the next
 write, would show the step WAITING until then (its result, a step's whole run later).
@@ -58,6 +59,7 @@ from fedorch.core.node.records import (
 )
 from fedorch.core.node.replacement_heard import heard_started
 from fedorch.core.node.running_owed import relay_gone_results, report_needs
+from fedorch.core.node.running_starts import StartTells
 from fedorch.core.node.saga_older import (
     left_to_saga,
     older_placement,
@@ -85,16 +87,27 @@ class Running:
         # changes a status without a write, so the read view (runtime status.py), which
         # keeps a status until the next write, counts them to see a kept one is behind.
         self.starts_shown = 0
+        # Start tells held for their step's result (running_starts.py).
+        self.starts = StartTells(node)
 
     def reset(self) -> None:
-        """A restore: the pauses are counted again as the progress is rebuilt."""
+        """A restore: the pauses are counted again as the progress is rebuilt; the
+        start tells held are lost (running_starts.py)."""
         self.pause_due = {}
+        self.starts.reset()
 
     def timer(self) -> float | None:
-        return min(self.pause_due.values(), default=None)
+        t = self.starts.timer()
+        if self.pause_due:
+            due = min(self.pause_due.values())
+            return due if t is None or due < t else t
+        return t
 
     def tick(self, now: float) -> None:
-        """Start the waves whose pause_s is over."""
+        """Send the start tells whose hold is over; start the waves whose pause_s is
+        over."""
+        if self.starts.held:
+            self.starts.tick(now)
         for wf in [wf for wf, t in self.pause_due.items() if t <= now]:
             del self.pause_due[wf]
             self._start_ready(now, wf)
@@ -308,16 +321,18 @@ class Running:
                 n.state.runs.add(run)
                 n.note("step_started", run, now)
                 n.out.start.append(run)
-                self._tell_start(wf, a.step_id, a.attempt, p.steps[a.step_id].epoch)
+                self._tell_start(now, wf, a.step_id, a.attempt, p.steps[a.step_id].epoch)
 
-    def _tell_start(self, wf: str, step: str, attempt: int, epoch: int) -> None:
+    def _tell_start(self, now: float, wf: str, step: str, attempt: int, epoch: int) -> None:
         """Its coordinator's status shows the step RUNNING: told once (best effort),
-        after the start is written; taken into the coordinator's progress only."""
+        after the start is written; taken into the coordinator's progress only. Held
+        until its result goes there, 0.2 s at most (running_starts.py)."""
         n = self.n
         coordinator = n.takeover.coordinator_now(wf) if n.takeover is not None \
             else self.info(wf).coordinator
         if coordinator != n.name:
-            n.send(coordinator, ResultMsg(wf, step, attempt, StepState.RUNNING, {}, "", epoch))
+            self.starts.hold(now, coordinator,
+                             ResultMsg(wf, step, attempt, StepState.RUNNING, {}, "", epoch))
 
     def fenced(self, now: float, wf: str, step: str, attempt: int, why: str) -> None:
         """Self-fencing stopped this attempt, or refused to start it (self_fencing.py):

@@ -16,6 +16,7 @@ attempt a Node starts ends at once, successfully, as a `StepEnded` on the networ
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 from fedorch.core.node import MemberState, Message, Node, StepEnded, Tick
 from fedorch.core.node.ready import Ready, apply
@@ -163,3 +164,17 @@ class Federation:
 def sent(ready: Ready) -> list[tuple[str, object]]:
     """The messages of one Ready, as (to, message), in the order they leave."""
     return [(o.to, o.msg) for o in ready.send_now + ready.send_after_write]
+
+
+def tell_starts(fed: Any) -> None:
+    """The start tells `fed`'s Nodes hold for their steps' results (running_starts.py)
+    go, as if the steps ran past the hold: the clock moves to the last one's deadline,
+    the Nodes holding one are ticked, and all is delivered."""
+    due = sorted((t, n) for n in fed.names if n not in fed.silent
+                 and (t := fed.nodes[n].running.starts.timer()) is not None)
+    if not due:
+        return
+    fed.now = max(fed.now, due[-1][0])
+    for _, n in due:
+        fed.step(n, Tick())
+    fed.deliver()

@@ -10,8 +10,9 @@ from __future__ import annotations
 import random
 
 from fedorch.core.negotiation.messages import Decision, DecisionAck
-from fedorch.core.node import Message, Node, StepEnded, Submit
+from fedorch.core.node import Message, Node, StepEnded, Submit, Tick
 from fedorch.core.node.records import ResultMsg, Timing
+from fedorch.core.node.running_starts import HOLD_S
 from fedorch.core.workflow.progress import StepState
 from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2
 
@@ -101,6 +102,9 @@ def test_a_start_or_result_collects_the_record_as_the_decision_ack_did() -> None
         fed.running[name].discard(run)
         fed.step(name, StepEnded(*run, ok=True))
         fed.deliver(keep=lost)
+    fed.now += HOLD_S  # s2's start tell, held for its result, goes
+    fed.step("d2", Tick())
+    fed.deliver(keep=lost)
     assert collected(fed)
 
 

@@ -19,6 +19,7 @@ from fedorch.core.workflow.fanout import expand_into, instance_id
 from fedorch.core.workflow.progress import StepState
 from fedorch.gen.fedorch.v1 import spec_pb2
 
+from tests.unit.core.node.federation import tell_starts
 from tests.unit.core.node.stories import committed_in
 from tests.unit.core.node.test_domain_loss import WF, step
 from tests.unit.core.node.test_start_asks import Federation, runs_of
@@ -136,6 +137,7 @@ class OnlyD0AndD3TakeB(Federation):
 
 
 def s0_running_again_on_d3(fed: Federation) -> None:
+    tell_starts(fed)  # d3's start of s0 told d1 (its hold over: running_starts.py)
     s0 = fed.nodes["d1"].progress[WF].steps["s0"]
     assert (s0.domain, s0.replaced_from, s0.state) == ("d3", ["d0"], StepState.RUNNING)
 

@@ -9,8 +9,9 @@ import threading
 import time
 from types import SimpleNamespace
 
-from fedorch.core.node import Node, StepEnded, Submit
+from fedorch.core.node import Node, StepEnded, Submit, Tick
 from fedorch.core.node.records import Disk, ResultMsg, Timing, WfInfo
+from fedorch.core.node.running_starts import HOLD_S
 from fedorch.core.workflow.lifecycle import TERMINAL, WorkflowState
 from fedorch.core.workflow.progress import StepState
 from fedorch.gen.fedorch.v1 import config_pb2, spec_pb2, status_pb2
@@ -330,6 +331,8 @@ def test_a_start_told_without_a_write_is_shown_at_once_not_at_the_next_write():
         return type(msg) is ResultMsg and msg.state is StepState.RUNNING
 
     fed.deliver(keep=start_told)  # committed, s started at d1, its start not yet told
+    fed.now += HOLD_S  # s still running when its start's hold is over (running_starts.py)
+    fed.step("d1", Tick())
     coordinator = fed.nodes["d0"]
     view = StatusView(coordinator)
     waiting = view.status(WF)
