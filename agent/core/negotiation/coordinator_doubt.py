@@ -39,8 +39,12 @@ more round life. So a restore whose round was created longer than the round's li
 ago by this agent's wall clock (TxInfo.created_ms, as its record states it) starts in
 PAST_LIFE (coordinator_recovery.py, `past_life`): it asks the others at once and
 every query_interval, and runs no ballot. A wall clock stepped forward past the life
-costs only liveness (an answer holding the decision still settles it); it decides
-nothing, as below.
+costs liveness (an answer holding the decision still settles it, nothing else does);
+it decides nothing, as below. So the Node does not use it: a clock stepped an hour
+forward while every acceptor could still accept the round left its coordinator in
+doubt for good (core/node/negotiation_restore.py); restored, it runs its ballot, which
+the acceptors' PAST_LIFE answers stop within one query_interval where a majority
+refuses the round.
 
 Safety: no second value is ever chosen, and the coordinator never decides wrongly.
 It adopts only a value some party holds as decided: a COMMIT carries the YES of every

@@ -24,9 +24,18 @@ says, in an order chosen so that nothing is decided twice or left undecided:
 3. each workflow this Node coordinates gets its Coordinator back from its round
    record (`Coordinator.restore`: a COMMIT on record is resent, no decision and
    no COMMIT proposal is presumed ABORT, a COMMIT proposal is settled by a ballot,
-   or, its round past its life by our wall clock, only asked about: `_past_life`),
+   whatever our wall clock says of the round's age: a ballot stops only on the
+   PAST_LIFE answers of a majority of its acceptors, coordinator_doubt.py),
    in the mode its rounds were run in, not the config's: a restart is no time to
-   change a round's rules. Its actions run at once. A workflow that ended here at
+   change a round's rules. Its actions run at once. Not `Coordinator.restore`'s
+   `past_life` (no ballot, only questions) on our wall clock's word that the round
+   is past its life: that clock may have stepped forward (an hour, in the simulator)
+   while every acceptor, holding no record of the round above its horizon, can still
+   accept it; the coordinator then never decided, its workflow NEGOTIATING for good
+   and a cancel taken never carried out (takeover soak seed 145002563, a cut one
+   way). Only the acceptors know they refuse the round: the ballot asks them after
+   `query_interval_s` and stops on a majority's PAST_LIFE answers, by age or
+   forgotten (acceptor.py), so a restore past the life costs one interval of ballots. A workflow that ended here at
    epoch 0 (else a successor ended it) is ended again if the crash came between its
    outcome and its release, and its end is owed, reliably, to every domain of it
    that has not acknowledged it;
@@ -92,13 +101,9 @@ def restore_negotiation(negotiation: Any, now: float,
                                    consensus=None if classic else n.consensus(),
                                    me=n.name, resend_s=n.t.resend_s,
                                    decision_resend_s=n.t.decision_resend_s,
-                                   query_interval_s=n.t.query_interval_s,
-                                   past_life=_past_life(n, now, row.created_ms))
+                                   query_interval_s=n.t.query_interval_s)
         n.coordinators[wf] = core
         n.stats[f"coordinator restored {core.phase.value}"] += 1
-        if core.in_doubt_past_life():  # no ballot: only asked (coordinator_doubt.py)
-            n.stats["in doubt past the round's life"] += 1
-            n.note("in_doubt_past_life", (wf, row.round))
         negotiation.run(now, core.next_actions(), core)
         if (row.state in (WorkflowState.SUCCEEDED, WorkflowState.FAILED)
                 or row.state is WorkflowState.CANCELLED and row.committed) \
@@ -123,10 +128,3 @@ def restore_negotiation(negotiation: Any, now: float,
             n.running.resume(now, wf)
     n.replacement.restored(now)  # its own YES of a round a crash cut short
 
-
-def _past_life(n: Any, now: float, created_ms: int) -> bool:
-    """Was a round created `created_ms` (as its record states it) longer than a round's
-    life ago, by this agent's wall clock? Its coordinator then runs no ballot of it:
-    its own acceptor, restored, counts the round young again (step 3)."""
-    life = n.acceptor.round_life_ms
-    return life is not None and created_ms > 0 and n.wall_ms(now) - created_ms > life

@@ -248,12 +248,15 @@ def test_takeover_seeds_once_failing_in_classic_2pc_hold_every_invariant(seed: i
 # the COMMIT (the cut one way), and was down past the round's life; the acceptors
 # refuse its recovery ballots as past it, as designed, so it stays in doubt and its row
 # NEGOTIATING (docs/retention.md, "Forgetting acceptor records"), which the terminal
-# check now exempts as the others exempt such a voter. Each: (seed, keep_ended_s, end),
+# check now exempts as the others exempt such a voter; 145002563, a Node rule's: its
+# coordinator, restored with its wall clock stepped an hour forward, took its round as
+# past its life and ran no ballot while every acceptor could still accept it, so stayed
+# in doubt with a cancel taken (negotiation_restore.py). Each: (seed, keep_ended_s, end),
 # None for the soak's own.
 ONCE_FAILING_ONE_WAY: tuple[tuple[int, float | None, float | None], ...] = (
     (128000131, None, None), (134000369, None, None), (137500119, 5.0, 300.0),
     (138512237, None, None), (140103976, None, None), (140100077, None, None),
-    (140100809, None, None))
+    (140100809, None, None), (145002563, None, None))
 
 
 @pytest.mark.parametrize(("seed", "keep_ended_s", "end"), ONCE_FAILING_ONE_WAY)

@@ -4,11 +4,11 @@ The simulator's seed 137500119 (`--keep-ended-s 5 --end 300 --one-way`), by hand
 coordinates a workflow whose one step is its own, so d1 and d2 are extra acceptors.
 Its Accept of ballot 0 reaches them, their Accepted never comes back (COMMIT chosen,
 nobody knows), and d0 goes down. It comes back past the round's life at d1 and d2 (22.5
-s) but before they forget the round (27.5 s). Its restore used to settle its COMMIT
-proposal with a recovery ballot, which d1 and d2 refused (RoundPastLife: nothing comes
-back), until their PAST_LIFE answers stopped it; now the restore finds the round past
-its life by its wall clock and runs no ballot at all, only asks: it stays in doubt,
-NEGOTIATING, its reservation held, counted; asked again only every query_interval_s.
+s) but before they forget the round (27.5 s): its restore settles its COMMIT proposal
+with a recovery ballot, which d1 and d2 refuse (RoundPastLife: nothing comes back). Its
+ballot not over in query_interval_s, it asks them too, and on their PAST_LIFE answers
+runs no ballot any more: it stays in doubt, NEGOTIATING, its reservation held,
+counted; asked again only every query_interval_s.
 """
 
 from __future__ import annotations
@@ -61,13 +61,9 @@ def test_a_coordinator_back_past_its_rounds_life_stops_balloting_and_stays_in_do
     f.drop = watch
     f.flush("d0")  # its restore's actions: the ballot, and the questions
     f.run_until(60.0)
-    # Restored past the round's life by its wall clock: no ballot at all, only asked
-    # (coordinator_doubt.py, "A restart"); d1 and d2 answer PAST_LIFE by age.
-    assert not any(isinstance(e, RoundPastLife) for e in refused)
-    assert not [t for t, src, _, msg in sent if src == "d0" and isinstance(msg, PaxosPrepare)]
-    assert {(src, msg.status) for _, src, dst, msg in sent
-            if dst == "d0" and isinstance(msg, DecisionAnswer)} \
-        == {("d1", AnswerStatus.PAST_LIFE), ("d2", AnswerStatus.PAST_LIFE)}
+    assert any(isinstance(e, RoundPastLife) for e in refused)  # its ballot, refused
+    ballots = [t for t, src, _, msg in sent if src == "d0" and isinstance(msg, PaxosPrepare)]
+    assert ballots and max(ballots) <= 24.0 + 2.0, ballots  # none after its questions
     questions = [t for t, src, dst, msg in sent
                  if src == "d0" and dst != "d0" and isinstance(msg, DecisionQuery)]
     assert len([t for t in questions if t > 30.0]) <= 2 * (60.0 - 30.0) / 2.0 + 2
