@@ -17,8 +17,6 @@ nobody: no message more than before.
 
     (state,     input)                   -> state      effect
     (none,      first recovery ballot)   -> ASKING     nothing yet: due in query_interval
-    (none,      restored past the round's -> PAST_LIFE no ballot at all; the others asked
-                 life, wall clock)                     at once (below)
     (ASKING,    timer, +query_interval)  -> ASKING     DecisionQuery to every acceptor and
                                                        participant, ourselves too; again
                                                        every query_interval (the ballot
@@ -34,17 +32,12 @@ nobody: no message more than before.
 
 A restart. A coordinator's own acceptor counts a record's age in this life from the
 restore (acceptor.py: its monotonic bound), so a coordinator that had stopped its
-ballot, restarted, would find its own acceptor young again and ballot for up to one
-more round life. So a restore whose round was created longer than the round's life
-ago by this agent's wall clock (TxInfo.created_ms, as its record states it) starts in
-PAST_LIFE (coordinator_recovery.py, `past_life`): it asks the others at once and
-every query_interval, and runs no ballot. A wall clock stepped forward past the life
-costs liveness (an answer holding the decision still settles it, nothing else does);
-it decides nothing, as below. So the Node does not use it: a clock stepped an hour
-forward while every acceptor could still accept the round left its coordinator in
-doubt for good (core/node/negotiation_restore.py); restored, it runs its ballot, which
-the acceptors' PAST_LIFE answers stop within one query_interval where a majority
-refuses the round.
+ballot runs it again once restarted, until the others' PAST_LIFE answers stop it
+within one query_interval. Starting a restore with no ballot where the round looks
+past its life by this agent's wall clock was tried and dropped: only the acceptors
+know they refuse a round, and a wall clock stepped an hour forward while every
+acceptor could still accept the round left its coordinator in doubt for good
+(simulator seed 145002563; core/node/negotiation_restore.py).
 
 Safety: no second value is ever chosen, and the coordinator never decides wrongly.
 It adopts only a value some party holds as decided: a COMMIT carries the YES of every
@@ -84,14 +77,10 @@ class DoubtState(enum.Enum):
 class CoordinatorDoubt:
     """The questions of one round's coordinator while its recovery ballot runs."""
 
-    def __init__(self, tx: TxInfo, now: float, query_interval_s: float,
-                 past_life: bool = False) -> None:
-        """`past_life`: restored with its round past its life (see the header): no
-        ballot, the others asked at once."""
+    def __init__(self, tx: TxInfo, now: float, query_interval_s: float) -> None:
         self.tx = tx
-        self.state = DoubtState.PAST_LIFE if past_life else DoubtState.ASKING
-        # if the ballot has not ended by then; restored past the life, at once
-        self.next_at = now if past_life else now + query_interval_s
+        self.state = DoubtState.ASKING
+        self.next_at = now + query_interval_s  # if the ballot has not ended by then
         self._interval = query_interval_s
         self._past_life: set[str] = set()  # acceptors that answered PAST_LIFE
 

@@ -9,8 +9,8 @@ COMMIT proposal, ends the workflow ABORTED (presumed abort, written first); a
 COMMIT proposal without a decision is settled by a recovery ballot (phase
 DECIDING), since a participant's recovery may have chosen ABORT meanwhile, while
 its parties are asked (a round past its life at its acceptors refuses every ballot:
-then it is only asked, in doubt, coordinator_doubt; a restore that finds its round
-past its life by the wall clock runs no ballot at all, `past_life`).
+then it is only asked, in doubt, coordinator_doubt; never on its wall clock alone:
+"A restart" there).
 Rounds before the recorded one are ABORT: an earlier round is never the one
 that commits.
 
@@ -26,7 +26,6 @@ from collections.abc import Callable, Mapping
 from collections.abc import Set as AbstractSet
 from typing import TypeVar
 
-from fedorch.core.negotiation.coordinator_doubt import CoordinatorDoubt
 from fedorch.core.negotiation.messages import ABORT
 from fedorch.core.negotiation.rounds import (
     ConsensusOptions,
@@ -57,7 +56,6 @@ def restore(
     resend_s: float | None = None,
     decision_resend_s: float | None = None,
     query_interval_s: float | None = None,
-    past_life: bool = False,
 ) -> CoordinatorT:
     """Rebuild a coordinator from its log and finish what the log says.
 
@@ -66,10 +64,7 @@ def restore(
     (presumed abort, written first); a COMMIT proposal without a decision
     is settled by a recovery ballot, since a participant may have chosen
     ABORT meanwhile; its parties are asked too, every `query_interval_s`
-    (coordinator_doubt), and past the round's life only asked. `past_life`: the
-    round was created longer than its life ago by the shell's wall clock (its
-    record's created_ms): no ballot at all, only questions (coordinator_doubt, "A
-    restart"), since its own acceptor counts the round young again after a restart.
+    (coordinator_doubt), and past the round's life only asked.
     """
     core = cls(workflow_id, placer=placer, max_rounds=max_rounds,
                prepare_timeout_s=prepare_timeout_s, consensus=consensus,
@@ -107,10 +102,6 @@ def restore(
         core.phase = Phase.DECIDING
         tx = core.tx()
         assert tx is not None
-        if past_life and tx.created_ms > 0:  # asked only: a Decision still settles it
-            core._doubt = CoordinatorDoubt(tx, now, core._query_interval_s, past_life=True)
-            core._outbox.extend(core._doubt.due(now))
-            return core
         core._proposer = Proposer(consensus.me, tx, preferred=record.proposal,
                                   rng=consensus.rng, resend_s=consensus.resend_s,
                                   backoff_s=consensus.backoff_s, floor=record.ballot)

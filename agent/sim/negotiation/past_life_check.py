@@ -4,8 +4,7 @@ A round's coordinator whose recovery ballot the acceptors refused as past the ro
 life (`Checker.past_life`) stays in doubt, its row NEGOTIATING, as a participant does,
 and is exempt from the terminal check as such a participant is from the leak check,
 but only once it stopped its ballot for good (core/negotiation/coordinator_doubt.py:
-a majority of the acceptors answered PAST_LIFE, or its restore found the round past
-its life): one still resending its PaxosPrepare at the end of the run fails it, whether
+a majority of the acceptors answered PAST_LIFE): one still resending its PaxosPrepare at the end of the run fails it, whether
 its acceptors refused the round as past its life or as forgotten (an acceptor that
 forgot a round answers a query stating it PAST_LIFE, acceptor.py).
 """

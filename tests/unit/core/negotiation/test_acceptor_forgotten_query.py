@@ -1,10 +1,10 @@
-"""A round past its life, asked about where it was forgotten, and a restore past it.
+"""A round past its life, asked about where it was forgotten, and a restore.
 
 An acceptor that forgot a round (its record gone, its coordinator's horizon risen to
 the round's creation time) answers a DecisionQuery stating that round PAST_LIFE, as it
 refuses every ballot of it (acceptor.py, "Answering PAST_LIFE"); the Termination and
-coordinator doubt cores state the round in their questions. A coordinator restored
-with its round past its life runs no ballot at all and only asks
+coordinator doubt cores state the round in their questions. A restored coordinator
+runs its recovery ballot whatever its wall clock says of the round's age
 (coordinator_doubt.py, "A restart").
 """
 
@@ -17,13 +17,11 @@ from fedorch.core.negotiation.acceptor import Acceptor, RoundPastLife
 from fedorch.core.negotiation.coordinator import (
     ConsensusOptions,
     Coordinator,
-    Phase,
     RoundRecord,
 )
 from fedorch.core.negotiation.messages import (
     AnswerStatus,
     Ballot,
-    Decision,
     DecisionAnswer,
     DecisionQuery,
     PaxosPrepare,
@@ -115,14 +113,14 @@ ACCEPTORS = ("c", "p1", "x")
 P1_COMMIT = Value(True, (VoteIn(1, "p1", True, "", b"p1/1"),))
 
 
-def _restored(past_life: bool) -> Coordinator:
+def _restored() -> Coordinator:
     record = RoundRecord(1, {"s1": "p1"}, ACCEPTORS, proposal=P1_COMMIT,
                          ballot=Ballot(2, "c"), created_ms=CREATED)
     return Coordinator.restore("c.wf", record, now=3.0,
                                placer=lambda _: Placement({"s1": "p1"}, {}),
                                max_rounds=1, prepare_timeout_s=5.0,
                                consensus=ConsensusOptions("c", random.Random(6)),
-                               query_interval_s=2.0, past_life=past_life)
+                               query_interval_s=2.0)
 
 
 def _run(core: Coordinator, until: float) -> list:
@@ -133,21 +131,8 @@ def _run(core: Coordinator, until: float) -> list:
     return out
 
 
-def test_a_coordinator_restored_past_its_rounds_life_runs_no_ballot_and_asks() -> None:
-    core = _restored(past_life=True)
-    assert core.phase is Phase.DECIDING and core.in_doubt_past_life()
-    actions = _run(core, 100.0)
-    assert not [a for a in actions if isinstance(a, Send) and isinstance(a.msg, PaxosPrepare)]
-    queries = [a for a in actions if isinstance(a, Send) and type(a.msg) is DecisionQuery]
-    assert {q.to for q in queries} == {"p1", "x"}  # not ourselves: our acceptor is young
-    assert queries[0].msg.created_ms == CREATED and queries[0].msg.coordinator == "c"
-    assert len(queries) <= 2 * (100.0 - 3.0) / 2.0 + 2  # every query_interval_s
-    core.receive_paxos(101.0, Decision(KEY, P1_COMMIT, "p1"))  # a decision still settles
-    assert core.phase is Phase.COMMITTED and core.decision(1) == P1_COMMIT
-
-
 def test_a_coordinator_restored_within_its_rounds_life_ballots_as_before() -> None:
-    core = _restored(past_life=False)
+    core = _restored()
     assert not core.in_doubt_past_life()
     actions = _run(core, 3.0)
     assert [a.to for a in actions if isinstance(a, Send) and isinstance(a.msg, PaxosPrepare)]
