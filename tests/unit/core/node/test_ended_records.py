@@ -29,6 +29,34 @@ from tests.unit.core.node.test_takeover_late_grants import holds
 LATE = 10.0
 
 
+def d1_with_retention(monkeypatch) -> None:
+    """Held's federation with d1 made with retention from the start (the others as
+    Held makes them), so that d1 forgets an ended workflow past two windows of LATE."""
+    made = Held.make_node
+
+    def make_node(self: Held, name: str):
+        if name != "d1":
+            return made(self, name)
+        self.timing = dataclasses.replace(Held.timing, retention=Retention(
+            keep_ended_s=5.0, max_ended_workflows=1000, late_message_s=LATE))
+        try:
+            return made(self, name)
+        finally:
+            del self.timing
+
+    monkeypatch.setattr(Held, "make_node", make_node)
+
+
+def grant_lost(src: str, dst: str, msg: object) -> bool:
+    """d3's grant of d1's claim, lost on its way."""
+    return (src, dst) == ("d3", "d1") and isinstance(msg, ClaimAnswerMsg) and msg.granted
+
+
+def cut(src: str, dst: str, msg: object) -> bool:
+    """d1 and d3 cut off from each other."""
+    return {src, dst} == {"d1", "d3"}
+
+
 def test_a_domain_holding_a_step_of_a_workflow_with_no_saga_is_told_the_end() -> None:
     """d0 took d2's FAILED end of epoch 1 (d0 follows d2). d1, whose step s2 is still
     placed on it, asks d0: the spec has no compensate block, so no plan is owed and
@@ -56,25 +84,7 @@ def test_a_granter_cut_off_past_the_claimants_retention_is_told_the_end_from_its
     last mark): d1 kept its end as a record, durable across a restart, and answers
     d3's ask with it in epoch 1, as it did while it kept the workflow; d3 ends and lets
     its hold go. Before, d1 answered nothing and d3 held for ever."""
-    made = Held.make_node
-
-    def make_node(self: Held, name: str):  # d1 with retention, from the start
-        if name != "d1":
-            return made(self, name)
-        self.timing = dataclasses.replace(Held.timing, retention=Retention(
-            keep_ended_s=5.0, max_ended_workflows=1000, late_message_s=LATE))
-        try:
-            return made(self, name)
-        finally:
-            del self.timing
-
-    monkeypatch.setattr(Held, "make_node", make_node)
-
-    def grant_lost(src: str, dst: str, msg: object) -> bool:
-        return (src, dst) == ("d3", "d1") and isinstance(msg, ClaimAnswerMsg) and msg.granted
-
-    def cut(src: str, dst: str, msg: object) -> bool:
-        return {src, dst} == {"d1", "d3"}
+    d1_with_retention(monkeypatch)
 
     def denials_late(src: str, dst: str, msg: object) -> bool:
         return (src, dst) == ("d0", "d1") and isinstance(msg, ClaimAnswerMsg)

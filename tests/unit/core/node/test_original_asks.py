@@ -7,41 +7,26 @@ coordinator takeover on (test_domain_loss.py's)."""
 
 from __future__ import annotations
 
-from fedorch.core.node import MemberState, Message
+from fedorch.core.node import Message
 from fedorch.core.node.records import ClaimAnswerMsg, PlacementQuery
 from fedorch.core.workflow.lifecycle import WorkflowState
-from fedorch.core.workflow.progress import StepState
 
 from tests.unit.core.node.test_domain_loss import (
     WF,
     Federation,
     committed,
     d0_back_seeing_d1_dead,
-    result,
     step,
+)
+from tests.unit.core.node.test_running_relay_overtaken import (
+    ended_by_a_successor_dead_since as ended_by_successor,
 )
 
 
 def ended_by_a_successor_dead_since() -> Federation:
-    """s1 on d1 and s2 on d2, neither needing the other. s1 SUCCEEDED, its result
-    written at d0; d0 dies (DEAD in every view); d1 takes the workflow over in epoch 1,
-    d2's result of s2 reaches d1 (d2 follows it), which ends the workflow SUCCEEDED at
-    d2 and dies for good. Nobody owes d0 a result any more: its s2 stays RUNNING."""
-    fed = committed([step("s1"), step("s2")], {"s1": "d1", "s2": "d2"})
-    fed.end("d1", "s1")
-    assert result(fed, "d0", "s1")[1] is StepState.SUCCEEDED
-    fed.goes_silent_and_dead("d0")
-    assert fed.evidence.acting == {(WF, 1): "d1"}
-    fed.end("d2", "s2")
-    assert fed.disks["d1"].final[WF] is WorkflowState.SUCCEEDED
-    assert fed.disks["d2"].final[WF] is WorkflowState.SUCCEEDED
-    assert fed.nodes["d2"].end_notices.end_proof(WF) is not None
-    fed.silent.add("d1")  # dead for good
-    fed.running["d1"] = set()
-    fed.step("d2", MemberState("d1", "DEAD"))
-    fed.step("d3", MemberState("d1", "DEAD"))
-    fed.deliver()
-    return fed
+    """As test_running_relay_overtaken.py's, but s2 needs nothing: nobody owes d0 a
+    result any more, and d0 has none to relay: its s2 stays RUNNING."""
+    return ended_by_successor(needs=())
 
 
 def test_the_original_back_with_nothing_to_relay_asks_and_follows_the_later_end() -> None:

@@ -26,11 +26,11 @@ from tests.unit.core.node.test_domain_loss import (
 )
 
 
-def ended_by_a_successor_dead_since() -> Federation:
-    """s1 on d1 SUCCEEDED (its result reached d0 and d2); s2 on d2, needing s1, runs.
-    d0 dies (DEAD in every view); d1 takes the workflow over in epoch 1, d2's result of
-    s2 reaches d1, which ends the workflow SUCCEEDED at d2 and dies for good."""
-    fed = committed([step("s1"), step("s2", needs=("s1",))], {"s1": "d1", "s2": "d2"})
+def ended_by_a_successor_dead_since(needs: tuple[str, ...] = ("s1",)) -> Federation:
+    """s1 on d1 SUCCEEDED (its result reached d0 and d2); s2 on d2, needing `needs`,
+    runs. d0 dies (DEAD in every view); d1 takes the workflow over in epoch 1, d2's
+    result of s2 reaches d1, which ends the workflow SUCCEEDED at d2 and dies for good."""
+    fed = committed([step("s1"), step("s2", needs=needs)], {"s1": "d1", "s2": "d2"})
     fed.end("d1", "s1")
     assert result(fed, "d0", "s1")[1] is StepState.SUCCEEDED
     fed.goes_silent_and_dead("d0")

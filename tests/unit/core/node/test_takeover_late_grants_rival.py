@@ -8,22 +8,17 @@ The federation and its story: test_takeover_claims.py."""
 
 from __future__ import annotations
 
-import dataclasses
-
 from fedorch.core.node import Message
 from fedorch.core.node.records import ClaimAnswerMsg, FinalMsg
-from fedorch.core.node.retention import Retention
 from fedorch.core.workflow.lifecycle import WorkflowState
 
-from tests.unit.core.node.test_compensating_takeover import Held
+from tests.unit.core.node.test_ended_records import LATE, cut, d1_with_retention, grant_lost
 from tests.unit.core.node.test_takeover_claims import (
     WF,
     granted_by_a_member_that_never_heard_the_end,
     views,
 )
 from tests.unit.core.node.test_takeover_late_grants import holds
-
-LATE = 10.0
 
 
 def test_a_claimant_that_followed_a_rival_of_its_epoch_tells_its_granter_the_end():
@@ -66,25 +61,7 @@ def test_a_granter_never_taken_is_told_the_end_from_the_record_of_a_rivals_epoch
     of its end tells an asker the end in d1's epoch 1 (ended_records.py), as the kept
     workflow did, and d3 ends and lets its hold go. Before, the record told nothing
     (d1 followed epoch 1 in d2's hands), and d3 held for ever."""
-    made = Held.make_node
-
-    def make_node(self: Held, name: str):  # d1 with retention, from the start
-        if name != "d1":
-            return made(self, name)
-        self.timing = dataclasses.replace(Held.timing, retention=Retention(
-            keep_ended_s=5.0, max_ended_workflows=1000, late_message_s=LATE))
-        try:
-            return made(self, name)
-        finally:
-            del self.timing
-
-    monkeypatch.setattr(Held, "make_node", make_node)
-
-    def grant_lost(src: str, dst: str, msg: object) -> bool:
-        return (src, dst) == ("d3", "d1") and isinstance(msg, ClaimAnswerMsg) and msg.granted
-
-    def cut(src: str, dst: str, msg: object) -> bool:
-        return {src, dst} == {"d1", "d3"}
+    d1_with_retention(monkeypatch)
 
     def ends_late(src: str, dst: str, msg: object) -> bool:
         return (src, dst) == ("d0", "d1") and isinstance(msg, ClaimAnswerMsg | FinalMsg)
