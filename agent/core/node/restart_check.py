@@ -277,6 +277,13 @@ class RestartCheck:
         d = n.state
         if n.takeover is not None and n.takeover.late.asked(src, wf):
             return  # our claim's granter, never taken (takeover_late_grants.py)
+        if wf not in d.committed:
+            # No round of it committed here (an elector holding no step took its end),
+            # asked by the original back from a restart (original_asks.py) whose later
+            # end this Node could not tell (`_tell_original`): silent, as to an asker
+            # that is no party; the domains that ran its steps answer it (takeover soak
+            # seed 148001372 with a cut one way: the placement read here broke the turn).
+            return
         placed = dict(n.running.info(wf).placement)
         placed.update((step, p[1]) for step, p in d.placements.get(wf, {}).items())
         whole = d.plans.get(wf) == () or no_saga(n, wf)  # no plan is owed any more

@@ -251,12 +251,16 @@ def test_takeover_seeds_once_failing_in_classic_2pc_hold_every_invariant(seed: i
 # check now exempts as the others exempt such a voter; 145002563, a Node rule's: its
 # coordinator, restored with its wall clock stepped an hour forward, took its round as
 # past its life and ran no ballot while every acceptor could still accept it, so stayed
-# in doubt with a cancel taken (negotiation_restore.py). Each: (seed, keep_ended_s, end),
-# None for the soak's own.
+# in doubt with a cancel taken (negotiation_restore.py); 138512237, the checker's (an
+# ABORT a recovery chose after the coordinator proposed COMMIT: clock_check.py);
+# 140103976, 140100077, 140100809, the Node's (elector_ends.py,
+# takeover_late_grants.py, placed_here.py); 148001372, the Node's: the original's ask
+# reached an elector that holds no round of it (restart_check.py). Each: (seed,
+# keep_ended_s, end), None for the soak's own.
 ONCE_FAILING_ONE_WAY: tuple[tuple[int, float | None, float | None], ...] = (
     (128000131, None, None), (134000369, None, None), (137500119, 5.0, 300.0),
     (138512237, None, None), (140103976, None, None), (140100077, None, None),
-    (140100809, None, None), (145002563, None, None))
+    (140100809, None, None), (145002563, None, None), (148001372, None, None))
 
 
 @pytest.mark.parametrize(("seed", "keep_ended_s", "end"), ONCE_FAILING_ONE_WAY)
