@@ -76,6 +76,19 @@ member's end made a second end of epoch m, and a later claimant found the first
 (takeover soak seed 8450680: epoch 3 told FAILED, then took SUCCEEDED from a
 participant the original had told it to).
 
+A found end below a won epoch. A claimant takes no end a member answers at an epoch
+k below an epoch m it follows or granted for another domain whose certificate it
+holds (its holder won m; the winner shows it to its granters). By the argument above
+no end of an epoch below m was made or ever will be: the answer is a teller's end
+told and never made, and m's holder may have told another, kept by an elector (the
+original back from a crash answers a claim with its loss verdict of epoch 0, told
+to a member it may have reached: takeover soak seed 148002554, the epoch-1
+successor's SUCCEEDED kept by a participant, the original's FAILED taken by the
+claimant of epoch 2 and told on in it). The answer counts as the denial it is; the
+end comes from m's holder, a member holding m or later, or a proof. Without that
+certificate m may never have been won and the end made (its claimant gone for good:
+seed 117826), so the end is taken as before.
+
 Grants. A grant's answer carries the granter's signed statement of it
 (`ClaimAnswerMsg.grant`, takeover_grants.py), naming the electorate it counts in: a
 participant's core's, an acceptor's the proof's round's. A claimant counts only a grant
@@ -96,6 +109,7 @@ voter's word (`Unproven`) and nobody follows it.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from fedorch.core.negotiation.messages import VoteIn
@@ -356,6 +370,12 @@ class Claims:
             # verdict's reasons (taken as a found end, the steps it failed were shown
             # CANCELLED: sim test_a_successor_fails_the_dead_coordinators_own_step).
             return
+        if msg.final is not None and wf not in n.state.final and src in core.audience \
+                and self._below_a_proven_epoch(wf, msg.held_epoch):
+            # An end of an epoch below one a proven holder won, held here (the header,
+            # "A found end below a won epoch"): not taken; a denial, as it says too.
+            n.stats["takeover found end below a won epoch left"] += 1
+            msg = replace(msg, final=None)
         if msg.final is not None and wf not in n.state.final and src in core.audience:
             # Ended meanwhile: a member of the workflow says so, as its coordinator told
             # it (a participant's word about its own workflow; one outside the electorate
@@ -449,6 +469,14 @@ class Claims:
             return False
         n.stats["found end of an older epoch left: a told end of ours stands"] += 1
         return True
+
+    def _below_a_proven_epoch(self, wf: str, epoch: int) -> bool:
+        """Is `epoch` below one followed or granted here for another domain, whose
+        certificate (its holder won it) is verified here?"""
+        d = self.n.state
+        return any(held > epoch and holder not in ("", self.n.name)
+                   and self.tk.proof.proof_of(wf, held, holder)
+                   for held, holder in (d.epochs.get(wf, (0, "")), d.granted.get(wf, (0, ""))))
 
     def _ended_claim_denied(self, now: float, wf: str, core: Takeover) -> None:
         """Our claim of `core.epoch`, made for the open saga plan of a workflow that
