@@ -8,7 +8,10 @@ other Node's (and the coordinator's own, where it is a participant too):
 - told (PlacedMsg, from the workflow's coordinator as known here: the epoch followed,
   else the coordinator the id names): the new placement is written (`placements`) and
   acknowledged (the original counts an elector's acknowledgement toward the majority
-  that must hold the placement before its COMMIT leaves: replacement.py); the same
+  that must hold the placement before its COMMIT leaves: replacement.py), by an elector
+  holding no step too (in the electorate the message names; retention knows no row of
+  it): unwritten, its grant told a successor nothing of it, which placed a started step
+  not idempotent again (takeover soak seed 150501078: started twice); the same
   placement answered to a restarted Node (restart_check.py) or carried by a grant of
   our claim (`ClaimAnswerMsg.placements`, `learn_from_grant`) is taken the same way
   (`take`); the needs' outputs it carries are recorded; a committed progress takes
@@ -295,7 +298,8 @@ class PlacedHere:
         if wf in d.final and (known is None or known[0] < msg.epoch):
             self._end_to_new_domain(wf, msg.domain)
         if wf not in d.final and (known is None or known[0] < msg.epoch) \
-                and (n.retain is None or n.retain.knows(wf) or msg.domain == n.name):
+                and (n.retain is None or n.retain.knows(wf) or msg.domain == n.name
+                     or n.name in msg.electorate):
             n.point("placed again")
             self._earlier(msg)
             d.placements[wf] = {**d.placements.get(wf, {}),
