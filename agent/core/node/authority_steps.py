@@ -44,7 +44,7 @@ from fedorch.core.node.records import (
     PlacementQuery,
     ResultMsg,
 )
-from fedorch.core.node.saga_unproven_holder import original_drives_too
+from fedorch.core.node.saga_unproven_holder import drivers_too
 from fedorch.core.workflow.lifecycle import OWING
 
 
@@ -193,8 +193,10 @@ def _original_drives(node: Any, src: str, msg: CompensateMsg, held: tuple[int, s
     epoch 0; or while that holder has not shown here that it won
     (saga_unproven_holder.py): both drive. The tell is taken and reported to it
     (compensating.py, `reports_to`)."""
+    if held[0] >= 1 and src in drivers_too(node, msg.workflow_id):
+        return True  # and the driver followed before the grant (saga_unproven_holder.py)
     return held[0] >= 1 and src == coordinator_of(msg.workflow_id) \
-        and (node.member_loss.gone(held[1]) or original_drives_too(node, msg.workflow_id))
+        and node.member_loss.gone(held[1])
 
 
 def compensated(node: Any, src: str, msg: CompensatedMsg, votes: Any, proven: Any) -> None:

@@ -118,7 +118,7 @@ from fedorch.core.node.saga_loss import SagaLoss
 from fedorch.core.node.saga_plans import SAGA, SagaPlans
 from fedorch.core.node.saga_results import SagaResults
 from fedorch.core.node.saga_runs import SagaRuns
-from fedorch.core.node.saga_unproven_holder import original_drives_too
+from fedorch.core.node.saga_unproven_holder import drivers_too
 from fedorch.core.workflow.compensation import (
     Compensation,
     CompState,
@@ -288,18 +288,19 @@ class Compensating:
         a later epoch's holder, is gone (DEAD or LEFT) and the original is not. The
         original, which no later end reached, drives its own saga in epoch 0, and its
         tells are taken here then (authority.py): its report goes to it (takeover soak
-        seed 4003619); so too while that holder has not shown here that it won
-        (saga_unproven_holder.py). The holder still gets its own, should it be back (it
-        may have told the attempt itself). An acknowledgement from either is the report's."""
+        seed 4003619); so too, and to the driver followed before, while that holder has
+        not shown here that it won (saga_unproven_holder.py). The holder still gets its
+        own, should it be back (it may have told the attempt itself). An acknowledgement
+        from any is the report's."""
         n = self.n
         driver = self.driver(wf)
         if not self.known(wf):
             return [driver]
         original = n.running.info(wf).coordinator
         if driver not in (n.name, original) and not n.member_loss.gone(original) \
-                and (n.member_loss.gone(driver) or original_drives_too(n, wf)):
+                and n.member_loss.gone(driver):
             return [driver, original]
-        return [driver]
+        return [driver, *(x for x in drivers_too(n, wf) if not n.member_loss.gone(x))]
 
     def placement(self, wf: str) -> dict[str, str]:
         """Where each step of `wf` runs as known here: its committed placement, a step

@@ -362,6 +362,10 @@ class Disk:
     # certificate), written with the end, shown to a coordinator of an older epoch that
     # still tells another end (EndNotices.on_final), so that it follows this one.
     end_proofs: dict[str, tuple[int, str, Certificate]] = field(default_factory=dict)
+    # A domain that ended a workflow and granted a later epoch's claim for it: workflow
+    # -> the saga's driver it followed until that grant, written with the grant, whose
+    # tells it still takes while the holder has not shown it won (saga_unproven_holder.py).
+    drivers_before: dict[str, str] = field(default_factory=dict)
     # A FAILED end this Node made as a participant acting in a later epoch: workflow ->
     # its reason (the failed steps), written with the end, shown by its status (the
     # original coordinator keeps its end's reason in its row).

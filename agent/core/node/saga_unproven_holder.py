@@ -30,6 +30,19 @@ a saga is owed for) takes the original's compensation tells as it takes the hold
 and reports each attempt's end to both (Compensating.reports_to), as it does for a
 holder its view says is gone. An acknowledgement from either is the report's.
 
+The driver before the grant. The driver whose saga reopens is not always the
+original: the domain may have followed a successor that ended the workflow in its
+epoch (e >= 1) and drives the saga, before it granted a still later claim; and the
+claimant may be the original itself, told the saga over by that driver (simulator
+seed 150000018 with `--one-way`: d3 followed d0, epoch 1's driver, granted the
+original d2's claim of epoch 2, d2 told it the end bare; a late result reopened d0's
+saga, and d0's tell of s1 was refused at d3 for ever). The domain cannot tell that
+driver from the message (a tell carries no epoch), so it writes it as it grants
+(`drivers_before`, in the grant's write: takeover.py, `Persist`), and the rule
+takes that driver's tells and reports to it as it does the original's
+(`drivers_too`); with the holder the original, the rule holds only where such a
+driver is written (else the original is the holder, taken anyway).
+
 Why safe. It is the "two drivers" case compensating.py argues already: each attempt
 number runs once here, its record (`comp_runs`) the idempotency key, answered to
 whoever asks, and only for a step this domain's own record says SUCCEEDED here
@@ -60,6 +73,19 @@ from fedorch.core.identity.authority import coordinator_of
 from fedorch.core.workflow.lifecycle import OWING
 
 
+def drivers_too(node: Any, wf: str) -> tuple[str, ...]:
+    """The drivers of `wf`'s saga whose tells this Node takes, and to which it reports,
+    besides the holder it follows (see the header, "The driver before the grant"):
+    the original, and the driver followed until the grant where that was another, while
+    `original_drives_too`; () otherwise."""
+    if not original_drives_too(node, wf):
+        return ()
+    original = coordinator_of(wf)
+    before = node.state.drivers_before.get(wf, original)
+    holder = node.state.epochs[wf][1]
+    return tuple(dict.fromkeys(x for x in (original, before) if x not in (holder, node.name)))
+
+
 def original_drives_too(node: Any, wf: str) -> bool:
     """Does this Node take the saga tells of `wf`'s original coordinator, and report to
     it, while it follows a later epoch's holder that has not shown it won (see the
@@ -69,7 +95,8 @@ def original_drives_too(node: Any, wf: str) -> bool:
     if held is None or held[0] < 1 or node.takeover is None:
         return False
     epoch, holder = held
-    if holder in (node.name, coordinator_of(wf)) or d.final.get(wf) not in OWING:
+    if holder == node.name or d.final.get(wf) not in OWING \
+            or holder == d.drivers_before.get(wf, coordinator_of(wf)) == coordinator_of(wf):
         return False
     proof = d.end_proofs.get(wf)
     if proof is not None and proof[0] >= epoch:

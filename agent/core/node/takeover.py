@@ -323,6 +323,10 @@ class Takeovers:
                 n.point("takeover epoch")
                 d.granted[wf] = (x.epoch, x.coordinator)
                 if x.coordinator != n.name:
+                    if wf in d.final and n.compensating.known(wf):  # saga_unproven_holder.py
+                        before = n.compensating.driver(wf)
+                        if before not in (n.name, x.coordinator):
+                            d.drivers_before[wf] = before
                     d.epochs[wf] = (x.epoch, x.coordinator)
                     self.late.gave(now, wf, x.epoch, x.coordinator)
                     n.domain_loss.followed(wf)  # an end held here is void now

@@ -209,6 +209,7 @@ TABLE_ROWS = {
                                                      max_size=3)),
     "end_proofs": st.tuples(wf_ids, st.tuples(st.integers(1, 9), names, certificates)),
     "end_reasons": st.tuples(wf_ids, text),
+    "drivers_before": st.tuples(wf_ids, names),
     "electorates": st.tuples(wf_ids, name_tuples),
     "admitted": st.tuples(st.binary(max_size=32), st.tuples(wf_ids, st.integers(0, 2**50))),
     "endings": st.tuples(wf_ids, st.integers(0, 2**50)),
