@@ -107,6 +107,12 @@ class CommitAcks:
         self.owed[wf] = (key, tx.coordinator, now + wait)
         return True
 
+    def deferred_at(self, now: float, wf: str, to: str) -> bool:
+        """Was our DecisionAck of `wf` to `to` deferred at this `now` (its COMMIT learned
+        in this very step), and is it still owed?"""
+        owed = self.owed.get(wf)
+        return owed is not None and owed[1] == to and owed[2] == now + self.n.t.decision_ack_s
+
     def reported(self, to: str, msg: ResultMsg) -> None:
         """`msg` goes to `to`: if it is a report the round's coordinator counts as our
         acknowledgement (see `result_from`), the DecisionAck owed is not sent."""

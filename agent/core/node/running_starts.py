@@ -110,9 +110,7 @@ class StartTells:
         now + HOLD_S unless the step's result goes there first; at once if the step
         starts at the `now` its COMMIT was learned here, while our DecisionAck to `to`
         is owed (see "Started with its COMMIT" in the header)."""
-        owed = self.n.commit_acks.owed.get(msg.workflow_id)
-        if owed is not None and owed[1] == to \
-                and owed[2] == now + self.n.t.decision_ack_s:  # deferred at this now
+        if self.n.commit_acks.deferred_at(now, msg.workflow_id, to):
             self.n.stats["start told at once: it acknowledges the COMMIT"] += 1
             self.n.send(to, msg)
             return
