@@ -228,6 +228,8 @@ class RestartCheck:
             return
         if not n.domain_loss.drives(wf) \
                 or held_of(n.state, wf, n.running.info(wf).coordinator)[1] != n.name:
+            if n.takeover is not None:  # a member held by a claim we withdrew
+                n.takeover.late.withdrawn_asked(now, src, wf)  # (takeover_late_grants.py)
             return
         p = n.progress[wf]
         answered(n, src, msg)  # steps it is about to start: may have started (start_asks.py)

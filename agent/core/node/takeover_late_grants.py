@@ -100,6 +100,19 @@ write has lost even whom it asked. The cost: one query per `takeover_after_s` pe
 granter of a claim that has not won within that bound, answered with nothing while
 the claim runs.
 
+A claim withdrawn, asked about. A claimant outside the electorate (a re-placement's
+new domain) whose claim the coordinator it claimed past denied withdraws it and
+follows that coordinator again (core/workflow/takeover_claiming.py, Withdrawn). A
+member whose grant of it was lost on the way follows the claimant all the same and
+asks it, as above; the claimant, not driving, answered nothing, and the workflow
+never ended at that member. Asked now (`withdrawn_asked`, from restart_check.py
+where the question finds us not driving), it steps its core with `Asked`, which
+sends that member the withdrawn claim again: the member grants it again, and the
+claim is taken up with that grant as a grant after the withdrawal is (the core's
+`withdrawn_grant`, its argument for one driver per epoch there). No message changes;
+the question of a member of an older build is answered alike, and a claimant of an
+older build answers nothing, as before.
+
 A rival of the claimed epoch. Two claimants may claim one epoch e (each had ended the
 workflow, or one learned the end from a claim answer and told it on in e: the core's
 Announce), and a granter follows the one it granted. Where our claim is denied with
@@ -135,7 +148,10 @@ from __future__ import annotations
 from typing import Any
 
 from fedorch.core.node.records import FinalMsg, PlacementQuery
-from fedorch.core.workflow.takeover import Role
+from fedorch.core.workflow.takeover import Asked, Role
+
+# A withdrawn claim sent again to a member that asked us (see the header).
+CLAIM_SENT_TO_THE_ASKER = "takeover withdrawn claim sent again to a member that asked"
 
 
 class LateGrants:
@@ -291,6 +307,18 @@ class LateGrants:
         for wf in sorted(self.n.progress):
             epoch, holder = d.granted.get(wf, (0, ""))
             self.gave(now, wf, epoch, holder)
+
+    def withdrawn_asked(self, now: float, src: str, wf: str) -> None:
+        """`src` asks us for `wf`, running here, which we do not drive: our core sends
+        it a claim of ours it withdrew again, if it holds one and `src` is a member (see
+        the header, "A claim withdrawn, asked about")."""
+        core = self.tk.cores.get(wf)
+        if core is None or not self.tk.live(wf) or core.role is not Role.FOLLOWING:
+            return
+        actions = core.step(now, Asked(src))
+        if actions:
+            self.n.stats[CLAIM_SENT_TO_THE_ASKER] += 1
+            self.tk.apply(now, wf, core, actions)
 
     def asked(self, src: str, wf: str) -> bool:
         """`src` asks us, whom it follows, for `wf`, ended here: answered with the end

@@ -114,6 +114,9 @@ ACTING's: takeover_acting.py):
               takeover_claiming.py)
     FOLLOWING --Grant(of the epoch we withdrew, from a member)--> CLAIMING that
               epoch again, that grant counted (Withdrawn: takeover_claiming.py)
+    FOLLOWING --Asked(by a member, a claim of ours withdrawn)--> FOLLOWING (the
+              claim of the epoch withdrawn sent to it again: its grant lost on the
+              way comes again, as the Grant above; takeover_claiming.py)
     CLAIMING  --Deny(our epoch, held for a rival)--> (takeover_split.resolve)
               FOLLOWING the best-ranked rival, if it answered itself or leaves us no
               majority; CLAIMING the next epoch when ours is lost, no better-ranked
@@ -197,6 +200,7 @@ from fedorch.core.workflow.takeover_events import (
     Action,
     Adopted,
     Announce,
+    Asked,
     Deny,
     EndKnown,
     Grant,
@@ -212,7 +216,7 @@ from fedorch.core.workflow.takeover_events import (
     successor,
 )
 
-__all__ = ["TABLE", "Act", "Action", "Adopted", "Announce", "Deny", "EndKnown", "Grant",
+__all__ = ["TABLE", "Act", "Action", "Adopted", "Announce", "Asked", "Deny", "EndKnown", "Grant",
            "Input", "Persist", "Proven", "Role", "SendClaim", "Takeover", "Timer", "Unproven",
            "Watch", "majority", "may_grant", "successor"]
 
@@ -480,6 +484,7 @@ TABLE: dict[tuple[Role, type], _Handler] = {
     (Role.FOLLOWING, Timer): Takeover._follow_timer,
     (Role.FOLLOWING, Adopted): Takeover._adopt,
     (Role.FOLLOWING, Grant): claiming.withdrawn_grant,
+    (Role.FOLLOWING, Asked): claiming.withdrawn_asked,
     (Role.ACTING, Watch): acting.note_view,
     (Role.CLAIMING, Grant): claiming.grant,
     (Role.CLAIMING, Deny): claiming.deny,

@@ -65,13 +65,41 @@ again breaks no rule: a member grants an epoch to one claimant, and grants it to
 that same claimant again; a grant that came late is of that epoch to us, as good as
 one that came at once, so driving on a majority of grants some of which came after a
 withdrawal is driving on a majority (the coordinator we claimed past is overtaken as
-by any winner: its rounds need fresh grants of its own epoch). Not built yet: a
-member's grant lost on the way is never taken up (the member asks us where the
-workflow stands, takeover_late_grants.py, and we, not driving, answer nothing), nor
-is one we withdrew from before a restart (what we withdrew is in memory only, as are
-the grants a claim holds: restarted, we claim again, and show none until a member
-grants again); and the next claim after a withdrawal may be of a lower epoch than
-the one withdrawn (we claim the epoch followed + 1, and had moved on past a split).
+by any winner: its rounds need fresh grants of its own epoch).
+
+A grant lost on the way. A member's grant may never reach us: it follows us in the
+epoch granted all the same, and, its epoch held for us, asks us every
+`takeover_after_s` where the workflow stands (agent/core/node/takeover_late_grants.py,
+`tick`), which we, not driving, answered with nothing: the member was held for ever,
+and the workflow never ended there (its results, the end, the compensations). Asked
+so by a member while a claim of ours is withdrawn (`Asked`), we send it that claim
+again, of the epoch withdrawn (`withdrawn_asked`), as a claim timeout sends a claim
+again: a member that granted it grants it again (`may_grant`: the same epoch to the
+same claimant), signed, and that grant arrives as any grant after the withdrawal
+(`withdrawn_grant`, above), through the claim answer's checks (the statement verified
+over the bytes as received, of our claim, in our electorate). A member that granted an
+earlier epoch of ours grants the later one withdrawn (`may_grant`: a higher epoch),
+and one that holds a later epoch for another denies it (a denial is nothing to a
+follower: no row in the table). At most one driver per epoch still holds: the answer
+is a claim, and grants nothing; the asker grants it only as `may_grant` lets any
+member grant any claim; we act only on a majority of that epoch's grants, which no
+other claimant of it can gather; and the grant so taken up is a grant after the
+withdrawal, whose argument is above. Only a member asks us (the shell's question goes
+to the coordinator the asker follows, so to us only from a domain that granted or
+follows us); one that had not granted would grant now and be taken up the same way,
+which costs the withdrawal, not safety. Chosen over the question carrying the
+asker's grant: no message gains a field, and the grant travels the one path grants
+travel (a fresh statement, checked as every claim answer's). Mixed builds: a member
+of an older build that asks grants our claim as any build grants a claim of an epoch
+it holds for its claimant; an older claimant answers nothing, as before, and the
+member stays held until it is upgraded. The cost: one claim per question, one
+question per `takeover_after_s` per member so held. Not built yet: a grant of a claim
+we withdrew before a restart is never taken up (what we withdrew is in memory only,
+as are the grants a claim holds: restarted, we claim again, and show none until a
+member grants again; asked, we send nothing); and the next claim after a withdrawal
+may be of a lower epoch than the one withdrawn (we claim the epoch followed + 1, and
+had moved on past a split), and a withdrawal of that claim leaves a member following
+us in the higher one asked about a lower epoch, which it denies.
 
 Pure: no I/O, time comes in as `now`.
 """
@@ -83,6 +111,7 @@ from typing import Any
 from fedorch.core.workflow.takeover_events import (
     Action,
     Adopted,
+    Asked,
     Deny,
     Grant,
     Proven,
@@ -93,7 +122,8 @@ from fedorch.core.workflow.takeover_events import (
 )
 from fedorch.core.workflow.takeover_split import resolve
 
-__all__ = ["claim_timed_out", "claim_timer", "deny", "grant", "split", "withdrawn_grant"]
+__all__ = ["claim_timed_out", "claim_timer", "deny", "grant", "split", "withdrawn_asked",
+           "withdrawn_grant"]
 
 
 def grant(t: Any, now: float, ev: Grant) -> list[Action]:
@@ -122,6 +152,16 @@ def withdrawn_grant(t: Any, now: float, ev: Grant) -> list[Action]:
     if ev.epoch == w:
         t._grants.add(ev.voter)
     return out + t._won()
+
+
+def withdrawn_asked(t: Any, now: float, ev: Asked) -> list[Action]:
+    """A member asks us where the workflow stands while a claim of ours is withdrawn
+    (the header, "A grant lost on the way"): that claim sent to it again, of the epoch
+    withdrawn, so that a grant of it lost on the way comes again."""
+    w = t._withdrawn
+    if w is None or ev.voter not in t.electorate or ev.voter == t.me:
+        return []
+    return [SendClaim(ev.voter, w)]
 
 
 def deny(t: Any, now: float, ev: Deny) -> list[Action]:

@@ -69,7 +69,17 @@ class Proven:
     coordinator: str
 
 
-Input = Watch | Timer | Grant | Deny | Adopted | EndKnown | Proven
+@dataclass(frozen=True)
+class Asked:
+    """`voter`, a domain of the workflow, asked us where the workflow stands (the
+    shell's placement question) while we follow another: a member that follows us in
+    an epoch we claimed and withdrew asks so, its grant lost on the way
+    (agent/core/workflow/takeover_claiming.py, "A grant lost on the way")."""
+
+    voter: str
+
+
+Input = Watch | Timer | Grant | Deny | Adopted | EndKnown | Proven | Asked
 
 
 @dataclass(frozen=True)
