@@ -18,7 +18,12 @@ claim it may grant, as agent/core/node/takeover_claims.py `_cannot_win` does):
   outsider, is not left behind: the outsider never holds a lower epoch than that one
   since (it claims or acts in it, or follows a rival of it or a later holder, whose
   win reaches the member), where a withdrawal made it follow the older coordinator
-  again and nothing moved that member on.
+  again and nothing moved that member on;
+- a member left following the outsider in an epoch it went back below (its grant lost
+  on the way) is led out by asking: the outsider, asked (`Asked`, a member's placement
+  question, itself lost, late or repeated in the schedule), sends it the withdrawn
+  claim again, and once that claim and the member's grant of it are delivered, the
+  outsider holds that epoch again (takeover_claiming.py, "A grant lost on the way").
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from __future__ import annotations
 from fedorch.core.workflow.takeover import (
     Act,
     Adopted,
+    Asked,
     Deny,
     Grant,
     Persist,
@@ -54,7 +60,7 @@ def schedules(draw):
     # Weighted toward the outsider's claims: its view saying "a" gone and "b", "c"
     # dead makes it the successor (the members' views vary as they like).
     kinds = st.sampled_from(["watch", "timer", "deliver", "deliver", "deny", "deny",
-                             "drop", "dup"])
+                             "drop", "dup", "ask"])
     members = st.sampled_from([*DOMAINS, OUTSIDER, OUTSIDER])
     dead = st.sampled_from([frozenset(), frozenset({"b", "c"}), frozenset({"b", "c"}),
                             frozenset({"b"}), frozenset({"c"})])
@@ -78,6 +84,28 @@ def test_a_late_grant_after_a_withdrawal_takes_the_claim_up_again() -> None:
     assert n.step(3.0, Deny("a", 1, 0, "a")) == []  # "b" holds it: not withdrawn
     assert n.step(4.0, Grant("c", 1)) == []  # 2 of 4: no majority yet
     assert n.step(5.0, Grant("a", 1))[0] == Act(1)  # 3 of 4
+
+
+def test_a_member_whose_grant_was_lost_asks_and_the_claim_is_taken_up_again() -> None:
+    """"b"'s grant of epoch 1 is lost; "a" denies n's claim as itself, n withdraws.
+    "b", following n in epoch 1, asks n where the workflow stands: n sends it the
+    withdrawn claim again, and "b"'s grant of it takes the claim up again."""
+    n = Takeover(OUTSIDER, ORIGINAL, PARTICIPANTS, acceptors=ACCEPTORS,
+                 takeover_after_s=10.0, claim_timeout_s=5.0)
+    n.step(0.0, Watch("DEAD", frozenset({"b", "c"})))
+    assert n.step(1.0, Deny("a", 1, 0, "a")) == [Persist(0, "a")]  # "b"'s grant lost
+    assert n.step(2.0, Asked(OUTSIDER)) == []  # not a member
+    assert n.step(2.0, Asked("b")) == [SendClaim("b", 1)]
+    assert (n.role, n.epoch, n.coordinator) == (Role.FOLLOWING, 0, "a")  # only asked
+    out = n.step(3.0, Grant("b", 1))
+    assert out[0] == Persist(1, OUTSIDER) and n.role is Role.CLAIMING
+    assert n.step(4.0, Asked("b")) == []  # claiming: nothing withdrawn to send
+
+
+def test_a_member_asking_a_claimant_that_withdrew_nothing_gets_nothing() -> None:
+    n = Takeover(OUTSIDER, ORIGINAL, PARTICIPANTS, acceptors=ACCEPTORS,
+                 takeover_after_s=10.0, claim_timeout_s=5.0)
+    assert n.step(0.0, Asked("b")) == []
 
 
 @settings(max_examples=400, deadline=None)
@@ -119,6 +147,9 @@ def test_an_outsider_that_withdraws_never_makes_two_drivers_nor_strands_a_grante
             else:  # may not grant; or an outsider's claim it sees no majority for
                 pool.append((to, frm, Deny(to, msg.epoch, c.epoch, c.coordinator)))
             return
+        if isinstance(msg, Asked):
+            step(to, msg)
+            return
         if isinstance(msg, Grant):
             received.setdefault((to, msg.epoch), set()).add(frm)
             if to == OUTSIDER:
@@ -132,6 +163,9 @@ def test_an_outsider_that_withdraws_never_makes_two_drivers_nor_strands_a_grante
         c = cores[member]
         if kind == "watch":
             step(member, Watch(state, dead))
+        elif kind == "ask":  # a member's placement question to the outsider, on its way
+            if member != OUTSIDER:
+                pool.append((member, OUTSIDER, Asked(member)))
         elif kind == "timer":
             timer = c.get_timer()
             if timer is not None:
@@ -153,3 +187,23 @@ def test_an_outsider_that_withdraws_never_makes_two_drivers_nor_strands_a_grante
                 # it, or follows a rival of it or a later holder, whose win reaches m).
                 assert outsider.epoch >= mc.epoch, \
                     (m, mc.epoch, outsider.role, outsider.epoch, outsider.coordinator)
+    # Led out by asking: each member left following n in an epoch n went back below
+    # asks it, and n's answer and the member's grant of it are delivered (nothing else).
+    for m in ACCEPTORS:
+        mc = cores[m]
+        if mc.role is not Role.FOLLOWING or mc.coordinator != OUTSIDER \
+                or outsider.epoch >= mc.epoch:
+            continue
+        if outsider._withdrawn is not None and outsider._withdrawn < mc.epoch:
+            # Not built yet: a claim after a withdrawal of a lower epoch than the one
+            # withdrawn, withdrawn in turn (takeover_claiming.py, the header's end).
+            continue
+        now += 1.0
+        pool.clear()
+        step(OUTSIDER, Asked(m))
+        while pool:
+            frm, to, msg = pool.pop(0)
+            if {frm, to} == {m, OUTSIDER}:
+                receive(frm, to, msg, deny=False)
+        assert outsider.epoch >= mc.epoch, \
+            (m, mc.epoch, outsider.role, outsider.epoch, outsider.coordinator)
