@@ -68,6 +68,9 @@ the ABORT goes to the new domain, and is the log's answer), and it starts no rou
 answer it void: kept, the placement would ride on this Node's grants of still later
 epochs, whose holder would wait for the step at a new domain that released its YES
 (takeover soak seed 47000184; replacement_handover.py, "Void").
+A YES at a Node that no longer drives in the epoch its round began in (a claimant,
+or acting in a newer one) ABORTS it too, and a step sent back in an older epoch is
+judged again before its next round (replacement_epochs.py: seed 154001212).
 
 Restore. The placements on record are applied again as the progress is rebuilt
 (placed_here.py, every participant's side: told, or the new domain). A round cut short
@@ -113,6 +116,7 @@ from fedorch.core.node.authority_steps import earlier_for
 from fedorch.core.node.deadlines import DeadlineTable
 from fedorch.core.node.domain_loss import was_lost
 from fedorch.core.node.records import FinalMsg, PrepareMsg, VoteMsg, WfInfo
+from fedorch.core.node.replacement_epochs import judged_again, sent_back, stale
 from fedorch.core.node.replacement_handover import Handover
 from fedorch.core.node.replacement_heard import not_again
 from fedorch.core.node.replacement_log import RoundLog
@@ -150,6 +154,8 @@ class Replacements:
         self.acked: dict[Key, set[str]] = {}
         # Workflow -> (round, creation time) of the round under way (see "Its life").
         self.created: dict[str, tuple[int, int]] = {}
+        # (workflow, step) -> the epoch it was sent back in (replacement_epochs.py).
+        self.sent_back_in: dict[tuple[str, str], int] = {}
         self.handover.early.clear()
         self.told.resending.clear()
         self.mandates.reset()
@@ -212,6 +218,7 @@ class Replacements:
         s.epoch += 1
         s.lost_to, s.lost_as = domain, state
         s.state, s.domain, s.error = StepState.PENDING, "", ""
+        sent_back(self.n, wf, step)
 
     def start(self, now: float, wf: str, *, mandated: bool = False) -> None:
         """A round for the first step of `wf` waiting to be placed again, if none runs.
@@ -225,6 +232,8 @@ class Replacements:
         p = n.progress[wf]
         waiting = p.awaiting_placement()
         if waiting and (why := not_again(p.steps[waiting[0]])) is not None:  # started
+            return self.failed(now, wf, waiting[0], p.steps[waiting[0]].lost_to, why)
+        if waiting and (why := judged_again(n, wf, waiting[0])) is not None:
             return self.failed(now, wf, waiting[0], p.steps[waiting[0]].lost_to, why)
         if not waiting:
             return
@@ -278,11 +287,13 @@ class Replacements:
         if entry is None:
             return  # a round ended (or cut short by a restart): its ABORT was sent
         if msg.yes and entry[0].round == msg.key[1] and entry[0].phase is Phase.PREPARING \
-                and self.handover.later_holder(msg.key[0]):
+                and (why := "a later epoch granted here" if self.handover.later_holder(
+                    msg.key[0]) else stale(self.n, msg.key[0], msg.key[1])):
             # The YES would make a COMMIT that could never leave, and that the later
-            # holder's void must outlive: ABORTED (see the header, "A later epoch").
-            self.n.stats["re-placement round aborted: a later epoch granted here"] += 1
-            entry[0].cancel(now, "a later epoch was granted or is followed here")
+            # holder's void must outlive (see the header, "A later epoch"), or one on
+            # the verdict of an epoch that is over (replacement_epochs.py): ABORTED.
+            self.n.stats[f"re-placement round aborted: {why}"] += 1
+            entry[0].cancel(now, why)
             self._run(now, msg.key[0], cut_short=True)
             return
         # A YES's evidence, as received (the boundary checked it: authority.py).
@@ -435,6 +446,7 @@ class Replacements:
             self.cores.pop(wf, None)
         self.created.pop(wf, None)
         self.due.pop(wf, None)
+        self.sent_back_in = {k: e for k, e in self.sent_back_in.items() if k[0] != wf}
         later = self.handover.later_holder(wf)
         for key in [k for k in self.telling if k[0] == wf]:
             # Decided, never told, never sent: the new domain hears the end instead
