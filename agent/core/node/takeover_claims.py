@@ -87,7 +87,13 @@ successor's SUCCEEDED kept by a participant, the original's FAILED taken by the
 claimant of epoch 2 and told on in it). The answer counts as the denial it is; the
 end comes from m's holder, a member holding m or later, or a proof. Without that
 certificate m may never have been won and the end made (its claimant gone for good:
-seed 117826), so the end is taken as before.
+seed 117826), so the end is taken as before. An epoch m this Node won itself counts
+the same once it follows or granted a later epoch of another domain: its own
+certificate of m is on record (`certificates`), and the answer is a late one to its
+claim of m (takeover soak seed 154300317 with a cut one way: d1 won epoch 1, granted
+d2's epoch 2, then took the original's FAILED of epoch 0 from such an answer and made
+it, while d2 ended SUCCEEDED on its results). Acting in m, nothing changes: its own
+told end stands against the answer's (`_told_end_stands`), and with none it takes it.
 
 Grants. A grant's answer carries the granter's signed statement of it
 (`ClaimAnswerMsg.grant`, takeover_grants.py), naming the electorate it counts in: a
@@ -472,11 +478,15 @@ class Claims:
 
     def _below_a_proven_epoch(self, wf: str, epoch: int) -> bool:
         """Is `epoch` below one followed or granted here for another domain, whose
-        certificate (its holder won it) is verified here?"""
+        certificate (its holder won it) is verified here, or below one this Node won
+        itself (its certificate on record) before it followed another's later one?"""
         d = self.n.state
-        return any(held > epoch and holder not in ("", self.n.name)
-                   and self.tk.proof.proof_of(wf, held, holder)
-                   for held, holder in (d.epochs.get(wf, (0, "")), d.granted.get(wf, (0, ""))))
+        others = [(held, holder) for held, holder in (d.epochs.get(wf, (0, "")),
+                                                      d.granted.get(wf, (0, "")))
+                  if holder not in ("", self.n.name)]
+        won = d.certificates.get(wf, (0, ()))[0]
+        return any(held > epoch and self.tk.proof.proof_of(wf, held, holder)
+                   or held > won > epoch for held, holder in others)
 
     def _ended_claim_denied(self, now: float, wf: str, core: Takeover) -> None:
         """Our claim of `core.epoch`, made for the open saga plan of a workflow that

@@ -267,7 +267,8 @@ ONCE_FAILING_ONE_WAY: tuple[tuple[int, float | None, float | None], ...] = (
     (128000131, None, None), (134000369, None, None), (137500119, 5.0, 300.0),
     (138512237, None, None), (140103976, None, None), (140100077, None, None),
     (140100809, None, None), (145002563, None, None), (148001372, None, None),
-    (148002554, None, None), (150000018, None, None), (154001212, None, None))
+    (148002554, None, None), (150000018, None, None), (154001212, None, None),
+    (154300317, None, None))
 
 
 @pytest.mark.parametrize(("seed", "keep_ended_s", "end"), ONCE_FAILING_ONE_WAY)
