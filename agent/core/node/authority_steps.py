@@ -19,10 +19,12 @@ only on its own record of the run), and that domain's report of it. A new
 placement is told, and where steps are asked after a restart is answered, by the
 workflow's coordinator as known here: the original, or the holder of the epoch
 followed (a successor showing its epoch's certificate may tell one to a Node that
-has not followed it yet). Only the workflow's parties ask where its steps are. A
-compensation is told by the coordinator as known here, or by the original one when
-the attempt already ended here or the later epoch's holder is gone in this Node's
-view (compensating.py), or has not shown here that it won (saga_unproven_holder.py).
+has not followed it yet); an elector answers the original, back from a restart and
+holding epoch 0, that it holds epoch 0 too (`_elector_holds_epoch_0`: nothing else).
+Only the workflow's parties ask where its steps are. A compensation is told by the
+coordinator as known here, or by the original one when the attempt already ended here
+or the later epoch's holder is gone in this Node's view (compensating.py), or has not
+shown here that it won (saga_unproven_holder.py).
 
 `epoch_of` is the fact most rules start from: the coordinator epoch held here for a
 workflow and its participants (the committed placement's and each step's placed
@@ -152,9 +154,21 @@ def placement_answer(node: Any, src: str, msg: PlacementAnswer, votes: Any,
     granted = d.granted.get(msg.workflow_id, (0, ""))
     holder = granted[1] if held is not None and granted[0] > held[0] \
         else held[1] if held is not None else None
-    if src != holder:
+    if src != holder and not _elector_holds_epoch_0(node, src, msg, holder):
         raise Refused("not_coordinator", f"{src} answered where the steps of"
                                          f" {msg.workflow_id} are, coordinated by {holder}")
+
+
+def _elector_holds_epoch_0(node: Any, src: str, msg: PlacementAnswer,
+                           holder: str | None) -> bool:
+    """An elector of the workflow tells its original, which holds epoch 0 and asked it
+    back from a restart, that it holds epoch 0 too: its word alone, no step nor
+    placement to take (original_asks.py, "Its own steps")."""
+    wf = msg.workflow_id
+    takeover = getattr(node, "takeover", None)
+    return takeover is not None and msg.epoch == 0 and not msg.steps \
+        and not msg.placements and not msg.before and holder == node.name \
+        and coordinator_of(wf) == node.name and src in (takeover.electorate_of(wf) or ())
 
 
 def compensate(node: Any, src: str, msg: CompensateMsg, votes: Any, proven: Any) -> None:

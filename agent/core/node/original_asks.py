@@ -1,4 +1,4 @@
-"""An original coordinator restored while its workflow runs asks its domains where it stands.
+"""An original coordinator restored while its workflow runs asks where it stands.
 
 Theory of operation
 -------------------
@@ -67,8 +67,61 @@ through (a cut, say), is not covered by these asks (they are over by then); nor 
 successor restored in an epoch later overtaken, waiting on results that went to the
 next holder (it follows that holder once one of its claims or notices is denied).
 
-Pure: reads the Node's tables, writes its outbox only; the schedule is in memory
-(a restart asks again).
+Its own steps. The restart rule lets a workflow this Node drives itself go at once
+(restart_check.py): its own tables are the placements' authority. For the original in
+epoch 0 with takeover that holds only if no later epoch won while it was down. A
+successor elected then judges the original lost and places each step of the
+original's that it judges not started (the loss table, from what it saw: a need not
+met yet) on another domain, and the message that makes the step ready here (a need's
+result from a domain that has not heard of the move yet) may come before anything
+tells the original of the later epoch (the holder's claim, its PlacedMsg, its end):
+started here, the step runs on two domains (takeover soak seed 154501010: the original
+back 4 s after its crash, the need's result 0.4 s later, the holder's PlacedMsg 0.2 s
+after that).
+
+The rule (`confirmed`, read by the restart rule for a workflow this Node drives):
+with takeover, an original restored holding epoch 0 (granted none, follows none) with
+a step of its own unfinished keeps the workflow held until the electors that hold
+epoch 0 meet every majority of the electorate: fewer than a majority left out of
+those that said so and itself (n - m + 1 of n members, m the majority, as
+replacement_telling.py counts). It asks each elector that has not said so
+(`PlacementQuery`, on the restart rule's schedule); an elector that knows the
+workflow, not ended there, and holds epoch 0 (granted no later epoch, follows the
+original) answers so (`answer`: a `PlacementAnswer` of epoch 0 and no steps, taken at
+the boundary from an elector only, authority_steps.py), and is counted (`on_answer`).
+An elector that holds a later epoch answers with it, its holder and that epoch's
+certificate where it keeps one (a `ClaimAnswerMsg` denial, as it answers the
+original's tell of a placement: placed_overtaken.py), which the original follows, or
+claims past where the holder is gone in its view (takeover soak seed 97000669: the
+successor died for good after it placed the original's step elsewhere; the original,
+asking, must learn of its epoch to claim past it). One that knows nothing of the
+workflow, or drives it (an acting holder: its claim, resent, tells the original),
+answers nothing here.
+
+Why it is safe. A later epoch wins only on the grants of a majority of the
+electorate; a grant is written before its answer leaves and never taken back, and an
+elector answers epoch 0 only while it has granted none. Electors meeting every
+majority that answered epoch 0 after this restore share a member with every
+majority that could have elected a successor, so none had won when they answered:
+no step of this Node's was placed elsewhere in a later epoch before the original was
+back. A later epoch won after that is won over an original alive again, the case of
+a coordinator overtaken while it runs, which this rule does not change. An answer
+counts only in the life that asked (`said` is in memory, emptied at every restore):
+an answer to an ask of an earlier life would have to outlive the crash and the
+restart, and a message to a Node that is down is lost. If a later epoch won, fewer
+electors than that hold epoch 0: the workflow stays held (nothing of its own starts
+here) until the original learns that epoch (the holder's claim, resent to a member
+that has not granted it; its PlacedMsg; its end), follows it, and, no longer the
+driver, asks that holder as any restored participant does (restart_check.py).
+
+The cost: with takeover, a restart of an original coordinator, per workflow with a
+step of its own unfinished, one ask to each elector and its answer before that step
+starts; nothing on the usual path. Not built yet: a successor restored while it acts
+in an epoch k >= 1 is let go at once as before (an epoch k + 1 won while it was down
+is not asked about).
+
+Pure: reads the Node's tables, writes its outbox only; the schedule and the answers
+are in memory (a restart asks again).
 """
 
 from __future__ import annotations
@@ -76,10 +129,11 @@ from __future__ import annotations
 from typing import Any
 
 from fedorch.core.identity.authority import coordinator_of
-from fedorch.core.node.records import PlacementQuery
+from fedorch.core.node.records import ClaimAnswerMsg, PlacementAnswer, PlacementQuery
 from fedorch.core.node.takeover_claims import held_of
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.core.workflow.progress import TERMINAL_STEP_STATES
+from fedorch.core.workflow.takeover_events import majority
 
 # The longest wait between two asks; the asks stop once the next wait would be longer.
 ASK_AT_MOST_S = 4.0
@@ -91,9 +145,13 @@ class OriginalAsks:
         self.n = node
         # Workflow -> (when to ask next, the wait after that ask).
         self.asks: dict[str, tuple[float, float]] = {}
+        # Workflow -> the electors that answered, in this life, that they hold epoch 0
+        # (see "Its own steps").
+        self.said: dict[str, set[str]] = {}
 
     def reset(self) -> None:
         self.asks = {}
+        self.said = {}
 
     def timer(self) -> float | None:
         return min((at for at, _ in self.asks.values()), default=None)
@@ -135,3 +193,69 @@ class OriginalAsks:
             return False
         return any(s.state not in TERMINAL_STEP_STATES and s.domain not in ("", n.name)
                    for s in p.steps.values())
+
+    # ---- its own steps: epoch 0 confirmed by the electorate ----------------------------
+
+    def _electorate(self, wf: str) -> frozenset[str] | None:
+        """The electorate of `wf` if this Node, with takeover, is its original
+        coordinator, holding epoch 0 here; else None (nothing to confirm)."""
+        n = self.n
+        if n.takeover is None or coordinator_of(wf) != n.name \
+                or held_of(n.state, wf, n.name) != (0, n.name):
+            return None
+        return n.takeover.electorate_of(wf) or None
+
+    def confirmed(self, wf: str, ask: bool = True) -> bool:
+        """May the restored original start its own steps of `wf`: no later epoch can
+        have won (enough electors answered epoch 0 to meet every majority), or there is
+        nothing to confirm? If not, the electors that have not answered are asked
+        (`ask`)."""
+        n = self.n
+        electorate = self._electorate(wf)
+        if electorate is None:
+            return True
+        said = self.said.setdefault(wf, set()) | ({n.name} & electorate)
+        if len(electorate - said) < majority(electorate):
+            return True
+        if not ask:
+            return False
+        n.stats["original back asked its electorate for epoch 0"] += 1
+        for dst in sorted(electorate - said):
+            n.send(dst, PlacementQuery(wf))
+        return False
+
+    def on_answer(self, src: str, msg: PlacementAnswer) -> bool:
+        """An elector answered our query holding epoch 0 (`answer`): counted. True if
+        so (the restart rule then looks whether enough did)."""
+        wf = msg.workflow_id
+        electorate = self._electorate(wf)
+        if msg.epoch != 0 or msg.steps or wf not in self.said or electorate is None \
+                or src not in electorate:
+            return False
+        self.said[wf].add(src)
+        return True
+
+    def answer(self, src: str, wf: str) -> bool:
+        """Asked by `wf`'s original coordinator, this Node an elector of `wf` that knows
+        the workflow, not ended here, and drives nothing of it: holding epoch 0 (granted
+        no later epoch, follows none), answered so, with no steps; holding a later one,
+        answered with it, its holder and its proof, as the original's tell of a
+        placement is (placed_overtaken.py). True if answered."""
+        n = self.n
+        d = n.state
+        if n.takeover is None or src != coordinator_of(wf) or src == n.name \
+                or wf in d.final or n.domain_loss.drives(wf) \
+                or n.name not in (n.takeover.electorate_of(wf) or ()) \
+                or wf not in d.committed and not any(w == wf for w, _ in d.acceptor) \
+                or n.retain is not None and n.retain.ends.of(wf) is not None:
+            return False  # (an end record: forgotten here, its grants with it)
+        epoch, holder = held_of(d, wf, src)
+        if (epoch, holder) == (0, src):
+            n.send(src, PlacementAnswer(wf, 0, ()))
+        elif epoch >= 1:
+            n.stats["original back told the later epoch held here"] += 1
+            n.send(src, ClaimAnswerMsg(wf, 0, False, epoch, holder,
+                                       won=n.takeover.proof.proof_of(wf, epoch, holder)))
+        else:
+            return False
+        return True

@@ -181,7 +181,9 @@ class PlacementAnswer:
     """The coordinator that drives the workflow (in `epoch`) answers a PlacementQuery:
     its progress's view of every step, (step, placement epoch, domain: "" for a step
     lost and waiting for its new round), and its placements on record, (step, epoch,
-    domain, lost), each taken as a PlacedMsg is (restart_check.py)."""
+    domain, lost), each taken as a PlacedMsg is (restart_check.py). An elector asked by
+    the original back from a restart answers epoch 0 and nothing else when it holds
+    epoch 0 (original_asks.py, "Its own steps")."""
 
     workflow_id: str
     epoch: int

@@ -23,7 +23,10 @@ The rule:
   learned without its coordinator (`ask_first`, learned_elsewhere.py); once the Node is whole
   (`restored`), a workflow with no unfinished step here, or that this Node drives
   itself (its original coordinator at epoch 0, or a successor acting in the epoch it
-  won), is let go at once: its own tables are the placements' authority;
+  won), is let go at once: its own tables are the placements' authority (with
+  takeover, the original's once electors meeting every majority said they hold epoch
+  0: no successor can have placed its steps elsewhere while it was down,
+  original_asks.py, "Its own steps");
 - any other is asked about: `PlacementQuery` to the coordinator it follows
   (`Takeovers.coordinator_now`: the holder of the epoch followed or granted, else the
   original), asked again every `reliable_resend_s`, doubling to `ASK_AT_MOST_S`, of
@@ -154,6 +157,7 @@ class RestartCheck:
         d = self.n.state
         resend = self.n.t.reliable_resend_s
         self.reset()
+        self.originals.said = {}  # epoch 0 answered in this life only
         for wf in sorted({h.workflow_id for h in d.holds.values()}):
             if wf not in d.final:
                 self.held[wf], self.wait[wf] = math.inf, resend
@@ -195,9 +199,13 @@ class RestartCheck:
             return
         self.held[wf] = now + wait
         self.wait[wf] = min(wait * 2, ASK_AT_MOST_S)
-        if p is None or wf in n.state.final or n.domain_loss.drives(wf) \
+        if p is None or wf in n.state.final \
                 or not any(s.state not in TERMINAL_STEP_STATES for s in p.local_steps()):
             self._let_go(now, wf)
+            return
+        if n.domain_loss.drives(wf):
+            if self.originals.confirmed(wf):  # an original's epoch 0, by its electorate
+                self._let_go(now, wf)
             return
         target = n.takeover.coordinator_now(wf) if n.takeover is not None \
             else n.running.info(wf).coordinator
@@ -226,6 +234,8 @@ class RestartCheck:
             state, epoch, won = end  # forgotten here: its end (ended_records.py)
             n.send(src, FinalMsg(wf, state, epoch, won=won))
             return
+        if self.originals.answer(src, wf):
+            return  # an elector holding epoch 0, asked by the original (original_asks.py)
         if not n.domain_loss.drives(wf) \
                 or held_of(n.state, wf, n.running.info(wf).coordinator)[1] != n.name:
             if n.takeover is not None:  # a member held by a claim we withdrew
@@ -319,6 +329,10 @@ class RestartCheck:
             n.fencing.asks.on_answer(now, src, msg)
         if n.takeover is not None:  # the holder of our grant drives: asked no more
             n.takeover.late.answered(src, wf)
+        if self.originals.on_answer(src, msg):  # an elector holds epoch 0 (original_asks.py)
+            if wf in self.held and self.originals.confirmed(wf, ask=False):
+                self._let_go(now, wf)
+            return
         if wf not in self.held or wf not in n.progress or n.takeover is not None \
                 and n.takeover.coordinator_now(wf) != src:
             return  # not asked (any more), or not of the coordinator we follow now

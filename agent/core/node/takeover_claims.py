@@ -203,7 +203,12 @@ class Claims:
         certificate we learned: every participant's signed YES)."""
         d = self.n.state
         round_ = d.committed.get(wf)
-        if to in core.participants or to == core.original or round_ is None:
+        if to == core.original or round_ is None or to in core.participants \
+                and to in self.n.running.info(wf).placement.values():
+            # A participant only of a re-placement is shown it: a step's new domain that
+            # never learned its round's COMMIT holds nothing committed and answers as an
+            # acceptor, on this proof (takeover soak seed 97000669: the original, back,
+            # claimed past a gone holder for ever).
             return None, None, ()
         info = d.info.get((wf, round_))
         learned = d.learned.get((wf, round_))

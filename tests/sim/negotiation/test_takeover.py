@@ -210,6 +210,8 @@ def test_seeded_runs_with_takeover_hold_every_invariant(first: int) -> None:
 # domain, holder of a later epoch, crashed the run: cancels.py).
 # 150501078 (an elector holding no step acknowledged a placement it did not write: its
 # grant elected a successor that placed a started step again, placed_here.py).
+# 154501010 (the original, back from a crash after its successor placed its own step
+# elsewhere, started that step before it heard of the later epoch: original_asks.py).
 ONCE_FAILING = (8101707, 8700249, 8303778, 8101903, 9600991, 8102557, 10000987, 10001968,
                 10002160, 11000176, 11001793, 101675, 115435, 101830, 108549, 102364,
                 114857, 117530, 103863, 115316, 117826, 119616, 116571, 18300721, 18100834,
@@ -218,7 +220,8 @@ ONCE_FAILING = (8101707, 8700249, 8303778, 8101903, 9600991, 8102557, 10000987, 
                 52000180, 111083, 109463, 60000176, 68000128, 69500487,
                 66000289, 64001033, 84000321, 84001877, 89500553, 87000414,
                 88000784, 89900214, 88000620, 92000324, 97000669, 107034,
-                115458, 109000128, 117000348, 118000384, 100010, 110444, 150501078)
+                115458, 109000128, 117000348, 118000384, 100010, 110444, 150501078,
+                154501010)
 
 
 @pytest.mark.parametrize("seed", ONCE_FAILING)

@@ -655,10 +655,11 @@ def test_the_original_back_unaware_of_a_later_end_is_told_it_by_a_step_it_report
     """d0 stalls with its own s0 running (DEAD in every view); d1 takes over, fails s0
     (its spec says `on_domain_loss: fail`), ends the workflow FAILED with d2 and dies for good.
     d0 comes back seeing every other member ALIVE: no verdict of its own, no end to
-    tell; it runs s0 again (idempotent) and reports it to d2, whose s2 needs it. d2,
-    which ended the workflow in epoch 1, answers with that end and d1's certificate (and
-    does not acknowledge), and d0 follows it (takeover soak seed 4003045: d2
-    acknowledged, and d0 stayed RUNNING for ever)."""
+    tell. It asks its electorate before it runs s0 again (original_asks.py, "Its own
+    steps"; before, it ran s0 again and reported it to d2, whose s2 needs it), and d2,
+    which ended the workflow in epoch 1, answers with that end and d1's certificate, and
+    d0 follows it, s0 never run again (takeover soak seed 4003045: d0 stayed RUNNING for
+    ever)."""
     s0 = spec_pb2.StepSpec(id="s0", capability="a", idempotent=True, retries=1,
                            on_domain_loss="fail")
     fed = committed([s0, step("s1"), step("s2", needs=("s0",))],
@@ -674,7 +675,7 @@ def test_the_original_back_unaware_of_a_later_end_is_told_it_by_a_step_it_report
     d0 = fed.restore("d0")
     fed.step("d0", MemberViews(tuple(MemberState(m, "ALIVE") for m in ("d1", "d2", "d3"))))
     fed.deliver()
-    fed.end("d0", "s0")
+    assert not fed.running["d0"]  # asked first: s0 does not run again
     fed.tick(fed.now + 2.0)
     assert fed.nodes["d2"].stats["original coordinator told the later end"] >= 1
     assert fed.disks["d0"].final[WF] is WorkflowState.FAILED

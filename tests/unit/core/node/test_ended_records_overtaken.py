@@ -153,9 +153,11 @@ def test_the_record_goes_with_its_proof() -> None:
 def test_the_originals_report_is_answered_from_the_record_and_it_follows() -> None:
     """d0's own s0 (idempotent, `on_domain_loss: fail`) runs when d0 dies; d1 takes over,
     fails s0, ends the workflow FAILED with d2 and dies for good; d2 forgets it. d0 comes
-    back seeing every other member ALIVE: no verdict, no end to tell; it runs s0 again
-    and reports it to d2 (s2 needs it), which answers from its record. Before, d2
-    refused the report (`not_known`) and d0 reported it for ever, RUNNING."""
+    back seeing every other member ALIVE: no verdict, no end to tell; it asks its
+    electorate before it runs s0 again (original_asks.py, "Its own steps"; before, it
+    ran s0 again and reported it to d2, s2 needing it), and d2 answers from its
+    record. Before, d2 refused the report (`not_known`) and d0 reported it for ever,
+    RUNNING."""
     s0 = spec_pb2.StepSpec(id="s0", capability="a", idempotent=True, retries=1,
                            on_domain_loss="fail")
     fed = Retained()
@@ -172,7 +174,7 @@ def test_the_originals_report_is_answered_from_the_record_and_it_follows() -> No
     fed.run_until(fed.now + KEEP + 3 * LATE)
     assert WF not in fed.disks["d2"].final and WF in fed.disks["d2"].ended_proofs
     d0_back(fed, dead=())
-    fed.end("d0", "s0")
+    assert not fed.running["d0"]  # asked first: s0 does not run again
     fed.tick(fed.now + 2.0)
     assert fed.disks["d0"].rows[WF].state is WorkflowState.FAILED  # before: RUNNING
     assert fed.disks["d0"].epochs[WF] == (1, "d1")
