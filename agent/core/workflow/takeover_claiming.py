@@ -67,11 +67,39 @@ one that came at once, so driving on a majority of grants some of which came aft
 withdrawal is driving on a majority (the coordinator we claimed past is overtaken as
 by any winner: its rounds need fresh grants of its own epoch). Not built yet: a
 member's grant lost on the way is never taken up (the member asks us where the
-workflow stands, takeover_late_grants.py, and we, not driving, answer nothing), nor
-is one we withdrew from before a restart (what we withdrew is in memory only, as are
-the grants a claim holds: restarted, we claim again, and show none until a member
-grants again); and the next claim after a withdrawal may be of a lower epoch than
-the one withdrawn (we claim the epoch followed + 1, and had moved on past a split).
+workflow stands, takeover_late_grants.py, and we, not driving, answer nothing).
+
+Restarted. What a claim withdrew and the grants a claim holds are kept durably by the
+shell (agent/core/node/takeover.py): `withdrawn`, the epoch withdrawn (`withdrawn`
+here), in the write of the withdrawal's Persist, dropped in the write of the next
+claim or epoch followed; `claim_grants`, the members' signed grants of the epoch
+claimed, as received, each written before it counts. Both come back on restore
+(`Takeover(withdrawn=, granted_by=)`). Restored withdrawn, a member's grant of the
+epoch withdrawn takes the claim up again as above, and no claim is made for
+`takeover_after_s` from the first look; before, what we withdrew was in memory only:
+the late grant was dropped (that member held for ever), and a view still saying the
+coordinator DEAD claimed again at once, denied at once, at every restart. Restored
+claiming, the members' grants kept are counted again and shown with the claim, so a
+claim a member granted is withdrawn no more; before, it showed none, and the
+coordinator's denial withdrew it again unless that member was there to grant again.
+Counting them is sound: each is a signed statement we checked on receipt, of that
+very epoch, to us, in our electorate, and its granter keeps it durably.
+
+Never below the epoch withdrawn: a claim made while withdrawn is of max(epoch
+followed + 1, epoch withdrawn) (`Takeover._maybe_claim`). Before, of the epoch
+followed + 1, below the one withdrawn where that claim had moved on past a split: a
+member holding the withdrawn epoch for us denies the lower one naming us as holder,
+a denial the claim does not take, and the claim never won while that member was
+needed. The epoch withdrawn itself, not the one after: a member may hold it for us
+(its grant late, or one kept), and claiming it again counts that grant, even of a
+member dead for good (shown, signed); the epoch after would need it to grant again.
+At most one driver per epoch still holds: it rests on the members' grants alone
+(each grants an epoch once, durably, to one claimant; two majorities share a
+member), and only a claimant outside the electorate withdraws, whose own grant
+counts in none. So going back from w and claiming w again makes no second majority
+of w: a member that granted w to another denies us, one that granted it to us
+grants it again (`may_grant`), and each grant of w counted for us, kept or fresh,
+is one its member gave to us and to no other.
 
 Pure: no I/O, time comes in as `now`.
 """
