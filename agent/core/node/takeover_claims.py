@@ -469,7 +469,6 @@ class Claims:
             return  # an earlier claim's grant, come late: not the claim we keep
         grants = self.tk.proof.collected.of(wf, epoch)
         grants.pop(self.n.name, None)
-        self.n.point("takeover grant")
         d.claim_grants[wf] = (epoch, tuple(grants[v] for v in sorted(grants)))
 
     def _told_end_stands(self, wf: str, core: Takeover, msg: ClaimAnswerMsg,

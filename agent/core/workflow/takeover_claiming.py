@@ -202,6 +202,10 @@ def claim_timer(t: Any, now: float, ev: Timer) -> list[Action]:
 
 
 def claim_timed_out(t: Any, now: float) -> list[Action]:
+    won = t._won()  # a claim restored with a majority's grants kept (Restarted)
+    if won:
+        t._claim_deadline = now + t.claim_timeout_s  # acting: the claim again then
+        return won
     if t._denied:
         # Views differed and another claimed this epoch too, and the denials did not
         # settle it (a member stayed silent). Never a second claim of ours at this

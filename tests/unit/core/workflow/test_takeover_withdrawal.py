@@ -140,6 +140,10 @@ def test_a_restored_claim_counts_the_members_grants_it_kept() -> None:
     assert n.role is Role.CLAIMING
     assert n.step(1.0, Grant("c", 1)) == []
     assert n.step(2.0, Grant("a", 1))[0] == Act(1)
+    # Kept a majority's grants (restarted before the write of its act): it acts at its
+    # first timer, whoever of them is back meanwhile.
+    n = restored(1, OUTSIDER, claiming=True, granted_by=["a", "b", "c"])
+    assert n.get_timer() == float("-inf") and n.step(0.0, Timer())[0] == Act(1)
 
 
 @settings(max_examples=400, deadline=None)
