@@ -81,8 +81,10 @@ the late grant was dropped (that member held for ever), and a view still saying 
 coordinator DEAD claimed again at once, denied at once, at every restart. Restored
 claiming, the members' grants kept are counted again and shown with the claim, so a
 claim a member granted is withdrawn no more; before, it showed none, and the
-coordinator's denial withdrew it again unless that member was there to grant again.
-Counting them is sound: each is a signed statement we checked on receipt, of that
+coordinator's denial withdrew it again unless that member was there to grant again;
+and one restarted between a grant's write and its act's, holding a majority's
+grants, acts at its first timer (`claim_timed_out`), where before it waited for a
+member to grant again, which one dead for good never does. Counting them is sound: each is a signed statement we checked on receipt, of that
 very epoch, to us, in our electorate, and its granter keeps it durably.
 
 Never below the epoch withdrawn: a claim made while withdrawn is of max(epoch
