@@ -353,6 +353,16 @@ class Disk:
     # An acting successor's epoch certificate (the grants it won with): workflow ->
     # (epoch, its grants), written with its Act and shown again after a restart.
     certificates: dict[str, tuple[int, Certificate]] = field(default_factory=dict)
+    # A claim of ours withdrawn (core/workflow/takeover_claiming.py, Withdrawn):
+    # workflow -> the epoch withdrawn, written with the withdrawal's `granted` (the
+    # epoch followed again), dropped with the write of the next claim or epoch followed;
+    # read back on restore (the claimant takes it up again on a member's late grant,
+    # and never claims below it).
+    withdrawn: dict[str, int] = field(default_factory=dict)
+    # The members' signed grants of our claim, as received: workflow -> (the epoch
+    # claimed, its grants), written with each grant counted, read back on restore by a
+    # claimant still claiming that epoch (counted again, shown with its claim).
+    claim_grants: dict[str, tuple[int, Certificate]] = field(default_factory=dict)
     # The domains that granted a claim of ours for an ended workflow's saga plan, and
     # are owed its end in their epoch once the claim is over (takeover_late_grants.py):
     # workflow -> {granter: the granted epoch}, written with the grant (a claim still

@@ -128,7 +128,8 @@ FORGOTTEN_ROUND_TABLES = ("cells", "records", "holds", "info", "ballots")
 WORKFLOW_TABLES = ("rows", "committed", "results", "final", "final_acked", "epochs",
                    "granted", "electorates", "endings", "cancels", "end_proofs",
                    "end_reasons", "placements", "replaced_rounds", "refusals",
-                   "late_grants", "certificates", "earlier_domains", "drivers_before")
+                   "late_grants", "certificates", "earlier_domains", "drivers_before",
+                   "withdrawn", "claim_grants")
 
 
 @dataclass(slots=True)  # one for every workflow tracked: no __dict__ of its own

@@ -49,7 +49,12 @@ granted it: never a certificate, its end told in an older epoch every elector re
 the workflow RUNNING for ever (takeover soak seed 11000176); and, every result in, it
 would make the successor's end of an epoch a rival may yet win. Rebuilt claiming, it acts exactly when it would have, had it not
 restarted; a claim again is safe (a member grants the same epoch to the same claimant
-again, `may_grant`).
+again, `may_grant`). It counts again the members' signed grants of that epoch it
+held (`claim_grants`, written as each came, before it counted: takeover_claims.py),
+and shows them with its claim; and a claim withdrawn is rebuilt as such
+(`withdrawn`, the epoch withdrawn, written by `apply` with every Persist from the
+core's own: so in the write of the withdrawal, and gone in that of the next claim or
+epoch followed): core/workflow/takeover_claiming.py, Restarted, says why.
 
 Outputs. `Persist` is written to `granted` (and, for another holder, `epochs`: the
 coordinator followed, to whom our results then go again) under the point "takeover
@@ -207,12 +212,20 @@ class Takeovers:
             # Acting only in the epoch an Act (or the commit, epoch 0) wrote: see
             # "Acting or claiming, on restore".
             acting = d.epochs.get(wf, (0, info.coordinator)) == (epoch, n.name)
+            claiming = holder == n.name and not acting
+            # A claim's members' grants, and a claim withdrawn, as kept ("Withdrawn, and
+            # the grants a claim holds, on restore"): only those of the epoch held.
+            held = d.claim_grants.get(wf) if claiming else None
+            grants = held[1] if held is not None and held[0] == epoch else ()
             core = Takeover(n.name, info.coordinator, participants,
                             acceptors=acceptors_of(d, wf) or committed | {info.coordinator},
                             epoch=epoch, coordinator=holder,
                             takeover_after_s=self.after_s,
                             claim_timeout_s=n.t.prepare_timeout_s,
-                            claiming=holder == n.name and not acting)
+                            claiming=claiming, withdrawn=d.withdrawn.get(wf),
+                            granted_by=[g.granter for g in grants])
+            for grant in grants:
+                self.proof.collected.add(wf, epoch, grant)  # shown with our claim again
             self.cores[wf] = core
             self.retime(wf, core)
         return core
@@ -322,6 +335,10 @@ class Takeovers:
             if isinstance(x, Persist):
                 n.point("takeover epoch")
                 d.granted[wf] = (x.epoch, x.coordinator)
+                if core.withdrawn is not None:  # withdrawn, in the write that says so
+                    d.withdrawn[wf] = core.withdrawn
+                else:
+                    d.withdrawn.pop(wf, None)
                 if x.coordinator != n.name:
                     if wf in d.final and n.compensating.known(wf):  # saga_unproven_holder.py
                         before = n.compensating.driver(wf)

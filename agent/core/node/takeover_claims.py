@@ -430,6 +430,8 @@ class Claims:
             return
         if msg.granted and not tk.proof.grant_received(wf, core, src, msg.epoch, msg.grant):
             return  # a grant we could not show: not counted (a certificate holds it)
+        if msg.granted and src != n.name and src in core.electorate:
+            self._keep_grants(wf, msg.epoch)
         if msg.granted and src != n.name and (src in core.participants
                                               or src == core.original):
             self.granters.setdefault(wf, set()).add(src)
@@ -466,6 +468,19 @@ class Claims:
             n.stats[WITHDRAWN] += 1  # takeover_claiming.py, Withdrawn
         elif before[0] is Role.FOLLOWING and core.role is not Role.FOLLOWING:
             n.stats[TAKEN_UP_AGAIN] += 1  # a member's grant of the epoch withdrawn
+
+    def _keep_grants(self, wf: str, epoch: int) -> None:
+        """The members' signed grants of our claim of `epoch`, as received, kept before
+        the grant counts (takeover_claiming.py, "Restarted"): a restarted claimant still
+        claiming it counts them again and shows them (`ClaimMsg.grants`), and a claim a
+        member granted is withdrawn no more. A later epoch's replace them."""
+        d = self.n.state
+        held = d.claim_grants.get(wf)
+        if held is not None and held[0] > epoch:
+            return  # an earlier claim's grant, come late: not the claim we keep
+        grants = self.tk.proof.collected.of(wf, epoch)
+        grants.pop(self.n.name, None)
+        d.claim_grants[wf] = (epoch, tuple(grants[v] for v in sorted(grants)))
 
     def _told_end_stands(self, wf: str, core: Takeover, msg: ClaimAnswerMsg,
                          proven: bool) -> bool:

@@ -98,7 +98,8 @@ ACTING's: takeover_acting.py):
 
     FOLLOWING --Watch/Timer: known coordinator gone, we are the successor--> CLAIMING
               (the successor is next in line once those before it let
-              takeover_after_s pass without a claim)
+              takeover_after_s pass without a claim; never an epoch below one we
+              withdrew, even across a restart: takeover_claiming.py, Restarted)
     CLAIMING  --Grant: majority--> ACTING (the claim, with its proof, once to each granter)
     ACTING    --Timer--> ACTING (the claim again to those that have not granted it)
     ACTING    --Deny(later epoch, from a member, its holder DEAD/LEFT here), or
@@ -238,7 +239,8 @@ class Takeover:
                  epoch: int = 0, coordinator: str | None = None,
                  takeover_after_s: float = DEFAULT_TAKEOVER_AFTER_S,
                  claim_timeout_s: float = 5.0, rival_again_s: float = 0.2,
-                 claiming: bool = False) -> None:
+                 claiming: bool = False, withdrawn: int | None = None,
+                 granted_by: Collection[str] = ()) -> None:
         if not participants:
             raise ValueError("a committed workflow has participants")
         if epoch < 0:
@@ -286,6 +288,7 @@ class Takeover:
         # epoch: a claim that moved on to the next epoch leaves that member following
         # us in the one it granted): such a claim is never withdrawn.
         self._member_granted = False
+        self._quiet_on_first_look = False  # restored withdrawn: quiet from the first `now`
         self.ended = False  # Announce given: nothing more to do
         if self.role is Role.ACTING and epoch > 0:
             # A successor restarted: whoever did not answer its claim before still needs
@@ -301,10 +304,24 @@ class Takeover:
             self._grants = {me}
             self._gone = True
             self._claim_deadline = float("-inf")
+            # The members' grants of it we held, kept with them (Withdrawn, "Restarted"):
+            # counted again, and a claim a member granted is withdrawn no more.
+            self._grants |= set(granted_by) & self.audience
+            self._member_granted = bool(self._grants & self.electorate - {me})
+        if withdrawn is not None and self.role is Role.FOLLOWING and withdrawn > epoch:
+            # Restarted after a withdrawal (takeover_claiming.py, "Restarted"): the epoch
+            # withdrawn is taken up again on a member's grant of it, no claim is below
+            # it, and none is made for `takeover_after_s` from the first look.
+            self._withdrawn = withdrawn
+            self._quiet_on_first_look = True
 
     # ---- the table -------------------------------------------------------------------
 
     def step(self, now: float, event: Input) -> list[Action]:
+        if self._quiet_on_first_look:
+            self._quiet_on_first_look = False
+            if self.role is Role.FOLLOWING and self._withdrawn is not None:
+                self._quiet_until = now + self.takeover_after_s
         handler = TABLE.get((self.role, type(event)))
         if handler is None or self.ended:
             return []  # not meaningful in this role (e.g. a Grant while FOLLOWING: late)
@@ -328,6 +345,12 @@ class Takeover:
         if self.role is Role.FOLLOWING and self._gone and self._quiet_until is not None:
             return self._quiet_until
         return None
+
+    @property
+    def withdrawn(self) -> int | None:
+        """The epoch of our claim withdrawn, while we follow the coordinator we claimed
+        past (None otherwise): kept durably by the shell beside the epoch held."""
+        return self._withdrawn
 
     def joined(self, domain: str) -> None:
         """A step was placed again on `domain` (re-placement): a participant now, outside
@@ -386,7 +409,9 @@ class Takeover:
         self._waiting = None  # claiming, or nobody left to wait for
         if first is None and self.me != self.original:
             return []
-        return self._claim(now, self.epoch + 1)
+        # Never below an epoch we withdrew: it may have moved on past a split, and a
+        # member may hold it for us (takeover_claiming.py, "Restarted").
+        return self._claim(now, max(self.epoch + 1, self._withdrawn or 0))
 
     def _claim(self, now: float, epoch: int) -> list[Action]:
         self.role = Role.CLAIMING
@@ -394,6 +419,7 @@ class Takeover:
             self._predecessor = self.coordinator  # gone: it will not answer
         self.epoch, self.coordinator = epoch, self.me  # our own grant
         self._grants = {self.me}
+        self._withdrawn = None  # claimed again: no longer withdrawn
         self._denied.clear()
         self._unproven.clear()
         self._again_at = None

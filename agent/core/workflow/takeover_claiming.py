@@ -93,13 +93,42 @@ travel (a fresh statement, checked as every claim answer's). Mixed builds: a mem
 of an older build that asks grants our claim as any build grants a claim of an epoch
 it holds for its claimant; an older claimant answers nothing, as before, and the
 member stays held until it is upgraded. The cost: one claim per question, one
-question per `takeover_after_s` per member so held. Not built yet: a grant of a claim
-we withdrew before a restart is never taken up (what we withdrew is in memory only,
-as are the grants a claim holds: restarted, we claim again, and show none until a
-member grants again; asked, we send nothing); and the next claim after a withdrawal
-may be of a lower epoch than the one withdrawn (we claim the epoch followed + 1, and
-had moved on past a split), and a withdrawal of that claim leaves a member following
-us in the higher one asked about a lower epoch, which it denies.
+question per `takeover_after_s` per member so held. The withdrawn epoch
+restored after a restart (below), a member asking is answered so then too.
+
+Restarted. What a claim withdrew and the grants a claim holds are kept durably by the
+shell (agent/core/node/takeover.py): `withdrawn`, the epoch withdrawn (`withdrawn`
+here), in the write of the withdrawal's Persist, dropped in the write of the next
+claim or epoch followed; `claim_grants`, the members' signed grants of the epoch
+claimed, as received, each written before it counts. Both come back on restore
+(`Takeover(withdrawn=, granted_by=)`). Restored withdrawn, a member's grant of the
+epoch withdrawn takes the claim up again as above, and no claim is made for
+`takeover_after_s` from the first look; before, what we withdrew was in memory only:
+the late grant was dropped (that member held for ever), and a view still saying the
+coordinator DEAD claimed again at once, denied at once, at every restart. Restored
+claiming, the members' grants kept are counted again and shown with the claim, so a
+claim a member granted is withdrawn no more; before, it showed none, and the
+coordinator's denial withdrew it again unless that member was there to grant again;
+and one restarted between a grant's write and its act's, holding a majority's
+grants, acts at its first timer (`claim_timed_out`), where before it waited for a
+member to grant again, which one dead for good never does. Counting them is sound: each is a signed statement we checked on receipt, of that
+very epoch, to us, in our electorate, and its granter keeps it durably.
+
+Never below the epoch withdrawn: a claim made while withdrawn is of max(epoch
+followed + 1, epoch withdrawn) (`Takeover._maybe_claim`). Before, of the epoch
+followed + 1, below the one withdrawn where that claim had moved on past a split: a
+member holding the withdrawn epoch for us denies the lower one naming us as holder,
+a denial the claim does not take, and the claim never won while that member was
+needed. The epoch withdrawn itself, not the one after: a member may hold it for us
+(its grant late, or one kept), and claiming it again counts that grant, even of a
+member dead for good (shown, signed); the epoch after would need it to grant again.
+At most one driver per epoch still holds: it rests on the members' grants alone
+(each grants an epoch once, durably, to one claimant; two majorities share a
+member), and only a claimant outside the electorate withdraws, whose own grant
+counts in none. So going back from w and claiming w again makes no second majority
+of w: a member that granted w to another denies us, one that granted it to us
+grants it again (`may_grant`), and each grant of w counted for us, kept or fresh,
+is one its member gave to us and to no other.
 
 Pure: no I/O, time comes in as `now`.
 """
@@ -214,6 +243,10 @@ def claim_timer(t: Any, now: float, ev: Timer) -> list[Action]:
 
 
 def claim_timed_out(t: Any, now: float) -> list[Action]:
+    won = t._won()  # a claim restored with a majority's grants kept (Restarted)
+    if won:
+        t._claim_deadline = now + t.claim_timeout_s  # acting: the claim again then
+        return won
     if t._denied:
         # Views differed and another claimed this epoch too, and the denials did not
         # settle it (a member stayed silent). Never a second claim of ours at this

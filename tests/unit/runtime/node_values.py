@@ -208,6 +208,9 @@ TABLE_ROWS = {
     "late_grants": st.tuples(wf_ids, st.dictionaries(names, st.integers(1, 9), min_size=1,
                                                      max_size=3)),
     "end_proofs": st.tuples(wf_ids, st.tuples(st.integers(1, 9), names, certificates)),
+    # A claim withdrawn: its epoch; and the members' signed grants of a claim held.
+    "withdrawn": st.tuples(wf_ids, st.integers(1, 9)),
+    "claim_grants": st.tuples(wf_ids, st.tuples(st.integers(1, 9), certificates)),
     "end_reasons": st.tuples(wf_ids, text),
     "drivers_before": st.tuples(wf_ids, names),
     "electorates": st.tuples(wf_ids, name_tuples),
