@@ -341,7 +341,7 @@ class Retainer:
 
     def _answers_round_proofs(self, wf: str) -> bool:
         """Could a correct claimant send this Node a claim carrying a proof of the
-        committed round (takeover_claims.py, `_round_proof`: to an elector that is
+        committed round (takeover_claim_proof.py, `round_proof`: to an elector that is
         neither the original coordinator nor a participant of the committed round)?
         Conservative: True where this Node holds no step of the committed round and is
         not known to be outside the electorate."""

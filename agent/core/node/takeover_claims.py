@@ -8,14 +8,8 @@ grant is written (`granted`, and `epochs` when it follows) before its answer lea
 as both are records and messages of the same Ready.
 
 Sending. A claim carries, to an acceptor that holds no step, the proof of the round
-(the committed round as its coordinator stated it, and its COMMIT: `Round`, with the
-COMMIT's certificate as we learned it, every participant's signed YES), and from
-a claimant that won (it acts in that epoch) its certificate (`won`). The original
-coordinator claiming past a gone holder shows its own COMMIT: its decision record,
-or, that collected once every participant acknowledged it, the COMMIT its own
-acceptor record of the round holds. That is as good a proof: the same signed YES of
-every participant, which the acceptor checks, of the round its row says committed; an
-ABORT there shows nothing, as before.
+(takeover_claim_proof.py), and from a claimant that won (it acts in that epoch) its
+certificate (`won`).
 
 Answering a claim (`on_claim`):
 - of a workflow unknown here but for our vote (no decision learned): "in doubt", no
@@ -122,8 +116,9 @@ from fedorch.core.negotiation.messages import VoteIn
 from fedorch.core.node.authority_steps import epoch_of
 from fedorch.core.node.records import ClaimAnswerMsg, ClaimMsg, Disk, FinalMsg
 from fedorch.core.node.takeover_acceptor_claims import answer_as_acceptor
-from fedorch.core.node.takeover_grants import StatedRound, sign_round
-from fedorch.core.workflow.acceptor_grant import COMMIT, Round
+from fedorch.core.node.takeover_claim_proof import round_proof
+from fedorch.core.node.takeover_grants import StatedRound
+from fedorch.core.workflow.acceptor_grant import Round
 from fedorch.core.workflow.takeover import (
     GONE_AT_ONCE,
     Adopted,
@@ -198,52 +193,8 @@ class Claims:
 
     def _round_proof(self, wf: str, core: Takeover, to: str
                      ) -> tuple[Round | None, StatedRound | None, tuple[VoteIn, ...]]:
-        """What our claim shows an acceptor holding no step: the committed round, as its
-        coordinator signed it at PREPARE (WfInfo.stated), and its COMMIT (the
-        certificate we learned: every participant's signed YES)."""
-        d = self.n.state
-        round_ = d.committed.get(wf)
-        if to == core.original or round_ is None or to in core.participants \
-                and to in self.n.running.info(wf).placement.values():
-            # A participant only of a re-placement is shown it: a step's new domain that
-            # never learned its round's COMMIT holds nothing committed and answers as an
-            # acceptor, on this proof (takeover soak seed 97000669: the original, back,
-            # claimed past a gone holder for ever).
-            return None, None, ()
-        info = d.info.get((wf, round_))
-        learned = d.learned.get((wf, round_))
-        if info is None and wf in d.rows:
-            return self._own_round_proof(wf, core, round_)
-        if info is None or not d.electorates.get(wf) or learned is None or not learned.commit \
-                or info.lost:
-            # A new domain's committed round here is its re-placement round (classic
-            # 2PC, its own acceptors): no proof of the workflow's committed round, which
-            # it never held; the acceptor refuses it for want of one, as it would.
-            return None, None, ()
-        return Round(round_, frozenset(info.placement.values()),
-                     frozenset(d.electorates[wf]), COMMIT), info.stated, learned.votes
-
-    def _own_round_proof(self, wf: str, core: Takeover, round_: int
-                         ) -> tuple[Round | None, StatedRound | None, tuple[VoteIn, ...]]:
-        """The original coordinator's proof of its own committed round (it claims past a
-        later epoch's gone holder: takeover_overtaken.py): its COMMIT as decided or
-        learned here, whose signed YES name the round's participants, and the round
-        signed again by its coordinator, us, with the electorate's acceptors."""
-        d = self.n.state
-        value = d.records.get((wf, round_)) or d.learned.get((wf, round_))
-        accepted = d.acceptor.get((wf, round_))
-        if value is None and accepted is not None and d.rows[wf].committed:
-            # Its decision record collected once every participant acknowledged it: the
-            # COMMIT it decided, as its own acceptor record of the round holds it
-            # (takeover soak seed 8300672: no proof, the claim was refused for ever).
-            value = accepted.decided or accepted.accepted_value
-        if value is None or not value.commit:
-            return None, None, ()
-        participants = frozenset(v.domain for v in value.votes if v.round == round_)
-        stated = sign_round(self.tk.proof.sign, wf, round_, self.n.name, participants,
-                            core.electorate)
-        return Round(round_, participants, frozenset(core.electorate), COMMIT), stated, \
-            value.votes
+        """What our claim shows `to` of the committed round (takeover_claim_proof.py)."""
+        return round_proof(self.n, self.tk.proof.sign, wf, core, to)
 
     # ---- a claim received -------------------------------------------------------------------
 
@@ -331,7 +282,7 @@ class Claims:
         whose claim the electors that could grant it, not gone in our view, and those
         whose signed grants of it the claim shows, are too few to win? An acceptor
         holding no step grants only on a proof of the committed round, which such a
-        claimant never holds (`_round_proof`): only the round's participants and the
+        claimant never holds (takeover_claim_proof.py): only the round's participants and the
         original coordinator could. A grant shown is given, whether its granter is
         gone or not (one that granted and died for good: see the header)."""
         n = self.n

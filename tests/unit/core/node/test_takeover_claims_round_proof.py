@@ -1,5 +1,5 @@
 """What the original coordinator's claim shows an acceptor that holds no step
-(core/node/takeover_claims.py, `_own_round_proof`), Nodes driven by hand through the
+(core/node/takeover_claim_proof.py, `own_round_proof`), Nodes driven by hand through the
 boundary (test_domain_loss.py's Federation): d0 coordinates; s1 runs on d1; d2 is the
 round's extra acceptor (the electorate is d0, d1 and d2)."""
 
