@@ -191,11 +191,11 @@ Pure: no I/O, time comes in as `now`.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Callable, Collection
 
 from fedorch.core.workflow import takeover_acting as acting
 from fedorch.core.workflow import takeover_claiming as claiming
+from fedorch.core.workflow.takeover_claiming import restored as claiming_restored
 from fedorch.core.workflow.takeover_events import (
     Act,
     Action,
@@ -208,6 +208,7 @@ from fedorch.core.workflow.takeover_events import (
     Input,
     Persist,
     Proven,
+    Role,
     SendClaim,
     Timer,
     Unproven,
@@ -223,12 +224,6 @@ __all__ = ["TABLE", "Act", "Action", "Adopted", "Announce", "Asked", "Deny", "En
 
 GONE_AT_ONCE = frozenset({"DEAD", "LEFT"})
 DEFAULT_TAKEOVER_AFTER_S = 10.0
-
-
-class Role(enum.Enum):
-    FOLLOWING = "following"  # another domain is the coordinator known here
-    CLAIMING = "claiming"    # asked the electorate for the next epoch
-    ACTING = "acting"        # coordinator of the current epoch, agreed by a majority
 
 
 class Takeover:
@@ -280,8 +275,8 @@ class Takeover:
         self._predecessor: str | None = None
         self._again_at: float | None = None
         self._again_pause = rival_again_s
-        # A claim withdrawn (`_withdraw`): no claim before this time; and the epoch
-        # withdrawn, taken up again on a member's grant of it (takeover_claiming.py).
+        # A claim withdrawn (takeover_claiming.py, `withdraw`): no claim before this
+        # time; and the epoch withdrawn, taken up again on a member's grant of it.
         self._quiet_until: float | None = None
         self._withdrawn: int | None = None
         # A member granted one of our claims since we last followed another (any
@@ -295,25 +290,7 @@ class Takeover:
             # telling (an old coordinator back meanwhile, a follower of it).
             self._grants = {me}
             self._claim_deadline = float("-inf")
-        if claiming:
-            # Restarted with our own grant of `epoch` on record but no agreement that we
-            # won it: claim it again (granting it to us again is allowed), at once.
-            if self.coordinator != me or epoch < 1:
-                raise ValueError("only an epoch held by this domain can be claimed again")
-            self.role = Role.CLAIMING
-            self._grants = {me}
-            self._gone = True
-            self._claim_deadline = float("-inf")
-            # The members' grants of it we held, kept with them (Withdrawn, "Restarted"):
-            # counted again, and a claim a member granted is withdrawn no more.
-            self._grants |= set(granted_by) & self.audience
-            self._member_granted = bool(self._grants & self.electorate - {me})
-        if withdrawn is not None and self.role is Role.FOLLOWING and withdrawn > epoch:
-            # Restarted after a withdrawal (takeover_claiming.py, "Restarted"): the epoch
-            # withdrawn is taken up again on a member's grant of it, no claim is below
-            # it, and none is made for `takeover_after_s` from the first look.
-            self._withdrawn = withdrawn
-            self._quiet_on_first_look = True
+        claiming_restored(self, claiming, withdrawn, granted_by)
 
     # ---- the table -------------------------------------------------------------------
 
@@ -391,7 +368,7 @@ class Takeover:
             return []
         if self._quiet_until is not None:
             if now < self._quiet_until:
-                return []  # a claim withdrawn just now (`_withdraw`)
+                return []  # a claim withdrawn just now (takeover_claiming.py, `withdraw`)
             self._quiet_until = None
         while True:
             first = successor(self.participants,
@@ -466,26 +443,6 @@ class Takeover:
         self._withdrawn = None  # a later epoch, or a rival's: ours is over
         self._member_granted = False
         return [Persist(ev.epoch, ev.coordinator)]
-
-    def _withdraw(self, now: float, epoch: int, coordinator: str) -> list[Action]:
-        """Our claim withdrawn, `coordinator` (the one we claimed past, alive, in
-        `epoch`) followed again (takeover_claiming.py, Withdrawn): only a claimant
-        outside the electorate, whose own grant counts nowhere, that no member granted.
-        No claim again for `takeover_after_s`, whatever the view says meanwhile: a view
-        still saying it DEAD would claim at once, be denied at once, for ever."""
-        self._withdrawn = self.epoch
-        self.role = Role.FOLLOWING
-        self.epoch, self.coordinator = epoch, coordinator
-        self._grants.clear()
-        self._claim_deadline = None
-        self._denied.clear()
-        self._unproven.clear()
-        self._again_at = None
-        self._unseen_since, self._gone = None, False  # watched anew
-        self._passed.clear()
-        self._waiting = None
-        self._quiet_until = now + self.takeover_after_s
-        return [Persist(epoch, coordinator)]
 
     def _proven(self, now: float, ev: Proven) -> list[Action]:
         """A certificate of `ev.epoch` for another: follow it if that epoch is not below

@@ -15,7 +15,7 @@ import graph has no cycle.
 
 Withdrawn. A claimant outside the electorate (a re-placement's new domain) denied by
 the very coordinator it claimed past, answering as itself in the epoch we claimed past
-from, withdraws its claim and follows that coordinator again (`Takeover._withdraw`),
+from, withdraws its claim and follows that coordinator again (`withdraw`),
 provided no member granted it. That coordinator is alive and drives; it denies such a
 claim only when no live majority could grant it (agent/core/node/takeover_claims.py,
 `_cannot_win`; a member's claim it would grant, and then follow). Kept, the claim
@@ -135,6 +135,7 @@ Pure: no I/O, time comes in as `now`.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from fedorch.core.workflow.takeover_events import (
@@ -143,7 +144,9 @@ from fedorch.core.workflow.takeover_events import (
     Asked,
     Deny,
     Grant,
+    Persist,
     Proven,
+    Role,
     SendClaim,
     Timer,
     Unproven,
@@ -151,8 +154,8 @@ from fedorch.core.workflow.takeover_events import (
 )
 from fedorch.core.workflow.takeover_split import resolve
 
-__all__ = ["claim_timed_out", "claim_timer", "deny", "grant", "split", "withdrawn_asked",
-           "withdrawn_grant"]
+__all__ = ["claim_timed_out", "claim_timer", "deny", "grant", "restored", "split", "withdraw",
+           "withdrawn_asked", "withdrawn_grant"]
 
 
 def grant(t: Any, now: float, ev: Grant) -> list[Action]:
@@ -208,7 +211,7 @@ def deny(t: Any, now: float, ev: Deny) -> list[Action]:
             and not t._member_granted:
         # The coordinator we claimed past answers as itself: it drives, and denies a
         # claim no live majority could grant (Withdrawn, in the header).
-        return t._withdraw(now, ev.held_epoch, ev.holder)
+        return withdraw(t, now, ev.held_epoch, ev.holder)
     if ev.held_epoch == t.epoch:  # a rival claimed our epoch: the votes may split
         t._denied[ev.voter] = ev.holder
         return split(t, now)
@@ -266,3 +269,49 @@ def claim_timed_out(t: Any, now: float) -> list[Action]:
     t._claim_deadline = now + t.claim_timeout_s
     asked = t.electorate - t._grants - t._unproven  # those deny ours for good
     return [SendClaim(d, t.epoch) for d in sorted(asked)]
+
+
+def withdraw(t: Any, now: float, epoch: int, coordinator: str) -> list[Action]:
+    """Our claim withdrawn, `coordinator` (the one we claimed past, alive, in
+    `epoch`) followed again (the header, Withdrawn): only a claimant
+    outside the electorate, whose own grant counts nowhere, that no member granted.
+    No claim again for `takeover_after_s`, whatever the view says meanwhile: a view
+    still saying it DEAD would claim at once, be denied at once, for ever."""
+    t._withdrawn = t.epoch
+    t.role = Role.FOLLOWING
+    t.epoch, t.coordinator = epoch, coordinator
+    t._grants.clear()
+    t._claim_deadline = None
+    t._denied.clear()
+    t._unproven.clear()
+    t._again_at = None
+    t._unseen_since, t._gone = None, False  # watched anew
+    t._passed.clear()
+    t._waiting = None
+    t._quiet_until = now + t.takeover_after_s
+    return [Persist(epoch, coordinator)]
+
+
+def restored(t: Any, claiming: bool, withdrawn: int | None, granted_by: Collection[str]) -> None:
+    """A core rebuilt on restore from the tables (Restarted): claiming again the epoch it
+    holds for itself, with the members' grants kept; or following, its epoch withdrawn."""
+    me, epoch = t.me, t.epoch
+    if claiming:
+        # Restarted with our own grant of `epoch` on record but no agreement that we
+        # won it: claim it again (granting it to us again is allowed), at once.
+        if t.coordinator != me or epoch < 1:
+            raise ValueError("only an epoch held by this domain can be claimed again")
+        t.role = Role.CLAIMING
+        t._grants = {me}
+        t._gone = True
+        t._claim_deadline = float("-inf")
+        # The members' grants of it we held, kept with them (Withdrawn, "Restarted"):
+        # counted again, and a claim a member granted is withdrawn no more.
+        t._grants |= set(granted_by) & t.audience
+        t._member_granted = bool(t._grants & t.electorate - {me})
+    if withdrawn is not None and t.role is Role.FOLLOWING and withdrawn > epoch:
+        # Restarted after a withdrawal (takeover_claiming.py, "Restarted"): the epoch
+        # withdrawn is taken up again on a member's grant of it, no claim is below
+        # it, and none is made for `takeover_after_s` from the first look.
+        t._withdrawn = withdrawn
+        t._quiet_on_first_look = True

@@ -12,8 +12,15 @@ Pure: no I/O.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Collection
 from dataclasses import dataclass
+
+
+class Role(enum.Enum):
+    FOLLOWING = "following"  # another domain is the coordinator known here
+    CLAIMING = "claiming"    # asked the electorate for the next epoch
+    ACTING = "acting"        # coordinator of the current epoch, agreed by a majority
 
 
 @dataclass(frozen=True)
