@@ -92,3 +92,25 @@ def test_an_elector_answers_the_original_with_the_epoch_it_holds() -> None:
     (src, dst, answer), = fed.net
     assert (src, dst) == (elector, "d0") and isinstance(answer, ClaimAnswerMsg)
     assert (answer.granted, answer.held_epoch, answer.holder) == (False, 1, "d1")
+
+
+def test_an_original_holding_every_step_starts_without_an_answer() -> None:
+    """Every step on d0 itself: no other domain could have claimed, so d0, restored, asks
+    nobody and starts its step again at once, though no elector ever answers (takeover
+    soak seed 156500577: an acceptor that had forgotten its records of the round never
+    answered, and the workflow stayed held for ever)."""
+    s1 = step("s1", idempotent=True)
+    s1.retries = 1  # its attempt cut by the restart is tried again
+    fed = committed([s1], {"s1": "d0"})
+    starts = sum(1 for node, run in fed.started if node == "d0" and run[:2] == (WF, "s1"))
+    fed.silent.add("d0")
+    fed.running["d0"] = set()
+    fed.silent.discard("d0")
+    fed.net.clear()
+    fed.restore("d0")
+    fed.step("d0", MemberViews(tuple(MemberState(m, "ALIVE") for m in ("d1", "d2", "d3"))))
+    fed.net.clear()  # whatever it sends is lost: no elector answers
+    fed.run_until(fed.now + 5.0)
+    assert sum(1 for node, run in fed.started
+               if node == "d0" and run[:2] == (WF, "s1")) == starts + 1
+    assert fed.nodes["d0"].stats[OWN] == 0
