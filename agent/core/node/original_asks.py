@@ -196,66 +196,80 @@ class OriginalAsks:
 
     # ---- its own steps: epoch 0 confirmed by the electorate ----------------------------
 
-    def _electorate(self, wf: str) -> frozenset[str] | None:
-        """The electorate of `wf` if this Node, with takeover, is its original
-        coordinator, holding epoch 0 here; else None (nothing to confirm)."""
+    def _held(self, wf: str) -> tuple[frozenset[str], int] | None:
+        """The electorate of `wf` and the epoch this Node drives it in, if, with
+        takeover, it holds that epoch for itself: the original coordinator in epoch 0,
+        or a successor acting in the epoch e >= 1 it won (granted no later one, follows
+        none); else None (nothing to confirm)."""
         n = self.n
-        if n.takeover is None or coordinator_of(wf) != n.name \
-                or held_of(n.state, wf, n.name) != (0, n.name):
+        d = n.state
+        original = coordinator_of(wf)
+        epoch, holder = held_of(d, wf, original)
+        if n.takeover is None or holder != n.name \
+                or d.epochs.get(wf, (0, original)) != (epoch, n.name):
             return None
-        return n.takeover.electorate_of(wf) or None
+        electorate = n.takeover.electorate_of(wf)
+        return (electorate, epoch) if electorate else None
 
     def confirmed(self, wf: str, ask: bool = True) -> bool:
-        """May the restored original start its own steps of `wf`: no later epoch can
-        have won (enough electors answered epoch 0 to meet every majority), or there is
-        nothing to confirm? If not, the electors that have not answered are asked
-        (`ask`)."""
+        """May the restored driver start its own steps of `wf`: no later epoch than the
+        one it holds can have won (enough electors answered that epoch, held for it, to
+        meet every majority), or there is nothing to confirm? If not, the electors that
+        have not answered are asked (`ask`)."""
         n = self.n
-        electorate = self._electorate(wf)
-        if electorate is None:
+        held = self._held(wf)
+        if held is None:
             return True
+        electorate, epoch = held
         said = self.said.setdefault(wf, set()) | ({n.name} & electorate)
         if len(electorate - said) < majority(electorate):
             return True
         if not ask:
             return False
-        n.stats["original back asked its electorate for epoch 0"] += 1
+        n.stats["original back asked its electorate for epoch 0" if epoch == 0
+                else "successor back asked its electorate for its epoch"] += 1
         for dst in sorted(electorate - said):
-            n.send(dst, PlacementQuery(wf))
+            n.send(dst, PlacementQuery(wf, drives_in=epoch))
         return False
 
     def on_answer(self, src: str, msg: PlacementAnswer) -> bool:
-        """An elector answered our query holding epoch 0 (`answer`): counted. True if
-        so (the restart rule then looks whether enough did)."""
+        """An elector answered our query holding the epoch we drive in, for us
+        (`answer`): counted. True if so (the restart rule then looks whether enough
+        did)."""
         wf = msg.workflow_id
-        electorate = self._electorate(wf)
-        if msg.epoch != 0 or msg.steps or wf not in self.said or electorate is None \
-                or src not in electorate:
+        held = self._held(wf)
+        if held is None or msg.epoch != held[1] or msg.steps or wf not in self.said \
+                or src not in held[0]:
             return False
         self.said[wf].add(src)
         return True
 
-    def answer(self, src: str, wf: str) -> bool:
-        """Asked by `wf`'s original coordinator, this Node an elector of `wf` that knows
-        the workflow, not ended here, and drives nothing of it: holding epoch 0 (granted
-        no later epoch, follows none), answered so, with no steps; holding a later one,
+    def answer(self, src: str, msg: PlacementQuery) -> bool:
+        """Asked by `wf`'s driver back from a restart (its original coordinator, or the
+        holder of the epoch held here), this Node an elector of `wf` that knows the
+        workflow, not ended here, and drives nothing of it: holding that driver's epoch
+        for it (epoch 0 of the original, granted no later epoch, follows none; or e >= 1
+        of its holder), answered so, with no steps; holding a later one for another,
         answered with it, its holder and its proof, as the original's tell of a
         placement is (placed_overtaken.py). True if answered."""
         n = self.n
         d = n.state
-        if n.takeover is None or src != coordinator_of(wf) or src == n.name \
+        wf = msg.workflow_id
+        original = coordinator_of(wf)
+        if n.takeover is None or src == n.name \
                 or wf in d.final or n.domain_loss.drives(wf) \
                 or n.name not in (n.takeover.electorate_of(wf) or ()) \
                 or wf not in d.committed and not any(w == wf for w, _ in d.acceptor) \
                 or n.retain is not None and n.retain.ends.of(wf) is not None:
             return False  # (an end record: forgotten here, its grants with it)
-        epoch, holder = held_of(d, wf, src)
-        if (epoch, holder) == (0, src):
-            n.send(src, PlacementAnswer(wf, 0, ()))
-        elif epoch >= 1:
-            n.stats["original back told the later epoch held here"] += 1
-            n.send(src, ClaimAnswerMsg(wf, 0, False, epoch, holder,
-                                       won=n.takeover.proof.proof_of(wf, epoch, holder)))
-        else:
-            return False
+        epoch, holder = held_of(d, wf, original)
+        ours = msg.drives_in if msg.drives_in is not None else 0 if src == original else None
+        if ours is None or ours < 0 or epoch >= 1 and holder == src and epoch != ours:
+            return False  # a restarted participant's question, not its driver's
+        if epoch <= ours:  # no later epoch granted here (held_of: the higher of both)
+            n.send(src, PlacementAnswer(wf, ours, ()))
+            return True
+        n.stats["driver back told the later epoch held here"] += 1
+        n.send(src, ClaimAnswerMsg(wf, ours, False, epoch, holder,
+                                   won=n.takeover.proof.proof_of(wf, epoch, holder)))
         return True
