@@ -1,4 +1,6 @@
-"""An original coordinator restored while its workflow runs asks where it stands.
+"""An original coordinator restored while its workflow runs asks where it stands; a
+Node restored while it drives a workflow (the original, or a successor acting) asks its
+electorate before it starts a step of its own.
 
 Theory of operation
 -------------------
@@ -65,7 +67,8 @@ Not built yet: an original that was back before its successor ended the workflow
 whose successor then died for good before its end notice to the original got
 through (a cut, say), is not covered by these asks (they are over by then); nor a
 successor restored in an epoch later overtaken, waiting on results that went to the
-next holder (it follows that holder once one of its claims or notices is denied).
+next holder (it follows that holder once one of its claims or notices is denied;
+its own steps, below, wait for its electorate).
 
 Its own steps. The restart rule lets a workflow this Node drives itself go at once
 (restart_check.py): its own tables are the placements' authority. For the original in
@@ -114,11 +117,44 @@ here) until the original learns that epoch (the holder's claim, resent to a memb
 that has not granted it; its PlacedMsg; its end), follows it, and, no longer the
 driver, asks that holder as any restored participant does (restart_check.py).
 
-The cost: with takeover, a restart of an original coordinator, per workflow with a
-step of its own unfinished, one ask to each elector and its answer before that step
-starts; nothing on the usual path. Not built yet: a successor restored while it acts
-in an epoch k >= 1 is let go at once as before (an epoch k + 1 won while it was down
-is not asked about).
+A successor restored while it acts. The same holds for a successor acting in the
+epoch e >= 1 it won (its certificate on record): while it was down a member may have
+won e + 1 (its view saying the successor gone), judged a step of the successor's not
+started and placed it elsewhere, and the need's result that makes it ready here may
+come first (the original's case one epoch later). So the rule is the driver's, not
+the original's: a Node restored holding, for itself, the epoch it drives in (`_held`:
+epoch 0 as the original, or e as a successor; the epoch held here, the higher of
+granted and followed, is that one, and `epochs` says it acted in it) asks each elector
+that has not said so, naming that epoch (`PlacementQuery.drives_in`). An elector
+(knowing the workflow, not ended there, driving nothing of it) that holds no epoch
+above e (granted none, follows none: `held_of` is the higher of both) answers e with no
+steps (`PlacementAnswer`, taken at the boundary from an elector, by the Node that holds
+e here only: authority_steps.py); one that holds a later epoch denies with it, its
+holder and that epoch's certificate where it keeps one (`ClaimAnswerMsg` answering
+epoch e, so the acting core takes it as a denial of its own epoch: it follows a proven
+later epoch, or claims past a holder gone in its view). An elector that answered e may
+hold an older epoch than e (it never granted ours nor heard of it): it granted nothing
+above e either, which is all the count needs. A query naming no epoch (a restarted
+participant's, restart_check.py) is answered as before: only the original's is taken
+as asking for epoch 0.
+
+Why it is safe, for e >= 1 too. An epoch e' > e wins only on the grants of a majority
+of the electorate; a grant is written before its answer leaves and never taken back,
+and an elector answers e only while it holds nothing above e. Those that answered e
+after this restore, with this Node (which holds e for itself, granted nothing later),
+meet every majority: none of them had granted e', so no e' > e had won when they
+answered, and no step of this Node's was placed elsewhere by a later epoch while it
+was down. A later epoch won after that is won over a successor alive again: the
+overtaken-while-running case, which this rule does not change. If one did win, fewer
+electors than that answer e: the step stays held until the successor learns that
+epoch (an elector's denial, the holder's claim, its PlacedMsg, its end) and, no longer
+the driver, asks that holder as any restored participant does.
+
+The cost: with takeover, a restart of a Node that drives a workflow (its original, or
+a successor acting), per workflow with a step of its own unfinished, one ask to each
+elector and its answer before that step starts; nothing when no step of its own is
+unfinished (restart_check.py lets such a workflow go before it asks), nothing on the
+usual path.
 
 Pure: reads the Node's tables, writes its outbox only; the schedule and the answers
 are in memory (a restart asks again).
@@ -145,8 +181,8 @@ class OriginalAsks:
         self.n = node
         # Workflow -> (when to ask next, the wait after that ask).
         self.asks: dict[str, tuple[float, float]] = {}
-        # Workflow -> the electors that answered, in this life, that they hold epoch 0
-        # (see "Its own steps").
+        # Workflow -> the electors that answered, in this life, that they hold no epoch
+        # above the one this Node drives it in (see "Its own steps").
         self.said: dict[str, set[str]] = {}
 
     def reset(self) -> None:

@@ -24,8 +24,8 @@ The rule:
   (`restored`), a workflow with no unfinished step here, or that this Node drives
   itself (its original coordinator at epoch 0, or a successor acting in the epoch it
   won), is let go at once: its own tables are the placements' authority (with
-  takeover, the original's once electors meeting every majority said they hold epoch
-  0: no successor can have placed its steps elsewhere while it was down,
+  takeover, once electors meeting every majority said they hold no epoch above the one
+  it drives in: no later epoch can have placed its steps elsewhere while it was down,
   original_asks.py, "Its own steps");
 - any other is asked about: `PlacementQuery` to the coordinator it follows
   (`Takeovers.coordinator_now`: the holder of the epoch followed or granted, else the
