@@ -281,13 +281,14 @@ class OriginalAsks:
         return True
 
     def answer(self, src: str, msg: PlacementQuery) -> bool:
-        """Asked by `wf`'s driver back from a restart (its original coordinator, or the
-        holder of the epoch held here), this Node an elector of `wf` that knows the
-        workflow, not ended here, and drives nothing of it: holding that driver's epoch
-        for it (epoch 0 of the original, granted no later epoch, follows none; or e >= 1
-        of its holder), answered so, with no steps; holding a later one for another,
-        answered with it, its holder and its proof, as the original's tell of a
-        placement is (placed_overtaken.py). True if answered."""
+        """Asked by the Node that drives `msg`'s workflow, back from a restart, naming the
+        epoch it drives in (`drives_in`; the original's query naming none asks for
+        epoch 0), this Node an elector that knows the workflow, not ended here, and
+        drives nothing of it: holding no later epoch (granted none, follows none),
+        answered that epoch, with no steps; holding a later one, answered with it, its
+        holder and its proof, as the original's tell of a placement is
+        (placed_overtaken.py). True if answered; a query naming no epoch from another
+        (a restarted participant's) is left to the restart rule."""
         n = self.n
         d = n.state
         wf = msg.workflow_id
@@ -300,7 +301,7 @@ class OriginalAsks:
             return False  # (an end record: forgotten here, its grants with it)
         epoch, holder = held_of(d, wf, original)
         ours = msg.drives_in if msg.drives_in is not None else 0 if src == original else None
-        if ours is None or ours < 0 or epoch >= 1 and holder == src and epoch != ours:
+        if ours is None or ours < 0:
             return False  # a restarted participant's question, not its driver's
         if epoch <= ours:  # no later epoch granted here (held_of: the higher of both)
             n.send(src, PlacementAnswer(wf, ours, ()))
