@@ -284,7 +284,10 @@ class OriginalAsks:
         """Asked by the Node that drives `msg`'s workflow, back from a restart, naming the
         epoch it drives in (`drives_in`; the original's query naming none asks for
         epoch 0), this Node an elector that knows the workflow, not ended here, and
-        drives nothing of it: holding no later epoch (granted none, follows none),
+        drives nothing of it (an acceptor holding no step may not know the electorate
+        before a claim shows it, and knows the workflow by its grant alone: the asker
+        counts electors only): holding no later
+        epoch (granted none, follows none),
         answered that epoch, with no steps; holding a later one, answered with it, its
         holder and its proof, as the original's tell of a placement is
         (placed_overtaken.py). True if answered; a query naming no epoch from another
@@ -293,10 +296,12 @@ class OriginalAsks:
         d = n.state
         wf = msg.workflow_id
         original = coordinator_of(wf)
+        electorate = n.takeover.electorate_of(wf) if n.takeover is not None else None
         if n.takeover is None or src == n.name \
                 or wf in d.final or n.domain_loss.drives(wf) \
-                or n.name not in (n.takeover.electorate_of(wf) or ()) \
-                or wf not in d.committed and not any(w == wf for w, _ in d.acceptor) \
+                or electorate is not None and n.name not in electorate \
+                or wf not in d.committed and wf not in d.granted \
+                and not any(w == wf for w, _ in d.acceptor) \
                 or n.retain is not None and n.retain.ends.of(wf) is not None:
             return False  # (an end record: forgotten here, its grants with it)
         epoch, holder = held_of(d, wf, original)
