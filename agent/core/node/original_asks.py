@@ -126,7 +126,8 @@ the original's: a Node restored holding, for itself, the epoch it drives in (`_h
 epoch 0 as the original, or e as a successor; the epoch held here, the higher of
 granted and followed, is that one, and `epochs` says it acted in it) asks each elector
 that has not said so, naming that epoch (`PlacementQuery.drives_in`). An elector
-(knowing the workflow, not ended there, driving nothing of it) that holds no epoch
+(knowing the workflow, by its grant alone too: an acceptor holding no step, takeover
+soak seed 1007; not ended there; driving nothing of it) that holds no epoch
 above e (granted none, follows none: `held_of` is the higher of both) answers e with no
 steps (`PlacementAnswer`, taken at the boundary from an elector, by the Node that holds
 e here only: authority_steps.py); one that holds a later epoch denies with it, its
