@@ -19,8 +19,9 @@ only on its own record of the run), and that domain's report of it. A new
 placement is told, and where steps are asked after a restart is answered, by the
 workflow's coordinator as known here: the original, or the holder of the epoch
 followed (a successor showing its epoch's certificate may tell one to a Node that
-has not followed it yet); an elector answers the original, back from a restart and
-holding epoch 0, that it holds epoch 0 too (`_elector_holds_epoch_0`: nothing else).
+has not followed it yet); an elector answers the Node that drives the workflow, back
+from a restart (the original holding epoch 0, or a successor acting in the epoch it
+won), that it holds that epoch for it too (`_elector_holds_our_epoch`: nothing else).
 Only the workflow's parties ask where its steps are. A compensation is told by the
 coordinator as known here, or by the original one when the attempt already ended here
 or the later epoch's holder is gone in this Node's view (compensating.py), or has not
@@ -152,23 +153,25 @@ def placement_answer(node: Any, src: str, msg: PlacementAnswer, votes: Any,
     d = node.state
     held, _ = epoch_of(d, msg.workflow_id)
     granted = d.granted.get(msg.workflow_id, (0, ""))
-    holder = granted[1] if held is not None and granted[0] > held[0] \
-        else held[1] if held is not None else None
-    if src != holder and not _elector_holds_epoch_0(node, src, msg, holder):
+    epoch, holder = (granted if granted[0] > held[0] else held) if held is not None \
+        else (None, None)
+    if src != holder and not _elector_holds_our_epoch(node, src, msg, holder, epoch):
         raise Refused("not_coordinator", f"{src} answered where the steps of"
                                          f" {msg.workflow_id} are, coordinated by {holder}")
 
 
-def _elector_holds_epoch_0(node: Any, src: str, msg: PlacementAnswer,
-                           holder: str | None) -> bool:
-    """An elector of the workflow tells its original, which holds epoch 0 and asked it
-    back from a restart, that it holds epoch 0 too: its word alone, no step nor
+def _elector_holds_our_epoch(node: Any, src: str, msg: PlacementAnswer,
+                             holder: str | None, epoch: int | None) -> bool:
+    """An elector of the workflow tells the Node that drives it in the epoch held here
+    (the original in epoch 0, or a successor in the epoch it won), which asked it back
+    from a restart, that it holds that epoch for it too: its word alone, no step nor
     placement to take (original_asks.py, "Its own steps")."""
     wf = msg.workflow_id
     takeover = getattr(node, "takeover", None)
-    return takeover is not None and msg.epoch == 0 and not msg.steps \
+    return takeover is not None and msg.epoch == epoch and not msg.steps \
         and not msg.placements and not msg.before and holder == node.name \
-        and coordinator_of(wf) == node.name and src in (takeover.electorate_of(wf) or ())
+        and (epoch != 0 or coordinator_of(wf) == node.name) \
+        and src in (takeover.electorate_of(wf) or ())
 
 
 def compensate(node: Any, src: str, msg: CompensateMsg, votes: Any, proven: Any) -> None:

@@ -1,4 +1,6 @@
-"""An original coordinator restored while its workflow runs asks where it stands.
+"""An original coordinator restored while its workflow runs asks where it stands; a
+Node restored while it drives a workflow (the original, or a successor acting) asks its
+electorate before it starts a step of its own.
 
 Theory of operation
 -------------------
@@ -65,7 +67,8 @@ Not built yet: an original that was back before its successor ended the workflow
 whose successor then died for good before its end notice to the original got
 through (a cut, say), is not covered by these asks (they are over by then); nor a
 successor restored in an epoch later overtaken, waiting on results that went to the
-next holder (it follows that holder once one of its claims or notices is denied).
+next holder (it follows that holder once one of its claims or notices is denied;
+its own steps, below, wait for its electorate).
 
 Its own steps. The restart rule lets a workflow this Node drives itself go at once
 (restart_check.py): its own tables are the placements' authority. For the original in
@@ -114,11 +117,52 @@ here) until the original learns that epoch (the holder's claim, resent to a memb
 that has not granted it; its PlacedMsg; its end), follows it, and, no longer the
 driver, asks that holder as any restored participant does (restart_check.py).
 
-Alone. When every step of the workflow is placed on this Node (its placement and
-progress name no other domain), nothing is asked: a claimant is a participant, or the
-original claiming past a gone holder, or a domain a step was placed on again (by the
-original, which we are, or a successor, which needs a claimant first), so no domain
-but this one could have claimed, and no later epoch can have won. Asking there only
+A successor restored while it acts. The same holds for a successor acting in the
+epoch e >= 1 it won (its certificate on record): while it was down a member may have
+won e + 1 (its view saying the successor gone), judged a step of the successor's not
+started and placed it elsewhere, and the need's result that makes it ready here may
+come first (the original's case one epoch later). So the rule is the driver's, not
+the original's: a Node restored holding, for itself, the epoch it drives in (`_held`:
+epoch 0 as the original, or e as a successor; the epoch held here, the higher of
+granted and followed, is that one, and `epochs` says it acted in it) asks each elector
+that has not said so, naming that epoch (`PlacementQuery.drives_in`). An elector
+(knowing the workflow, by its grant alone too: an acceptor holding no step, takeover
+soak seed 1007; not ended there; driving nothing of it) that holds no epoch
+above e (granted none, follows none: `held_of` is the higher of both) answers e with no
+steps (`PlacementAnswer`, taken at the boundary from an elector, by the Node that holds
+e here only: authority_steps.py); one that holds a later epoch denies with it, its
+holder and that epoch's certificate where it keeps one (`ClaimAnswerMsg` answering
+epoch e, so the acting core takes it as a denial of its own epoch: it follows a proven
+later epoch, or claims past a holder gone in its view). An elector that answered e may
+hold an older epoch than e (it never granted ours nor heard of it): it granted nothing
+above e either, which is all the count needs. A query naming no epoch (a restarted
+participant's, restart_check.py) is answered as before: only the original's is taken
+as asking for epoch 0.
+
+Why it is safe, for e >= 1 too. An epoch e' > e wins only on the grants of a majority
+of the electorate; a grant is written before its answer leaves and never taken back,
+and an elector answers e only while it holds nothing above e. Those that answered e
+after this restore, with this Node (which holds e for itself, granted nothing later),
+meet every majority: none of them had granted e', so no e' > e had won when they
+answered, and no step of this Node's was placed elsewhere by a later epoch while it
+was down. A later epoch won after that is won over a successor alive again: the
+overtaken-while-running case, which this rule does not change. If one did win, fewer
+electors than that answer e: the step stays held until the successor learns that
+epoch (an elector's denial, the holder's claim, its PlacedMsg, its end) and, no longer
+the driver, asks that holder as any restored participant does.
+
+The cost: with takeover, a restart of a Node that drives a workflow (its original, or
+a successor acting), per workflow with a step of its own unfinished, one ask to each
+elector and its answer before that step starts; nothing when no step of its own is
+unfinished (restart_check.py lets such a workflow go before it asks), nothing on the
+usual path.
+
+Alone. When the original, in epoch 0, holds every step of the workflow (its placement
+and progress name no other domain), nothing is asked: a claimant is a participant, or
+the original claiming past a gone holder, or a domain a step was placed on again (by
+the original, which we are, or a successor, which needs a claimant first), so no
+domain but this one could have claimed, and no later epoch can have won. Not so for a
+successor: the original may claim past it. Asking there only
 held the workflow on electors that may know nothing of it: an acceptor holding no step
 forgets its records of the round after the round's life, and answers nothing
 (takeover soak seed 156500577, `--keep-ended-s 5 --end 300 --one-way`: the original,
@@ -127,12 +171,6 @@ acceptor that had forgotten it). Not built yet: the same wait where other domain
 steps and an elector forgot the round (an acceptor's records outlived by the
 original's absence); the workflow stays held, as the rule errs towards never running
 a step twice.
-
-The cost: with takeover, a restart of an original coordinator, per workflow with a
-step of its own unfinished, one ask to each elector and its answer before that step
-starts; nothing on the usual path. Not built yet: a successor restored while it acts
-in an epoch k >= 1 is let go at once as before (an epoch k + 1 won while it was down
-is not asked about).
 
 Pure: reads the Node's tables, writes its outbox only; the schedule and the answers
 are in memory (a restart asks again).
@@ -159,8 +197,8 @@ class OriginalAsks:
         self.n = node
         # Workflow -> (when to ask next, the wait after that ask).
         self.asks: dict[str, tuple[float, float]] = {}
-        # Workflow -> the electors that answered, in this life, that they hold epoch 0
-        # (see "Its own steps").
+        # Workflow -> the electors that answered, in this life, that they hold no epoch
+        # above the one this Node drives it in (see "Its own steps").
         self.said: dict[str, set[str]] = {}
 
     def reset(self) -> None:
@@ -210,32 +248,40 @@ class OriginalAsks:
 
     # ---- its own steps: epoch 0 confirmed by the electorate ----------------------------
 
-    def _electorate(self, wf: str) -> frozenset[str] | None:
-        """The electorate of `wf` if this Node, with takeover, is its original
-        coordinator, holding epoch 0 here; else None (nothing to confirm)."""
+    def _held(self, wf: str) -> tuple[frozenset[str], int] | None:
+        """The electorate of `wf` and the epoch this Node drives it in, if, with
+        takeover, it holds that epoch for itself: the original coordinator in epoch 0,
+        or a successor acting in the epoch e >= 1 it won (granted no later one, follows
+        none); else None (nothing to confirm)."""
         n = self.n
-        if n.takeover is None or coordinator_of(wf) != n.name \
-                or held_of(n.state, wf, n.name) != (0, n.name):
+        d = n.state
+        original = coordinator_of(wf)
+        epoch, holder = held_of(d, wf, original)
+        if n.takeover is None or holder != n.name \
+                or d.epochs.get(wf, (0, original)) != (epoch, n.name):
             return None
-        return n.takeover.electorate_of(wf) or None
+        electorate = n.takeover.electorate_of(wf)
+        return (electorate, epoch) if electorate else None
 
     def confirmed(self, wf: str, ask: bool = True) -> bool:
-        """May the restored original start its own steps of `wf`: no later epoch can
-        have won (enough electors answered epoch 0 to meet every majority), or there is
-        nothing to confirm? If not, the electors that have not answered are asked
-        (`ask`)."""
+        """May the restored driver start its own steps of `wf`: no later epoch than the
+        one it holds can have won (enough electors answered that epoch, held for it, to
+        meet every majority), or there is nothing to confirm? If not, the electors that
+        have not answered are asked (`ask`)."""
         n = self.n
-        electorate = self._electorate(wf)
-        if electorate is None or self._alone(wf):
+        held = self._held(wf)
+        if held is None or held[1] == 0 and self._alone(wf):
             return True
+        electorate, epoch = held
         said = self.said.setdefault(wf, set()) | ({n.name} & electorate)
         if len(electorate - said) < majority(electorate):
             return True
         if not ask:
             return False
-        n.stats["original back asked its electorate for epoch 0"] += 1
+        n.stats["original back asked its electorate for epoch 0" if epoch == 0
+                else "successor back asked its electorate for its epoch"] += 1
         for dst in sorted(electorate - said):
-            n.send(dst, PlacementQuery(wf))
+            n.send(dst, PlacementQuery(wf, drives_in=epoch))
         return False
 
     def _alone(self, wf: str) -> bool:
@@ -248,37 +294,49 @@ class OriginalAsks:
         return not domains - {n.name, ""}
 
     def on_answer(self, src: str, msg: PlacementAnswer) -> bool:
-        """An elector answered our query holding epoch 0 (`answer`): counted. True if
-        so (the restart rule then looks whether enough did)."""
+        """An elector answered our query holding the epoch we drive in, for us
+        (`answer`): counted. True if so (the restart rule then looks whether enough
+        did)."""
         wf = msg.workflow_id
-        electorate = self._electorate(wf)
-        if msg.epoch != 0 or msg.steps or wf not in self.said or electorate is None \
-                or src not in electorate:
+        held = self._held(wf)
+        if held is None or msg.epoch != held[1] or msg.steps or wf not in self.said \
+                or src not in held[0]:
             return False
         self.said[wf].add(src)
         return True
 
-    def answer(self, src: str, wf: str) -> bool:
-        """Asked by `wf`'s original coordinator, this Node an elector of `wf` that knows
-        the workflow, not ended here, and drives nothing of it: holding epoch 0 (granted
-        no later epoch, follows none), answered so, with no steps; holding a later one,
-        answered with it, its holder and its proof, as the original's tell of a
-        placement is (placed_overtaken.py). True if answered."""
+    def answer(self, src: str, msg: PlacementQuery) -> bool:
+        """Asked by the Node that drives `msg`'s workflow, back from a restart, naming the
+        epoch it drives in (`drives_in`; the original's query naming none asks for
+        epoch 0), this Node an elector that knows the workflow, not ended here, and
+        drives nothing of it (an acceptor holding no step may not know the electorate
+        before a claim shows it, and knows the workflow by its grant alone: the asker
+        counts electors only): holding no later
+        epoch (granted none, follows none),
+        answered that epoch, with no steps; holding a later one, answered with it, its
+        holder and its proof, as the original's tell of a placement is
+        (placed_overtaken.py). True if answered; a query naming no epoch from another
+        (a restarted participant's) is left to the restart rule."""
         n = self.n
         d = n.state
-        if n.takeover is None or src != coordinator_of(wf) or src == n.name \
+        wf = msg.workflow_id
+        original = coordinator_of(wf)
+        electorate = n.takeover.electorate_of(wf) if n.takeover is not None else None
+        if n.takeover is None or src == n.name \
                 or wf in d.final or n.domain_loss.drives(wf) \
-                or n.name not in (n.takeover.electorate_of(wf) or ()) \
-                or wf not in d.committed and not any(w == wf for w, _ in d.acceptor) \
+                or electorate is not None and n.name not in electorate \
+                or wf not in d.committed and wf not in d.granted \
+                and not any(w == wf for w, _ in d.acceptor) \
                 or n.retain is not None and n.retain.ends.of(wf) is not None:
             return False  # (an end record: forgotten here, its grants with it)
-        epoch, holder = held_of(d, wf, src)
-        if (epoch, holder) == (0, src):
-            n.send(src, PlacementAnswer(wf, 0, ()))
-        elif epoch >= 1:
-            n.stats["original back told the later epoch held here"] += 1
-            n.send(src, ClaimAnswerMsg(wf, 0, False, epoch, holder,
-                                       won=n.takeover.proof.proof_of(wf, epoch, holder)))
-        else:
-            return False
+        epoch, holder = held_of(d, wf, original)
+        ours = msg.drives_in if msg.drives_in is not None else 0 if src == original else None
+        if ours is None or ours < 0:
+            return False  # a restarted participant's question, not its driver's
+        if epoch <= ours:  # no later epoch granted here (held_of: the higher of both)
+            n.send(src, PlacementAnswer(wf, ours, ()))
+            return True
+        n.stats["driver back told the later epoch held here"] += 1
+        n.send(src, ClaimAnswerMsg(wf, ours, False, epoch, holder,
+                                   won=n.takeover.proof.proof_of(wf, epoch, holder)))
         return True

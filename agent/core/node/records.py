@@ -170,10 +170,13 @@ class PlacementQuery:
     """A restarted participant asks the coordinator it follows where the workflow's
     steps are placed now, before it starts any of them (restart_check.py); so does one
     cut off from it, before it starts `starting`, (step, placement epoch) each, which
-    the coordinator then counts as possibly started there (start_asks.py)."""
+    the coordinator then counts as possibly started there (start_asks.py); so does the
+    Node that drives it, back from a restart, of its electors, saying the epoch it
+    drives in (`drives_in`: original_asks.py, "Its own steps")."""
 
     workflow_id: str
     starting: tuple[tuple[str, int], ...] = ()
+    drives_in: int | None = None
 
 
 @dataclass(frozen=True, eq=False)

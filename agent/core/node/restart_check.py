@@ -24,8 +24,8 @@ The rule:
   (`restored`), a workflow with no unfinished step here, or that this Node drives
   itself (its original coordinator at epoch 0, or a successor acting in the epoch it
   won), is let go at once: its own tables are the placements' authority (with
-  takeover, the original's once electors meeting every majority said they hold epoch
-  0: no successor can have placed its steps elsewhere while it was down,
+  takeover, once electors meeting every majority said they hold no epoch above the one
+  it drives in: no later epoch can have placed its steps elsewhere while it was down,
   original_asks.py, "Its own steps");
 - any other is asked about: `PlacementQuery` to the coordinator it follows
   (`Takeovers.coordinator_now`: the holder of the epoch followed or granted, else the
@@ -157,7 +157,7 @@ class RestartCheck:
         d = self.n.state
         resend = self.n.t.reliable_resend_s
         self.reset()
-        self.originals.said = {}  # epoch 0 answered in this life only
+        self.originals.said = {}  # an epoch held for us answered in this life only
         for wf in sorted({h.workflow_id for h in d.holds.values()}):
             if wf not in d.final:
                 self.held[wf], self.wait[wf] = math.inf, resend
@@ -204,7 +204,7 @@ class RestartCheck:
             self._let_go(now, wf)
             return
         if n.domain_loss.drives(wf):
-            if self.originals.confirmed(wf):  # an original's epoch 0, by its electorate
+            if self.originals.confirmed(wf):  # the epoch it drives in, by its electorate
                 self._let_go(now, wf)
             return
         target = n.takeover.coordinator_now(wf) if n.takeover is not None \
@@ -234,8 +234,8 @@ class RestartCheck:
             state, epoch, won = end  # forgotten here: its end (ended_records.py)
             n.send(src, FinalMsg(wf, state, epoch, won=won))
             return
-        if self.originals.answer(src, wf):
-            return  # an elector holding epoch 0, asked by the original (original_asks.py)
+        if self.originals.answer(src, msg):
+            return  # an elector, asked by the driver back (original_asks.py)
         if not n.domain_loss.drives(wf) \
                 or held_of(n.state, wf, n.running.info(wf).coordinator)[1] != n.name:
             if n.takeover is not None:  # a member held by a claim we withdrew
@@ -329,7 +329,7 @@ class RestartCheck:
             n.fencing.asks.on_answer(now, src, msg)
         if n.takeover is not None:  # the holder of our grant drives: asked no more
             n.takeover.late.answered(src, wf)
-        if self.originals.on_answer(src, msg):  # an elector holds epoch 0 (original_asks.py)
+        if self.originals.on_answer(src, msg):  # an elector holds our epoch (original_asks.py)
             if wf in self.held and self.originals.confirmed(wf, ask=False):
                 self._let_go(now, wf)
             return
