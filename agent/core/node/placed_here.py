@@ -54,8 +54,11 @@ other Node's (and the coordinator's own, where it is a participant too):
   the hold): the placement is written and taken; a successor's round (its epoch's
   range, its certificate checked at PREPARE) makes it follow that successor; the lost
   domain's own result of an idempotent step now ours, held here (it reached us, not the
-  coordinator that placed it again), is dropped then, and the step runs here (its
-  older placement's result is refused by that coordinator); a Node new to the workflow builds its
+  coordinator that placed it again; or, the step unplaced here, taken by an original
+  whose own loss verdict went void: seed 158000164), is dropped then, and the step runs
+  here (its older placement's result is refused by that coordinator: this round's epoch
+  is above every one before, so what we held is of none of its placement); a Node new
+  to the workflow builds its
   progress from the round's PREPARE (its whole placement), but a step that placement
   names it for by another re-placement round whose YES it holds in doubt is left
   unplaced (`resumed`, Progress.placement_in_doubt) until that round's own COMMIT:
@@ -435,7 +438,7 @@ class PlacedHere:
             return True
         p = n.progress.get(wf)
         lost_ran = [step for step, _ in steps if p is not None and step in p.steps
-                    and p.steps[step].domain == info.lost and p.steps[step].idempotent
+                    and p.steps[step].domain in (info.lost, "") and p.steps[step].idempotent
                     and p.steps[step].state in TERMINAL_STEP_STATES]
         if lost_ran:
             # The lost domain's own result of a step now ours, reported here before we
@@ -443,6 +446,8 @@ class PlacedHere:
             # again): of a placement that is over, refused by that coordinator, and, kept,
             # it would have us never run the step, the workflow waiting on it for ever
             # (takeover soak seed 8101903). Idempotent, placed again so: it runs here.
+            # Unplaced here ("": our own void verdict sent it back, then the lost
+            # domain's report was taken): the same (seed 158000164, classic 2PC).
             n.stats["result of an older placement dropped here"] += 1
             d.results[wf] = {k: v for k, v in d.results.get(wf, {}).items()
                              if k not in lost_ran}

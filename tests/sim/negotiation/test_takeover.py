@@ -233,8 +233,11 @@ def test_takeover_seeds_once_failing_hold_every_invariant(seed: int) -> None:
 # (`--commit 2pc`), each mended by a rule of the Node's: 98501711 (a step's lost
 # domain, elected for a later epoch, adopted its predecessor's saga plan, made without
 # its own SUCCEEDED run of the step, whose report had died with that predecessor: the
-# run was never compensated; saga_runs.py, `own_owed`).
-ONCE_FAILING_CLASSIC = (98501711,)
+# run was never compensated; saga_runs.py, `own_owed`); 158000164 (the original, its
+# loss verdict void as it followed a successor, took the lost domain's report of a step
+# it held unplaced; placed on it by the successor, it never ran it: placed_here.py,
+# `committed_here`).
+ONCE_FAILING_CLASSIC = (98501711, 158000164)
 
 
 @pytest.mark.parametrize("seed", ONCE_FAILING_CLASSIC)

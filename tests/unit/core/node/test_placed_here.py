@@ -146,6 +146,34 @@ def test_the_new_domain_runs_a_step_whose_lost_domain_reported_success_to_it_onl
     assert fed.disks["d0"].final[WF] is WorkflowState.SUCCEEDED
 
 
+def test_the_new_domain_runs_a_step_it_held_unplaced_with_the_lost_domains_result() -> None:
+    """As above, but the step is unplaced in d2's progress when the new placement
+    commits there (PENDING, domain "": as the original coordinator's own loss verdict
+    leaves it, that verdict void once it follows a successor, which then takes the lost
+    domain's report: takeover soak seed 158000164, classic 2PC). The result held is of a
+    placement that is over all the same: dropped, and s1 runs on d2."""
+    fed = OnlyD1AndD2TakeA()
+    fed.step("d0", Submit(WF, spec_pb2.WorkflowSpec(name="w", steps=[
+        step("s1", idempotent=True), step("s2", needs=("s1",))]),
+        placement={"s1": "d1", "s2": "d2"}))
+    fed.deliver()
+    fed.step("d1", StepEnded(*sorted(fed.running["d1"])[0], ok=True))
+    fed.deliver(keep=lambda src, dst, msg: (src, dst) == ("d1", "d0"))
+    fed.net = []
+    held = fed.nodes["d2"].progress[WF].steps["s1"]
+    assert held.state is StepState.SUCCEEDED
+    held.domain = ""  # unplaced here, its lost domain's result taken
+    dies(fed, "d1")
+    assert fed.disks["d0"].placements[WF]["s1"][1] == "d2"
+    assert fed.nodes["d2"].stats["result of an older placement dropped here"] == 1
+    assert [run for node, run in fed.started if node == "d2" and run[1] == "s1"] == [
+        (WF, "s1", 1)]
+    fed.end("d2", "s1")
+    fed.end("d2", "s2")
+    fed.tick(fed.now + 3.0)
+    assert fed.disks["d0"].final[WF] is WorkflowState.SUCCEEDED
+
+
 def test_a_placement_refused_after_an_end_in_a_later_epoch_names_a_domain_whose_end_is_judged(
 ) -> None:
     """d2 told the original's end on in epoch 1, its claim not won (a claimant's end),
