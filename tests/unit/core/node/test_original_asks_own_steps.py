@@ -27,19 +27,33 @@ def s1_on_d1_then_s2_on_d0() -> Federation:
     return committed([step("s1"), step("s2", needs=("s1",))], {"s1": "d1", "s2": "d0"})
 
 
-def d0_back(fed: Federation) -> None:
-    """d0 restarts from its tables, its view saying every other Node ALIVE, and hears,
-    late, s1's result from d1 (sent as d1 saw s2 still placed on d0)."""
-    fed.silent.discard("d0")
+def back(fed: Federation, name: str, result_of: tuple[str, str] | None = None) -> None:
+    """`name` restarts from its tables, its view saying every other Node ALIVE, and, given
+    `result_of` (step, domain), hears late that step's SUCCEEDED from its domain (sent as
+    that domain saw the step that needs it still placed on `name`)."""
+    fed.silent.discard(name)
     fed.net.clear()
-    fed.restore("d0")
-    fed.step("d0", MemberViews(tuple(MemberState(m, "ALIVE") for m in ("d1", "d2", "d3"))))
-    fed.step("d0", Message("d1", ResultMsg(WF, "s1", 1, StepState.SUCCEEDED,
-                                           {"by": "d1"}, "")))
+    fed.restore(name)
+    fed.step(name, MemberViews(tuple(MemberState(m, "ALIVE") for m in fed.names
+                                     if m != name)))
+    if result_of is not None:
+        sid, by = result_of
+        fed.step(name, Message(by, ResultMsg(WF, sid, 1, StepState.SUCCEEDED,
+                                             {"by": by}, "")))
+
+
+def starts_at(fed: Federation, name: str, sid: str) -> int:
+    """How many attempts of `sid` started at `name`."""
+    return sum(1 for node, run in fed.started if node == name and run[:2] == (WF, sid))
+
+
+def d0_back(fed: Federation) -> None:
+    """d0 restarts and hears, late, s1's result from d1."""
+    back(fed, "d0", ("s1", "d1"))
 
 
 def s2_started_at_d0(fed: Federation) -> bool:
-    return any(node == "d0" and run[:2] == (WF, "s2") for node, run in fed.started)
+    return starts_at(fed, "d0", "s2") > 0
 
 
 def test_an_original_back_after_a_takeover_does_not_start_the_step_placed_elsewhere() -> None:
@@ -102,15 +116,10 @@ def test_an_original_holding_every_step_starts_without_an_answer() -> None:
     s1 = step("s1", idempotent=True)
     s1.retries = 1  # its attempt cut by the restart is tried again
     fed = committed([s1], {"s1": "d0"})
-    starts = sum(1 for node, run in fed.started if node == "d0" and run[:2] == (WF, "s1"))
-    fed.silent.add("d0")
+    starts = starts_at(fed, "d0", "s1")
     fed.running["d0"] = set()
-    fed.silent.discard("d0")
-    fed.net.clear()
-    fed.restore("d0")
-    fed.step("d0", MemberViews(tuple(MemberState(m, "ALIVE") for m in ("d1", "d2", "d3"))))
+    back(fed, "d0")
     fed.net.clear()  # whatever it sends is lost: no elector answers
     fed.run_until(fed.now + 5.0)
-    assert sum(1 for node, run in fed.started
-               if node == "d0" and run[:2] == (WF, "s1")) == starts + 1
+    assert starts_at(fed, "d0", "s1") == starts + 1
     assert fed.nodes["d0"].stats[OWN] == 0

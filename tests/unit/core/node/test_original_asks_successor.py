@@ -8,10 +8,10 @@ epoch. Nodes driven by hand with coordinator takeover on (test_domain_loss.py's)
 from __future__ import annotations
 
 from fedorch.core.node import MemberState, MemberViews, Message
-from fedorch.core.node.records import ClaimAnswerMsg, PlacementAnswer, PlacementQuery, ResultMsg
-from fedorch.core.workflow.progress import StepState
+from fedorch.core.node.records import ClaimAnswerMsg, PlacementAnswer, PlacementQuery
 
 from tests.unit.core.node.test_domain_loss import WF, Federation, committed, dies, step
+from tests.unit.core.node.test_original_asks_own_steps import back, starts_at
 
 OWN = "successor back asked its electorate for its epoch"
 
@@ -26,14 +26,8 @@ def d1_acting_with_s1_waiting() -> Federation:
 
 
 def d1_back(fed: Federation) -> None:
-    """d1 restarts from its tables, its view saying every other Node ALIVE, and hears,
-    late, s2's result from d2 (sent as d2 saw s1 still placed on d1)."""
-    fed.silent.discard("d1")
-    fed.net.clear()
-    fed.restore("d1")
-    fed.step("d1", MemberViews(tuple(MemberState(m, "ALIVE") for m in ("d0", "d2", "d3"))))
-    fed.step("d1", Message("d2", ResultMsg(WF, "s2", 1, StepState.SUCCEEDED,
-                                           {"by": "d2"}, "")))
+    """d1 restarts and hears, late, s2's result from d2 (test_original_asks_own_steps.py)."""
+    back(fed, "d1", ("s2", "d2"))
 
 
 def d1_overtaken(fed: Federation) -> None:
@@ -50,7 +44,7 @@ def d1_overtaken(fed: Federation) -> None:
 
 
 def s1_started_at_d1(fed: Federation) -> bool:
-    return any(node == "d1" and run[:2] == (WF, "s1") for node, run in fed.started)
+    return starts_at(fed, "d1", "s1") > 0
 
 
 def test_a_successor_back_after_a_later_epoch_does_not_start_the_step_placed_elsewhere(

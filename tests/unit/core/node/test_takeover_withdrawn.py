@@ -8,6 +8,8 @@ asked itself where its step was placed, and the workflow stayed RUNNING)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from fedorch.core.node import MemberState, MemberViews
 from fedorch.core.node.records import ClaimAnswerMsg
 from fedorch.core.workflow.lifecycle import WorkflowState
@@ -73,13 +75,14 @@ def test_a_new_domain_denied_by_the_original_it_claimed_past_follows_it_again() 
     assert fed.disks[new].final[WF] is WorkflowState.SUCCEEDED
 
 
-def late_grant_after_the_withdrawal(fed) -> str:
-    """d1 is back before the claim, its view saying the original alive (every other
-    view saying it DEAD): it grants epoch 1, and its answer comes late, after the
-    original denied the claim and the new domain withdrew it. Its grant is delivered
-    at the end. The new domain's name."""
-    # Every other view says d1 DEAD (a false verdict: d1 is up, and hears the new
-    # placement of its step, so it knows the new domain and may grant it).
+def withdrawn_with_d1s_grants_held(fed) -> tuple[str, Callable, Callable]:
+    """d1 is back before the new domain's claim of epoch 1, its view saying the original
+    alive (every other view saying d1 DEAD, a false verdict: d1 hears the new placement
+    of its step, so it knows the new domain and may grant it): it grants the claim, and
+    every answer of its granting it is held on the network; the original, back, its
+    view saying d1 DEAD, denies the claim as itself, and the new domain withdraws it.
+    The new domain's name, what holds d1's grants (`fed.deliver` still holds them), and
+    the federation's own deliver."""
     for name in ("d0", "d2", "d3"):
         fed.step(name, MemberState("d1", "DEAD"))
     fed.deliver()
@@ -89,11 +92,11 @@ def late_grant_after_the_withdrawal(fed) -> str:
     both_crash_the_new_domain_back_first(fed, new)
     fed.step("d1", MemberState("d0", "ALIVE"))  # its view: d0 alive, it may grant
 
-    def late(src: str, dst: str, msg: object) -> bool:
+    def held(src: str, dst: str, msg: object) -> bool:
         return (src, dst) == ("d1", new) and isinstance(msg, ClaimAnswerMsg) \
             and msg.granted
     deliver = fed.deliver
-    fed.deliver = lambda rounds=200, keep=None: deliver(rounds, keep=late)
+    fed.deliver = lambda rounds=200, keep=None: deliver(rounds, keep=held)
     others = [MemberState(m, "ALIVE") for m in ("d2", "d3") if m != new]
     fed.step(new, MemberViews((MemberState("d0", "DEAD"), MemberState("d1", "ALIVE"),
                                MemberState("d2", "ALIVE"), *others)))
@@ -105,6 +108,15 @@ def late_grant_after_the_withdrawal(fed) -> str:
     fed.run_until(fed.now + 6.0)
     assert fed.nodes[new].takeover.cores[WF].role is Role.FOLLOWING  # withdrawn
     assert fed.nodes[new].stats["takeover claim withdrawn"] >= 1
+    return new, held, deliver
+
+
+def late_grant_after_the_withdrawal(fed) -> str:
+    """d1 is back before the claim, its view saying the original alive (every other
+    view saying it DEAD): it grants epoch 1, and its answer comes late, after the
+    original denied the claim and the new domain withdrew it. Its grant is delivered
+    at the end. The new domain's name."""
+    new, _, deliver = withdrawn_with_d1s_grants_held(fed)
     # The grant comes now, late.
     fed.deliver = deliver
     fed.deliver()

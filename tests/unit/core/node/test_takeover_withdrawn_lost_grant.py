@@ -8,18 +8,15 @@ is taken up with that grant: the workflow ends everywhere."""
 
 from __future__ import annotations
 
-from fedorch.core.node import MemberState, MemberViews
-from fedorch.core.node.records import ClaimAnswerMsg, ClaimMsg, PlacementQuery
+from fedorch.core.node import MemberState
+from fedorch.core.node.records import ClaimMsg, PlacementQuery
 from fedorch.core.workflow.lifecycle import WorkflowState
-from fedorch.core.workflow.takeover import Role
 from fedorch.gen.fedorch.v1 import spec_pb2
 
 from tests.unit.core.node.test_domain_loss import WF, committed, step
-from tests.unit.core.node.test_replacement import new_domain
 from tests.unit.core.node.test_takeover_withdrawn import (
-    both_crash_the_new_domain_back_first,
-    original_back_seeing_d1_dead,
     run_s1_to_its_end,
+    withdrawn_with_d1s_grants_held,
 )
 
 
@@ -28,29 +25,7 @@ def lost_grant_then_the_withdrawal(fed) -> str:
     the new domain (each one, the first and those the claim timeouts ask again, is
     lost): the original denies the claim and the new domain withdraws it. The new
     domain's name."""
-    for name in ("d0", "d2", "d3"):
-        fed.step(name, MemberState("d1", "DEAD"))
-    fed.deliver()
-    new = new_domain(fed, "s1")
-    fed.end("d0", "s0")
-    both_crash_the_new_domain_back_first(fed, new)
-    fed.step("d1", MemberState("d0", "ALIVE"))  # its view: d0 alive, it may grant
-
-    def lost(src: str, dst: str, msg: object) -> bool:
-        return (src, dst) == ("d1", new) and isinstance(msg, ClaimAnswerMsg) \
-            and msg.granted
-    deliver = fed.deliver
-    fed.deliver = lambda rounds=200, keep=None: deliver(rounds, keep=lost)
-    others = [MemberState(m, "ALIVE") for m in ("d2", "d3") if m != new]
-    fed.step(new, MemberViews((MemberState("d0", "DEAD"), MemberState("d1", "ALIVE"),
-                               MemberState("d2", "ALIVE"), *others)))
-    fed.deliver()
-    fed.run_until(fed.now + 11.0)
-    assert fed.disks["d1"].granted[WF] == (1, new)  # granted; its answer lost
-    original_back_seeing_d1_dead(fed, new)
-    fed.run_until(fed.now + 6.0)
-    assert fed.nodes[new].takeover.cores[WF].role is Role.FOLLOWING  # withdrawn
-    assert fed.nodes[new].stats["takeover claim withdrawn"] >= 1
+    new, lost, deliver = withdrawn_with_d1s_grants_held(fed)
     lost_grants = [m for m in fed.net if lost(*m)]
     assert lost_grants
     fed.net = [m for m in fed.net if not lost(*m)]  # lost, never delivered

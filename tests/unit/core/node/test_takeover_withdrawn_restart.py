@@ -6,7 +6,7 @@ write of the change that makes it, and read back on restore."""
 from __future__ import annotations
 
 from fedorch.core.node import MemberState, MemberViews
-from fedorch.core.node.records import ClaimAnswerMsg, ClaimMsg
+from fedorch.core.node.records import ClaimMsg
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.core.workflow.takeover import Role
 from fedorch.gen.fedorch.v1 import spec_pb2
@@ -17,6 +17,7 @@ from tests.unit.core.node.test_takeover_withdrawn import (
     both_crash_the_new_domain_back_first,
     original_back_seeing_d1_dead,
     run_s1_to_its_end,
+    withdrawn_with_d1s_grants_held,
 )
 
 
@@ -31,28 +32,7 @@ def withdrawn_its_late_grant_held(fed) -> str:
     alive: it grants the claim, and its answer is held on the network; the original,
     back, its view saying d1 DEAD, denies the claim as itself, and the new domain
     withdraws it. d1's grant is still held. The new domain's name."""
-    for name in ("d0", "d2", "d3"):
-        fed.step(name, MemberState("d1", "DEAD"))
-    fed.deliver()
-    new = new_domain(fed, "s1")
-    fed.end("d0", "s0")
-    both_crash_the_new_domain_back_first(fed, new)
-    fed.step("d1", MemberState("d0", "ALIVE"))
-
-    def late(src: str, dst: str, msg: object) -> bool:
-        return (src, dst) == ("d1", new) and isinstance(msg, ClaimAnswerMsg) \
-            and msg.granted
-    deliver = fed.deliver
-    fed.deliver = lambda rounds=200, keep=None: deliver(rounds, keep=late)
-    others = [MemberState(m, "ALIVE") for m in ("d2", "d3") if m != new]
-    fed.step(new, MemberViews((MemberState("d0", "DEAD"), MemberState("d1", "ALIVE"),
-                               MemberState("d2", "ALIVE"), *others)))
-    fed.deliver()
-    fed.run_until(fed.now + 11.0)
-    assert fed.disks["d1"].granted[WF] == (1, new)  # granted; its answer held back
-    original_back_seeing_d1_dead(fed, new)
-    fed.run_until(fed.now + 6.0)
-    assert fed.nodes[new].takeover.cores[WF].role is Role.FOLLOWING  # withdrawn
+    new, _, deliver = withdrawn_with_d1s_grants_held(fed)
     assert fed.disks[new].withdrawn[WF] == 1  # in the write of the withdrawal
     fed.deliver = deliver
     return new
