@@ -134,6 +134,39 @@ taken is answered once, as above, and, forgotten here, from the end's record
 (ended_records.py). A rival that won e shows its certificate, which the granter takes
 first; our answer then is the same end again.
 
+A claim yielded to a rival. Two claimants of one epoch e whose rival answered our
+claim as itself and ranks better: we yield (takeover_split.py, rule 2), our own grant
+of e moves to the rival (`granted` and `epochs` name it in e), and we follow it. A
+member's grant of our claim may reach us only after that (late on the network): a
+follower drops it, and its member follows us in e, asking us as above. Where the
+rival ends the workflow on an end it learned while claiming (told on in e, the
+core's Announce: it never won, so it shows no certificate), we take that end from the
+holder we follow, and our granter refuses it (it holds e for us, and the rival shows
+no proof): it kept its reservation and its RUNNING row for ever, asking us every
+`takeover_after_s`, and we answered nothing, our grant of e naming the rival
+(takeover soak seed 158800091 with a cut one way: the original coordinator, back
+from a crash, granted the yielded claim, then refused the rival's end for the rest of
+the run). So `asked` takes that case too: the epoch we hold, granted to and followed
+in a rival's hands (we never acted nor told the end on in it), ended here, the claim
+and plan over, the asker a domain of the workflow: answered with the end in e, as the
+rival case above. Why safe: the end is the one end there is (taken here through the
+authority rules of any end notice, from the holder we follow), the saga is over (no
+plan is owed with it), and the asker takes it only through those rules: a granter of
+ours follows us in e and takes it from its holder; one that granted or follows a later
+epoch refuses it. Only a domain that follows us asks us, but for the original
+coordinator back in epoch 0, which asks every domain a few times (original_asks.py):
+answered nothing before, it is now told that same end, which it takes or refuses by
+the same rules as any participant's end of a later epoch. The original itself is
+left out: not a claimant, it is asked by the domains that follow it in epoch 0 too,
+and tells them the end in epoch 0 (restart_check.py `_tell_end`); asked so in e, it
+moved them onto an epoch they do not hold (refused, asked again). Chosen over telling the
+rival's end with a proof (none exists: the rival never won) or moving the granter
+onto the rival (its grant of e is to us: only we may answer in e). No message
+changes. Not built yet: the same answer from the end's
+record once retention forgot the workflow here (ended_records.py tells the end in e
+only for our own grant of e): a granter cut off from us past our retention stays held;
+nor an original coordinator that claimed past a gone holder and yielded its epoch.
+
 Not told: an elector holding no step of the workflow (an extra acceptor of its
 round). It holds no reservation, and it refuses a claimant's end of epoch 1 or
 later for want of that epoch's certificate, which a claimant that never won lacks
@@ -147,6 +180,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from fedorch.core.identity.authority import coordinator_of
 from fedorch.core.node.records import FinalMsg, PlacementQuery
 from fedorch.core.workflow.takeover import Asked, Role
 
@@ -324,13 +358,20 @@ class LateGrants:
         """`src` asks us, whom it follows, for `wf`, ended here: answered with the end
         in our epoch where it may be a granter our claim never took, or one left untold
         as we followed a rival of our epoch, the claim and the saga over (see the header,
-        "A rival of the claimed epoch"). True if answered."""
+        "A rival of the claimed epoch"), or one whose grant came after we yielded that
+        epoch to a rival ("A claim yielded to a rival"). True if answered."""
         n = self.n
         d = n.state
         epoch, holder = d.granted.get(wf, (0, ""))
         followed = d.epochs.get(wf, (0, ""))
-        if holder != n.name or epoch < 1 or wf not in d.final or followed[0] > epoch \
-                or followed == (epoch, n.name) \
+        # Our claim of `epoch` yielded to a better-ranked rival (takeover_split.py): our
+        # grant moved to it, followed in that very epoch (see the header, "A claim
+        # yielded").
+        # Never the original: a domain following it in epoch 0 asks it too, told there.
+        yielded = holder not in ("", n.name) and followed == (epoch, holder) \
+            and coordinator_of(wf) != n.name
+        if holder != n.name and not yielded or epoch < 1 or wf not in d.final \
+                or followed[0] > epoch or followed == (epoch, n.name) \
                 or n.compensating.plans.plan_open(wf) or self.claim_runs(wf) \
                 or (src not in n.replacement.domains_of(wf)
                     and src != wf.rpartition(".")[0]) \
