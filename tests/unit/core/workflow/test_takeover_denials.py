@@ -142,7 +142,13 @@ def test_an_unproven_later_epoch_is_never_followed(me, schedule, voter, ahead, h
 @settings(max_examples=300, deadline=None)
 @given(st.sampled_from(ELECTORATE), st.lists(st.tuples(st.floats(0, 3), inputs), max_size=30),
        st.sampled_from(ELECTORATE), st.integers(1, 6), st.sampled_from(ELECTORATE))
+@example("b", [(0.0, Watch("DEAD", frozenset())), (0.0, Grant("a", 1)), (0.0, Grant("c", 1)),
+               (0.0, Watch("ALIVE", frozenset({"d"})))], "a", 1, "d")  # successor, gone holder
 def test_a_proven_later_epoch_is_followed(me, schedule, voter, ahead, holder):
+    """A proven denial naming a later epoch is followed from wherever a member claims or
+    acts, but by the original acting in epoch 0 told of a holder gone in its view, which
+    claims past it (takeover_overtaken.py `claim_past`); a successor acting in a later
+    epoch follows a proven holder, gone or not."""
     c = core(me)
     now = 0.0
     for dt, event in schedule:
@@ -151,7 +157,7 @@ def test_a_proven_later_epoch_is_followed(me, schedule, voter, ahead, holder):
     if c.ended or c.role is Role.FOLLOWING or holder == me:
         return
     later = c.epoch + ahead
-    acting_past = c.role is Role.ACTING and holder in c._dead
+    acting_past = c.role is Role.ACTING and c.epoch == 0 and holder in c._dead
     out = c.step(now + 0.1, Deny(voter, c.epoch, later, holder, proven=True))
     if acting_past:  # claimed past a gone holder (test_takeover_overtaken.py)
         assert out[0] == Persist(later + 1, me) and c.role is Role.CLAIMING
