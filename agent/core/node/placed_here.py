@@ -14,7 +14,12 @@ other Node's (and the coordinator's own, where it is a participant too):
   not idempotent again (takeover soak seed 150501078: started twice); the same
   placement answered to a restarted Node (restart_check.py) or carried by a grant of
   our claim (`ClaimAnswerMsg.placements`, `learn_from_grant`) is taken the same way
-  (`take`); the needs' outputs it carries are recorded; a committed progress takes
+  (`take`); this Node's own loss verdict on the placement it replaces, not held (void:
+  it followed a later epoch; domain_loss.py), goes with that placement, as on its own
+  re-placement (replacement.py, `_placed`): deferred in the progress, kept on record,
+  it refused the new domain's result as one after a terminal one once this Node drove
+  again (2PC takeover soak seed 163201385: carried by a grant, RUNNING for ever); a
+  held verdict keeps its end told; the needs' outputs it carries are recorded; a committed progress takes
   it (Progress.placed_again: results of older placements are refused from now on),
   re-reports the results of the step's needs run here (to the new domain), and, where
   this Node was the lost domain and is back, stops the attempt still running here, or
@@ -96,6 +101,7 @@ from typing import Any
 from fedorch.core.negotiation.messages import Key
 from fedorch.core.negotiation.participant import HoldState
 from fedorch.core.node.authority_steps import earlier_for, earlier_of
+from fedorch.core.node.domain_loss_verdict import placed, was_lost
 from fedorch.core.node.placed_overtaken import answer_forgotten, answer_older_epoch
 from fedorch.core.node.records import AckMsg, FinalMsg, PlacedMsg, PrepareMsg, VoteMsg
 from fedorch.core.node.replacement_telling import MADE, PLACED
@@ -325,6 +331,10 @@ class PlacedHere:
             if stale:
                 results.pop(msg.step_id, None)
                 self._drop_run_records(wf, (msg.step_id,))
+            elif s is not None and self._void_verdict(wf, msg, results.get(msg.step_id)):
+                # Our void verdict on the placement this one replaces (the header).
+                n.stats["void loss verdict dropped: its step placed again"] += 1
+                results.pop(msg.step_id, None)
             carried = []
             for need, attempt, outputs in msg.needs:
                 had = results.get(need)
@@ -363,6 +373,17 @@ class PlacedHere:
                            p.steps[msg.step_id].idempotent, now)
                 n.running.report_needs(wf, msg.step_id)
                 n.running.start_ready(now, wf)
+
+    def _void_verdict(self, wf: str, msg: PlacedMsg, known: tuple | None) -> bool:
+        """Is `known`, the result on record of the step `msg` places again, a loss
+        verdict of ours, not held, on the placement it replaces (the lost one it names,
+        or the progress's: a chain of placements may reach us at its last link)?"""
+        n = self.n
+        if known is None or n.domain_loss.holds(wf):
+            return False
+        here = placed(n.progress[wf], msg.step_id)
+        return any(was_lost(domain, known[1], known[3]) for domain in {msg.lost, here}
+                   if domain and domain != msg.domain)
 
     def _end_to_new_domain(self, wf: str, domain: str) -> None:
         """A placement learned after this Node ended `wf` as the holder of a later

@@ -236,8 +236,12 @@ def test_takeover_seeds_once_failing_hold_every_invariant(seed: int) -> None:
 # run was never compensated; saga_runs.py, `own_owed`); 158000164 (the original, its
 # loss verdict void as it followed a successor, took the lost domain's report of a step
 # it held unplaced; placed on it by the successor, it never ran it: placed_here.py,
-# `committed_here`).
-ONCE_FAILING_CLASSIC = (98501711, 158000164)
+# `committed_here`); 163201385 (the original, its loss verdict void as it followed a
+# successor, took that successor's re-placement of the step from a grant of its own
+# later claim, the verdict left on record: driving again, it refused the new domain's
+# result as one after a terminal one, the workflow RUNNING for ever; placed_here.py,
+# `take`).
+ONCE_FAILING_CLASSIC = (98501711, 158000164, 163201385)
 
 
 @pytest.mark.parametrize("seed", ONCE_FAILING_CLASSIC)
