@@ -95,7 +95,10 @@ participant's core's, an acceptor's the proof's round's. A claimant counts only 
 whose statement verifies as its voter's, of its claim, in its own electorate. It
 carries the granter's placements on record too (`placements`), taken by the claimant
 before the grant counts (placed_here.py), so a successor knows every new placement
-whose COMMIT left (restart_check.py says why that holds).
+whose COMMIT left (restart_check.py says why that holds); so too a grant carrying the
+end (its granter's saga plan open), before the end is told on, which so reaches the new
+domains: told nothing, one followed a rival claimant that had yielded, and its run of
+the step was never compensated (takeover soak seed 163301080, `--keep-ended-s 5`).
 
 Proofs in denials. `ClaimAnswerMsg.won` on a denial carries a verified certificate of
 `held_epoch` for `holder` that the answerer holds: its own (it acts in that epoch)
@@ -359,6 +362,8 @@ class Claims:
             # soak seed 115458: a step run here, placed again, never compensated).
             holder = msg.holder if proven or (msg.held_epoch >= 1 and msg.holder) else src
             claiming = core.role is Role.CLAIMING and msg.held_epoch < core.epoch
+            if msg.granted:  # carrying the end: its placements first ("Grants.")
+                n.placed_here.learn_from_grant(now, wf, msg.placements, msg.before)
             if not tk.ends.announce(now, wf, core, msg.final):
                 tk.ends.follow_end(now, wf, msg.held_epoch, holder, msg.final,
                               msg.won if holder != src else ())

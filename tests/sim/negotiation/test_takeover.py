@@ -229,6 +229,22 @@ def test_takeover_seeds_once_failing_hold_every_invariant(seed: int) -> None:
     run(seed, takeover_after_s=3.0)  # raises SimulationFailure naming the seed
 
 
+# Takeover soak seeds once failing with a short retention (`--keep-ended-s 5 --end
+# 300`), no cut one way, each mended by a rule of the Node's: 163301080 (a claimant
+# that took the end from a grant told it on without the grant's placements: a step's
+# new domain, told nothing, followed a rival claimant that had yielded, and its run
+# was never compensated; takeover_claims.py). Each: (seed, keep_ended_s, end).
+ONCE_FAILING_SHORT_RETENTION: tuple[tuple[int, float | None, float | None], ...] = (
+    (163301080, 5.0, 300.0),)
+
+
+@pytest.mark.parametrize(("seed", "keep_ended_s", "end"), ONCE_FAILING_SHORT_RETENTION)
+def test_takeover_seeds_once_failing_with_a_short_retention_hold_every_invariant(
+        seed: int, keep_ended_s: float | None, end: float | None) -> None:
+    run(seed, takeover_after_s=3.0, keep_ended_s=keep_ended_s,
+        end=end)  # raises SimulationFailure naming it
+
+
 # Takeover soak seeds once failing with the workflows' own rounds in classic 2PC
 # (`--commit 2pc`), each mended by a rule of the Node's: 98501711 (a step's lost
 # domain, elected for a later epoch, adopted its predecessor's saga plan, made without
