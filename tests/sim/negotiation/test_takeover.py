@@ -236,8 +236,12 @@ def test_takeover_seeds_once_failing_hold_every_invariant(seed: int) -> None:
 # run was never compensated; saga_runs.py, `own_owed`); 158000164 (the original, its
 # loss verdict void as it followed a successor, took the lost domain's report of a step
 # it held unplaced; placed on it by the successor, it never ran it: placed_here.py,
-# `committed_here`).
-ONCE_FAILING_CLASSIC = (98501711, 158000164)
+# `committed_here`); 165200424 (a claimant of epoch 1, a step's new domain the committed
+# placement does not name, told the end on beside the certified winner, which told its
+# end again to the committed placement's domains only: never shown the certificate, the
+# rival ranked itself better and drove the epoch's saga too; saga_plans.py,
+# `tell_end_again`).
+ONCE_FAILING_CLASSIC = (98501711, 158000164, 165200424)
 
 
 @pytest.mark.parametrize("seed", ONCE_FAILING_CLASSIC)
