@@ -63,7 +63,12 @@ domain, answered from its record to whoever asks.
 Every claimant tells its end to every member, resent until acknowledged, and every
 member judges each rival's notice when it comes, so all end up following the best
 end told (a certified holder that hears a rival's tells its end again, with its
-certificate: its followers may have forgotten it was certified).
+certificate: its followers may have forgotten it was certified). It tells it to every
+domain of the workflow it knows (`members`), a step's new domain too, which the
+committed placement does not name: the rival may be that domain, and, never shown the
+certificate, it ranked itself better and drove the epoch's saga for ever beside the
+winner's (simulator seed 165200424 with `--commit 2pc`: d0, s0's new domain, restarted,
+claimed epoch 1, which d1 had won, was denied with the end and told it on in epoch 1).
 
 Limits. A compensation owed in the dead driver's own domain ends COMPENSATION_FAILED
 at its successor once the view says that domain is gone (saga_loss.py). No successor
@@ -309,12 +314,13 @@ class SagaPlans:
 
     def tell_end_again(self, wf: str, epoch: int) -> None:
         """As a certified holder of `epoch` that heard a rival claimant's end: its end,
-        with its certificate, and its saga, to every member again."""
+        with its certificate, and its saga, to every member again (`members`: a step's
+        new domain too, which may be that rival)."""
         n = self.n
         d = n.state
         info = n.running.info(wf)
         won = n.takeover.proof.own_certificate(wf, epoch)
-        for dst in sorted((set(info.placement.values()) | {info.coordinator}) - {n.name}):
+        for dst in sorted((set(info.placement.values()) | self.members(wf)) - {n.name}):
             n.reliable(dst, ("final", wf, dst), FinalMsg(wf, d.final[wf], epoch, won=won))
         if any(k[0] == wf for k in d.compensations):
             self.tell(wf, over=wf not in self.c.cores)
