@@ -267,14 +267,16 @@ def test_takeover_seeds_once_failing_in_classic_2pc_hold_every_invariant(seed: i
 # Node's: the driver a domain followed before it granted the original's later claim
 # (saga_unproven_holder.py); 154001212, the Node's: a paused original's round, begun on
 # an epoch-0 verdict, committed after it followed the lost domain's later epoch, where
-# that domain had run the step (replacement_epochs.py). Each: (seed,
+# that domain had run the step (replacement_epochs.py); 165402137, the Node's: a
+# claimant not won yet took itself for the driver and started a step the original had
+# placed elsewhere (start_asks.py, "A claimant drives nothing"). Each: (seed,
 # keep_ended_s, end), None for the soak's own.
 ONCE_FAILING_ONE_WAY: tuple[tuple[int, float | None, float | None], ...] = (
     (128000131, None, None), (134000369, None, None), (137500119, 5.0, 300.0),
     (138512237, None, None), (140103976, None, None), (140100077, None, None),
     (140100809, None, None), (145002563, None, None), (148001372, None, None),
     (148002554, None, None), (150000018, None, None), (154001212, None, None),
-    (154300317, None, None), (156500577, 5.0, 300.0))
+    (154300317, None, None), (156500577, 5.0, 300.0), (165402137, 5.0, 300.0))
 
 
 @pytest.mark.parametrize(("seed", "keep_ended_s", "end"), ONCE_FAILING_ONE_WAY)
