@@ -37,6 +37,21 @@ PlacedMsgs: a step placed elsewhere moves away from here), then, per step asked:
 A Node that drives the workflow itself (the original in epoch 0, or the successor it
 follows being itself) never asks: it cannot be cut off from itself.
 
+A claimant drives nothing. A participant cut off from C past the takeover delay claims
+the next epoch and writes its own grant of it (`granted`), so the holder it reports to
+(`coordinator_now`) is itself; yet it drives the workflow only once its claim won and
+an `Act` wrote the epoch (`Takeovers.acts`, the same test as takeover.py's "Acting or
+claiming, on restore"). Until then C may drive it still, and may have judged this
+domain lost and placed its steps elsewhere: taken for the driver, the claimant started
+a step made ready by a late need, and a step that is not idempotent ran in two
+domains (takeover soak seed 165402137 with a cut one way: d0, claiming epoch 1 cut
+off from d2, started s2 while d2 had placed it again on d3, which ran it). So an
+attempt of a workflow whose holder here is our own claim not won yet is held, as out
+of contact, and asks nobody (the one to ask is ourselves); it is looked at again at
+each ask's time: once the claim won (its grants brought the electors' placements,
+placed_here.py) it starts as the driver's own, once this Node follows another holder
+that one is asked.
+
 The coordinator's side. Answering "still placed here" to a query naming steps about to
 start, the coordinator counts each such step as possibly started by the asker
 (`answered`: Progress.start_asked, which `_may_have_started` reads), before the answer
@@ -256,6 +271,15 @@ class StartAsks:
         return n.takeover.coordinator_now(wf) if n.takeover is not None \
             else n.running.info(wf).coordinator
 
+    def drives(self, wf: str) -> bool:
+        """Does this Node drive `wf` itself: its original coordinator, or a successor
+        acting in the epoch it won? A claim of ours not won yet is not (see "A claimant
+        drives nothing")."""
+        n = self.n
+        if n.takeover is None:
+            return n.running.info(wf).coordinator == n.name
+        return n.takeover.acts(wf)
+
     def in_contact(self, now: float, domain: str) -> bool:
         """Does the view say `domain` is ALIVE, was a message of its stepped here within
         the margin, before this moment, and has it answered since its contact lapsed?"""
@@ -269,12 +293,12 @@ class StartAsks:
     def checks(self, now: float, wf: str) -> bool:
         """May an attempt of `wf` ready now be held (`let_start` must see it)? False on
         the usual path: this Node drives it, or is in contact with who does, and no
-        step of it is held or over here."""
+        step of it is held or over here (our own claim not won yet: held)."""
         coordinator = self.coordinator(wf)
-        if coordinator == self.n.name:
+        if self.drives(wf):
             return False
-        return wf in self.asked or any(k[0] == wf for k in self.over) \
-            or not self.in_contact(now, coordinator)
+        return coordinator == self.n.name or wf in self.asked \
+            or any(k[0] == wf for k in self.over) or not self.in_contact(now, coordinator)
 
     def let_start(self, now: float, wf: str, p: Progress, ready: list[StartAttempt],
                   errors: dict[str, str]) -> list[StartAttempt]:
@@ -284,9 +308,9 @@ class StartAsks:
         workflow self-fencing refuses already is left to it (its attempts end FAILED)."""
         n = self.n
         coordinator = self.coordinator(wf)
-        if coordinator == n.name or n.fencing.would_fence(now, wf):
+        if self.drives(wf) or n.fencing.would_fence(now, wf):
             return ready
-        contact = self.in_contact(now, coordinator)
+        contact = coordinator != n.name and self.in_contact(now, coordinator)
         starting = []
         fresh = False
         for a in ready:
@@ -328,10 +352,11 @@ class StartAsks:
         self.due[wf] = now + wait
         self.wait[wf] = min(wait * 2, ASK_AT_MOST_S)
         target = self.coordinator(wf)
-        if target == n.name:  # it drives the workflow now: nothing to ask
-            self._done(wf)
-            n.running.start_ready(now, wf)
-            return
+        if target == n.name:
+            if self.drives(wf):  # it drives the workflow now: nothing to ask
+                self._done(wf)
+                n.running.start_ready(now, wf)
+            return  # our own claim, not won yet: looked at again when due
         if target in self.lapsed and n.members.get(target) == "ALIVE":
             self.since_lapse[wf] = target  # its answer tells what it decided since
         n.send(target, PlacementQuery(wf, starting=tuple(sorted(asked.items()))))

@@ -266,6 +266,15 @@ class Takeovers:
         that claimant, not to the coordinator it granted away."""
         return held_of(self.n.state, wf, self.n.running.info(wf).coordinator)[1]
 
+    def acts(self, wf: str) -> bool:
+        """Does this agent drive `wf` now: the epoch it holds is its own and the one an
+        `Act` (or the commit, epoch 0) wrote? A claim's own grant is not (see "Acting or
+        claiming, on restore")."""
+        d = self.n.state
+        original = self.n.running.info(wf).coordinator
+        held = held_of(d, wf, original)
+        return held[1] == self.n.name and d.epochs.get(wf, (0, original)) == held
+
     # ---- membership and timers ----------------------------------------------------------
 
     def member_changed(self, now: float, domains: set[str]) -> None:
