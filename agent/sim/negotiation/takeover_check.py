@@ -29,7 +29,9 @@ is unfair while the network still delays or loses messages (before `chaos_end`):
 bound without them holds against a run of hits on one exchange (takeover soak seed
 102933: the successor's end told 8.4 s before the deadline, the participant's three
 acknowledgements, sent at once each time it was told, held 11.4, 8.6 and 5.9 s on
-the way, the end made 0.5 s past the deadline).
+the way, the end made 0.5 s past the deadline; seed 108589: a loss verdict told to a
+domain while it was down, its resend backed off to 8 s by the time it was back, two
+acknowledgements and a notice lost, the end made 5.4 s past the deadline).
 
 `checker` is the run's Checker (check.py), typed loosely: check.py imports this
 module, never the reverse.
