@@ -141,6 +141,8 @@ class Checker:
         # (agent, key) -> (when, the other side, delay or None: lost) of the network's
         # hits on its recovery messages (takeover_check.network_hit).
         self.hits: dict[tuple[str, Key], list[tuple[float, str, float | None]]] = {}
+        # wf -> (when, sender, receiver, delay or None) of the hits on its end notices.
+        self.end_hits: dict[str, list[tuple[float, str, str, float | None]]] = {}
 
     def fail(self, what: str) -> None:
         if len(self.violations) < 20:
@@ -150,7 +152,7 @@ class Checker:
 
     def network_hit(self, src: str, dst: str, msg: object, now: float,
                     delay: float | None = None) -> None:
-        network_hit(self.hits, src, dst, msg, now, delay)
+        network_hit(self.hits, src, dst, msg, now, delay, self.end_hits)
 
     def acceptor_state(self, agent: str, rec: AcceptorRecord) -> None:
         if rec.accepted_ballot is None or rec.accepted_value is None:

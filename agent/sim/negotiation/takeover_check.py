@@ -17,6 +17,22 @@ Checker's records (who voted YES when, who learned what when, who ended what whe
   seed 88000620: the dead coordinator one of four acceptors, so the ballot waited for
   each of the other three, through six lost and nine slowed messages).
 
+The takeover deadline allows for the network's hits on the workflow's end notices and
+their acknowledgements too (`end_hit_cost`). An end told before it is made is made
+once enough electors acknowledged it (domain_loss.py), so the end at its teller, and
+at those it told, waits for that exchange; the Node resends an end notice until it is
+acknowledged, its backoff doubling to at most `END_RESEND_MOST_S`, so each notice or
+acknowledgement the network loses costs one resend at most (`END_RESEND_MOST_S`), and
+one it holds costs its delay, or one resend if that is shorter. Hits on the exchange
+with an agent dead for good cost nothing (no end waits for it). The fixed slack alone
+is unfair while the network still delays or loses messages (before `chaos_end`): no
+bound without them holds against a run of hits on one exchange (takeover soak seed
+102933: the successor's end told 8.4 s before the deadline, the participant's three
+acknowledgements, sent at once each time it was told, held 11.4, 8.6 and 5.9 s on
+the way, the end made 0.5 s past the deadline; seed 108589: a loss verdict told to a
+domain while it was down, its resend backed off to 8 s by the time it was back, two
+acknowledgements and a notice lost, the end made 5.4 s past the deadline).
+
 `checker` is the run's Checker (check.py), typed loosely: check.py imports this
 module, never the reverse.
 """
@@ -36,6 +52,7 @@ from fedorch.core.negotiation.messages import (
     Promise,
     Reject,
 )
+from fedorch.core.node.records import AckMsg, FinalMsg
 
 if TYPE_CHECKING:
     from fedorch.sim.negotiation.world import World
@@ -50,6 +67,10 @@ CHAOS_RECOVERY_QUERIES = 2
 # results resent with backoff to the successor; bounded by two leases of the simulation.
 TAKEOVER_SLACK_LEASES = 2
 
+# The most a Node's resend of an end notice backs off to (Node.tick, `resend_due`): what
+# a lost end notice or acknowledgement may cost the end (`end_hit_cost`).
+END_RESEND_MOST_S = 8.0
+
 # The messages by which an in-doubt participant learns its decision (termination.py
 # and proposer.py): its questions and their answers, its ballot and the Decision.
 RECOVERY_MESSAGES = (DecisionQuery, DecisionAnswer, PaxosPrepare, Promise, Accept,
@@ -58,10 +79,19 @@ RECOVERY_MESSAGES = (DecisionQuery, DecisionAnswer, PaxosPrepare, Promise, Accep
 
 def network_hit(hits: dict[tuple[str, Key], list[tuple[float, str, float | None]]],
                 src: str, dst: str, msg: object, now: float,
-                delay: float | None = None) -> None:
+                delay: float | None = None,
+                ends: dict[str, list[tuple[float, str, str, float | None]]] | None = None,
+                ) -> None:
     """The network lost or cut off `msg` at `now` (`delay` None), or held it `delay`
     s more than usual: noted for its sender and its receiver, each with the other
-    side, if it is one of a recovery's messages (`check_undecided_recovery`)."""
+    side, if it is one of a recovery's messages (`check_undecided_recovery`); in
+    `ends`, by workflow, if it is an end notice or its acknowledgement
+    (`end_hit_cost`)."""
+    if ends is not None:
+        if isinstance(msg, FinalMsg):
+            ends.setdefault(msg.workflow_id, []).append((now, src, dst, delay))
+        elif isinstance(msg, AckMsg) and len(msg.msg_id) > 1 and msg.msg_id[0] == "final":
+            ends.setdefault(msg.msg_id[1], []).append((now, src, dst, delay))
     if not isinstance(msg, RECOVERY_MESSAGES):
         return
     key = msg.tx.key if isinstance(msg, (PaxosPrepare, Accept)) else msg.key
@@ -81,6 +111,17 @@ def hit_cost(checker: Any, sim: World, voter: str, key: Key, start: float,
                if start <= at < learned and peer not in sim.dead_forever)
 
 
+def end_hit_cost(checker: Any, sim: World, wf: str, start: float, ended: float) -> float:
+    """What the network's hits on `wf`'s end notices and their acknowledgements between
+    `start` and `ended` may have cost its end (see the header): a resend at its most
+    for each lost or cut off, its delay for one held (a resend at most); nothing for
+    one to or from an agent dead for good."""
+    return sum(END_RESEND_MOST_S if delay is None else min(delay, END_RESEND_MOST_S)
+               for at, src, dst, delay in checker.end_hits.get(wf, ())
+               if start <= at < ended and src not in sim.dead_forever
+               and dst not in sim.dead_forever)
+
+
 def _bucket(seconds: float | None) -> str:
     """A time-to-resolve as a bucket of the run's stats (a histogram over seeds)."""
     if seconds is None:
@@ -97,10 +138,11 @@ def check_takeovers(checker: Any, sim: World) -> None:
     leases after the last fault (the electorate's, or that participant's own
     restart, or the death of a participant gone for good), if a majority of its
     electorate (the committed round's acceptors; a workflow on two domains too)
-    lives. A participant gone for good (a coordinator that ran steps itself counts
-    as one) has its steps failed by the successor's loss verdict, whose end, told
-    to every elector, is made once enough acknowledged it (domain_loss.py): the
-    live majority is enough."""
+    lives; later by what the network's hits on the end's exchange cost it
+    (`end_hit_cost`). A participant gone for good (a coordinator that ran steps
+    itself counts as one) has its steps failed by the successor's loss verdict, whose
+    end, told to every elector, is made once enough acknowledged it (domain_loss.py):
+    the live majority is enough."""
     t = sim.config.timing
     for wf, coord in sim.workflows.items():
         round_ = checker.committed(wf)
@@ -130,9 +172,12 @@ def check_takeovers(checker: Any, sim: World) -> None:
             # From the participant's own last restart too (its last fault): a
             # participant back late, outside the electorate, learns the end by its
             # own look at the dead coordinator (takeover_after_s after its restart).
-            deadline = max(calm, sim.last_restart.get(p, 0.0)) + t.takeover_after_s \
-                + t.dead_after_s + TAKEOVER_SLACK_LEASES * t.lease_s
+            start = max(calm, sim.last_restart.get(p, 0.0))
+            deadline = start + t.takeover_after_s + t.dead_after_s \
+                + TAKEOVER_SLACK_LEASES * t.lease_s
             at = checker.ended_at.get((p, wf))
+            if at is not None:  # and the network's hits on its end's exchange (header)
+                deadline += end_hit_cost(checker, sim, wf, start, at)
             if at is None or at > deadline:
                 when = "never" if at is None else f"at {at:.2f}"
                 checker.fail(f"takeover: {p} ended {wf} {when}, deadline {deadline:.2f}"
