@@ -236,8 +236,12 @@ def test_takeover_seeds_once_failing_hold_every_invariant(seed: int) -> None:
 # run was never compensated; saga_runs.py, `own_owed`); 158000164 (the original, its
 # loss verdict void as it followed a successor, took the lost domain's report of a step
 # it held unplaced; placed on it by the successor, it never ran it: placed_here.py,
-# `committed_here`).
-ONCE_FAILING_CLASSIC = (98501711, 158000164)
+# `committed_here`); 167100188 (a claimant took the original's end CANCELLED from a
+# denial that carried no placements and told it on without reaching s0's new domain,
+# which never reported its SUCCEEDED run to it: the run was never compensated once the
+# original had followed it and forgotten the workflow; takeover_claims.py, "Ends in
+# denials.").
+ONCE_FAILING_CLASSIC = (98501711, 158000164, 167100188)
 
 
 @pytest.mark.parametrize("seed", ONCE_FAILING_CLASSIC)
