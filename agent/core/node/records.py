@@ -256,12 +256,13 @@ class ClaimAnswerMsg:
     # A grant: the answerer's signed statement of it (takeover_grants.py), which the
     # claimant's certificate is made of.
     grant: SignedGrant | None = None
-    # A grant: the granter's placements on record, (step, epoch, domain, lost) of each
-    # step placed again (replacement.py), which the claimant takes before it counts
-    # the grant: a successor knows every new placement whose COMMIT left (the
-    # original sends one only once a majority of the electorate holds it).
+    # A grant (or a denial with the end: takeover_claims.py): the answerer's placements
+    # on record, (step, epoch, domain, lost) of each step placed again (replacement.py),
+    # which the claimant takes before it counts the grant (or takes the end): a
+    # successor knows every new placement whose COMMIT left (the original sends one
+    # only once a majority of the electorate holds it).
     placements: tuple[tuple[str, int, str, str], ...] = ()
-    # A grant: (step, the domains it was placed on before, oldest first) of each of
+    # A grant (or such a denial): (step, the domains it was placed on before, oldest first) of each of
     # those steps whose list is on record (PlacedMsg.before).
     before: tuple[tuple[str, tuple[str, ...]], ...] = ()
 

@@ -100,6 +100,15 @@ end (its granter's saga plan open), before the end is told on, which so reaches 
 domains: told nothing, one followed a rival claimant that had yielded, and its run of
 the step was never compensated (takeover soak seed 163301080, `--keep-ended-s 5`).
 
+Ends in denials. A member that ended the workflow, its saga's plan closed, denies a
+claim with its end and its placements on record, as a grant carries them; a claimant
+that takes that end takes them first, so its end told on reaches a step's new domain.
+Told nothing, that domain never followed the claimant's epoch nor reported its
+SUCCEEDED run to it: the claimant drove a saga owing nothing, and once the original,
+whose saga had that run's compensation, followed it and forgot the workflow, no saga
+held it (simulator seed 167100188 with `--commit 2pc`). Placements are the original's
+word, carried unchanged; taking one changes whom the end and the saga are told.
+
 Proofs in denials. `ClaimAnswerMsg.won` on a denial carries a verified certificate of
 `held_epoch` for `holder` that the answerer holds: its own (it acts in that epoch)
 or the holder's, shown to it by the holder's claim (the winner sends it once to every
@@ -227,7 +236,8 @@ class Claims:
         if wf in d.final and not n.compensating.plans.plan_open(wf):
             # An ended workflow is not taken over: its end instead (unless its saga's
             # plan is open here: then a successor may be elected to drive it)
-            n.send(src, ClaimAnswerMsg(wf, msg.epoch, False, epoch, holder, d.final[wf]))
+            n.send(src, ClaimAnswerMsg(wf, msg.epoch, False, epoch, holder, d.final[wf],
+                                       **n.placed_here.carried(wf)))
             return
         if not may_grant(epoch, holder, msg.epoch, src) and msg.won \
                 and tk.follow_proven(now, wf, src, msg.epoch, msg.won):
@@ -362,7 +372,7 @@ class Claims:
             # soak seed 115458: a step run here, placed again, never compensated).
             holder = msg.holder if proven or (msg.held_epoch >= 1 and msg.holder) else src
             claiming = core.role is Role.CLAIMING and msg.held_epoch < core.epoch
-            if msg.granted:  # carrying the end: its placements first ("Grants.")
+            if msg.placements:  # its placements first ("Grants.", "Ends in denials.")
                 n.placed_here.learn_from_grant(now, wf, msg.placements, msg.before)
             if not tk.ends.announce(now, wf, core, msg.final):
                 tk.ends.follow_end(now, wf, msg.held_epoch, holder, msg.final,
