@@ -274,7 +274,7 @@ ONCE_FAILING_ONE_WAY: tuple[tuple[int, float | None, float | None], ...] = (
     (138512237, None, None), (140103976, None, None), (140100077, None, None),
     (140100809, None, None), (145002563, None, None), (148001372, None, None),
     (148002554, None, None), (150000018, None, None), (154001212, None, None),
-    (154300317, None, None), (156500577, 5.0, 300.0))
+    (154300317, None, None), (156500577, 5.0, 300.0), (167000569, 5.0, 300.0))
 
 
 @pytest.mark.parametrize(("seed", "keep_ended_s", "end"), ONCE_FAILING_ONE_WAY)
