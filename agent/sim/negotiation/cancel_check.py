@@ -13,6 +13,18 @@ takeover check skips a loss verdict's: its taker's row stays RUNNING until one c
 back (domain_loss.py, docs/failures.md), whoever holds the told end meanwhile (a
 participant takes the first end it hears, and may die for good before its
 acknowledgement leaves); every end held anywhere is still checked CANCELLED.
+
+A cancel taken while the round's COMMIT was proposed (DECIDING) waits on record for
+the round's decision (core/node/cancel.py). Should the coordinator stay in doubt past
+the round's life (a majority of the acceptors answered PAST_LIFE: cut off, then down,
+longer than the round's life; docs/failures.md), no decision ever comes: its row stays
+NEGOTIATING, as the terminal check allows (past_life_check.py), and the cancel waits
+there, to be carried out if a party of the round still answers the decision. Such a
+cancel is skipped and counted (`cancel waits: its round in doubt past its life`), as
+the terminal check skips that row (takeover soak seed 167000569 with a cut one way and
+a 5 s keep: the acceptors' Accepted never reached the coordinator, which took the
+cancel, then went down and came back past the round's life); every end held anywhere
+is still checked CANCELLED.
 """
 
 from __future__ import annotations
@@ -68,7 +80,9 @@ class CancelCheck:
             ends += [(name, end) for name, w, end, _ in self.c._forgotten if w == wf]
             held = (row is None or row.state.name not in TERMINAL_NAMES) \
                 and self.unacknowledgeable(sim, wf)
-            if held:
+            if self.in_doubt_for_good(sim, wf, row):
+                sim.stats["cancel waits: its round in doubt past its life"] += 1
+            elif held:
                 # Its CANCELLED end, told first to every elector, is made once enough
                 # acknowledged it (domain_loss.py): those left are no majority. A
                 # participant told it holds it meanwhile (told_ends.py), one gone for
@@ -83,6 +97,20 @@ class CancelCheck:
             for name, end in ends:
                 if end is not None and end.name != "CANCELLED":
                     self.c.fail(f"cancel: {name} ended {wf} {end.name} after its cancel")
+
+    def in_doubt_for_good(self, sim: World, wf: str, row: Any) -> bool:
+        """`wf`'s coordinator is in doubt on its row's round past the round's life
+        (its ballot stopped on a majority's PAST_LIFE answers, the decision never
+        learned): its row stays NEGOTIATING, the cancel waiting on record (header)."""
+        coord = sim.workflows.get(wf)
+        if row is None or row.state.name != "NEGOTIATING" or coord not in sim.agents:
+            return False
+        key = (wf, row.round)
+        if (coord, key) not in self.c.past_life or (coord, key) in self.c.learned_at:
+            return False
+        agent = sim.agents[coord]
+        core = agent.coordinators.get(wf) if agent.alive else None
+        return core is not None and core.in_doubt_past_life()
 
     def unacknowledgeable(self, sim: World, wf: str) -> bool:
         """With takeover on, a held end of committed `wf` cannot be acknowledged by
