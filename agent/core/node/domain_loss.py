@@ -47,7 +47,8 @@ the original was down. So, with takeover:
   participant and every elector (the committed round's acceptors: an extra acceptor
   holding no step keeps it, elector_ends.py; a successor tells the original too, in
   its epoch with its certificate, as it tells any end: takeover.py; who is told, and
-  the notice: domain_loss_audience.py) and makes it
+  the notice: domain_loss_audience.py; a domain outside the electorate only once the
+  count below holds, so none keeps an end a later epoch may not find) and makes it
   itself, as on any outcome (running.py, or takeover.py for a successor: its row, its
   saga, its notices), once every participant the view does not say is gone, and one
   other than itself, acknowledged it (`held`, `acked`), and the electors that have not

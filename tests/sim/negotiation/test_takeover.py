@@ -325,6 +325,23 @@ def test_takeover_seeds_once_failing_with_a_cut_one_way_hold_every_invariant(
         end=end)  # raises SimulationFailure naming it
 
 
+# Takeover soak seeds once failing with a short retention (`--keep-ended-s 10`):
+# 94021920, the Node's: the original told its end on results (SUCCEEDED) to a
+# participant outside the electorate, which acknowledged it and died for good, while
+# the original was cut off from the other electors; a successor elected by them failed
+# the dead domain's step by its verdict, and the dead domain kept the told end, one no
+# coordinator made. A domain outside the electorate is told an end once enough electors
+# hold it (domain_loss_audience.py, `electors_hold`). It fails without the short
+# retention too.
+ONCE_FAILING_KEEP_10 = (94021920,)
+
+
+@pytest.mark.parametrize("seed", ONCE_FAILING_KEEP_10)
+def test_takeover_seeds_once_failing_with_a_short_retention_hold_every_invariant(
+        seed: int) -> None:
+    run(seed, takeover_after_s=3.0, keep_ended_s=10.0)  # raises SimulationFailure
+
+
 def test_a_claimant_that_learned_an_earlier_epochs_end_tells_it_on() -> None:
     """A claimant that takes its predecessor's end before its claim wins tells it on in
     its epoch, to those that granted it too (seed 1110 of the stalled clock schedule,
