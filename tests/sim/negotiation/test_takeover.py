@@ -235,12 +235,19 @@ def test_takeover_seeds_once_failing_hold_every_invariant(seed: int) -> None:
 
 
 # Takeover soak seeds once failing with a short retention (`--keep-ended-s 5 --end
-# 300`), no cut one way, each mended by a rule of the Node's: 163301080 (a claimant
-# that took the end from a grant told it on without the grant's placements: a step's
-# new domain, told nothing, followed a rival claimant that had yielded, and its run
-# was never compensated; takeover_claims.py). Each: (seed, keep_ended_s, end).
+# 300`, or 10), no cut one way, each mended by a rule of the Node's: 163301080 (a
+# claimant that took the end from a grant told it on without the grant's placements: a
+# step's new domain, told nothing, followed a rival claimant that had yielded, and its
+# run was never compensated; takeover_claims.py); 94021920 (the original told its end
+# on results, SUCCEEDED, to a participant outside the electorate, which acknowledged it
+# and died for good, while the original was cut off from the other electors; a
+# successor elected by them failed the dead domain's step by its verdict, and the dead
+# domain kept the told end, one no coordinator made. A domain outside the electorate
+# is told an end once enough electors hold it: domain_loss_audience.py,
+# `electors_hold`; it fails without the short retention too). Each: (seed,
+# keep_ended_s, end), None for the soak's own.
 ONCE_FAILING_SHORT_RETENTION: tuple[tuple[int, float | None, float | None], ...] = (
-    (163301080, 5.0, 300.0),)
+    (163301080, 5.0, 300.0), (94021920, 10.0, None))
 
 
 @pytest.mark.parametrize(("seed", "keep_ended_s", "end"), ONCE_FAILING_SHORT_RETENTION)
@@ -323,23 +330,6 @@ def test_takeover_seeds_once_failing_with_a_cut_one_way_hold_every_invariant(
         seed: int, keep_ended_s: float | None, end: float | None) -> None:
     run(seed, takeover_after_s=3.0, one_way=True, keep_ended_s=keep_ended_s,
         end=end)  # raises SimulationFailure naming it
-
-
-# Takeover soak seeds once failing with a short retention (`--keep-ended-s 10`):
-# 94021920, the Node's: the original told its end on results (SUCCEEDED) to a
-# participant outside the electorate, which acknowledged it and died for good, while
-# the original was cut off from the other electors; a successor elected by them failed
-# the dead domain's step by its verdict, and the dead domain kept the told end, one no
-# coordinator made. A domain outside the electorate is told an end once enough electors
-# hold it (domain_loss_audience.py, `electors_hold`). It fails without the short
-# retention too.
-ONCE_FAILING_KEEP_10 = (94021920,)
-
-
-@pytest.mark.parametrize("seed", ONCE_FAILING_KEEP_10)
-def test_takeover_seeds_once_failing_with_a_short_retention_hold_every_invariant(
-        seed: int) -> None:
-    run(seed, takeover_after_s=3.0, keep_ended_s=10.0)  # raises SimulationFailure
 
 
 def test_a_claimant_that_learned_an_earlier_epochs_end_tells_it_on() -> None:
