@@ -36,6 +36,14 @@ instances' outputs as one input keyed by domain: {"deploy": {"eu-west": {...}, .
 group SUCCEEDS when every instance has ended and enough of them (min_success, all by
 default) SUCCEEDED, and FAILS as soon as that is out of reach, or, with stop, at the
 first failure; only a group's failure fails the workflow and skips what is after it.
+
+A FAILED step is final, with one exception: a Node that took the lost domain's FAILED
+result of a step (following a later coordinator epoch, it cannot know whether that
+epoch's holder took it too: saga_older.py's `older_placement`) and is then told the
+holder placed the step again on it drops that result (`placed_again`, afresh). The
+skips that result derived go with it (`_unskip`): the holder's placement is what
+decides, and the steps after the step wait for its new run, as at the holder. A skip
+another FAILED step also causes stays.
 """
 
 from __future__ import annotations
@@ -233,7 +241,8 @@ class Progress:
         step placed here by a round still in doubt here never starts before that round's
         COMMIT: `placement_in_doubt`.) Returns whether anything changed (False for a
         repeat or an older placement). `afresh`: a terminal step too (its new domain
-        drops the lost one's result it held: placed_here.py)."""
+        drops the lost one's result it held: placed_here.py); what that result skipped
+        waits again (`_unskip`)."""
         step = self.steps.get(step_id)
         if step is None or epoch < step.epoch or (epoch == step.epoch
                                                   and step.domain == domain):
@@ -243,8 +252,11 @@ class Progress:
         same_placement = step.domain == domain
         step.domain, step.epoch, step.lost_to = domain, epoch, lost
         if (afresh or step.state not in TERMINAL_STEP_STATES) and not same_placement:
+            failed = step.state is StepState.FAILED
             step.state, step.attempts, step.outputs, step.error = (
                 StepState.WAITING, 0, {}, "")
+            if failed:
+                self._unskip(step_id)
         return True
 
     def placement_in_doubt(self, step_id: str) -> bool:
@@ -458,6 +470,29 @@ class Progress:
             if step.state in (StepState.WAITING, StepState.PENDING):
                 step.state, step.error = StepState.SKIPPED, reason
             self._skip_downstream(instance)
+
+    def _unskip(self, step_id: str) -> None:
+        """`step_id`'s FAILED was dropped (placed again afresh): what it skipped, after it
+        (and, for an instance, its group's instances), waits again, unplaced ones to be
+        placed; then every step still FAILED skips again, so a step after another failed
+        step stays SKIPPED. Kept, they never ran here, their coordinator waiting for ever
+        (takeover soak seed 100546)."""
+        group = self._group_of.get(step_id)
+        pending = list(self._downstream[step_id])
+        if group is not None:
+            pending.extend(self.groups[group].instances)
+        seen: set[str] = set()
+        while pending:
+            step = self.steps[pending.pop()]
+            if step.id in seen or step.state is not StepState.SKIPPED:
+                continue
+            seen.add(step.id)
+            step.state = StepState.WAITING if step.domain else StepState.PENDING
+            step.error = ""
+            pending.extend(self._downstream[step.id])
+        for step in list(self.steps.values()):
+            if step.state is StepState.FAILED:
+                self._failed(step.id)
 
     def _skip_downstream(self, step_id: str) -> None:
         pending = list(self._downstream[step_id])

@@ -223,3 +223,63 @@ def test_a_step_whose_placement_here_is_in_doubt_waits_unplaced_for_its_round() 
     assert p.placed_again("b", ME, 2, LOST)
     assert [(x.step_id, x.attempt) for x in p.start_ready()] == [("b", 1)]
     assert p.steps["b"].epoch == 2
+
+
+def lost_failure_taken() -> Progress:
+    """This domain's view (ME) of s0 -> {s1, s2}, s1 -> s3: s0 lost with its domain and
+    sent back by a loss verdict of our own (PENDING), then the lost domain's FAILED of
+    its attempt (interrupted by its restart) taken, as a Node following a later epoch
+    takes it: the steps after s0 are SKIPPED."""
+    p = Progress(spec(step("s0", idempotent=True), step("s1", "s0"), step("s2", "s0"),
+                      step("s3", "s1")), {"s0": LOST, "s1": ME, "s2": ME, "s3": ME}, ME)
+    assert p.domain_lost(LOST, can_replace=True) == [("s0", LossAction.REPLACE)]
+    assert p.apply_result("s0", 1, StepState.FAILED, {}, "interrupted by an agent restart")
+    assert {i: s.state for i, s in p.steps.items()} == {
+        "s0": StepState.FAILED, "s1": StepState.SKIPPED, "s2": StepState.SKIPPED,
+        "s3": StepState.SKIPPED}
+    return p
+
+
+def test_a_failed_step_placed_again_afresh_lets_the_steps_it_skipped_run() -> None:
+    # The later epoch's holder refused that FAILED and placed s0 again, here: its result
+    # dropped (afresh), s0 runs here, and so do the steps after it (seed 100546: they
+    # stayed SKIPPED, and the holder waited for them for ever).
+    p = lost_failure_taken()
+    assert p.placed_again("s0", ME, 2097152, LOST, afresh=True)
+    assert {i: (s.state, s.error) for i, s in p.steps.items()} == {
+        i: (StepState.WAITING, "") for i in ("s0", "s1", "s2", "s3")}
+    assert p.outcome() is None
+    assert [x.step_id for x in p.start_ready()] == ["s0"]
+    assert p.attempt_ended("s0", 1, True, {"by": ME}, "") is StepState.SUCCEEDED
+    assert [x.step_id for x in p.start_ready()] == ["s1", "s2"]
+    assert p.attempt_ended("s1", 1, True, {}, "") is StepState.SUCCEEDED
+    assert [x.step_id for x in p.start_ready()] == ["s3"]
+
+
+def test_a_step_another_failed_step_skipped_stays_skipped_when_one_is_placed_again() -> None:
+    p = Progress(spec(step("s0", idempotent=True), step("x"), step("s1", "s0"),
+                      step("s2", "s0", "x"), step("s3", "s2")),
+                 {"s0": LOST, "x": OTHER, "s1": ME, "s2": ME, "s3": ME}, ME)
+    assert p.domain_lost(LOST, can_replace=True) == [("s0", LossAction.REPLACE)]
+    assert p.apply_result("s0", 1, StepState.FAILED, {}, "interrupted by an agent restart")
+    assert p.apply_result("x", 1, StepState.FAILED, {}, "boom")  # s2, s3: skipped by s0
+    assert p.placed_again("s0", ME, 5, LOST, afresh=True)
+    assert {i: s.state for i, s in p.steps.items()} == {
+        "s0": StepState.WAITING, "x": StepState.FAILED, "s1": StepState.WAITING,
+        "s2": StepState.SKIPPED, "s3": StepState.SKIPPED}
+    assert p.steps["s2"].error == "upstream step x failed"
+    assert p.outcome() is Outcome.FAILED
+
+
+def test_a_skip_of_a_step_placed_again_unplaced_waits_to_be_placed() -> None:
+    # A step after s0 that waited to be placed again itself when s0's failure skipped it
+    # goes back to waiting for its placement, not to run anywhere.
+    p = Progress(spec(step("s0", idempotent=True), step("s1", "s0", idempotent=True)),
+                 {"s0": LOST, "s1": LOST}, ME)
+    assert sorted(p.domain_lost(LOST, can_replace=True)) == [
+        ("s0", LossAction.REPLACE), ("s1", LossAction.REPLACE)]
+    assert p.apply_result("s0", 1, StepState.FAILED, {}, "interrupted by an agent restart")
+    assert p.steps["s1"].state is StepState.SKIPPED
+    assert p.placed_again("s0", ME, 5, LOST, afresh=True)
+    assert (p.steps["s1"].state, p.steps["s1"].domain) == (StepState.PENDING, "")
+    assert sorted(p.awaiting_placement()) == ["s1"]
