@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test faketime browser slurm proto proto-check lint bench soak chaos clean
+.PHONY: demo test faketime browser slurm proto proto-check lint bench soak explore chaos clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -100,6 +100,17 @@ chaos: $(STAMP)
 soak: $(STAMP)
 	$(PY) -m fedorch.sim.negotiation.run --seeds 100000 --jobs 2
 	$(PY) -m fedorch.sim.negotiation.run --seeds 20000 --start 100000 --jobs 2 --takeover 3
+	$(MAKE) explore
+
+# The unit tests' Hypothesis properties on fresh random examples, EXPLORE_ROUNDS times
+# (make test runs them derandomized: the same examples each time; tests/conftest.py).
+EXPLORE_ROUNDS ?= 3
+explore: $(STAMP)
+	@files=$$(grep -rl --include='*.py' -e '^from hypothesis' -e '^import hypothesis' tests/unit); \
+	for i in $$(seq 1 $(EXPLORE_ROUNDS)); do \
+		echo "explore round $$i of $(EXPLORE_ROUNDS)"; \
+		FEDORCH_HYPOTHESIS=explore $(PY) -m pytest -q -n 2 -p no:cacheprovider $$files || exit 1; \
+	done
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
