@@ -114,7 +114,7 @@ from fedorch.core.identity.authority import coordinator_of
 from fedorch.core.workflow.compensation import plan
 from fedorch.core.workflow.lifecycle import WorkflowState
 
-__all__ = ["IF_DRIVER_GONE", "NOTHING", "EndedRecords", "no_saga"]
+__all__ = ["IF_DRIVER_GONE", "NOTHING", "EndedRecords", "no_saga", "yielded"]
 
 # A record's `tell`, besides an epoch (>= 0) to tell the end in to any asker: nothing
 # told; or the end told in epoch 0, by the original, once the view here says the saga's
@@ -127,6 +127,18 @@ def no_saga(n: Any, wf: str) -> bool:
     info = n.running.info(wf)
     spec = getattr(info, "spec", None)
     return spec is not None and not any(s.HasField("compensate") for s in spec.steps)
+
+
+def yielded(d: Any, name: str, wf: str) -> int:
+    """The epoch e >= 1 of `wf` whose grant here names another holder, followed here in
+    that very epoch, this Node `name` not the original: a claim of e yielded to a
+    better-ranked rival (takeover_late_grants.py, "A claim yielded to a rival"); else 0.
+    `d` is the Node's tables."""
+    epoch, holder = d.granted.get(wf, (0, ""))
+    if epoch >= 1 and holder not in ("", name) and d.epochs.get(wf) == (epoch, holder) \
+            and coordinator_of(wf) != name:
+        return epoch
+    return 0
 
 
 def _owed_here(n: Any, wf: str) -> bool:
@@ -203,7 +215,9 @@ class EndedRecords:
             if whole():
                 return 0  # its saga over (the plan closed here) or none owed
             return IF_DRIVER_GONE if not _owed_here(n, wf) else NOTHING
-        return NOTHING
+        # Our claim's epoch yielded to a rival, followed in its hands, not the original
+        # (takeover_late_grants.py `asked`; the plan is closed: forgotten).
+        return yielded(d, n.name, wf) or NOTHING
 
     def of(self, wf: str) -> tuple[WorkflowState, int, str, int, int] | None:
         """The record of `wf`, if this Node knows nothing else of it."""

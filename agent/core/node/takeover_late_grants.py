@@ -180,7 +180,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fedorch.core.identity.authority import coordinator_of
+from fedorch.core.node.ended_records import yielded
 from fedorch.core.node.records import FinalMsg, PlacementQuery
 from fedorch.core.workflow.takeover import Asked, Role
 
@@ -366,11 +366,9 @@ class LateGrants:
         followed = d.epochs.get(wf, (0, ""))
         # Our claim of `epoch` yielded to a better-ranked rival (takeover_split.py): our
         # grant moved to it, followed in that very epoch (see the header, "A claim
-        # yielded").
-        # Never the original: a domain following it in epoch 0 asks it too, told there.
-        yielded = holder not in ("", n.name) and followed == (epoch, holder) \
-            and coordinator_of(wf) != n.name
-        if holder != n.name and not yielded or epoch < 1 or wf not in d.final \
+        # yielded"). Never the original: a domain following it in epoch 0 asks it too,
+        # told there. The end's record tells it alike (ended_records.py, `yielded`).
+        if holder != n.name and not yielded(d, n.name, wf) or epoch < 1 or wf not in d.final \
                 or followed[0] > epoch or followed == (epoch, n.name) \
                 or n.compensating.plans.plan_open(wf) or self.claim_runs(wf) \
                 or (src not in n.replacement.domains_of(wf)
