@@ -162,10 +162,11 @@ and tells them the end in epoch 0 (restart_check.py `_tell_end`); asked so in e,
 moved them onto an epoch they do not hold (refused, asked again). Chosen over telling the
 rival's end with a proof (none exists: the rival never won) or moving the granter
 onto the rival (its grant of e is to us: only we may answer in e). No message
-changes. Not built yet: the same answer from the end's
-record once retention forgot the workflow here (ended_records.py tells the end in e
-only for our own grant of e): a granter cut off from us past our retention stays held;
-nor an original coordinator that claimed past a gone holder and yielded its epoch.
+changes. Once retention forgot the workflow here, the end's record gives the same
+answer (ended_records.py: `keep` records e to tell by the same test, `yielded`), so a
+granter cut off from us past our retention is told too. Not built yet: an original
+coordinator that claimed past a gone holder and yielded its epoch (ended_records.py
+says why it is not the same rule).
 
 Not told: an elector holding no step of the workflow (an extra acceptor of its
 round). It holds no reservation, and it refuses a claimant's end of epoch 1 or
