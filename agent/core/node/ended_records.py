@@ -36,6 +36,27 @@ What it answers, and why each is the answer the live workflow gave:
   - as the claimant of epoch e >= 1 that never acted in it (e followed in a rival
     claimant's hands, or a lower epoch followed), its claim and plan over
     (takeover_late_grants.py, `asked`): in e, as before;
+  - as the claimant of e >= 1 that yielded e to a better-ranked rival (takeover_split.py:
+    its grant of e names the rival, followed here in e) and is not the original
+    (`yielded`, the very test `asked` makes): in e. Kept, `asked` told its granter so
+    once the claim was over and the plan not open here; at forgetting both hold
+    (retention forgets none with its plan open, and a running claim is a grant of our
+    own). The end is the one end there is, taken here from the rival, the holder this
+    Node follows, through the authority rules of any end notice; the saga is over here,
+    so no plan is owed with it. Who asks: only a domain that follows this Node asks
+    it (restart_check.py), and one follows it in e only by a grant of its claim that
+    reached it after the yield; it takes the end from the holder it follows. Any other
+    takes or refuses it by the authority rules of any participant's end of e
+    (authority_ends.py): one that follows the rival in e refuses it (e held by
+    another, no certificate: the claimant never won), one that granted or follows a
+    later epoch refuses it, and what any takes is that one end. As for our own grant
+    of e, the record keeps no list of domains: any asker is told (`asked` told only a
+    domain; only domains ask). The original's asks in epoch 0 (original_asks.py) are
+    told it as while kept, taken or refused by the same rules. Nothing changes here:
+    no row, grant or epoch is written, and the asker ends its part and lets its
+    reservation go, as above. A Node that granted the rival's claim without claiming
+    has the same tables: none follows it in e, so only the original's asks reach it,
+    answered as while kept;
   - as the original coordinator in epoch 0 that granted no later epoch: in epoch 0. It
     drove the workflow and its saga, if any, itself, to its end (or its plan was
     closed here, or its spec has no `compensate` block: the end is the whole end);
@@ -52,8 +73,17 @@ What it answers, and why each is the answer the live workflow gave:
   follows (its claimant may drive a saga unknown here), where the results here owed
   a compensation and the driver is gone (kept, they became a plan claimed for; their
   rows are gone with the workflow), or where this Node, not the original, follows
-  another's epoch (kept, it told a step's domain the end only with a certificate of
-  an earlier epoch of its own, which the record does not keep).
+  another's epoch other than the one it granted (kept, it told a step's domain the end
+  only with a certificate of an earlier epoch of its own, which the record does not
+  keep).
+  Not built yet: an original coordinator that claimed e past a gone holder and
+  yielded e to a rival. Its granter follows it in e and is held as while kept, where
+  `asked` leaves the original out; the record, as the kept workflow, tells it the end
+  in epoch 0 (or nothing), not in e. It is not the same rule: the original is asked
+  by the domains that follow it in epoch 0 too, the question names no epoch, and an
+  end in e moves those onto an epoch they do not hold (refused, asked again), one in
+  epoch 0 is refused by the granter. Answering both needs the epoch in the question
+  (a message change) or two answers, each argued on its own.
   What is not done: the told asker ends its part and lets its reservation go, runs
   nothing and compensates nothing; a SUCCEEDED run it holds that no driver learned of
   stays uncompensated, as its late result would at a Node that forgot the workflow
@@ -114,7 +144,7 @@ from fedorch.core.identity.authority import coordinator_of
 from fedorch.core.workflow.compensation import plan
 from fedorch.core.workflow.lifecycle import WorkflowState
 
-__all__ = ["IF_DRIVER_GONE", "NOTHING", "EndedRecords", "no_saga"]
+__all__ = ["IF_DRIVER_GONE", "NOTHING", "EndedRecords", "no_saga", "yielded"]
 
 # A record's `tell`, besides an epoch (>= 0) to tell the end in to any asker: nothing
 # told; or the end told in epoch 0, by the original, once the view here says the saga's
@@ -127,6 +157,18 @@ def no_saga(n: Any, wf: str) -> bool:
     info = n.running.info(wf)
     spec = getattr(info, "spec", None)
     return spec is not None and not any(s.HasField("compensate") for s in spec.steps)
+
+
+def yielded(d: Any, name: str, wf: str) -> int:
+    """The epoch e >= 1 of `wf` whose grant here names another holder, followed here in
+    that very epoch, this Node `name` not the original: a claim of e yielded to a
+    better-ranked rival (takeover_late_grants.py, "A claim yielded to a rival"); else 0.
+    `d` is the Node's tables."""
+    epoch, holder = d.granted.get(wf, (0, ""))
+    if epoch >= 1 and holder not in ("", name) and d.epochs.get(wf) == (epoch, holder) \
+            and coordinator_of(wf) != name:
+        return epoch
+    return 0
 
 
 def _owed_here(n: Any, wf: str) -> bool:
@@ -203,7 +245,9 @@ class EndedRecords:
             if whole():
                 return 0  # its saga over (the plan closed here) or none owed
             return IF_DRIVER_GONE if not _owed_here(n, wf) else NOTHING
-        return NOTHING
+        # Our claim's epoch yielded to a rival, followed in its hands, not the original
+        # (takeover_late_grants.py `asked`; the plan is closed: forgotten).
+        return yielded(d, n.name, wf) or NOTHING
 
     def of(self, wf: str) -> tuple[WorkflowState, int, str, int, int] | None:
         """The record of `wf`, if this Node knows nothing else of it."""

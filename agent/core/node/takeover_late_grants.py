@@ -162,10 +162,11 @@ and tells them the end in epoch 0 (restart_check.py `_tell_end`); asked so in e,
 moved them onto an epoch they do not hold (refused, asked again). Chosen over telling the
 rival's end with a proof (none exists: the rival never won) or moving the granter
 onto the rival (its grant of e is to us: only we may answer in e). No message
-changes. Not built yet: the same answer from the end's
-record once retention forgot the workflow here (ended_records.py tells the end in e
-only for our own grant of e): a granter cut off from us past our retention stays held;
-nor an original coordinator that claimed past a gone holder and yielded its epoch.
+changes. Once retention forgot the workflow here, the end's record gives the same
+answer (ended_records.py: `keep` records e to tell by the same test, `yielded`), so a
+granter cut off from us past our retention is told too. Not built yet: an original
+coordinator that claimed past a gone holder and yielded its epoch (ended_records.py
+says why it is not the same rule).
 
 Not told: an elector holding no step of the workflow (an extra acceptor of its
 round). It holds no reservation, and it refuses a claimant's end of epoch 1 or
@@ -180,7 +181,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fedorch.core.identity.authority import coordinator_of
+from fedorch.core.node.ended_records import yielded
 from fedorch.core.node.records import FinalMsg, PlacementQuery
 from fedorch.core.workflow.takeover import Asked, Role
 
@@ -366,11 +367,9 @@ class LateGrants:
         followed = d.epochs.get(wf, (0, ""))
         # Our claim of `epoch` yielded to a better-ranked rival (takeover_split.py): our
         # grant moved to it, followed in that very epoch (see the header, "A claim
-        # yielded").
-        # Never the original: a domain following it in epoch 0 asks it too, told there.
-        yielded = holder not in ("", n.name) and followed == (epoch, holder) \
-            and coordinator_of(wf) != n.name
-        if holder != n.name and not yielded or epoch < 1 or wf not in d.final \
+        # yielded"). Never the original: a domain following it in epoch 0 asks it too,
+        # told there. The end's record tells it alike (ended_records.py, `yielded`).
+        if holder != n.name and not yielded(d, n.name, wf) or epoch < 1 or wf not in d.final \
                 or followed[0] > epoch or followed == (epoch, n.name) \
                 or n.compensating.plans.plan_open(wf) or self.claim_runs(wf) \
                 or (src not in n.replacement.domains_of(wf)
