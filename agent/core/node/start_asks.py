@@ -46,11 +46,19 @@ domain lost and placed its steps elsewhere: taken for the driver, the claimant s
 a step made ready by a late need, and a step that is not idempotent ran in two
 domains (takeover soak seed 165402137 with a cut one way: d0, claiming epoch 1 cut
 off from d2, started s2 while d2 had placed it again on d3, which ran it). So an
-attempt of a workflow whose holder here is our own claim not won yet is held, as out
-of contact, and asks nobody (the one to ask is ourselves); it is looked at again at
-each ask's time: once the claim won (its grants brought the electors' placements,
-placed_here.py) it starts as the driver's own, once this Node follows another holder
-that one is asked.
+attempt of a workflow whose holder here is our own claim not won yet is held, as out of
+contact, and asks nobody (the one to ask is ourselves). It is looked at again as soon
+as the takeover part has applied a step of the workflow's core that ends the wait
+(`holder_stepped`, called at the end of takeover.py's `apply`): once the claim won, in
+the very step of the `Act` that writes the epoch, it starts as the driver's own (the
+grants that won it each brought the electors' placements before they counted,
+placed_here.py, and the Act's own judging and re-placements are done by then); once
+this Node follows another holder (it yielded, or was shown a win) that one is asked at
+once, the wait between asks from the shortest again. Neither waits for the held
+attempt's next ask (up to `ASK_AT_MOST_S` away once the asks backed off); any other
+step of the core leaves the held start to its ask's time, and so does a change of
+holder for a start held while asking another (a participant that grants a claimant asks
+it at its next ask, as before).
 
 The coordinator's side. Answering "still placed here" to a query naming steps about to
 start, the coordinator counts each such step as possibly started by the asker
@@ -203,6 +211,7 @@ class StartAsks:
         self.over: dict[tuple[str, str], int] = {}  # (wf, step) -> no start at or below
         self.due = DeadlineTable()  # workflow -> its next ask
         self.wait: dict[str, float] = {}  # workflow -> the wait after its next ask
+        self.asked_of: dict[str, str] = {}  # workflow -> the holder its last ask was for
         # The domains whose contact lapsed (their view left ALIVE, or came from unknown
         # while a workflow here follows it: "A cut that heals"; every one known at our
         # own doubt: "A cut one way"), and the workflows asked since
@@ -257,9 +266,7 @@ class StartAsks:
 
     def forget(self, wf: str) -> None:
         """`wf` ended here: nothing of it starts any more, nothing to ask."""
-        self.asked.pop(wf, None)
-        self.due.pop(wf, None)
-        self.wait.pop(wf, None)
+        self._done(wf)
         self.since_lapse.pop(wf, None)
         self.confirmed = {c for c in self.confirmed if c[0] != wf}
         self.over = {k: e for k, e in self.over.items() if k[0] != wf}
@@ -351,7 +358,7 @@ class StartAsks:
         wait = self.wait.get(wf, n.t.reliable_resend_s)
         self.due[wf] = now + wait
         self.wait[wf] = min(wait * 2, ASK_AT_MOST_S)
-        target = self.coordinator(wf)
+        target = self.asked_of[wf] = self.coordinator(wf)
         if target == n.name:
             if self.drives(wf):  # it drives the workflow now: nothing to ask
                 self._done(wf)
@@ -365,6 +372,22 @@ class StartAsks:
         self.asked.pop(wf, None)
         self.due.pop(wf, None)
         self.wait.pop(wf, None)
+        self.asked_of.pop(wf, None)
+
+    def holder_stepped(self, now: float, wf: str) -> None:
+        """The takeover part applied what `wf`'s core said (takeover.py, `apply`): a
+        start held here for our own claim (its last ask was for ourselves) is looked at
+        now, not at its ask's time, if that claim won (an `Act`: it starts as the
+        driver's own) or we follow another holder since (asked now, its wait from the
+        shortest again). See "A claimant drives nothing"."""
+        n = self.n
+        if not self.asked.get(wf) or self.asked_of.get(wf) != n.name:
+            return  # nothing held for our own claim
+        if wf in n.progress and wf not in n.state.final and not self.drives(wf) \
+                and self.coordinator(wf) == n.name:
+            return  # our claim goes on, not won yet
+        self.wait[wf] = n.t.reliable_resend_s
+        self._ask(now, wf)
 
     def on_answer(self, now: float, src: str, msg: PlacementAnswer) -> None:
         """The coordinator asked answered (before the restart rule looks at it)."""

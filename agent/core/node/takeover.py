@@ -379,6 +379,8 @@ class Takeovers:
                 n.replacement.acting(now, wf)
                 if wf in d.rows and wf not in d.final:  # the original, past a gone
                     n.replacement.told.retell(wf)  # holder: its placements, in its epoch
+        if n.fencing is not None:  # a start held here: our claim won, or another holder
+            n.fencing.asks.holder_stepped(now, wf)  # followed (start_asks.py)
 
     # ---- evidence (takeover_proofs.py) ---------------------------------------------------
 

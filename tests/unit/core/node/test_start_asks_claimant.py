@@ -10,12 +10,14 @@ d0 coordinates; s1 on d2 (running), s2 on d1 after it, not idempotent."""
 
 from __future__ import annotations
 
-from fedorch.core.node import MemberState, Tick
-from fedorch.core.node.records import ClaimMsg, PlacementQuery
+from fedorch.core.node import MemberState, Message, StepEnded, Tick
+from fedorch.core.node.records import ClaimAnswerMsg, ClaimMsg, PlacementQuery
 from fedorch.core.node.start_asks import HELD
 
+from tests.unit.core.node.federation import sent
 from tests.unit.core.node.test_domain_loss import WF
-from tests.unit.core.node.test_start_asks import chain, runs_of, s1_done
+from tests.unit.core.node.test_start_asks import Federation, chain, runs_of, s1_done
+from tests.unit.core.node.test_takeover import certificate
 
 
 def test_a_claimant_not_won_holds_a_step_the_coordinator_placed_elsewhere() -> None:
@@ -51,3 +53,52 @@ def test_a_claimant_not_won_holds_a_step_the_coordinator_placed_elsewhere() -> N
         fed.step("d1", Tick())
     assert not fed.sent_by("d1", PlacementQuery)
     assert runs_of(fed, "s2") == [("d3", 1)]  # once, at its new domain only
+
+
+def grants_to_d1(src: str, dst: str, msg: object) -> bool:
+    return dst == "d1" and isinstance(msg, ClaimAnswerMsg)
+
+
+def d1_claiming_holds_s2() -> Federation:
+    """d0 dies at 2 s: d1, the lowest participant, claims epoch 1 at once, its grants
+    held on their way back; s1 then ends at d2 and its result reaches d1, which holds
+    s2 (its claim has not won) and asks nobody."""
+    fed = chain()
+    fed.now = 2.0
+    fed.goes_silent_and_dead("d0", keep=grants_to_d1)
+    assert fed.disks["d1"].granted[WF] == (1, "d1") and WF not in fed.disks["d1"].epochs
+    [run] = fed.running["d2"]
+    fed.step("d2", StepEnded(*run, ok=True))
+    fed.deliver(keep=grants_to_d1)
+    assert fed.nodes["d1"].stats[HELD] == 1
+    assert runs_of(fed, "s2") == []
+    assert not fed.sent_by("d1", PlacementQuery)
+    return fed
+
+
+def test_a_held_start_goes_on_in_the_step_its_claim_wins() -> None:
+    """The grants then reach d1, the clock still at 2 s: the one that makes d1's claim
+    win starts s2 in that very step, with the Act that writes epoch 1 (its grants'
+    placements taken before it counts: s2 is still d1's). Without the look at the win
+    s2 waited for the held attempt's next ask (`reliable_resend_s` later, up to 4 s
+    once the asks had backed off)."""
+    fed = d1_claiming_holds_s2()
+    fed.deliver()
+    assert fed.evidence.acting == {(WF, 1): "d1"}
+    assert runs_of(fed, "s2") == [("d1", 1)]
+    [won] = [r for r in fed.readies["d1"] if any(w.point == "takeover act" for w in r.writes)]
+    assert (WF, "s2", 1) in won.start_steps  # the same Ready as the Act
+    assert not fed.sent_by("d1", PlacementQuery)  # the driver asks nobody
+
+
+def test_a_claimant_that_follows_a_proven_holder_asks_it_at_once() -> None:
+    """d1, holding s2 for its own claim of epoch 1, is shown that d2 won epoch 2 (d3
+    relays d2's certificate): it follows d2 and asks d2 about s2 in that very step, not
+    at the held attempt's next ask's time; nothing starts before d2 answers."""
+    fed = d1_claiming_holds_s2()
+    fed.net = []  # the grants lost
+    proof = certificate(fed, 2, "d2", ["d1", "d2", "d3"])
+    ready = fed.step("d1", Message("d3", ClaimAnswerMsg(WF, 1, False, 2, "d2", won=proof)))
+    assert fed.disks["d1"].epochs[WF] == (2, "d2")
+    assert ("d2", PlacementQuery(WF, starting=(("s2", 0),))) in sent(ready)
+    assert runs_of(fed, "s2") == []
