@@ -138,6 +138,7 @@ from fedorch.core.node.submission_check import check_submission
 from fedorch.core.node.submitting import take_submission
 from fedorch.core.node.takeover import TakeoverEvidence, Takeovers
 from fedorch.core.node.takeover_grants import GrantSigner
+from fedorch.core.node.told_again import domains_back
 from fedorch.core.node.votes import Votes
 from fedorch.core.policy.engine import PolicyContext
 from fedorch.core.workflow.progress import Progress
@@ -397,6 +398,7 @@ class Node:
             self.domain_loss.lost(now, lost)  # the steps placed there, where we drive
             self.replacement.lost(now, lost)  # re-placement rounds asking them
             self.compensating.loss.lost(now, lost)  # compensations owed there (saga_loss.py)
+        domains_back(self, now, before)  # end notices owed one back: now (told_again.py)
         if changed and self.takeover is not None:
             self.takeover.member_changed(now, changed)
         if before and self.fencing is not None:
