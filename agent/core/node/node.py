@@ -190,8 +190,7 @@ class Node:
         self.running = Running(self)
         self.early_results = EarlyResults(self)  # results before their COMMIT
         self.end_notices = EndNotices(self)  # end notices told here (running_ends.py)
-        # The steps the loss table places again, in rounds of their own (replacement.py).
-        self.replacement = Replacements(self)
+        self.replacement = Replacements(self)  # steps the loss table places again (replacement.py)
         self.placed_here = PlacedHere(self)  # a participant's side of it (placed_here.py)
         self.restart_check = RestartCheck(self)  # nothing starts after a restart unasked
         self.compensating = Compensating(self)  # sagas (compensating.py)
@@ -379,8 +378,7 @@ class Node:
             self.retain.tick(now)
 
     def _member_views(self, now: float, changes: tuple[MemberState, ...]) -> None:
-        changed = set()
-        was_gone = set()
+        changed, was_gone = set(), set()
         before: dict[str, str | None] = {}
         for change in changes:  # all applied first: nothing acts on a view half told
             if self.members.get(change.domain) != change.state:
