@@ -138,6 +138,7 @@ from fedorch.core.node.submission_check import check_submission
 from fedorch.core.node.submitting import take_submission
 from fedorch.core.node.takeover import TakeoverEvidence, Takeovers
 from fedorch.core.node.takeover_grants import GrantSigner
+from fedorch.core.node.told_again import domains_back
 from fedorch.core.node.votes import Votes
 from fedorch.core.policy.engine import PolicyContext
 from fedorch.core.workflow.progress import Progress
@@ -189,8 +190,7 @@ class Node:
         self.running = Running(self)
         self.early_results = EarlyResults(self)  # results before their COMMIT
         self.end_notices = EndNotices(self)  # end notices told here (running_ends.py)
-        # The steps the loss table places again, in rounds of their own (replacement.py).
-        self.replacement = Replacements(self)
+        self.replacement = Replacements(self)  # steps the loss table places again (replacement.py)
         self.placed_here = PlacedHere(self)  # a participant's side of it (placed_here.py)
         self.restart_check = RestartCheck(self)  # nothing starts after a restart unasked
         self.compensating = Compensating(self)  # sagas (compensating.py)
@@ -378,8 +378,7 @@ class Node:
             self.retain.tick(now)
 
     def _member_views(self, now: float, changes: tuple[MemberState, ...]) -> None:
-        changed = set()
-        was_gone = set()
+        changed, was_gone = set(), set()
         before: dict[str, str | None] = {}
         for change in changes:  # all applied first: nothing acts on a view half told
             if self.members.get(change.domain) != change.state:
@@ -397,6 +396,7 @@ class Node:
             self.domain_loss.lost(now, lost)  # the steps placed there, where we drive
             self.replacement.lost(now, lost)  # re-placement rounds asking them
             self.compensating.loss.lost(now, lost)  # compensations owed there (saga_loss.py)
+        domains_back(self, now, before)  # end notices owed one back: now (told_again.py)
         if changed and self.takeover is not None:
             self.takeover.member_changed(now, changed)
         if before and self.fencing is not None:
