@@ -22,8 +22,8 @@ refused.
 Resends. `Node.get_timer` wants the earliest next resend and the tick the ids due,
 in the table's order; both walked the whole table once per turn. The next resends are
 kept in a LazyHeap (deadlines.py) instead: an entry's next resend is pushed when it is
-kept and each time `resend_due` moves it on (the only place an entry's deadline
-changes), and an item counts only while its id is kept with that very deadline: every
+kept and each time its deadline moves (`resend_due`, and an entry set again through
+`__setitem__`, as told_again.py does for a domain back ALIVE), and an item counts only while its id is kept with that very deadline: every
 kept id has a live item at its next resend, so none is missed, and a tick hands each
 due id out once, so none goes twice. The due ids are sorted by the number each got when first kept (kept in the index beside
 it: the dict's own order, since an id set again keeps its place and one cut and kept

@@ -166,8 +166,9 @@ def check_takeovers(checker: Any, sim: World) -> None:
             if checker._exempt_past_life(sim, p, tx.key):
                 # In doubt past the round's life, refused by its acceptors: it stays so,
                 # never decided wrongly (docs/retention.md, "The limit it documents";
-                # seed 94001673 with --keep-ended-s 10: a participant restarted thrice
-                # while recovering, its round's life of 10 s over at the other acceptor).
+                # seed 94025371 with --keep-ended-s 10: a participant that crashed as it
+                # accepted the COMMIT, twice more while recovering, its round past its
+                # life at the third acceptor: test_world_retention_takeover.py).
                 continue
             # From the participant's own last restart too (its last fault): a
             # participant back late, outside the electorate, learns the end by its

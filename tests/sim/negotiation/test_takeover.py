@@ -212,11 +212,12 @@ def test_seeded_runs_with_takeover_hold_every_invariant(first: int) -> None:
 # grant elected a successor that placed a started step again, placed_here.py).
 # 154501010 (the original, back from a crash after its successor placed its own step
 # elsewhere, started that step before it heard of the later epoch: original_asks.py).
-# 102933 and 108589 (the checker, not the core: a successor's end made late by the
-# network's hits on its exchange, each costing one resend at most: 102933, the
-# participant's acknowledgements held 5.9-11.4 s each; 108589, a loss verdict told to a
-# domain while it was down, resent every 8 s once it was back, two acknowledgements and
-# a notice lost: takeover_check.py, `end_hit_cost`).
+# 102933 (the checker, not the core: a successor's end made late by the network's hits
+# on its exchange, each costing one resend at most, the participant's acknowledgements
+# held 5.9-11.4 s each: takeover_check.py, `end_hit_cost`). 108589 (a loss verdict told
+# to a domain while it was down waited for the 8 s resend once it was back; now told
+# again at once when the view sees it ALIVE, told_again.py, and it holds without
+# `end_hit_cost`).
 ONCE_FAILING = (8101707, 8700249, 8303778, 8101903, 9600991, 8102557, 10000987, 10001968,
                 10002160, 11000176, 11001793, 101675, 115435, 101830, 108549, 102364,
                 114857, 117530, 103863, 115316, 117826, 119616, 116571, 18300721, 18100834,
