@@ -32,7 +32,8 @@ spreads) is answered with what was recorded, never run twice.
 A report that reaches a Node before it knows the end (a claimant its domain follows
 already, before a grant showed it the end) is not acknowledged: an acknowledgement
 means the report was taken, and one given for a report dropped would end its resends
-(`on_compensated`).
+(`on_compensated`). So too one that reaches the driver before the late result that makes
+its step owed (saga_results.py, `awaited`).
 
 Late results. The driver plans from the results it holds at the end; a step's
 SUCCEEDED still on its way then, or reported again after its domain's restart, joins
@@ -270,6 +271,10 @@ class Compensating:
             n.stats["compensation report before the end: not acknowledged"] += 1
             return
         s = core.entry(msg.step_id, src) if core is not None else None
+        if s is None and self.results.awaited(wf, msg.step_id):
+            # Before its step's late result: nothing taken, so not acknowledged either.
+            n.stats["compensation report before its step's result: not acknowledged"] += 1
+            return
         if self.loss.fenced(wf, msg, src):
             pass  # its domain back: the loss verdict stands (saga_loss.py)
         elif s is not None:  # else over, or not ours; the entry of src's run (saga_runs)

@@ -37,6 +37,18 @@ never compensated the step). Kept with the domain its run was made in (`ran_in`,
 as `late` works it out), and so planned there (`domain_of`): a results row says no
 domain, and an older placement's run and the new domain's look alike.
 
+A domain that follows a new driver reports it both its SUCCEEDED result and the
+report of a compensation it ran for an earlier driver (saga_plans.report_again), and
+the report may come first. It is not acknowledged while the step may still join the
+saga (`awaited`: no row of it and no SUCCEEDED result of it held here): the late
+result makes the driver tell that attempt, the domain answers from its record under
+the same message id, and an acknowledgement of the first report, late, ended the
+resends of that answer, lost on the way; the driver's saga waited for ever, and the
+domain's retention forgot the workflow (takeover soak seed 178300800 with
+`--keep-ended-s 5`). Unacknowledged, the report is resent until the late result has
+made its row, and then folded in. A result that never joins (its limits, below)
+leaves that report resent, and its workflow kept in the domain, for ever.
+
 Why it is safe. Only the driver of the epoch held takes a late result into a saga
 (`late`: a Node whose epoch is over, or that does not drive yet, only keeps it); a
 result kept changes what a later saga of this Node owes, never what runs: a domain
@@ -120,6 +132,16 @@ class SagaResults:
         self.c.cores[wf] = self.c.runs.core(wf)  # RUNNING ones told again
         self.c.plans.tell(wf)  # the plan grew (or a saga over starts again)
         self.c.drive(now, wf)
+
+    def awaited(self, wf: str, step: str) -> bool:
+        """May a compensation report of `step` reaching this Node, the driver of `wf`'s
+        saga (ended here FAILED or CANCELLED), come before the late result that makes it
+        owed (`late`): no row of it, and no SUCCEEDED result of it held here?"""
+        d = self.n.state
+        held = d.results.get(wf, {}).get(step)
+        return self.c.known(wf) and self.c.driver(wf) == self.n.name \
+            and d.final.get(wf) in OWING and (wf, step) not in d.compensations \
+            and (held is None or name_of(held[1]) != "SUCCEEDED")
 
     def keep(self, msg: ResultMsg, domain: str = "") -> None:
         """An owed SUCCEEDED result that reached this Node while another drives the
