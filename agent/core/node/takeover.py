@@ -54,7 +54,10 @@ held (`claim_grants`, written as each came, before it counted: takeover_claims.p
 and shows them with its claim; and a claim withdrawn is rebuilt as such
 (`withdrawn`, the epoch withdrawn, written by `apply` with every Persist from the
 core's own: so in the write of the withdrawal, and gone in that of the next claim or
-epoch followed): core/workflow/takeover_claiming.py, Restarted, says why.
+epoch followed): core/workflow/takeover_claiming.py, Restarted, says why. And it knows
+again the coordinator it claimed past: the one `epochs` holds, followed when it claimed
+(a claim writes `granted` alone), which, gone, it does not wait for (takeover_claiming.py,
+"The coordinator claimed past"; takeover soak seed 178100853).
 
 Outputs. `Persist` is written to `granted` (and, for another holder, `epochs`: the
 coordinator followed, to whom our results then go again) under the point "takeover
@@ -211,7 +214,8 @@ class Takeovers:
             epoch, holder = held_of(d, wf, info.coordinator)
             # Acting only in the epoch an Act (or the commit, epoch 0) wrote: see
             # "Acting or claiming, on restore".
-            acting = d.epochs.get(wf, (0, info.coordinator)) == (epoch, n.name)
+            followed = d.epochs.get(wf, (0, info.coordinator))
+            acting = followed == (epoch, n.name)
             claiming = holder == n.name and not acting
             # A claim's members' grants, and a claim withdrawn, as kept ("Withdrawn, and
             # the grants a claim holds, on restore"): only those of the epoch held.
@@ -223,7 +227,8 @@ class Takeovers:
                             takeover_after_s=self.after_s,
                             claim_timeout_s=n.t.prepare_timeout_s,
                             claiming=claiming, withdrawn=d.withdrawn.get(wf),
-                            granted_by=[g.granter for g in grants])
+                            granted_by=[g.granter for g in grants],
+                            predecessor=followed[1] if claiming else None)
             for grant in grants:
                 self.proof.collected.add(wf, epoch, grant)  # shown with our claim again
             self.cores[wf] = core

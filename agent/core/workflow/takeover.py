@@ -235,7 +235,7 @@ class Takeover:
                  takeover_after_s: float = DEFAULT_TAKEOVER_AFTER_S,
                  claim_timeout_s: float = 5.0, rival_again_s: float = 0.2,
                  claiming: bool = False, withdrawn: int | None = None,
-                 granted_by: Collection[str] = ()) -> None:
+                 granted_by: Collection[str] = (), predecessor: str | None = None) -> None:
         if not participants:
             raise ValueError("a committed workflow has participants")
         if epoch < 0:
@@ -290,7 +290,7 @@ class Takeover:
             # telling (an old coordinator back meanwhile, a follower of it).
             self._grants = {me}
             self._claim_deadline = float("-inf")
-        claiming_restored(self, claiming, withdrawn, granted_by)
+        claiming_restored(self, claiming, withdrawn, granted_by, predecessor)
 
     # ---- the table -------------------------------------------------------------------
 

@@ -114,6 +114,27 @@ grants, acts at its first timer (`claim_timed_out`), where before it waited for 
 member to grant again, which one dead for good never does. Counting them is sound: each is a signed statement we checked on receipt, of that
 very epoch, to us, in our electorate, and its granter keeps it durably.
 
+The coordinator claimed past. A claim counts the coordinator it claimed past
+(`_predecessor`: the one it followed when it claimed) as gone when it decides whether
+the voters that deny it, naming a later epoch without proof, leave it a majority
+(`claim_timed_out`, `split`): that coordinator, gone, will not answer. Restored, the
+claim gets it back from the shell (the coordinator followed as written, `epochs`, else
+the original at epoch 0; None where that is ourselves: an original or a successor
+that acted and claimed past a later holder, which had none or one not written).
+Before, a restored claim had none: it waited for that coordinator's vote for ever,
+asking it again at every claim timeout, and never claimed the next epoch (takeover
+soak seed 178100853 with a cut one way: the participant claimed epoch 1 past the
+original, restarted mid-claim; the only other live member held epoch 2 for the
+original, which had claimed it past the participant and died for good; the claimant
+asked the dead original alone, for ever, and the workflow never ended there). It is
+only when to move on: a claim of the next epoch is as safe as any (it acts only on a
+majority's grants of it), and the claim, restored, moves on as it would have had it
+not restarted. The rule Withdrawn names that coordinator too: a restored claimant
+outside the electorate, denied by it as itself, withdraws as before its restart (where
+its `_member_granted` is rebuilt from the kept grants of the epoch claimed only, a
+member that granted an earlier one and is left following us asks us, and is answered
+as in "A grant lost on the way"); nothing of that makes a claim act.
+
 Never below the epoch withdrawn: a claim made while withdrawn is of max(epoch
 followed + 1, epoch withdrawn) (`Takeover._maybe_claim`). Before, of the epoch
 followed + 1, below the one withdrawn where that claim had moved on past a split: a
@@ -292,9 +313,11 @@ def withdraw(t: Any, now: float, epoch: int, coordinator: str) -> list[Action]:
     return [Persist(epoch, coordinator)]
 
 
-def restored(t: Any, claiming: bool, withdrawn: int | None, granted_by: Collection[str]) -> None:
+def restored(t: Any, claiming: bool, withdrawn: int | None, granted_by: Collection[str],
+             predecessor: str | None = None) -> None:
     """A core rebuilt on restore from the tables (Restarted): claiming again the epoch it
-    holds for itself, with the members' grants kept; or following, its epoch withdrawn."""
+    holds for itself, with the members' grants kept and the coordinator it claimed past
+    (`predecessor`, the one followed as written); or following, its epoch withdrawn."""
     me, epoch = t.me, t.epoch
     if claiming:
         # Restarted with our own grant of `epoch` on record but no agreement that we
@@ -309,6 +332,9 @@ def restored(t: Any, claiming: bool, withdrawn: int | None, granted_by: Collecti
         # counted again, and a claim a member granted is withdrawn no more.
         t._grants |= set(granted_by) & t.audience
         t._member_granted = bool(t._grants & t.electorate - {me})
+        # The coordinator it claimed past, as before the restart (Restarted, "The
+        # coordinator claimed past"): gone, not waited for, when voters deny us.
+        t._predecessor = predecessor if predecessor != me else None
     if withdrawn is not None and t.role is Role.FOLLOWING and withdrawn > epoch:
         # Restarted after a withdrawal (takeover_claiming.py, "Restarted"): the epoch
         # withdrawn is taken up again on a member's grant of it, no claim is below

@@ -97,3 +97,44 @@ def test_a_restored_node_acts_only_in_the_epoch_its_act_wrote() -> None:
     fed.disks["d1"].granted[WF] = (3, "d1")
     core = fed.restore("d1").takeover.cores[WF]
     assert (core.role, core.epoch, core.coordinator) == (Role.CLAIMING, 3, "d1")
+
+
+def test_a_claim_restored_counts_the_coordinator_it_claimed_past_as_gone() -> None:
+    """d0 goes silent; d1 (its view: d0 DEAD) claims epoch 1, its claim reaching d0
+    only, which grants it (the answer lost) and follows d1; d0's view then says d1
+    DEAD, so d0, the original, claims epoch 2 past it, d2 grants that (the answer
+    lost), and d0 dies for good. d1 restarts mid-claim and claims epoch 1 again: d2
+    denies it, holding epoch 2 for d0, without proof. d0, the coordinator d1 claimed
+    past, is gone, so d2's word leaves d1 no majority: it claims the next epochs, wins
+    one with d2's grant and ends the workflow FAILED. Restored without the coordinator
+    it claimed past, d1 waited for d0's vote, asking it again at every claim timeout,
+    and the workflow never ended (takeover soak seed 178100853 with a cut one way)."""
+    fed = Federation()
+    fed.step("d0", Submit(WF, spec_pb2.WorkflowSpec(name="w", steps=[
+        spec_pb2.StepSpec(id="s1", capability="a"),
+        spec_pb2.StepSpec(id="s2", capability="a", needs=["s1"])]),
+        placement={"s1": "d1", "s2": "d1"}))
+    fed.deliver()
+    fed.step("d1", MemberState("d0", "DEAD"))
+    fed.net = [m for m in fed.net if m[1] == "d0"]  # d1's claim reaches d0 only
+    fed.deliver(keep=lambda src, dst, msg: dst == "d1")
+    fed.net = []  # d0's grant lost
+    assert fed.disks["d0"].granted[WF] == (1, "d1")
+    fed.step("d0", MemberState("d1", "DEAD"))
+    fed.net = [m for m in fed.net if m[1] == "d2" and isinstance(m[2], ClaimMsg)]
+    fed.deliver(keep=lambda src, dst, msg: dst == "d0")
+    fed.net = []  # d2's grant lost; d0 dies for good
+    fed.silent.add("d0")
+    fed.running["d0"] = set()
+    assert fed.disks["d2"].granted[WF] == (2, "d0")
+    d1 = fed.restore("d1")
+    core = d1.takeover.cores[WF]
+    assert (core.role, core.epoch, core.coordinator) == (Role.CLAIMING, 1, "d1")
+    fed.step("d1", *views("d1", "d0"))
+    fed.deliver()
+    fed.run_until(fed.now + 30.0)
+    assert d1.stats["takeover denial without proof"] >= 1
+    assert [d for (wf, _), d in fed.evidence.acting.items() if wf == WF] == ["d1"]
+    assert core.role is Role.ACTING and core.epoch > 2
+    assert fed.disks["d1"].final[WF] is WorkflowState.FAILED
+    assert fed.disks["d2"].final[WF] is WorkflowState.FAILED
