@@ -29,13 +29,13 @@ from tests.unit.core.node.test_takeover_late_grants import holds
 LATE = 10.0
 
 
-def d1_with_retention(monkeypatch) -> None:
-    """Held's federation with d1 made with retention from the start (the others as
-    Held makes them), so that d1 forgets an ended workflow past two windows of LATE."""
+def with_retention(monkeypatch, node: str = "d1") -> None:
+    """Held's federation with `node` made with retention (restarts included; the others
+    as Held makes them), so that it forgets an ended workflow past two windows of LATE."""
     made = Held.make_node
 
     def make_node(self: Held, name: str):
-        if name != "d1":
+        if name != node:
             return made(self, name)
         self.timing = dataclasses.replace(Held.timing, retention=Retention(
             keep_ended_s=5.0, max_ended_workflows=1000, late_message_s=LATE))
@@ -84,7 +84,7 @@ def test_a_granter_cut_off_past_the_claimants_retention_is_told_the_end_from_its
     last mark): d1 kept its end as a record, durable across a restart, and answers
     d3's ask with it in epoch 1, as it did while it kept the workflow; d3 ends and lets
     its hold go. Before, d1 answered nothing and d3 held for ever."""
-    d1_with_retention(monkeypatch)
+    with_retention(monkeypatch)
 
     def denials_late(src: str, dst: str, msg: object) -> bool:
         return (src, dst) == ("d0", "d1") and isinstance(msg, ClaimAnswerMsg)

@@ -12,41 +12,22 @@ workflow."""
 
 from __future__ import annotations
 
-import dataclasses
 from collections import Counter
 from types import SimpleNamespace
 
-from fedorch.core.node import Message, StepEnded, Submit
 from fedorch.core.node.ended_records import NOTHING, EndedRecords
-from fedorch.core.node.records import ClaimAnswerMsg, ClaimMsg, FinalMsg
+from fedorch.core.node.records import FinalMsg
 from fedorch.core.node.retention import Retention
 from fedorch.core.workflow.lifecycle import WorkflowState
-from fedorch.core.workflow.takeover import Role
 from fedorch.gen.fedorch.v1 import spec_pb2
 
 from tests.unit.core.node.test_compensating_takeover import WF, Held, spec
+from tests.unit.core.node.test_ended_records import LATE, with_retention
 from tests.unit.core.node.test_takeover_late_grants import holds
-from tests.unit.core.node.test_takeover_late_grants_yielded import hand
-
-LATE = 10.0
-
-
-def d2_with_retention(monkeypatch) -> None:
-    """Held's federation with d2 made with retention (restarts included), so that it
-    forgets an ended workflow once it is settled and LATE old."""
-    made = Held.make_node
-
-    def make_node(self: Held, name: str):
-        if name != "d2":
-            return made(self, name)
-        self.timing = dataclasses.replace(Held.timing, retention=Retention(
-            keep_ended_s=5.0, max_ended_workflows=1000, late_message_s=LATE))
-        try:
-            return made(self, name)
-        finally:
-            del self.timing
-
-    monkeypatch.setattr(Held, "make_node", make_node)
+from tests.unit.core.node.test_takeover_late_grants_yielded import (
+    granted_after_the_yield,
+    granter_ended_and_quiet,
+)
 
 
 def with_s3() -> spec_pb2.WorkflowSpec:
@@ -62,42 +43,12 @@ def cut(src: str, dst: str, msg: object) -> bool:
 
 
 def yielded_and_forgotten() -> Held:
-    f = Held()
-    f.step("d0", Submit(WF, with_s3(),
-                        placement={"s0": "d1", "s1": "d2", "s2": "d3", "s3": "d3"}))
-    f.deliver()
-    assert f.end("d1", True)[1] == "s0"
-    assert f.end("d2", True)[1] == "s1"
-    run = f.queue["d3"].pop(0)  # s2 fails; its result reaches d0, which tells FAILED
-    f.step("d3", StepEnded(*run, ok=False, error="boom"))
-    f.deliver(keep=lambda src, dst, msg: src == "d0")
-    ends = {dst: msg for src, dst, msg in f.net
-            if src == "d0" and isinstance(msg, FinalMsg) and not msg.owed}
-    f.net = []
-    f.kill("d0")
-    f.disks["d2"].granted[WF] = (1, "d2")  # its own claim of epoch 1, on record
-    f.restart("d2")
+    """test_takeover_late_grants_yielded.py's story with s3 on d3 (so d3 holds a
+    reservation), d2 and d3 cut off from each other from the yield on, until d2 forgot
+    the workflow by retention."""
+    f = granted_after_the_yield(
+        with_s3(), {"s0": "d1", "s1": "d2", "s2": "d3", "s3": "d3"}, cut)
     assert f.nodes["d2"].retain is not None
-    f.hold = lambda src, dst, msg: isinstance(msg, (ClaimMsg, ClaimAnswerMsg))
-    f.run_until(f.now + 0.5)
-    hand(f, "d2", "d3", ClaimMsg)  # d3 grants d2's claim: its answer held
-    hand(f, "d2", "d1", ClaimMsg)
-    hand(f, "d1", "d2", ClaimAnswerMsg)  # d1 denies as itself: d2 yields to it
-    assert f.disks["d2"].granted[WF] == f.disks["d2"].epochs[WF] == (1, "d1")
-    f.step("d1", Message("d0", ClaimAnswerMsg(WF, 1, False, 0, "d0", ends["d1"].state)))
-    hand(f, "d3", "d2", ClaimAnswerMsg)  # d3's grant, after the yield: dropped
-    assert f.disks["d3"].epochs[WF] == (1, "d2")
-    core = f.nodes["d2"].takeover.cores[WF]
-    assert (core.role, core.epoch, core.coordinator) == (Role.FOLLOWING, 1, "d1")
-    # d2 and d3 cut off from here on, the rest as it comes.
-    f.net = [m for m in f.net if not cut(*m)]
-    f.hold = cut
-    f.run_until(f.now + 1.0)
-    assert f.disks["d2"].final[WF] is WorkflowState.FAILED  # from d1, which it follows
-    while any(f.queue.values()):  # the saga's compensations, each once
-        for name in sorted(f.queue):
-            if f.queue[name]:
-                f.end(name, True)
     f.run_until(f.now + 2 * LATE + 10.0)
     assert WF not in f.disks["d2"].final and WF not in f.disks["d2"].granted  # forgotten
     assert f.nodes["d2"].stats["retention: end kept as a record"] == 1
@@ -113,7 +64,7 @@ def test_a_yielded_claimant_tells_a_late_granter_the_end_from_its_record(monkeyp
     ends its part and lets its reservation go, and asks no more. Before, the record
     told nothing (d2's grant of epoch 1 names d1), and d3 stayed held, asking for
     ever."""
-    d2_with_retention(monkeypatch)
+    with_retention(monkeypatch, "d2")
     f = yielded_and_forgotten()
     assert f.disks["d2"].ended_records[WF][:4] == (WorkflowState.FAILED, 1, "d1", 1)
     d2 = f.restart("d2")
@@ -123,13 +74,7 @@ def test_a_yielded_claimant_tells_a_late_granter_the_end_from_its_record(monkeyp
     f.run_until(f.now + 60.0)
     assert ("d3", FinalMsg(WF, WorkflowState.FAILED, 1)) in f.sent_by("d2", FinalMsg)
     assert d2.stats["placement asked of a forgotten workflow: the end told"] >= 1
-    assert f.disks["d3"].final.get(WF) is WorkflowState.FAILED
-    assert not holds(f, "d3")
-    asked = f.nodes["d3"].stats["takeover granter asked a holder that never acted"]
-    f.run_until(f.now + 60.0)
-    assert f.nodes["d3"].stats["takeover granter asked a holder that never acted"] == asked
-    assert sorted(f.compensations) == [("d1", (WF, "s0", 1, "compensate")),
-                                       ("d2", (WF, "s1", 1, "compensate"))]
+    granter_ended_and_quiet(f)
 
 
 

@@ -12,7 +12,7 @@ from fedorch.core.node import Message
 from fedorch.core.node.records import ClaimAnswerMsg, FinalMsg
 from fedorch.core.workflow.lifecycle import WorkflowState
 
-from tests.unit.core.node.test_ended_records import LATE, cut, d1_with_retention, grant_lost
+from tests.unit.core.node.test_ended_records import LATE, cut, grant_lost, with_retention
 from tests.unit.core.node.test_takeover_claims import (
     WF,
     granted_by_a_member_that_never_heard_the_end,
@@ -61,7 +61,7 @@ def test_a_granter_never_taken_is_told_the_end_from_the_record_of_a_rivals_epoch
     of its end tells an asker the end in d1's epoch 1 (ended_records.py), as the kept
     workflow did, and d3 ends and lets its hold go. Before, the record told nothing
     (d1 followed epoch 1 in d2's hands), and d3 held for ever."""
-    d1_with_retention(monkeypatch)
+    with_retention(monkeypatch)
 
     def ends_late(src: str, dst: str, msg: object) -> bool:
         return (src, dst) == ("d0", "d1") and isinstance(msg, ClaimAnswerMsg | FinalMsg)

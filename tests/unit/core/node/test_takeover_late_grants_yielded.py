@@ -15,10 +15,13 @@ refuses it, and d2 never acted in epoch 1 to tell it anything (takeover soak see
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from fedorch.core.node import Message, StepEnded, Submit
 from fedorch.core.node.records import ClaimAnswerMsg, ClaimMsg, FinalMsg
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.core.workflow.takeover import Role
+from fedorch.gen.fedorch.v1 import spec_pb2
 
 from tests.unit.core.node.test_compensating_takeover import WF, Held, spec
 from tests.unit.core.node.test_takeover_late_grants import holds
@@ -34,9 +37,15 @@ def hand(f: Held, src: str, dst: str, kind: type) -> None:
     raise AssertionError(f"no {kind.__name__} from {src} to {dst}")
 
 
-def granted_after_the_yield() -> Held:
+def granted_after_the_yield(workflow: spec_pb2.WorkflowSpec | None = None,
+                            placement: dict[str, str] | None = None,
+                            hold: Callable[[str, str, object], bool] | None = None) -> Held:
+    """The story above, up to the saga's compensations run (each once). `workflow` and
+    `placement`: spec() on d1, d2, d3 by default; `hold`: what the network holds from
+    the yield on (nothing by default)."""
     f = Held()
-    f.step("d0", Submit(WF, spec(), placement={"s0": "d1", "s1": "d2", "s2": "d3"}))
+    f.step("d0", Submit(WF, workflow or spec(),
+                        placement=placement or {"s0": "d1", "s1": "d2", "s2": "d3"}))
     f.deliver()
     assert f.end("d1", True)[1] == "s0"
     assert f.end("d2", True)[1] == "s1"
@@ -64,7 +73,8 @@ def granted_after_the_yield() -> Held:
     assert f.disks["d3"].epochs[WF] == (1, "d2")
     core = f.nodes["d2"].takeover.cores[WF]
     assert (core.role, core.epoch, core.coordinator) == (Role.FOLLOWING, 1, "d1")
-    f.hold = None
+    f.net = [m for m in f.net if hold is None or not hold(*m)]
+    f.hold = hold
     f.run_until(f.now + 1.0)
     assert f.disks["d2"].final[WF] is WorkflowState.FAILED  # from d1, which it follows
     while any(f.queue.values()):  # the saga's compensations, each once
@@ -85,6 +95,12 @@ def test_a_claimant_that_yielded_tells_a_member_that_granted_it_after_the_end():
     assert f.disks["d2"].plans[WF] == ()  # the saga over at d2
     assert ("d3", FinalMsg(WF, WorkflowState.FAILED, 1)) in f.sent_by("d2", FinalMsg)
     assert d2.stats["takeover grant never taken: end told to the granter that asked"] >= 1
+    granter_ended_and_quiet(f)
+
+
+def granter_ended_and_quiet(f: Held) -> None:
+    """d3, told, ended the workflow FAILED, let its hold go and asks d2 no more; the
+    saga's compensations ran once each."""
     assert f.disks["d3"].final.get(WF) is WorkflowState.FAILED
     assert not holds(f, "d3")
     asked = f.nodes["d3"].stats["takeover granter asked a holder that never acted"]

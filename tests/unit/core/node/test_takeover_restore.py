@@ -18,6 +18,13 @@ def views(name: str, dead: str) -> list[MemberState]:
     return [MemberState(m, "DEAD" if m == dead else "ALIVE") for m in NAMES if m != name]
 
 
+def two_steps_on_d1() -> spec_pb2.WorkflowSpec:
+    """s1, then s2 after it: both placed on d1 by the tests here."""
+    return spec_pb2.WorkflowSpec(name="w", steps=[
+        spec_pb2.StepSpec(id="s1", capability="a"),
+        spec_pb2.StepSpec(id="s2", capability="a", needs=["s1"])])
+
+
 def original_claims_past_a_dead_successor() -> Federation:
     """d0 dies after the commit, d1 wins epoch 1 (with d2's grant) and dies for good with
     s1 running. d0, back, fails s1 (started on d1, not idempotent) and tells its end in
@@ -26,10 +33,7 @@ def original_claims_past_a_dead_successor() -> Federation:
     of epoch 2 is written, no epoch it follows or acts in is (`epochs` has none). Its
     claims are lost."""
     fed = Federation()
-    fed.step("d0", Submit(WF, spec_pb2.WorkflowSpec(name="w", steps=[
-        spec_pb2.StepSpec(id="s1", capability="a"),
-        spec_pb2.StepSpec(id="s2", capability="a", needs=["s1"])]),
-        placement={"s1": "d1", "s2": "d1"}))
+    fed.step("d0", Submit(WF, two_steps_on_d1(), placement={"s1": "d1", "s2": "d1"}))
     fed.deliver()
     assert fed.disks["d0"].rows[WF].acceptors == ("d0", "d1", "d2")
     fed.goes_silent_and_dead("d0")
@@ -110,10 +114,7 @@ def test_a_claim_restored_counts_the_coordinator_it_claimed_past_as_gone() -> No
     it claimed past, d1 waited for d0's vote, asking it again at every claim timeout,
     and the workflow never ended (takeover soak seed 178100853 with a cut one way)."""
     fed = Federation()
-    fed.step("d0", Submit(WF, spec_pb2.WorkflowSpec(name="w", steps=[
-        spec_pb2.StepSpec(id="s1", capability="a"),
-        spec_pb2.StepSpec(id="s2", capability="a", needs=["s1"])]),
-        placement={"s1": "d1", "s2": "d1"}))
+    fed.step("d0", Submit(WF, two_steps_on_d1(), placement={"s1": "d1", "s2": "d1"}))
     fed.deliver()
     fed.step("d1", MemberState("d0", "DEAD"))
     fed.net = [m for m in fed.net if m[1] == "d0"]  # d1's claim reaches d0 only
