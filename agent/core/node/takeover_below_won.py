@@ -17,9 +17,10 @@ holding m refuse it), and it drops it only when it follows a later epoch, which 
 does on that epoch's certificate alone. With m's holder dead for good and the
 electors holding a later claim of m' > m, not won, nobody showed it one: the claimant
 of m' needed its grant and was answered with the end, for ever (takeover regression
-seed 30000591: d1, the original restored, held FAILED of epoch 0, its notice to d2
-pending when its view first said d2 DEAD; d2 had won epoch 1 and died for good; d3
-claimed epoch 2, granted by d6, denied by d1 at every ask; d1.w1 stayed RUNNING).
+seed 30000591, on a schedule where a held start asks its new holder sooner: d1, the
+original restored, held FAILED of epoch 0, its notice to d2 pending when its view
+first said d2 DEAD; d2 had won epoch 1 and died for good; d3 claimed epoch 2,
+granted by d6, denied by d1 at every claim; d1.w1 stayed RUNNING).
 
 The rule (`show_won`): the claimant answers such a denial with a denial of the
 teller's epoch k naming m, its holder and its certificate (`ClaimAnswerMsg` of epoch
