@@ -79,7 +79,9 @@ original back from a crash answers a claim with its loss verdict of epoch 0, tol
 to a member it may have reached: takeover soak seed 148002554, the epoch-1
 successor's SUCCEEDED kept by a participant, the original's FAILED taken by the
 claimant of epoch 2 and told on in it). The answer counts as the denial it is; the
-end comes from m's holder, a member holding m or later, or a proof. Without that
+end comes from m's holder, a member holding m or later, or a proof. The member is
+shown m and its certificate (takeover_below_won.py): the end's teller, driving still,
+follows m, its told end void, and grants the next claim. Without that
 certificate m may never have been won and the end made (its claimant gone for good:
 seed 117826), so the end is taken as before. An epoch m this Node won itself counts
 the same once it follows or granted a later epoch of another domain: its own
@@ -128,6 +130,7 @@ from fedorch.core.negotiation.messages import VoteIn
 from fedorch.core.node.authority_steps import epoch_of
 from fedorch.core.node.records import ClaimAnswerMsg, ClaimMsg, Disk, FinalMsg
 from fedorch.core.node.takeover_acceptor_claims import answer_as_acceptor
+from fedorch.core.node.takeover_below_won import show_won
 from fedorch.core.node.takeover_claim_proof import round_proof
 from fedorch.core.node.takeover_grants import StatedRound
 from fedorch.core.workflow.acceptor_grant import Round
@@ -346,9 +349,10 @@ class Claims:
             # CANCELLED: sim test_a_successor_fails_the_dead_coordinators_own_step).
             return
         if msg.final is not None and wf not in n.state.final and src in core.audience \
-                and self._below_a_proven_epoch(wf, msg.held_epoch):
+                and show_won(n, src, wf, msg.held_epoch):
             # An end of an epoch below one a proven holder won, held here (the header,
-            # "A found end below a won epoch"): not taken; a denial, as it says too.
+            # "A found end below a won epoch"): not taken, a denial; its teller is
+            # shown that epoch (takeover_below_won.py).
             n.stats["takeover found end below a won epoch left"] += 1
             msg = replace(msg, final=None)
         if msg.final is not None and wf not in n.state.final and src in core.audience:
@@ -461,18 +465,6 @@ class Claims:
             return False
         n.stats["found end of an older epoch left: a told end of ours stands"] += 1
         return True
-
-    def _below_a_proven_epoch(self, wf: str, epoch: int) -> bool:
-        """Is `epoch` below one followed or granted here for another domain, whose
-        certificate (its holder won it) is verified here, or below one this Node won
-        itself (its certificate on record) before it followed another's later one?"""
-        d = self.n.state
-        others = [(held, holder) for held, holder in (d.epochs.get(wf, (0, "")),
-                                                      d.granted.get(wf, (0, "")))
-                  if holder not in ("", self.n.name)]
-        won = d.certificates.get(wf, (0, ()))[0]
-        return any(held > epoch and self.tk.proof.proof_of(wf, held, holder)
-                   or held > won > epoch for held, holder in others)
 
     def _ended_claim_denied(self, now: float, wf: str, core: Takeover) -> None:
         """Our claim of `core.epoch`, made for the open saga plan of a workflow that
