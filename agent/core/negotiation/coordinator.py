@@ -37,6 +37,8 @@ COMMIT; if ABORT was chosen instead, the round is aborted and the workflow place
 again. On a NO, a timeout or a cancel the cell is set to ABORT first; since only the
 coordinator ever proposes COMMIT, and only with that cell holding COMMIT, an ABORT
 in the cell can never be contradicted, so it is announced at once without a ballot.
+The way from all YES to a chosen value (the cell, the ballot, settling what it
+chose, announcing a COMMIT) is coordinator_deciding's, in either mode.
 The cells, the decisions on record, presumed abort's answers and which records
 `collectable()` lets go are the log's (coordinator_log). A restarted coordinator is
 rebuilt with `restore()` from its round record and finishes what its log says (see
@@ -78,6 +80,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from collections.abc import Set as AbstractSet
 
+from fedorch.core.negotiation import coordinator_deciding as deciding
 from fedorch.core.negotiation.abort_reasons import refusals_text
 from fedorch.core.negotiation.coordinator_doubt import QUERY_INTERVAL_S, CoordinatorDoubt
 from fedorch.core.negotiation.coordinator_log import CoordinatorLog
@@ -305,7 +308,7 @@ class Coordinator:
         if not vote.yes:
             self._fail_round(now, current, timed_out=False)
         elif len(current.votes) == len(asked):
-            self._commit(now, current)
+            deciding.commit(self, now, current)
 
     def _on_late_vote(self, now: float, vote: VoteIn) -> None:
         self._late_vote(vote)
@@ -345,22 +348,22 @@ class Coordinator:
             return
         if self._proposer is not None:
             self._proposer.receive(now, msg)
-            self._after_proposer(now)
+            deciding.after_proposer(self, now)
         elif isinstance(msg, Decision):  # past the round's life: no ballot, still a learner
-            self._settle(now, msg.value)
+            deciding.settle(self, now, msg.value)
 
     def _on_timer_deciding(self, now: float, _: object) -> None:
         if self._doubt is not None:
             self._outbox.extend(self._doubt.due(now))
         if self._proposer is not None:
             self._proposer.handle_timer(now)
-            self._after_proposer(now)
+            deciding.after_proposer(self, now)
 
     def _on_answer_deciding(self, now: float, msg: object) -> None:
         if self._doubt is not None and isinstance(msg, DecisionAnswer):
             value = self._doubt.answer(now, msg)
             if value is not None:
-                self._settle(now, value)
+                deciding.settle(self, now, value)
             elif self._doubt.past_life:
                 self._proposer = None  # refused by a majority: no ballot, no resend
 
@@ -426,10 +429,6 @@ class Coordinator:
         else:
             self._begin_round(now, rnd.number + 1)
 
-    def _cas(self, round_: int, value: Value) -> None:
-        """Compare-and-set the round's write-once proposal cell (the log's), written first."""
-        self._outbox.extend(self.log.propose(round_, value))
-
     def _abort_round(self, rnd: RoundState, reason: str, *, everyone: bool = False) -> None:
         # NO voters hold nothing; everyone else may hold a reservation.
         holders = [
@@ -439,62 +438,6 @@ class Coordinator:
         self._outbox.extend(self.log.abort(rnd.number, holders))  # the cell first
         self._outbox.append(PersistDecision(rnd.number, False, dict(rnd.placement), (), reason))
         self._outbox.extend(SendDecision(d, rnd.number) for d in holders)
-
-    def _commit(self, now: float, rnd: RoundState) -> None:
-        value = Value(True, tuple(rnd.votes[d] for d in sorted(rnd.votes)))
-        if self._consensus is None:
-            self._announce_commit(now, rnd, value)
-            return
-        self._cas(rnd.number, value)
-        self.phase = Phase.DECIDING
-        c = self._consensus
-        tx = self.tx()
-        assert tx is not None
-        self._proposer = Proposer(c.me, tx, preferred=value, rng=c.rng, resend_s=c.resend_s,
-                                  backoff_s=c.backoff_s, fast=True)
-        self._proposer.start(now)
-        self._after_proposer(now)
-
-    def _after_proposer(self, now: float) -> None:
-        p = self._proposer
-        assert p is not None and self._round is not None
-        self._outbox.extend(p.next_actions())
-        if p.chosen is None:
-            if self._doubt is None and p.ballot.n > 0:  # a recovery ballot: ask too, later
-                self._doubt = CoordinatorDoubt(p.tx, now, self._query_interval_s)
-            return
-        self._settle(now, p.chosen)
-
-    def _settle(self, now: float, value: Value) -> None:
-        """The round's chosen value: from our ballot, a Decision or a decided answer."""
-        rnd = self._round
-        assert rnd is not None
-        self._proposer = self._doubt = None
-        if value.commit:
-            self._announce_commit(now, rnd, value)
-            return
-        # The participants' recovery chose ABORT before our COMMIT was chosen.
-        self._abort_round(rnd, "the participants' recovery chose ABORT", everyone=True)
-        if self._restored:
-            self._finish_aborted(rnd.number, "coordinator restarted before deciding: aborted")
-        else:
-            self._next_round(now, rnd)
-
-    def _announce_commit(self, now: float, rnd: RoundState, value: Value) -> None:
-        self.phase = Phase.COMMITTED
-        self.log.decided[rnd.number] = value
-        votes = tuple(v.raw for v in value.votes)
-        self._outbox.append(PersistDecision(rnd.number, True, dict(rnd.placement), votes, ""))
-        c = self._consensus
-        if c is None:
-            self._outbox.extend(SendDecision(d, rnd.number) for d in rnd.participants())
-        else:
-            # The participants learn it from the acceptors and acknowledge; the COMMIT
-            # goes now only to ourselves, to the others if they are silent (timer).
-            self._outbox.extend(SendDecision(d, rnd.number) for d in self._unacked()
-                                if d == c.me)
-        self._resends.commit_announced(now, rnd)
-        self._outbox.append(Finished(True, rnd.number, dict(rnd.placement), ""))
 
     def _unacked(self) -> list[str]:
         rnd = self._round

@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping
 from collections.abc import Set as AbstractSet
 from typing import TypeVar
 
+from fedorch.core.negotiation.coordinator_deciding import after_proposer
 from fedorch.core.negotiation.messages import ABORT
 from fedorch.core.negotiation.rounds import (
     ConsensusOptions,
@@ -106,7 +107,7 @@ def restore(
                                   rng=consensus.rng, resend_s=consensus.resend_s,
                                   backoff_s=consensus.backoff_s, floor=record.ballot)
         core._proposer.start(now)
-        core._after_proposer(now)
+        after_proposer(core, now)
     else:
         core.phase = Phase.ABORTED
         if decision is None:

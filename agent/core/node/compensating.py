@@ -94,9 +94,9 @@ what it recorded (never running one number twice). A failed attempt with attempt
 left is retried under the next number.
 
 Retention (retention.py) keeps a workflow while its driver's core has not ended and
-while an attempt run here is running or not acknowledged (`kept_because`), and
-forgets both tables' rows with it (`forget`); the end of a saga and an acknowledged
-report mark it, so a parked workflow is looked at again. A tell of a workflow
+while an attempt run here is running or not acknowledged (saga_retention.py,
+`kept_because`), and forgets both tables' rows with it (`forget`); the end of a saga
+and an acknowledged report mark it, so a parked workflow is looked at again. A tell of a workflow
 forgotten here (or never known) is answered failed at once, nothing written.
 
 The plan outlives its driver: it is told to the participants, kept by them, and a
@@ -116,8 +116,9 @@ from fedorch.core.node.records import (
     ResultMsg,
 )
 from fedorch.core.node.saga_loss import SagaLoss
-from fedorch.core.node.saga_plans import SAGA, SagaPlans
+from fedorch.core.node.saga_plans import SagaPlans
 from fedorch.core.node.saga_results import SagaResults
+from fedorch.core.node.saga_retention import SagaRetention
 from fedorch.core.node.saga_runs import SagaRuns
 from fedorch.core.node.saga_unproven_holder import drivers_too
 from fedorch.core.workflow.compensation import (
@@ -146,6 +147,8 @@ class Compensating:
         self.results = SagaResults(self)
         # Each SUCCEEDED run's compensation, in the domain that made it (saga_runs.py).
         self.runs = SagaRuns(self)
+        # What keeps a workflow from retention, and what goes with it (saga_retention.py).
+        self.retention = SagaRetention(self)
 
     # ---- coordinator -----------------------------------------------------------------
 
@@ -423,32 +426,6 @@ class Compensating:
             n.takeover.forget(wf)  # rebuilt, if its plan is open, following `src`
             n.takeover.resumed(n.now, wf)
         self.plans.report_again(wf)  # what it ran or holds joins the saga of the new driver
-
-    # ---- retention ----------------------------------------------------------------------
-
-    def kept_because(self, wf: str) -> str | None:
-        """Why retention may not forget `wf` yet (None: its sagas' rows may go)."""
-        if wf in self.cores:
-            return "its compensations have not ended"
-        if self.n.state.plans.get(wf):
-            return "its saga's plan is open (its driver has not told the saga over)"
-        if any(k[0] == SAGA for k in self.n.pending.of(wf)):
-            return "its saga's plan or end is not acknowledged by every participant"
-        for key in self.n.state.comp_runs.of(wf):
-            state, _, reported = self.n.state.comp_runs[key]
-            if state == "running" or not reported:
-                return "a compensation here runs or is not reported"
-        return None
-
-    def forget(self, wf: str) -> None:
-        """Retention forgets `wf`: both tables' rows of it (in its write group)."""
-        d = self.n.state
-        for table in (d.compensations, d.comp_runs, d.extra_compensations):
-            for key in table.of(wf):
-                del table[key]
-        d.plans.pop(wf, None)
-        d.succeeded_here.pop(wf, None)
-        d.result_domains.pop(wf, None)
 
     def known(self, wf: str) -> bool:
         d = self.n.state

@@ -24,7 +24,7 @@ What it answers, and why each is the answer the live workflow gave:
   the end told with it, which the record gives back;
 - a placement question (restart_check.py, `on_query`): the end, in `tell`, where the
   kept workflow told it to the asker, now that its saga is over (retention forgets
-  none before: compensating.kept_because; every participant it told acknowledged
+  none before: compensating.retention.kept_because; every participant it told acknowledged
   the plan and the end). Kept, a Node asked by a domain holding a step stayed silent
   while a saga's driver was to tell that domain the end with its plan (restart_check.py,
   `_tell_end`; seed 5200672); once the driver's saga is over, the asker is a domain

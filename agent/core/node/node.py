@@ -61,8 +61,8 @@ after the commit.
 Coordinator takeover is a part of the Node (takeover.py, takeover_claims.py),
 composed when `Timing.takeover_after_s` is set (`Node.takeover`; None otherwise, and a
 claim is refused). It reads the driver's membership view, which comes in as
-`MemberState(domain, state)` inputs, or `MemberViews` for the changes of one look,
-all applied before any takeover core is watched (`Node.members`: a restored Node knows no view
+`MemberState(domain, state)` inputs, or `MemberViews` for the changes of one look
+(member_views.py), all applied before any takeover core is watched (`Node.members`: a restored Node knows no view
 until its driver posts it again), and its cores' deadlines are part of `get_timer()`.
 Observers read what it did from the Ready's notes (`acting`, `coordinator_ended`) and
 from `stats`; what a claim shows (an epoch certificate, a round proof) is checked
@@ -122,6 +122,7 @@ from fedorch.core.node.inputs import (
     Tick,
 )
 from fedorch.core.node.member_loss import MemberLoss
+from fedorch.core.node.member_views import take_views
 from fedorch.core.node.negotiation import Negotiation
 from fedorch.core.node.pending import Pending
 from fedorch.core.node.placed_here import PlacedHere
@@ -138,7 +139,6 @@ from fedorch.core.node.submission_check import check_submission
 from fedorch.core.node.submitting import take_submission
 from fedorch.core.node.takeover import TakeoverEvidence, Takeovers
 from fedorch.core.node.takeover_grants import GrantSigner
-from fedorch.core.node.told_again import domains_back
 from fedorch.core.node.votes import Votes
 from fedorch.core.policy.engine import PolicyContext
 from fedorch.core.workflow.progress import Progress
@@ -246,9 +246,9 @@ class Node:
         elif kind is Tick:
             self._tick(now)
         elif kind is MemberState:
-            self._member_views(now, (event,))
+            take_views(self, now, (event,))
         elif kind is MemberViews:
-            self._member_views(now, event.changes)
+            take_views(self, now, event.changes)
             if event.doubted and self.fencing is not None:  # our own doubt (start_asks.py):
                 self.fencing.asks.doubted(now)  # every member, those just told included
         elif kind is Cancel:
@@ -376,32 +376,6 @@ class Node:
             self.send(entry[0], entry[1])
         if self.retain is not None:  # last: what this tick ended or acknowledged counts
             self.retain.tick(now)
-
-    def _member_views(self, now: float, changes: tuple[MemberState, ...]) -> None:
-        changed, was_gone = set(), set()
-        before: dict[str, str | None] = {}
-        for change in changes:  # all applied first: nothing acts on a view half told
-            if self.members.get(change.domain) != change.state:
-                before.setdefault(change.domain, self.members.get(change.domain))
-                if self.member_loss.gone(change.domain):
-                    was_gone.add(change.domain)
-                self.members[change.domain] = change.state
-                changed.add(change.domain)
-        # Gone now and not before (DEAD or LEFT; a DEAD that LEFT is no news): the
-        # in-doubt recover and the rounds waiting for it abort at once (member_loss.py);
-        # SUSPECT changes nothing there.
-        lost = sorted(d for d in changed - was_gone if self.member_loss.gone(d))
-        if lost:
-            self.member_loss.lost(now, lost)
-            self.domain_loss.lost(now, lost)  # the steps placed there, where we drive
-            self.replacement.lost(now, lost)  # re-placement rounds asking them
-            self.compensating.loss.lost(now, lost)  # compensations owed there (saga_loss.py)
-        domains_back(self, now, before)  # end notices owed one back: now (told_again.py)
-        if changed and self.takeover is not None:
-            self.takeover.member_changed(now, changed)
-        if before and self.fencing is not None:
-            self.fencing.views_changed(now, before)
-            self.fencing.asks.views_changed(before)  # a lapse of contact (start_asks.py)
 
     # ---- what the parts share -------------------------------------------------------
 

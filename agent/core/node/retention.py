@@ -37,7 +37,7 @@ The rule. A tracked workflow is *kept* (`kept_because`) while
   good) would answer that proof with no epoch held and grant an epoch again, so
   it keeps the workflow with them. Settled here, the workflow goes with all its
   takeover rows and `Takeovers.forget` drops its cores, claims and proofs;
-- its saga is not over here (compensating.kept_because): as the coordinator that
+- its saga is not over here (compensating.retention.kept_because): as the coordinator that
   drives them, its compensations have not all ended, or a participant has not
   acknowledged the saga's plan or end; as a participant, the plan its driver told it
   is open (the driver has not told the saga over); as a step's domain, an attempt
@@ -58,7 +58,7 @@ distinction no longer protects them; it is kept as the order in which workflows 
 beyond the count.)
 
 With a workflow go its sagas' rows (`compensations`, `comp_runs`, `plans`:
-compensating.forget), once its compensations are over; the end of a saga and an acknowledged report mark the
+compensating.retention.forget), once its compensations are over; the end of a saga and an acknowledged report mark the
 workflow, so one parked for its saga is looked at again then.
 
 The deletes of one tick are one write group ("retention"), so a driver that applies
@@ -300,7 +300,7 @@ class Retainer:
             reason = self._taken_over_kept(wf)
             if reason is not None:
                 return reason
-        saga = n.compensating.kept_because(wf)
+        saga = n.compensating.retention.kept_because(wf)
         if saga is not None:
             return saga
         if row is not None:
@@ -437,7 +437,7 @@ class Retainer:
                 del table[key]
         for name in WORKFLOW_TABLES:
             getattr(d, name).pop(wf, None)
-        n.compensating.forget(wf)  # the sagas' rows (kept_because: their saga is over)
+        n.compensating.retention.forget(wf)  # the sagas' rows (kept_because: their saga is over)
         d.settled.discard(wf)
         for run in d.runs.of(wf):
             d.runs.discard(run)

@@ -15,7 +15,7 @@ end made 24 s after the domain came back, the acknowledgement lost twice and a n
 once, each waiting for the 8 s resend).
 
 When the Node's view of a domain turns ALIVE from SUSPECT, DEAD or LEFT
-(`domains_back`, from Node._member_views), each end notice kept for that domain is
+(`domains_back`, from member_views.take_views), each end notice kept for that domain is
 sent again at once and its backoff starts again from `reliable_resend_s`, as a fresh
 notice's does. The view is the Node's only word that a domain is back before it
 speaks (a restarted domain asks its placements of the coordinator, which answers them

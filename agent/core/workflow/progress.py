@@ -13,7 +13,8 @@ A local step is WAITING until every step it needs has SUCCEEDED; start_ready
 then moves it to RUNNING with the next attempt number (the shell records that
 attempt durably before running it: an attempt is never started twice). When
 an attempt ends, a failure with attempts left sends the step back to WAITING;
-otherwise the step is final. A FAILED step skips everything downstream of it.
+otherwise the step is final. A FAILED step skips everything downstream of it
+(progress_skips.py).
 The workflow SUCCEEDS when every step has, and FAILS as soon as any step has
 FAILED: the coordinator then cancels what is still running elsewhere. (The states and
 a step's record are progress_states.py's.)
@@ -41,9 +42,9 @@ A FAILED step is final, with one exception: a Node that took the lost domain's F
 result of a step (following a later coordinator epoch, it cannot know whether that
 epoch's holder took it too: saga_older.py's `older_placement`) and is then told the
 holder placed the step again on it drops that result (`placed_again`, afresh). The
-skips that result derived go with it (`_unskip`): the holder's placement is what
-decides, and the steps after the step wait for its new run, as at the holder. A skip
-another FAILED step also causes stays.
+skips that result derived go with it (progress_skips.py, `unskip`): the holder's
+placement is what decides, and the steps after the step wait for its new run, as at
+the holder. A skip another FAILED step also causes stays.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from fedorch.core.workflow import fanout, values
+from fedorch.core.workflow import progress_skips as skips
 from fedorch.core.workflow.domain_loss import (
     DEAD,
     LossAction,
@@ -117,7 +119,7 @@ class Progress:
         step.outputs = dict(outputs) if state is StepState.SUCCEEDED else {}
         step.error = error
         if state is StepState.FAILED:
-            self._failed(step_id)
+            skips.failed(self, step_id)
         return True
 
     def start_ready(self, now: float | None = None) -> list[StartAttempt]:
@@ -163,7 +165,7 @@ class Progress:
             step.state, step.error = StepState.WAITING, error
         else:
             step.state, step.error = StepState.FAILED, error
-            self._failed(step_id)
+            skips.failed(self, step_id)
         return step.state
 
     def interrupted(self, step_id: str, reason: str, attempt: int | None = None) -> StepState:
@@ -178,7 +180,7 @@ class Progress:
             return step.state
         step.state = StepState.FAILED
         step.error = f"{reason}; not run again: the step is not idempotent (idempotent: false)"
-        self._failed(step_id)
+        skips.failed(self, step_id)
         return step.state
 
     def cancel(self, reason: str) -> list[str]:
@@ -223,7 +225,7 @@ class Progress:
             else:
                 step.state = StepState.FAILED
                 step.error = loss_reason(domain, action, case, can_replace, state)
-                self._failed(step.id)
+                skips.failed(self, step.id)
             resolved.append((step.id, action))
         return resolved
 
@@ -242,7 +244,7 @@ class Progress:
         COMMIT: `placement_in_doubt`.) Returns whether anything changed (False for a
         repeat or an older placement). `afresh`: a terminal step too (its new domain
         drops the lost one's result it held: placed_here.py); what that result skipped
-        waits again (`_unskip`)."""
+        waits again (progress_skips.unskip)."""
         step = self.steps.get(step_id)
         if step is None or epoch < step.epoch or (epoch == step.epoch
                                                   and step.domain == domain):
@@ -256,7 +258,7 @@ class Progress:
             step.state, step.attempts, step.outputs, step.error = (
                 StepState.WAITING, 0, {}, "")
             if failed:
-                self._unskip(step_id)
+                skips.unskip(self, step_id)
         return True
 
     def placement_in_doubt(self, step_id: str) -> bool:
@@ -280,7 +282,7 @@ class Progress:
         if step is None or step.state is not StepState.PENDING or step.domain:
             return False
         step.state, step.error = StepState.FAILED, reason
-        self._failed(step_id)
+        skips.failed(self, step_id)
         return True
 
     def awaiting_placement(self) -> list[str]:
@@ -453,52 +455,3 @@ class Progress:
                 domain = need.removeprefix(f"{group}@")
                 inputs.setdefault(group, {})[domain] = dict(self.steps[need].outputs)
         return inputs
-
-    def _failed(self, step_id: str) -> None:
-        """A step FAILED: skip what is after it; for an instance, only once its fan-out
-        step has failed (then its instances not started are skipped too: the rollout
-        stops)."""
-        group_id = self._group_of.get(step_id)
-        if group_id is None:
-            self._skip_downstream(step_id)
-            return
-        if self.group_outcome(group_id) is not Outcome.FAILED:
-            return  # on_failure: continue, and min_success still within reach
-        reason = f"fan-out step {group_id} failed (instance {step_id} failed)"
-        for instance in self.groups[group_id].instances:
-            step = self.steps[instance]
-            if step.state in (StepState.WAITING, StepState.PENDING):
-                step.state, step.error = StepState.SKIPPED, reason
-            self._skip_downstream(instance)
-
-    def _unskip(self, step_id: str) -> None:
-        """`step_id`'s FAILED was dropped (placed again afresh): what it skipped, after it
-        (and, for an instance, its group's instances), waits again, unplaced ones to be
-        placed; then every step still FAILED skips again, so a step after another failed
-        step stays SKIPPED. Kept, they never ran here, their coordinator waiting for ever
-        (takeover soak seed 100546)."""
-        group = self._group_of.get(step_id)
-        pending = list(self._downstream[step_id])
-        if group is not None:
-            pending.extend(self.groups[group].instances)
-        seen: set[str] = set()
-        while pending:
-            step = self.steps[pending.pop()]
-            if step.id in seen or step.state is not StepState.SKIPPED:
-                continue
-            seen.add(step.id)
-            step.state = StepState.WAITING if step.domain else StepState.PENDING
-            step.error = ""
-            pending.extend(self._downstream[step.id])
-        for step in list(self.steps.values()):
-            if step.state is StepState.FAILED:
-                self._failed(step.id)
-
-    def _skip_downstream(self, step_id: str) -> None:
-        pending = list(self._downstream[step_id])
-        while pending:
-            sid = pending.pop()
-            step = self.steps[sid]
-            if step.state in (StepState.WAITING, StepState.PENDING):
-                step.state, step.error = StepState.SKIPPED, f"upstream step {step_id} failed"
-                pending.extend(self._downstream[sid])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from fedorch.core.negotiation import acceptor as acceptor_module
 from fedorch.core.negotiation import coordinator as coordinator_module
+from fedorch.core.negotiation import coordinator_deciding as deciding_module
 from fedorch.core.negotiation.messages import (
     Accepted,
     AnswerStatus,
@@ -287,11 +288,11 @@ def test_an_acceptor_that_accepts_a_lower_ballot_is_caught(monkeypatch) -> None:
 def test_a_coordinator_that_announces_before_a_majority_accepted_is_caught(monkeypatch) -> None:
     # Classic 2PC's shortcut: announce COMMIT at once. A participant that heard it and
     # one that recovered without it disagree once the coordinator dies.
-    def announce_at_once(self, now, rnd):
+    def announce_at_once(core, now, rnd):
         value = coordinator_module.Value(True, tuple(rnd.votes[d] for d in sorted(rnd.votes)))
-        self._cas(rnd.number, value)
-        self._announce_commit(now, rnd, value)
-    monkeypatch.setattr(coordinator_module.Coordinator, "_commit", announce_at_once)
+        deciding_module.cas(core, rnd.number, value)
+        deciding_module.announce_commit(core, now, rnd, value)
+    monkeypatch.setattr(deciding_module, "commit", announce_at_once)
     sim = scenario({f"s{i}": f"d{i}" for i in range(1, 5)}, agents=5)
     sim.intercept = lambda src, dst, msg, now: (
         "drop" if type(msg).__name__ == "Decision" and src == "d0" and dst != "d1" else None)
