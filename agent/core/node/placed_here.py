@@ -78,6 +78,27 @@ other Node's (and the coordinator's own, where it is a participant too):
   `void`: the YES is released the same way, `voided_here`); told that placement
   again once released, it acknowledges it `void` (`released_here`), and a later
   holder waiting for the step here drops it (replacement_handover.py).
+
+Started here. The lost domain, back and told the new placement, drops the result its
+own attempt ended with meanwhile (above), but not when the step is not idempotent and
+that result shows the attempt started here (`ran_here`: FAILED as found running at a
+restore). Such a step is placed again only when its coordinator judged it not
+started, from what it saw: a need's result that reached this domain and never reached
+it (lost, or its producer gone meanwhile) makes that judgement wrong
+(core/workflow/domain_loss.py, the open case). This result is then the one word that
+the step ran. Dropped, this Node, elected, waited for the step at its new domain and
+handed that round's COMMIT out (replacement_handover.py): the step ran twice (takeover
+soak seed 184100747). Kept, its progress has the step ended here (the new placement
+moves only its domain and epoch: Progress.placed_again leaves a terminal step as it
+is), so as a successor it hands nothing out, decides on that end, and the new domain's
+YES is released at the end (`ended`). Safe: it keeps a fact, and only its own; what it
+changes is this Node's outcome as a driver, which now agrees with what ran. An
+idempotent step's result is dropped as before, and so is any other failure (a
+self-fenced one may be of an attempt never begun: not told apart here). Not built yet:
+a SUCCEEDED run here is still dropped (its saga record is kept: saga_runs.py), so a
+Node elected after such a run still hands the COMMIT out; and the original, still
+driving, sends it as before. Only asking the need's producer closes both
+(domain_loss.py).
 """
 
 from __future__ import annotations
@@ -94,6 +115,18 @@ from fedorch.core.node.records import AckMsg, FinalMsg, PlacedMsg, PrepareMsg, V
 from fedorch.core.node.replacement_telling import MADE, PLACED
 from fedorch.core.workflow.epoch_certificate import epoch_of_round
 from fedorch.core.workflow.progress import TERMINAL_STEP_STATES, StepState
+
+# The error of an attempt found started at a restore (running.py's INTERRUPTED).
+_INTERRUPTED = "interrupted by an agent restart"
+
+
+def ran_here(s: Any, known: tuple | None) -> bool:
+    """Does `known`, this Node's result of its own attempt of step `s`, show that a
+    step not idempotent started here (found running at a restore, FAILED so)? (The
+    header, "Started here".)"""
+    if s.idempotent or known is None:
+        return False
+    return known[1] is StepState.FAILED and known[3].startswith(_INTERRUPTED)
 
 
 class PlacedHere:
@@ -310,10 +343,13 @@ class PlacedHere:
             # came: kept, it skips the steps that need it here for ever, the new
             # domain's result refused after a terminal one (takeover soak seed
             # 4900902); a SUCCEEDED one stays, as what it let start here ran on it.
+            # Not our own attempt of a step not idempotent that did start here (the
+            # header, "Started here"): kept, as the one word that the step ran.
             stale = s is not None and s.domain != msg.domain \
                 and s.state in TERMINAL_STEP_STATES and (
                     s.domain == n.name
-                    or s.domain == msg.lost and s.state is not StepState.SUCCEEDED)
+                    or s.domain == msg.lost and s.state is not StepState.SUCCEEDED) \
+                and not (s.domain == n.name and ran_here(s, results.get(msg.step_id)))
             if stale:
                 results.pop(msg.step_id, None)
                 self._drop_run_records(wf, (msg.step_id,))
