@@ -113,11 +113,9 @@ from fedorch.core.node.placed_committed import committed_here
 from fedorch.core.node.placed_overtaken import answer_forgotten, answer_older_epoch
 from fedorch.core.node.records import AckMsg, FinalMsg, PlacedMsg, PrepareMsg, VoteMsg
 from fedorch.core.node.replacement_telling import MADE, PLACED
+from fedorch.core.node.running import INTERRUPTED
 from fedorch.core.workflow.epoch_certificate import epoch_of_round
 from fedorch.core.workflow.progress import TERMINAL_STEP_STATES, StepState
-
-# The error of an attempt found started at a restore (running.py's INTERRUPTED).
-_INTERRUPTED = "interrupted by an agent restart"
 
 
 def ran_here(s: Any, known: tuple | None) -> bool:
@@ -126,7 +124,7 @@ def ran_here(s: Any, known: tuple | None) -> bool:
     header, "Started here".)"""
     if s.idempotent or known is None:
         return False
-    return known[1] is StepState.FAILED and known[3].startswith(_INTERRUPTED)
+    return known[1] is StepState.FAILED and known[3].startswith(INTERRUPTED)  # running.py's own
 
 
 class PlacedHere:
