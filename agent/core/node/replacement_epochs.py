@@ -50,6 +50,25 @@ Both only after an epoch change in the middle of a loss.
 Memory only: a restart rebuilds the step on its lost domain (replacement.py,
 "Restore"), and the verdict that sends it back again is one of the epoch driven then.
 
+Followed away (`given_back`). A Node that follows another's later epoch drives no
+more, and a step it sent back with no placement decided (waiting, unplaced) is put
+back where a restore would rebuild it: its lost domain, at the placement epoch on
+record (0, or the last committed round's), WAITING. Kept unplaced, it outlived the
+verdict, which is void once the Node follows (domain_loss.py): the Node reported
+the results that step needs to nobody but the coordinator, and the holder of the
+later epoch, which never judged that loss, waited for ever for the step at its
+domain, which never heard its need had SUCCEEDED (takeover soak seed 184001792: d1,
+acting in epoch 1 cut off from d3, sent d3's s3 back; following d2's epoch 2, it ran
+s2 and told its SUCCEEDED to d2 alone). Sound as a restart is: the step is exactly
+what a restore builds (the placements on record, applied to the committed
+placement), and a restart may come at any moment; no placement of it left this Node
+(a decided one is on record and `placed_again` placed it), a round of ours still
+under way ABORTS at its YES (rule 1), and the holder followed now judges the lost
+domain itself. Only where the lost domain is the one on record: a step sent back
+after its new domain answered a placement void (replacement_handover.py) stays
+waiting, as a restore would not rebuild it there. The needs' results run here go to
+the step's domain again (`report_needs`).
+
 Not built yet: a round whose COMMIT was decided while this Node drove an epoch that was
 already overtaken unknown to it. Told before made keeps that COMMIT from leaving in
 the old epoch (a member that granted the later epoch refuses the placement), but once
@@ -63,8 +82,9 @@ import copy
 from typing import Any
 
 from fedorch.core.workflow.epoch_certificate import epoch_of_round
+from fedorch.core.workflow.progress import StepState
 
-__all__ = ["STALE", "judged_again", "sent_back", "stale"]
+__all__ = ["STALE", "given_back", "judged_again", "sent_back", "stale"]
 
 
 def sent_back(n: Any, wf: str, step: str) -> None:
@@ -100,3 +120,23 @@ def judged_again(n: Any, wf: str, step: str) -> str | None:
     return (f"sent back in coordinator epoch {before}, judged again in epoch {epoch}:"
             f" it may have started on {s.lost_to} meanwhile, and the step is not"
             " idempotent (idempotent: false)")
+
+
+def given_back(n: Any, wf: str) -> None:
+    """This Node follows another's later epoch of `wf` now: each step it sent back and
+    never placed again goes back to its lost domain, as a restore rebuilds it (the
+    header, "Followed away")."""
+    p = n.progress.get(wf)
+    if p is None:
+        return
+    info = n.running.info(wf)
+    placed = n.state.placements.get(wf, {})
+    for step in p.awaiting_placement():
+        s = p.steps[step]
+        epoch, domain, lost = placed.get(step, (0, info.placement.get(step, ""), ""))
+        if domain != s.lost_to:
+            continue
+        n.replacement.sent_back_in.pop((wf, step), None)
+        s.domain, s.epoch, s.lost_to, s.state = domain, epoch, lost, StepState.WAITING
+        n.stats["step sent back given back to its domain: a later epoch followed"] += 1
+        n.running.report_needs(wf, step)

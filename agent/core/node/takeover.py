@@ -117,6 +117,7 @@ from typing import Any
 
 from fedorch.core.negotiation.errors import LocalProtocolError
 from fedorch.core.node.records import Disk
+from fedorch.core.node.replacement_epochs import given_back
 from fedorch.core.node.takeover_claims import Claims, held_of
 from fedorch.core.node.takeover_ends import Ends
 from fedorch.core.node.takeover_grants import Certificate, GrantSigner
@@ -361,6 +362,7 @@ class Takeovers:
                     d.epochs[wf] = (x.epoch, x.coordinator)
                     self.late.gave(now, wf, x.epoch, x.coordinator)
                     n.domain_loss.followed(wf)  # an end held here is void now
+                    given_back(n, wf)  # steps we sent back: on their domain again
                     self.report_again(wf)
                     if wf in d.final:  # a saga's: its reports go to the new holder
                         n.compensating.plans.report_again(wf)

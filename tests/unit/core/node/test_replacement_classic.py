@@ -58,11 +58,13 @@ class Checked(test_domain_loss.Federation):
 def test_a_step_left_waiting_when_the_drive_lapsed_is_placed_once_the_drive_is_won() -> None:
     """s1 (idempotent) on d1, s2 on d2 ended. d1 is DEAD: d0 places s1 again, but is cut
     off from everyone meanwhile, grants epoch 1 to d1 (its claim came in before), and
-    its round ends ABORT while it follows d1, so s1 is neither placed nor failed. Back,
-    d0 claims past d1 (DEAD) and wins epoch 2 with d2's grant: s1 gets a round of epoch
-    2's range and the workflow SUCCEEDS. Before, nothing started one (only a loss
-    does, and none comes): the workflow stayed RUNNING for ever, s1's lost domain, once
-    back, told that s1 was placed nowhere (2PC takeover soak seed 4920841)."""
+    its round ends ABORT while it follows d1: s1, never placed, went back to d1 as d0
+    followed it, as a restore rebuilds it (replacement_epochs.py, `given_back`). Back,
+    d0 claims past d1 (DEAD) and wins epoch 2 with d2's grant: its Act judges d1's
+    steps again, s1 gets a round of epoch 2's range and the workflow SUCCEEDS. Before
+    the rounds of an acting Node, nothing started one (only a loss does, and none
+    came): the workflow stayed RUNNING for ever, s1's lost domain, once back, told that
+    s1 was placed nowhere (2PC takeover soak seed 4920841)."""
     fed = Checked()
     fed.step("d0", Submit(WF, spec_pb2.WorkflowSpec(name="w", steps=[
         test_domain_loss.step("s1", idempotent=True), test_domain_loss.step("s2")]),
@@ -84,7 +86,7 @@ def test_a_step_left_waiting_when_the_drive_lapsed_is_placed_once_the_drive_is_w
         fed.now += 0.5
         fed.step("d0", Tick())
         fed.net = []
-    assert not d0.replacement.cores and d0.progress[WF].awaiting_placement() == ["s1"]
+    assert not d0.replacement.cores and d0.progress[WF].awaiting_placement() == []
     fed.run_until(fed.now + 10.0)
     assert fed.evidence.acting == {(WF, 2): "d0"}
     epoch, new, lost = fed.disks["d0"].placements[WF]["s1"]
