@@ -6,10 +6,10 @@ An end notice (`FinalMsg`: an end, a saga's plan or its end) is a reliable send
 (`Node.reliable`): kept in `pending` until its receiver acknowledges it, resent with a
 backoff that doubles from `reliable_resend_s` to at most 8 s (Node.tick,
 `Pending.resend_due`). A notice told to a domain that is down (a loss verdict's end,
-told to every elector while the lost domain is gone) reaches that most before the
-domain is back; the domain then learned the end, and the end was made where it waits
-for that domain's acknowledgement, only at the next resends, each 8 s apart, and each
-one the network lost on the way there or back cost 8 s more (takeover soak seed
+told to every elector while the lost domain is gone) has its backoff at that most by
+the time the domain is back; the domain then learned the end, and the Node that waits
+for its acknowledgement made the end, only at the next resends, each 8 s apart, and
+each one the network lost on the way there or back cost 8 s more (takeover soak seed
 108589: the successor's loss verdict told to the lost domain while it was down, its
 end made 24 s after the domain came back, the acknowledgement lost twice and a notice
 once, each waiting for the 8 s resend).
