@@ -22,11 +22,11 @@ refused.
 Resends. `Node.get_timer` wants the earliest next resend and the tick the ids due,
 in the table's order; both walked the whole table once per turn. The next resends are
 kept in a LazyHeap (deadlines.py) instead: an entry's next resend is pushed when it is
-kept and each time its deadline moves (`resend_due`, and an entry set again through
-`__setitem__`, as told_again.py does for a domain back ALIVE), and an item counts only while its id is kept with that very deadline: every
-kept id has a live item at its next resend, so none is missed, and a tick hands each
-due id out once, so none goes twice. The due ids are sorted by the number each got when first kept (kept in the index beside
-it: the dict's own order, since an id set again keeps its place and one cut and kept
+kept and each time its deadline moves (`resend_due`; `restart`, as told_again.py does
+for a domain back ALIVE), and an item counts only while its id is kept with that very
+deadline: every kept id has a live item at its next resend, so none is missed, and a
+tick hands each due id out once, so none goes twice. The due ids are sorted by the
+number each got when first kept (kept in the index beside it: the dict's own order, since an id set again keeps its place and one cut and kept
 again goes last), so resends leave in the order the walk sent them.
 """
 
@@ -104,6 +104,15 @@ class Pending(dict):
             self._push(entry[2], key)
             entries.append(entry)
         return entries
+
+    def restart(self, key: tuple, now: float, first_s: float) -> Entry:
+        """The entry of `key`, sent again `now` by its keeper: its backoff back to
+        `first_s`, its next resend that far from `now`, its place in the order kept."""
+        entry = dict.__getitem__(self, key)
+        entry[3] = first_s
+        entry[2] = now + first_s
+        self._push(entry[2], key)
+        return entry
 
     def _deadline(self, key: tuple) -> float | None:
         entry = dict.get(self, key)

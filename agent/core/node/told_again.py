@@ -46,10 +46,8 @@ def domains_back(n: Any, now: float, before: dict[str, str | None]) -> None:
     back = {d for d, was in before.items() if was in AWAY and n.members.get(d) == "ALIVE"}
     if not back:
         return
-    first = n.t.reliable_resend_s
-    for msg_id, entry in list(n.pending.items()):
-        to, msg = entry[0], entry[1]
+    for msg_id, (to, msg, _, _) in list(n.pending.items()):
         if to in back and type(msg) is FinalMsg:
             n.stats["end notice told again: its domain back"] += 1
-            n.pending[msg_id] = [to, msg, now + first, first]  # keeps its place
+            n.pending.restart(msg_id, now, n.t.reliable_resend_s)
             n.send(to, msg)
