@@ -23,8 +23,10 @@ print(settings().derandomize, settings().database, settings().deadline)
 """
 
 
-def _probe(profile: str | None) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "FEDORCH_HYPOTHESIS"}
+def _probe(profile: str | None, ci: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("FEDORCH_HYPOTHESIS", "CI")}
+    if ci is not None:
+        env["CI"] = ci
     if profile is not None:
         env["FEDORCH_HYPOTHESIS"] = profile
     return subprocess.run([sys.executable, "-c", PROBE.format(tests=str(TESTS))],
@@ -38,11 +40,13 @@ def test_this_run_is_the_gate_unless_explore_was_asked() -> None:
     assert current.database is None and current.deadline is None
 
 
+@pytest.mark.parametrize("ci", [None, "true"])
 @pytest.mark.parametrize(("profile", "derandomized"), [(None, "True"), ("gate", "True"),
                                                        ("explore", "False")])
-def test_each_profile_as_loaded_by_the_conftest(profile: str | None,
-                                                derandomized: str) -> None:
-    run = _probe(profile)
+def test_each_profile_as_loaded_by_the_conftest(profile: str | None, derandomized: str,
+                                                ci: str | None) -> None:
+    """Hypothesis picks a different parent profile when CI is set; neither may leak."""
+    run = _probe(profile, ci)
     assert run.returncode == 0, run.stderr
     assert run.stdout.split() == [derandomized, "None", "None"]
 
