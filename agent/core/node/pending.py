@@ -44,13 +44,20 @@ as it is kept), so its recipient may hold nothing newer: the entry stays and is
 resent until its own acknowledgement, and the Node counts it ("late acknowledgement
 of an earlier send left the newer"). Safety: an entry is popped only by an
 acknowledgement of its very message, so no message is forgotten unheard; liveness is
-the resend's, as before (each resend carries the generation kept). A generation
-is never drawn twice by one agent: numbers grow within a run, and a restart (resends
-are memory only: a restore reports again what is owed, each a new send) draws from
-its wall clock's milliseconds times 1000 on, beyond any an earlier run drew unless it
-kept a thousand sends a millisecond throughout. An acknowledgement naming no generation
-(0: a sender of an earlier version) pops whatever is kept, as before; so does a pop
-by the keeper itself (a result relayed elsewhere, a tell the holder takes back).
+the resend's, as before (each resend carries the generation kept).
+
+No agent draws a generation twice for one id while a send of it may be in flight:
+numbers grow within a run, and a restart (resends are memory only: a restore reports
+again what is owed, each a new send) draws from its wall clock's milliseconds times
+1000 on, beyond any an earlier run drew unless that run kept a thousand sends a
+millisecond throughout. Not built yet: a wall clock stepped back across a restart may
+give an earlier run's number again; a late acknowledgement then pops a newer send of
+the same id only if it names that very number too.
+
+An acknowledgement naming no generation (0) pops whatever is kept, as every one did
+before generations: a placement's and its COMMIT's (placed_here.py) and a void
+answer's (replacement_new_domain.py) name none yet; so does a pop by the keeper itself
+(a result relayed elsewhere, a tell the holder takes back).
 """
 
 from __future__ import annotations

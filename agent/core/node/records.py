@@ -323,7 +323,7 @@ class AckMsg:
     void: bool = False
     # The generation of the send acknowledged (its message's `gen`): only that send's
     # entry is popped, not a newer one kept since under the same id (pending.py,
-    # "Generations"). 0: names none (a sender of an earlier version): any. Not compared:
+    # "Generations"). 0: names none: any. Not compared:
     # it is the same acknowledgement of the id whichever send it names.
     gen: int = field(default=0, compare=False)
 
