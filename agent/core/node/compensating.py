@@ -288,7 +288,8 @@ class Compensating:
                 self.runs.write(wf, s)
                 self.drive(now, wf)
         if src != n.name:  # once the row is written (see on_compensate)
-            n.send(src, AckMsg(("compensated", wf, msg.step_id, msg.attempt, n.name)))
+            n.send(src, AckMsg(("compensated", wf, msg.step_id, msg.attempt, n.name),
+                               gen=msg.gen))
 
     def reports_to(self, wf: str) -> list[str]:
         """Where this Node, a step's domain, reports `wf`'s compensations: to its
@@ -344,7 +345,7 @@ class Compensating:
         # group): acknowledged before it, a crash in between lost the tell for good, its
         # driver no longer resending it.
         self.n.send(src, AckMsg((COMPENSATE, msg.workflow_id, msg.step_id, msg.attempt,
-                                 self.n.name)))
+                                 self.n.name), gen=msg.gen))
 
     def run_here(self, now: float, src: str, msg: CompensateMsg) -> None:
         n = self.n

@@ -84,7 +84,7 @@ def elector_takes(n: Any, src: str, msg: FinalMsg) -> bool:
         return True
     if later_end_replaces(n, src, msg):  # a told end, never made (told_ends.py)
         d.epochs[wf] = (msg.epoch, src)
-        n.send(src, AckMsg(("final", wf, n.name)))
+        n.send(src, AckMsg(("final", wf, n.name), gen=msg.gen))
         return True
     epoch, holder = held_of(d, wf, wf.rpartition(".")[0])
     if wf not in d.final and msg.epoch < epoch:
@@ -103,7 +103,7 @@ def elector_takes(n: Any, src: str, msg: FinalMsg) -> bool:
         if msg.epoch >= 1:
             d.epochs[wf] = (msg.epoch, src)
         n.mark(wf, ended=True)
-    n.send(src, AckMsg(("final", wf, n.name)))
+    n.send(src, AckMsg(("final", wf, n.name), gen=msg.gen))
     return True
 
 

@@ -94,6 +94,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 
 from fedorch.core.identity.submission_guard import Admission, SubmissionGuard
 from fedorch.core.negotiation.acceptor import Acceptor, Stated
@@ -330,7 +331,9 @@ class Node:
         self.replacement.reset()
         if self.fencing is not None:
             self.fencing.reset()
-        self.pending = Pending()  # reliable sends: id -> [to, msg, at, backoff]
+        # Reliable sends: id -> [to, msg, at, backoff]; generations from this restart's
+        # wall clock on, none an earlier run of this agent gave (pending.py).
+        self.pending = Pending(self.wall_ms(now))
         self.members = {}  # a restarted agent's view is its membership's: told anew
         if self.takeover is not None:
             self.takeover.reset()
@@ -424,7 +427,10 @@ class Node:
         self.stats["vote roots signed"] += 1
 
     def reliable(self, to: str, msg_id: tuple, msg: object) -> None:
-        """Send until acknowledged (resends are in memory; restore re-reports)."""
+        """Send until acknowledged (resends are in memory; restore re-reports), as a
+        generation of its own: an acknowledgement of an earlier send kept under
+        `msg_id` leaves this one (pending.py, "Generations")."""
+        msg = replace(msg, gen=self.pending.generation())  # type: ignore[type-var]
         self.pending[msg_id] = [to, msg, self.now + self.t.reliable_resend_s,
                                 self.t.reliable_resend_s]
         self.send(to, msg)

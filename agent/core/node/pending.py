@@ -28,6 +28,36 @@ deadline: every kept id has a live item at its next resend, so none is missed, a
 tick hands each due id out once, so none goes twice. The due ids are sorted by the
 number each got when first kept (kept in the index beside it: the dict's own order, since an id set again keeps its place and one cut and kept
 again goes last), so resends leave in the order the walk sent them.
+
+Generations
+-----------
+An id is kept again with another message while it may still be in flight: a report
+replaced by a newer one, an end notice by a later epoch's, a saga's plan by its end.
+An acknowledgement names an id, which its receiver builds from the message's fields;
+an acknowledgement of the EARLIER message, late, used to pop the NEWER one, never
+resent though its recipient never got it. So each send kept is a generation of its
+own: `Node.reliable` stamps the message with a number drawn here (`generation`,
+the message's `gen`), its receiver echoes it (`AckMsg.gen`), and `acked` pops the
+entry only when the acknowledgement names the generation kept now. One that names
+another is of an earlier send (a later one was never handed out: the number is drawn
+as it is kept), so its recipient may hold nothing newer: the entry stays and is
+resent until its own acknowledgement, and the Node counts it ("late acknowledgement
+of an earlier send left the newer"). Safety: an entry is popped only by an
+acknowledgement of its very message, so no message is forgotten unheard; liveness is
+the resend's, as before (each resend carries the generation kept).
+
+No agent draws a generation twice for one id while a send of it may be in flight:
+numbers grow within a run, and a restart (resends are memory only: a restore reports
+again what is owed, each a new send) draws from its wall clock's milliseconds times
+1000 on, beyond any an earlier run drew unless that run kept a thousand sends a
+millisecond throughout. Not built yet: a wall clock stepped back across a restart may
+give an earlier run's number again; a late acknowledgement then pops a newer send of
+the same id only if it names that very number too.
+
+An acknowledgement naming no generation (0) pops whatever is kept, as every one did
+before generations: a placement's and its COMMIT's (placed_here.py) and a void
+answer's (replacement_new_domain.py) name none yet; so does a pop by the keeper itself
+(a result relayed elsewhere, a tell the holder takes back).
 """
 
 from __future__ import annotations
@@ -42,8 +72,9 @@ _missing = object()
 
 
 class Pending(dict):
-    def __init__(self) -> None:
+    def __init__(self, wall_ms: int = 0) -> None:
         super().__init__()
+        self._gen = wall_ms * 1000  # the last generation drawn (see Generations above)
         # Workflow -> its ids kept here, in the order first kept, each with the number
         # it got then (the table's order across workflows).
         self._of: dict[str, dict[tuple, int]] = {}
@@ -73,6 +104,21 @@ class Pending(dict):
         if default is _missing:
             raise KeyError(key)
         return default
+
+    def generation(self) -> int:
+        """A number for the send about to be kept, none drawn before (Generations)."""
+        self._gen += 1
+        return self._gen
+
+    def acked(self, key: tuple, gen: int) -> Entry | None | bool:
+        """An acknowledgement of `key`'s send of generation `gen` (0: any): its entry,
+        popped; False: the entry kept is of another generation, left; None: none kept."""
+        entry = dict.get(self, key)
+        if entry is None:
+            return None
+        if gen and getattr(entry[1], "gen", 0) != gen:
+            return False
+        return self.pop(key)
 
     def _unindex(self, key: tuple) -> None:
         ids = self._of[key[1]]
@@ -133,7 +179,7 @@ class Pending(dict):
                 del self[key]
 
     def __reduce__(self):
-        return _rebuilt, (list(self.items()),)
+        return _rebuilt, (list(self.items()), self._gen)
 
     def _refuse(self, *args, **kwargs):
         raise TypeError("reliable sends: change them id by id, so the index follows")
@@ -141,8 +187,9 @@ class Pending(dict):
     update = setdefault = clear = popitem = __ior__ = _refuse  # type: ignore[assignment]
 
 
-def _rebuilt(items: list[tuple[tuple, Entry]]) -> Pending:
+def _rebuilt(items: list[tuple[tuple, Entry]], gen: int = 0) -> Pending:
     table = Pending()
+    table._gen = gen
     for key, entry in items:
         table[key] = entry
     return table

@@ -125,6 +125,9 @@ class ResultMsg:
     # its turn's other results: votes.py), kept by the coordinator's audit log as
     # evidence for proofs (docs/audit.md). b"": none (other results, the simulator's).
     evidence: bytes = b""
+    # Its send's generation, which its acknowledgement names (AckMsg.gen; pending.py,
+    # "Generations"): stamped by `Node.reliable`; 0: sent once, never kept.
+    gen: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True, eq=False)
@@ -163,6 +166,9 @@ class PlacedMsg:
     # the saga owes a compensation for a SUCCEEDED run in any of them
     # (authority_steps.placed_before). (): told before the list was kept.
     before: tuple[str, ...] = ()
+    # Its send's generation, which its acknowledgement names (AckMsg.gen; pending.py,
+    # "Generations"): stamped by `Node.reliable`; 0: sent once, never kept.
+    gen: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True)
@@ -216,6 +222,9 @@ class FinalMsg:
     # The saga of this end is over (sent after the end, once its compensations all
     # ended, under its own resend key): the participants drop their plan.
     saga_over: bool = False
+    # Its send's generation, which its acknowledgement names (AckMsg.gen; pending.py,
+    # "Generations"): stamped by `Node.reliable`; 0: sent once, never kept.
+    gen: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True)
@@ -275,6 +284,9 @@ class CompensateMsg:
     workflow_id: str
     step_id: str
     attempt: int
+    # Its send's generation, which its acknowledgement names (AckMsg.gen; pending.py,
+    # "Generations"): stamped by `Node.reliable`; 0: sent once, never kept.
+    gen: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True)
@@ -286,6 +298,9 @@ class CompensatedMsg:
     attempt: int
     ok: bool
     error: str = ""
+    # Its send's generation, which its acknowledgement names (AckMsg.gen; pending.py,
+    # "Generations"): stamped by `Node.reliable`; 0: sent once, never kept.
+    gen: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True)
@@ -306,6 +321,11 @@ class AckMsg:
     # (msg_id "placed"), holds no YES of that round and learned no COMMIT of it: nothing
     # ever runs under it there (replacement_handover.py, "A void in a later epoch").
     void: bool = False
+    # The generation of the send acknowledged (its message's `gen`): only that send's
+    # entry is popped, not a newer one kept since under the same id (pending.py,
+    # "Generations"). 0: names none: any. Not compared:
+    # it is the same acknowledgement of the id whichever send it names.
+    gen: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True, eq=False)

@@ -201,7 +201,7 @@ class Running:
             # again until it follows (unless a saga needs it: resent after its end).
             refused = n.end_notices.tell_overtaken(src, wf) and not n.compensating.owes(msg)
         if not refused:
-            n.send(src, AckMsg(("result", wf, msg.step_id, n.name)))
+            n.send(src, AckMsg(("result", wf, msg.step_id, n.name), gen=msg.gen))
         entry = n.pending.get(("final", wf, src))
         if entry is not None and entry is told_before \
                 and (wf in d.final or n.domain_loss.drives(wf)):
@@ -218,7 +218,11 @@ class Running:
 
     def on_ack(self, now: float, src: str, msg: AckMsg) -> None:
         n = self.n
-        if n.pending.pop(msg.msg_id, None) is not None and msg.msg_id[0] == "final":
+        kept = n.pending.acked(msg.msg_id, msg.gen)  # only its own send (pending.py)
+        if kept is False:  # an earlier send's: the newer kept is resent until its own
+            n.stats["late acknowledgement of an earlier send left the newer"] += 1
+            return
+        if kept is not None and msg.msg_id[0] == "final":
             wf = msg.msg_id[1]
             n.point("final acked")
             n.state.final_acked[wf] = n.state.final_acked.get(wf, set()) | {src}

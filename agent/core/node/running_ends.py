@@ -55,7 +55,7 @@ class EndNotices:
     def on_final(self, now: float, src: str, msg: FinalMsg) -> None:
         n = self.n
         saga = msg.owed or msg.saga_over  # its driver's saga plan, or its end
-        ack = AckMsg(("saga" if saga else "final", msg.workflow_id, n.name))
+        ack = AckMsg(("saga" if saga else "final", msg.workflow_id, n.name), gen=msg.gen)
         forgotten = n.retain is not None and not n.retain.knows(msg.workflow_id)
         if forgotten and self.answer_overtaken(src, msg):
             return  # the original, told its successor's end from the record

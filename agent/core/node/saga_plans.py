@@ -210,7 +210,7 @@ class SagaPlans:
                     d.plans[wf] = plan
                     if n.takeover is not None:  # watched: a dead driver is taken over
                         n.takeover.resumed(n.now, wf)
-        n.send(src, AckMsg((SAGA, wf, n.name)))
+        n.send(src, AckMsg((SAGA, wf, n.name), gen=msg.gen))
 
     def plan_open(self, wf: str) -> bool:
         """A participant's saga plan of `wf` is open here (its driver another Node)."""
