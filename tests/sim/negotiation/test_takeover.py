@@ -333,7 +333,10 @@ def test_takeover_seeds_once_failing_in_classic_2pc_hold_every_invariant(seed: i
 # its step placed again, dropped its own result of the attempt it had started there (not
 # idempotent, judged not started: the need's result it ran on never reached the
 # original), and, elected, handed the placement's COMMIT out (placed_here.py, "Started
-# here"). Each: (seed, keep_ended_s, end), None for the soak's own.
+# here"); 190201851, the Node's: a claimant acknowledged a compensation report it
+# could not take yet, and that late acknowledgement cleared the report sent again, under
+# the same id, once its claim won: the compensation stayed RUNNING (pending.py,
+# "Generations"). Each: (seed, keep_ended_s, end), None for the soak's own.
 ONCE_FAILING_ONE_WAY: tuple[tuple[int, float | None, float | None], ...] = (
     (128000131, None, None), (134000369, None, None), (137500119, 5.0, 300.0),
     (138512237, None, None), (140103976, None, None), (140100077, None, None),
@@ -341,7 +344,7 @@ ONCE_FAILING_ONE_WAY: tuple[tuple[int, float | None, float | None], ...] = (
     (148002554, None, None), (150000018, None, None), (154001212, None, None),
     (154300317, None, None), (156500577, 5.0, 300.0), (158800091, None, None),
     (163101876, None, None), (165402137, 5.0, 300.0), (167000569, 5.0, 300.0),
-    (178100853, None, None), (184100747, None, None))
+    (178100853, None, None), (184100747, None, None), (190201851, None, None))
 
 
 @pytest.mark.parametrize(("seed", "keep_ended_s", "end"), ONCE_FAILING_ONE_WAY)
