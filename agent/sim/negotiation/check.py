@@ -26,7 +26,8 @@ crash) through hooks the simulated shells call, and checks:
   YES voter learned the decision within two lease periods after the last lease
   (counted from when the network had healed and the acceptors and the voter were up;
   for a classic 2PC round, decided in its coordinator's log alone, the coordinator
-  and the voter: up and not paused),
+  and the voter: up and not paused; that log dead with it, the voter is told by a
+  participant that learned it, so one such, up, too: `_teller_calm`),
   or, for a re-placement round, released its YES as the workflow ended there or as
   the holder of a later epoch answered the round void; a voter in doubt past its
   round's life (`past_life`: an acceptor refused its ballot as past the round's life
@@ -429,6 +430,8 @@ class Checker:
                 # alone: its voters wait while it is down or stalled, as 2PC does
                 # (docs/failures.md), so from its own last return too (restart, pause).
                 calm = sim.calm_since((*(tx.acceptors or (tx.coordinator,)), voter))
+                if not tx.acceptors:  # its log dead with it: a participant that learned tells
+                    calm = max(calm, self._teller_calm(sim, key, voter))
                 deadline = max(max(voters.values()), calm) + 2 * lease
                 # A re-placement round (classic 2PC, decided by its coordinator's log
                 # alone) is resolved for its new domain by the workflow's end too, or
@@ -438,6 +441,16 @@ class Checker:
                     when = "never" if at is None else f"at {at:.2f}"
                     self.fail(f"blocking: {voter} learned {key} {when}, "
                               f"deadline {deadline:.2f} (coordinator dead)")
+
+    def _teller_calm(self, sim: World, key: Key, voter: str) -> float:
+        """A classic 2PC round's coordinator dead for good, `voter` learns it only from
+        another participant that did (cooperative termination, core/negotiation/
+        termination.py, which asks them every `query_interval_s`): when the first such
+        one, up at the end, had learned it and was up for the last time (0: none)."""
+        return min((max(sim.calm_since((p,)), self.learned_at[(p, key)])
+                    for p in self.txs[key].participants
+                    if p != voter and (p, key) in self.learned_at
+                    and p not in sim.dead_forever and sim.agents[p].alive), default=0.0)
 
     def blocked_2pc(self, sim: World, key: Key) -> bool:
         """A classic 2PC round (no acceptors) whose coordinator died for good, that no

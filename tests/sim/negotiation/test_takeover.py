@@ -296,6 +296,24 @@ def test_takeover_seeds_once_failing_in_classic_2pc_hold_every_invariant(seed: i
     run(seed, takeover_after_s=3.0, classic=True)  # raises SimulationFailure naming it
 
 
+# Takeover soak seeds once failing in classic 2PC with a short retention (`--commit 2pc
+# --keep-ended-s 5 --end 300`): 190300049, the checker's: a first round's voter, down
+# when its ABORT left and back after its coordinator died for good, could be told it
+# only by the one other participant that had learned it (the third had voted NO), down
+# for 14 s; its blocking bound counted from its own return alone, and it learned 90 ms
+# past it, one query after that participant was back (check.py, `_teller_calm`). Each:
+# (seed, keep_ended_s, end).
+ONCE_FAILING_CLASSIC_SHORT_RETENTION: tuple[tuple[int, float, float], ...] = (
+    (190300049, 5.0, 300.0),)
+
+
+@pytest.mark.parametrize(("seed", "keep_ended_s", "end"), ONCE_FAILING_CLASSIC_SHORT_RETENTION)
+def test_takeover_seeds_once_failing_in_classic_2pc_with_a_short_retention_hold_every_invariant(
+        seed: int, keep_ended_s: float, end: float) -> None:
+    run(seed, takeover_after_s=3.0, classic=True, keep_ended_s=keep_ended_s,
+        end=end)  # raises SimulationFailure naming it
+
+
 # Takeover soak seeds once failing with a cut one way too (`--one-way`): 128000131,
 # mended by a rule of the Node's (a domain that granted a claim for a saga's plan
 # followed its holder, which never won and told it the end late; the original's saga,
