@@ -27,7 +27,7 @@ crash) through hooks the simulated shells call, and checks:
   (counted from when the network had healed and the acceptors and the voter were up;
   for a classic 2PC round, decided in its coordinator's log alone, the coordinator
   and the voter: up and not paused; that log dead with it, the voter is told by a
-  participant that learned it, so one such, up, too: `_teller_calm`),
+  participant that learned it, so one such, up, too; blocking_check.py),
   or, for a re-placement round, released its YES as the workflow ended there or as
   the holder of a later epoch answered the round void; a voter in doubt past its
   round's life (`past_life`: an acceptor refused its ballot as past the round's life
@@ -69,6 +69,7 @@ from fedorch.core.negotiation.acceptor import AcceptorRecord, RoundPastLife
 from fedorch.core.negotiation.messages import Ballot, Key, TxInfo, Value
 from fedorch.core.negotiation.participant import HoldState
 from fedorch.core.workflow.lifecycle import TERMINAL
+from fedorch.sim.negotiation.blocking_check import blocked_2pc, check_blocking
 from fedorch.sim.negotiation.cancel_check import CancelCheck
 from fedorch.sim.negotiation.liar_check import check_keys_unchanged, check_no_replayed_submission
 from fedorch.sim.negotiation.past_life_check import coordinator_past_life
@@ -413,73 +414,10 @@ class Checker:
             check_takeovers(self, sim)  # takeover_check.py
             check_undecided_recovery(self, sim)
         self.check_cancels(sim)
-        for key, voters in self.yes.items():
-            tx = self.txs[key]
-            if tx.coordinator not in dead:
-                continue
-            if self.blocked_2pc(sim, key):
-                sim.stats["2PC blocked: coordinator dead for good, nobody told"] += 1
-                continue
-            for voter in voters:
-                if voter in dead or not sim.agents[voter].alive \
-                        or (voter, key) in self.past_life and (voter, key) not in self.learned_at:
-                    continue
-                # From the voter's own last start too: a restored hold's lease counts
-                # again from the restore (core/negotiation/participant.restarted). A
-                # classic 2PC round (no acceptors) is decided in its coordinator's log
-                # alone: its voters wait while it is down or stalled, as 2PC does
-                # (docs/failures.md), so from its own last return too (restart, pause).
-                calm = sim.calm_since((*(tx.acceptors or (tx.coordinator,)), voter))
-                if not tx.acceptors:  # its log dead with it: a participant that learned tells
-                    calm = max(calm, self._teller_calm(sim, key, voter))
-                deadline = max(max(voters.values()), calm) + 2 * lease
-                # A re-placement round (classic 2PC, decided by its coordinator's log
-                # alone) is resolved for its new domain by the workflow's end too, or
-                # by a later epoch's holder answering it void.
-                at = self.learned_at.get((voter, key), self.released_at.get((voter, key)))
-                if at is None or at > deadline:
-                    when = "never" if at is None else f"at {at:.2f}"
-                    self.fail(f"blocking: {voter} learned {key} {when}, "
-                              f"deadline {deadline:.2f} (coordinator dead)")
-
-    def _teller_calm(self, sim: World, key: Key, voter: str) -> float:
-        """A classic 2PC round's coordinator dead for good, `voter` learns it only from
-        another participant that did (cooperative termination, core/negotiation/
-        termination.py, which asks them every `query_interval_s`): when the first such
-        one, up at the end, had learned it and was up for the last time (0: none)."""
-        return min((max(sim.calm_since((p,)), self.learned_at[(p, key)])
-                    for p in self.txs[key].participants
-                    if p != voter and (p, key) in self.learned_at
-                    and p not in sim.dead_forever and sim.agents[p].alive), default=0.0)
+        check_blocking(self, sim, dead, lease)  # blocking_check.py
 
     def blocked_2pc(self, sim: World, key: Key) -> bool:
-        """A classic 2PC round (no acceptors) whose coordinator died for good, that no
-        live agent but it learned: its YES voters wait for ever, as 2PC does
-        (docs/limits.md). Without membership views (runs without takeover) a voter asks
-        nobody but the coordinator, so any such round blocks. A re-placement round (a
-        round after the workflow's committed one: classic 2PC too, its two acceptors
-        only making a well-formed round) blocks the same way where no successor can
-        ever answer its new domain: the workflow's electorate has no live majority
-        (the workflow is left undecided then too: takeover_check.py)."""
-        tx = self.txs.get(key)
-        if tx is None or tx.coordinator not in sim.dead_forever:
-            return False
-        if tx.acceptors and not self._no_successor_for(sim, key):
-            return False
-        if sim.config.timing.takeover_after_s is None:
-            return True
-        return not any((a, key) in self.learned_at for a, agent in sim.agents.items()
-                       if agent.alive and a not in sim.dead_forever)
-
-    def _no_successor_for(self, sim: World, key: Key) -> bool:
-        """Is `key` a re-placement round of a workflow whose takeover electorate has
-        fewer live members than a majority (so none is ever elected)?"""
-        committed = self.committed(key[0])
-        tx = self.txs.get((key[0], committed)) if committed is not None else None
-        if tx is None or key[1] <= committed:
-            return False
-        electorate = set(tx.acceptors) or set(tx.participants) | {tx.coordinator}
-        return len(electorate - sim.dead_forever) < len(electorate) // 2 + 1
+        return blocked_2pc(self, sim, key)  # blocking_check.py
 
     def check_cancels(self, sim: World) -> None:
         self.cancels.check(sim)  # cancel_check.py

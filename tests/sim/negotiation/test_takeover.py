@@ -301,7 +301,7 @@ def test_takeover_seeds_once_failing_in_classic_2pc_hold_every_invariant(seed: i
 # when its ABORT left and back after its coordinator died for good, could be told it
 # only by the one other participant that had learned it (the third had voted NO), down
 # for 14 s; its blocking bound counted from its own return alone, and it learned 90 ms
-# past it, one query after that participant was back (check.py, `_teller_calm`). Each:
+# past it, one query after that participant was back (blocking_check.py, `teller_calm`). Each:
 # (seed, keep_ended_s, end).
 ONCE_FAILING_CLASSIC_SHORT_RETENTION: tuple[tuple[int, float, float], ...] = (
     (190300049, 5.0, 300.0),)

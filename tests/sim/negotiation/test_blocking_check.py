@@ -1,5 +1,5 @@
 """The blocking bound of a classic 2PC round whose coordinator died for good
-(check.py, `_teller_calm`): its voter can be told the decision only by another
+(blocking_check.py, `teller_calm`): its voter can be told the decision only by another
 participant that learned it (cooperative termination, core/negotiation/termination.py),
 so its bound counts from when the first such one, up at the end, was up for the last
 time and had learned it; not from the latest one, and never from the voter itself, a
@@ -11,6 +11,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from fedorch.core.negotiation.messages import TxInfo
+from fedorch.sim.negotiation.blocking_check import teller_calm
 from fedorch.sim.negotiation.check import Checker
 
 KEY = ("d0.w0", 1)
@@ -37,14 +38,14 @@ def test_the_bound_counts_from_the_first_participant_up_that_learned_it() -> Non
     # d1 the voter; d3 the first teller up (5.0, learned at 2.0), before d2 (12.0).
     c = checker({"d1": 40.0, "d2": 1.0, "d3": 2.0, "d4": 1.0, "d5": 1.0})
     sim = world(dead_forever={"d4"}, down={"d5"})  # neither can tell
-    assert c._teller_calm(sim, KEY, "d1") == 5.0
+    assert teller_calm(c, sim, KEY, "d1") == 5.0
 
 
 def test_a_teller_counts_from_when_it_learned_if_later() -> None:
     c = checker({"d2": 1.0, "d3": 9.0})
-    assert c._teller_calm(world(set(), set()), KEY, "d1") == 9.0
+    assert teller_calm(c, world(set(), set()), KEY, "d1") == 9.0
 
 
 def test_no_participant_that_learned_it_leaves_the_bound_as_it_was() -> None:
     c = checker({"d1": 40.0, "d4": 1.0})  # the voter itself, and one dead for good
-    assert c._teller_calm(world({"d4"}, set()), KEY, "d1") == 0.0
+    assert teller_calm(c, world({"d4"}, set()), KEY, "d1") == 0.0
