@@ -79,26 +79,12 @@ other Node's (and the coordinator's own, where it is a participant too):
   again once released, it acknowledges it `void` (`released_here`), and a later
   holder waiting for the step here drops it (replacement_handover.py).
 
-Started here. The lost domain, back and told the new placement, drops the result its
-own attempt ended with meanwhile (above), but not when the step is not idempotent and
-that result shows the attempt started here (`ran_here`: FAILED as found running at a
-restore). Such a step is placed again only when its coordinator judged it not
-started, from what it saw: a need's result that reached this domain and never reached
-it (lost, or its producer gone meanwhile) makes that judgement wrong
-(core/workflow/domain_loss.py, the open case). This result is then the one word that
-the step ran. Dropped, this Node, elected, waited for the step at its new domain and
-handed that round's COMMIT out (replacement_handover.py): the step ran twice (takeover
-soak seed 184100747). Kept, its progress has the step ended here (the new placement
-moves only its domain and epoch: Progress.placed_again leaves a terminal step as it
-is), so as a successor it hands nothing out, decides on that end, and the new domain's
-YES is released at the end (`ended`). Safe: it keeps a fact, and only its own; what it
-changes is this Node's outcome as a driver, which now agrees with what ran. An
-idempotent step's result is dropped as before, and so is any other failure (a
-self-fenced one may be of an attempt never begun: not told apart here). Not built yet:
-a SUCCEEDED run here is still dropped (its saga record is kept: saga_runs.py), so a
-Node elected after such a run still hands the COMMIT out; and the original, still
-driving, sends it as before. Only asking the need's producer closes both
-(domain_loss.py).
+Started here (placed_started.py, where the argument is). The lost domain, back and
+told the new placement, keeps the result its own attempt of a step not idempotent
+ended with (`ran_here`): FAILED as found running at a restore, or SUCCEEDED where
+every step that needs it is, or was until this loss, placed here. Dropped, this Node,
+elected, handed the new placement's COMMIT out and the step ran twice (takeover soak
+seed 184100747).
 """
 
 from __future__ import annotations
@@ -111,20 +97,11 @@ from fedorch.core.node.authority_steps import earlier_for, earlier_of
 from fedorch.core.node.domain_loss_verdict import placed, was_lost
 from fedorch.core.node.placed_committed import committed_here
 from fedorch.core.node.placed_overtaken import answer_forgotten, answer_older_epoch
+from fedorch.core.node.placed_started import ran_here
 from fedorch.core.node.records import AckMsg, FinalMsg, PlacedMsg, PrepareMsg, VoteMsg
 from fedorch.core.node.replacement_telling import MADE, PLACED
-from fedorch.core.node.running import INTERRUPTED
 from fedorch.core.workflow.epoch_certificate import epoch_of_round
 from fedorch.core.workflow.progress import TERMINAL_STEP_STATES, StepState
-
-
-def ran_here(s: Any, known: tuple | None) -> bool:
-    """Does `known`, this Node's result of its own attempt of step `s`, show that a
-    step not idempotent started here (found running at a restore, FAILED so)? (The
-    header, "Started here".)"""
-    if s.idempotent or known is None:
-        return False
-    return known[1] is StepState.FAILED and known[3].startswith(INTERRUPTED)  # running.py's own
 
 
 class PlacedHere:
@@ -341,13 +318,13 @@ class PlacedHere:
             # came: kept, it skips the steps that need it here for ever, the new
             # domain's result refused after a terminal one (takeover soak seed
             # 4900902); a SUCCEEDED one stays, as what it let start here ran on it.
-            # Not our own attempt of a step not idempotent that did start here (the
-            # header, "Started here"): kept, as the one word that the step ran.
+            # Not our own attempt of a step not idempotent that did start here, where
+            # it is kept (placed_started.py): the one word that the step ran.
             stale = s is not None and s.domain != msg.domain \
                 and s.state in TERMINAL_STEP_STATES and (
                     s.domain == n.name
                     or s.domain == msg.lost and s.state is not StepState.SUCCEEDED) \
-                and not (s.domain == n.name and ran_here(s, results.get(msg.step_id)))
+                and not (s.domain == n.name and ran_here(p, s, results.get(msg.step_id)))
             if stale:
                 results.pop(msg.step_id, None)
                 self._drop_run_records(wf, (msg.step_id,))

@@ -14,10 +14,15 @@ from tests.unit.core.node.test_saga_older_result_after_restart import (
     a_refused_after_the_drivers_restart,
     tick_until,
 )
+from tests.unit.core.node.test_saga_results import s0_compensated_beside_s1_and_s2
 
 
 def test_the_end_drops_the_run_record_of_a_result_it_replaces() -> None:
-    f = a_refused_after_the_drivers_restart(s2_ok=True)
+    # s0 idempotent: a lost domain told the new placement drops its own result (its
+    # own SUCCEEDED run of a step not idempotent it keeps: placed_started.py).
+    spec = s0_compensated_beside_s1_and_s2()
+    spec.steps[0].idempotent = True
+    f = a_refused_after_the_drivers_restart(s2_ok=True, spec=spec)
     tick_until(f, lambda f: all(WF in f.disks[n].final for n in ("d0", "d1", "d2")))
     assert f.disks["d0"].final[WF] is WorkflowState.SUCCEEDED
     results = f.disks["d2"].results[WF]

@@ -28,7 +28,10 @@ PLACED_AGAIN = {"s0": (1, "d3", "d1")}  # (epoch, new domain, lost domain)
 def spec() -> spec_pb2.WorkflowSpec:
     comp = spec_pb2.Compensation(params_json='{"undo": true}')
     return spec_pb2.WorkflowSpec(name="w", steps=[
-        spec_pb2.StepSpec(id="s0", capability="a", compensate=comp),
+        # idempotent: d1, told the new placement, drops its own result, so the
+        # adopted plan owes its run by its record alone (a SUCCEEDED run of a step
+        # not idempotent it keeps: placed_started.py).
+        spec_pb2.StepSpec(id="s0", capability="a", compensate=comp, idempotent=True),
         spec_pb2.StepSpec(id="s1", capability="a", compensate=comp),
         spec_pb2.StepSpec(id="s2", capability="a")])
 
