@@ -55,9 +55,11 @@ give an earlier run's number again; a late acknowledgement then pops a newer sen
 the same id only if it names that very number too.
 
 An acknowledgement naming no generation (0) pops whatever is kept, as every one did
-before generations: a placement's and its COMMIT's (placed_here.py) and a void
-answer's (replacement_new_domain.py) name none yet; so does a pop by the keeper itself
-(a result relayed elsewhere, a tell the holder takes back).
+before generations: a void answer to a re-placement COMMIT (replacement_new_domain.py:
+the new domain holds nothing of that round, so every tell of its placement is done
+with) names none, and so does a pop by the keeper itself (a result relayed elsewhere,
+a tell the holder takes back). A placement's and its COMMIT's acknowledgement
+(placed_here.py) names the tell's generation.
 """
 
 from __future__ import annotations

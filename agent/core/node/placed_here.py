@@ -266,7 +266,8 @@ class PlacedHere:
         # placement (replacement_handover.py, "A void in a later epoch"). A handed-out
         # COMMIT is acknowledged by its own id ("The handed-out COMMIT's own resends").
         n.send(src, AckMsg((MADE if msg.made else PLACED, msg.workflow_id, msg.step_id,
-                            msg.epoch, n.name), n.replacement.handover.released_here(msg)))
+                            msg.epoch, n.name), n.replacement.handover.released_here(msg),
+                            gen=msg.gen))
 
     def learn_from_grant(self, now: float, wf: str,
                          placements: tuple[tuple[str, int, str, str], ...],

@@ -205,3 +205,24 @@ def test_a_placement_refused_after_an_end_in_a_later_epoch_names_a_domain_whose_
         ("final", WF, "d2")] * 2  # both times
     assert f.disks["d2"].epochs[WF] == (1, "d2")  # d2 ranks better: it drives on
     assert f.disks["d2"].placements[WF]["s1"] == (2, "d3", "d2")
+
+
+def test_a_placement_is_acknowledged_with_the_generation_of_the_tell_it_answers() -> None:
+    """d0 tells d2 that s1 is placed again (a reliable send: a generation of its own);
+    d2's acknowledgement names that generation, so a late one of an earlier tell under
+    the same id would leave a newer tell kept at d0 (pending.py, "Generations")."""
+    fed = committed([step("s1", idempotent=True), step("s2", needs=("s1",))],
+                    {"s1": "d1", "s2": "d2"})
+
+    def placed_to_d2(src: str, dst: str, msg: object) -> bool:
+        return isinstance(msg, PlacedMsg) and dst == "d2"
+
+    dies(fed, "d1", keep=placed_to_d2)
+    held = [m for m in fed.net if placed_to_d2(*m)]
+    assert held, "d0 placed s1 again"
+    fed.net = []
+    src, dst, tell = held[0]
+    assert tell.gen != 0
+    fed.step(dst, Message(src, tell))
+    acks = [m for to, m in fed.sent_by("d2", AckMsg) if to == "d0" and m.msg_id[0] == "placed"]
+    assert [m.gen for m in acks] == [tell.gen]
