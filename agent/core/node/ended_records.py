@@ -144,7 +144,8 @@ from fedorch.core.identity.authority import coordinator_of
 from fedorch.core.workflow.compensation import plan
 from fedorch.core.workflow.lifecycle import WorkflowState
 
-__all__ = ["IF_DRIVER_GONE", "NOTHING", "EndedRecords", "no_saga", "yielded"]
+__all__ = ["IF_DRIVER_GONE", "NOTHING", "EndedRecords", "no_saga", "original_yielded",
+           "yielded"]
 
 # A record's `tell`, besides an epoch (>= 0) to tell the end in to any asker: nothing
 # told; or the end told in epoch 0, by the original, once the view here says the saga's
@@ -167,6 +168,17 @@ def yielded(d: Any, name: str, wf: str) -> int:
     epoch, holder = d.granted.get(wf, (0, ""))
     if epoch >= 1 and holder not in ("", name) and d.epochs.get(wf) == (epoch, holder) \
             and coordinator_of(wf) != name:
+        return epoch
+    return 0
+
+
+def original_yielded(name: str, wf: str, held: tuple[int, str]) -> int:
+    """`name` the original coordinator of `wf`, `held` the epoch it holds (granted or
+    followed, the later) and that epoch's holder: that epoch e >= 1 where another
+    holds it, the epoch its end, told in epoch 0 to a placement question, is told in
+    too (restart_check.py; see the header, "An original that yielded"); else 0."""
+    epoch, holder = held
+    if coordinator_of(wf) == name and epoch >= 1 and holder not in ("", name):
         return epoch
     return 0
 
@@ -284,6 +296,14 @@ class EndedRecords:
             won = proof[2]  # the holder's end, in its won epoch: shown with its proof
         n.stats["placement asked of a forgotten workflow: the end told"] += 1
         return rec[0], tell, won
+
+    def told_too(self, wf: str, epoch: int) -> int:
+        """The epoch the end of `wf`, forgotten here and told in `epoch` to a placement
+        question (`query_answer`), is told in too, or 0 (`original_yielded`)."""
+        rec = self.of(wf)
+        if rec is None or epoch != 0:
+            return 0
+        return original_yielded(self.n.name, wf, (rec[1], rec[2]))
 
     def overtaken(self, src: str, wf: str) -> tuple[int, str, Any, WorkflowState] | None:
         """The later end of `wf`, forgotten here, made by a successor, and its proof

@@ -381,11 +381,11 @@ class StartAsks:
         driver's own) or we follow another holder since (asked now, its wait from the
         shortest again). See "A claimant drives nothing"."""
         n = self.n
-        if not self.asked.get(wf) or self.asked_of.get(wf) != n.name:
-            return  # nothing held for our own claim
+        if not self.asked.get(wf) or wf not in self.asked_of:
+            return  # nothing held
         if wf in n.progress and wf not in n.state.final and not self.drives(wf) \
-                and self.coordinator(wf) == n.name:
-            return  # our claim goes on, not won yet
+                and self.coordinator(wf) == self.asked_of[wf]:
+            return  # the holder asked holds it still (our own claim: not won yet)
         self.wait[wf] = n.t.reliable_resend_s
         self._ask(now, wf)
 
