@@ -39,7 +39,9 @@ The rule:
   any more, which nobody else tells, or to any asker once the saga's plan is closed
   here or its spec owes none (`_tell_end`), or to a domain that granted its claim,
   over, for the saga's plan, which it never took (the same question, asked by such a
-  granter: takeover_late_grants.py `asked`); one that forgot it answers from the end's
+  granter: takeover_late_grants.py `asked`; the original that yielded such a claim
+  tells the end in the yielded epoch too, after the one in epoch 0: ended_records.py,
+  "An original that yielded"); one that forgot it answers from the end's
   record where the kept workflow told the asker, its saga over by then, with the
   epoch and certificate the asker takes (ended_records.py, a step's domain included:
   the original following a gone driver tells it as below); one whose
