@@ -348,6 +348,11 @@ class DomainLoss:
             # that a later epoch's other end beat is void (seed 4401924).
             if told is WorkflowState.CANCELLED and made is not WorkflowState.CANCELLED:
                 n.cancels.void(wf)
+            # But for the told end's own, to a domain the made end was not told to (an
+            # elector holding no step: the Announce tells the members): never made, it
+            # is told no more (takeover soak seed 191000086: FAILED told for ever to an
+            # elector that answered with the proven SUCCEEDED made here too).
+            n.pending.drop(wf, lambda k, v: k[0] == "final" and v[1].state is not made)
             return
         if told is WorkflowState.CANCELLED:
             n.cancels.void(wf)  # the cancel's caller is answered what happened

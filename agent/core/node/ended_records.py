@@ -76,14 +76,29 @@ What it answers, and why each is the answer the live workflow gave:
   another's epoch other than the one it granted (kept, it told a step's domain the end
   only with a certificate of an earlier epoch of its own, which the record does not
   keep).
-  Not built yet: an original coordinator that claimed e past a gone holder and
-  yielded e to a rival. Its granter follows it in e and is held as while kept, where
-  `asked` leaves the original out; the record, as the kept workflow, tells it the end
-  in epoch 0 (or nothing), not in e. It is not the same rule: the original is asked
-  by the domains that follow it in epoch 0 too, the question names no epoch, and an
-  end in e moves those onto an epoch they do not hold (refused, asked again), one in
-  epoch 0 is refused by the granter. Answering both needs the epoch in the question
-  (a message change) or two answers, each argued on its own.
+  An original that yielded: the original coordinator that claimed e past a gone
+  holder and yielded e to a rival (`original_yielded`). Its granter follows it in e
+  and refuses the end in epoch 0 (an older epoch than it holds) and the rival's in e
+  (e held here by the original, no certificate): it kept its reservation for ever
+  (takeover soak seed 163101876 with a cut one way). `asked` leaves the original out,
+  since domains that follow it in epoch 0 ask it too and the question names no epoch.
+  So the original answers with two ends: in epoch 0, as before (`tell` is 0), and in
+  e (`told_too`; restart_check.py `_tell_end` alike while kept, where the tables show
+  the yield itself: its grant of e names the rival, followed in e, with no
+  certificate of e kept). Each is argued on its own. The first is the answer as
+  before. The second carries the same end (the one end there is, the value the first
+  tells), only told in e, and only where the saga is over (the plan closed here, or
+  none can be owed: a record's `tell` of 0 with e >= 1 held means so, and
+  `IF_DRIVER_GONE` told in epoch 0 gets no second answer). Who asks the
+  original follows it: in epoch 0 (refuses an end in e from a sender that is no
+  participant, or takes that same end as any participant's end of a later epoch:
+  authority_ends.py), or in e by a grant of its claim (takes it from the holder it
+  follows, ends its part and lets its reservation go, as `asked`'s granters do). The
+  record keeps no grant apart from the epoch followed, so it tells e too wherever the
+  original holds e in another's hands (a grant of a claim it never made, or a proven
+  holder followed: nobody follows the original in e then, and the second answer is
+  refused or taken as that one end). No row changes; no message changes. Chosen over
+  the epoch in the question (a message change).
   What is not done: the told asker ends its part and lets its reservation go, runs
   nothing and compensates nothing; a SUCCEEDED run it holds that no driver learned of
   stays uncompensated, as its late result would at a Node that forgot the workflow
@@ -144,7 +159,8 @@ from fedorch.core.identity.authority import coordinator_of
 from fedorch.core.workflow.compensation import plan
 from fedorch.core.workflow.lifecycle import WorkflowState
 
-__all__ = ["IF_DRIVER_GONE", "NOTHING", "EndedRecords", "no_saga", "yielded"]
+__all__ = ["IF_DRIVER_GONE", "NOTHING", "EndedRecords", "no_saga", "original_yielded",
+           "yielded"]
 
 # A record's `tell`, besides an epoch (>= 0) to tell the end in to any asker: nothing
 # told; or the end told in epoch 0, by the original, once the view here says the saga's
@@ -167,6 +183,17 @@ def yielded(d: Any, name: str, wf: str) -> int:
     epoch, holder = d.granted.get(wf, (0, ""))
     if epoch >= 1 and holder not in ("", name) and d.epochs.get(wf) == (epoch, holder) \
             and coordinator_of(wf) != name:
+        return epoch
+    return 0
+
+
+def original_yielded(name: str, wf: str, held: tuple[int, str]) -> int:
+    """`name` the original coordinator of `wf`, `held` the epoch it holds (granted or
+    followed, the later) and that epoch's holder: that epoch e >= 1 where another
+    holds it, the epoch its end, told in epoch 0 to a placement question, is told in
+    too (restart_check.py; see the header, "An original that yielded"); else 0."""
+    epoch, holder = held
+    if coordinator_of(wf) == name and epoch >= 1 and holder not in ("", name):
         return epoch
     return 0
 
@@ -284,6 +311,14 @@ class EndedRecords:
             won = proof[2]  # the holder's end, in its won epoch: shown with its proof
         n.stats["placement asked of a forgotten workflow: the end told"] += 1
         return rec[0], tell, won
+
+    def told_too(self, wf: str, epoch: int) -> int:
+        """The epoch the end of `wf`, forgotten here and told in `epoch` to a placement
+        question (`query_answer`), is told in too, or 0 (`original_yielded`)."""
+        rec = self.of(wf)
+        if rec is None or epoch != 0 or rec[3] != 0:
+            return 0  # (an IF_DRIVER_GONE told in 0: its saga may not be over)
+        return original_yielded(self.n.name, wf, (rec[1], rec[2]))
 
     def overtaken(self, src: str, wf: str) -> tuple[int, str, Any, WorkflowState] | None:
         """The later end of `wf`, forgotten here, made by a successor, and its proof

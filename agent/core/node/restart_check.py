@@ -39,7 +39,9 @@ The rule:
   any more, which nobody else tells, or to any asker once the saga's plan is closed
   here or its spec owes none (`_tell_end`), or to a domain that granted its claim,
   over, for the saga's plan, which it never took (the same question, asked by such a
-  granter: takeover_late_grants.py `asked`); one that forgot it answers from the end's
+  granter: takeover_late_grants.py `asked`; the original that yielded such a claim
+  tells the end in the yielded epoch too, after the one in epoch 0: ended_records.py,
+  "An original that yielded"); one that forgot it answers from the end's
   record where the kept workflow told the asker, its saga over by then, with the
   epoch and certificate the asker takes (ended_records.py, a step's domain included:
   the original following a gone driver tells it as below); one whose
@@ -100,7 +102,7 @@ from typing import Any
 
 from fedorch.core.identity.authority import coordinator_of
 from fedorch.core.node.deadlines import DeadlineTable
-from fedorch.core.node.ended_records import no_saga
+from fedorch.core.node.ended_records import no_saga, original_yielded
 from fedorch.core.node.original_asks import OriginalAsks
 from fedorch.core.node.records import FinalMsg, PlacementAnswer, PlacementQuery
 from fedorch.core.node.saga_gone_driver import driver_gone, tell_or_claim
@@ -233,6 +235,8 @@ class RestartCheck:
         if n.retain is not None and (end := n.retain.ends.query_answer(wf)):
             state, epoch, won = end  # forgotten here: its end (ended_records.py)
             n.send(src, FinalMsg(wf, state, epoch, won=won))
+            if too := n.retain.ends.told_too(wf, epoch):  # an original that yielded
+                n.send(src, FinalMsg(wf, state, too))
             return
         if self.originals.answer(src, msg):
             return  # an elector, asked by the driver back (original_asks.py)
@@ -298,7 +302,7 @@ class RestartCheck:
             return
         placed = dict(n.running.info(wf).placement)
         placed.update((step, p[1]) for step, p in d.placements.get(wf, {}).items())
-        whole = d.plans.get(wf) == () or no_saga(n, wf)  # no plan is owed any more
+        whole = closed = d.plans.get(wf) == () or no_saga(n, wf)  # no plan owed any more
         if src in placed.values() and not whole:
             if not driver_gone(n, wf):
                 return  # it holds a step still: the saga's driver tells it the end and plan
@@ -312,6 +316,10 @@ class RestartCheck:
             n.send(src, FinalMsg(wf, d.final[wf], epoch, won=won))
         elif coordinator_of(wf) == n.name:
             n.send(src, FinalMsg(wf, d.final[wf]))
+            too = original_yielded(n.name, wf, d.granted.get(wf, (0, "")))
+            if too and closed and d.epochs.get(wf) == d.granted[wf] \
+                    and n.end_notices.end_proof(wf) is None:  # it yielded its claim
+                n.send(src, FinalMsg(wf, d.final[wf], too))  # (ended_records.py)
         elif kept[0] >= 1 and kept[1] and whole:
             # A holder of an earlier epoch, which the asker follows: told in it, with
             # its certificate (the later holder may never have learned the asker).

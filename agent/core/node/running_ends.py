@@ -30,6 +30,20 @@ and takes the end the electors answer its claim with. Refused silently instead, 
 original resent its end for ever and stayed RUNNING once that holder died for good
 (takeover soak seed 101830).
 
+An end told on. A claimant of an epoch it never won that tells on the end it learned
+with its proof (the takeover part's Announce) keeps that proof (`end_proof`), from an
+end notice or a claim's answer alike (takeover_claims.py): so it takes the proven
+holder's own notice of that end, of an epoch below its claim, only to acknowledge it
+(authority_ends.py). Its notice to that holder, told on in its unproven epoch, is one
+the holder refuses where the claimant is the original coordinator, no participant
+(authority_ends.py: a later epoch's end from a non-participant needs its
+certificate). The holder's notice says it holds that very end, as its acknowledgement
+would: so the claimant's notice to it is settled as acknowledged
+(`settled_by_proven_end`), never where the ends differ. Before, each resent its notice
+for ever and neither forgot the workflow (takeover soak seed 191000086: the original,
+back, claimed epoch 2 past epoch 1's holder gone in its view, on an elector's answer
+that showed that holder's SUCCEEDED and its certificate).
+
 Pure: no clock, no I/O; what it says goes through the Node's outbox.
 """
 
@@ -87,6 +101,24 @@ class EndNotices:
             n.compensating.plans.on_plan(src, msg)
         else:
             n.send(src, ack)
+            self.settled_by_proven_end(now, src, msg)
+
+    def settled_by_proven_end(self, now: float, src: str, msg: FinalMsg) -> None:
+        """`src`, the proven holder of the epoch whose end this Node keeps the proof of,
+        told that very end (just acknowledged here), while our notice of it, told on in
+        a later epoch, still waits for `src` (the header, "An end told on"): `src`
+        holds the end, as its acknowledgement would say, so our notice is settled as
+        acknowledged."""
+        n = self.n
+        wf = msg.workflow_id
+        proof = n.state.end_proofs.get(wf)
+        entry = n.pending.get(("final", wf, src))
+        if entry is None or proof is None or proof[:2] != (msg.epoch, src) or not msg.won \
+                or n.state.final.get(wf) is not msg.state or entry[1].state is not msg.state \
+                or entry[1].epoch <= msg.epoch:
+            return
+        n.stats["end told on settled by its proven holder's same end"] += 1
+        n.running.on_ack(now, src, AckMsg(("final", wf, src)))
 
     def keep_end_proof(self, src: str, msg: FinalMsg) -> None:
         """A later epoch's end, about to be taken here with its certificate: the proof
@@ -95,8 +127,15 @@ class EndNotices:
         wf = msg.workflow_id
         if msg.epoch >= 1 and msg.won and not msg.owed and not msg.saga_over \
                 and n.takeover.proven(wf, msg.epoch, src, msg.won):
-            n.point("end proof kept")
-            n.state.end_proofs[wf] = (msg.epoch, src, msg.won)
+            self.keep_proof(wf, msg.epoch, src, msg.won)
+
+    def keep_proof(self, wf: str, epoch: int, holder: str, won: tuple) -> None:
+        """The proof (checked by the caller) of the end about to be taken here: that of
+        an end notice, or of a claim's answer that shows a proven holder's end (a
+        claimant that tells it on in the epoch it claimed keeps it the same: `end_proof`
+        says why)."""
+        self.n.point("end proof kept")
+        self.n.state.end_proofs[wf] = (epoch, holder, won)
 
     def end_proof(self, wf: str) -> tuple[int, str, tuple] | None:
         """The proof of the end made here of `wf` in a later epoch: the certificate of

@@ -54,11 +54,18 @@ the very step of the `Act` that writes the epoch, it starts as the driver's own 
 grants that won it each brought the electors' placements before they counted,
 placed_here.py, and the Act's own judging and re-placements are done by then); once
 this Node follows another holder (it yielded, or was shown a win) that one is asked at
-once, the wait between asks from the shortest again. Neither waits for the held
-attempt's next ask (up to `ASK_AT_MOST_S` away once the asks backed off); any other
-step of the core leaves the held start to its ask's time, and so does a change of
-holder for a start held while asking another (a participant that grants a claimant asks
-it at its next ask, as before).
+once, the wait between asks from the shortest again. So too a start held while asking
+another holder (the original, or a successor): once the holder the workflow's core
+names (`coordinator`) is not the one its last ask was for (`asked_of`: a successor's
+win shown, a later epoch followed, a claimant granted), the new holder is asked in that
+very step, the wait from the shortest again. None waits for the held attempt's next
+ask (up to `ASK_AT_MOST_S` away once the asks backed off): an answer of the holder
+asked before is taken no more (`on_answer` takes only the holder followed now's), so
+that wait was time lost. Any other step of the core (the holder unchanged) leaves the
+held start to its ask's time. The widened look met a leak the slower timing had
+hidden (takeover soak seed 163101876 with a cut one way: an original that yielded
+its claim told its granter the end in epoch 0 only, ended_records.py, "An original
+that yielded").
 
 The coordinator's side. Answering "still placed here" to a query naming steps about to
 start, the coordinator counts each such step as possibly started by the asker
@@ -376,16 +383,16 @@ class StartAsks:
 
     def holder_stepped(self, now: float, wf: str) -> None:
         """The takeover part applied what `wf`'s core said (takeover.py, `apply`): a
-        start held here for our own claim (its last ask was for ourselves) is looked at
-        now, not at its ask's time, if that claim won (an `Act`: it starts as the
-        driver's own) or we follow another holder since (asked now, its wait from the
-        shortest again). See "A claimant drives nothing"."""
+        start held here is looked at now, not at its ask's time, if the holder its last
+        ask was for holds it no more: our own claim won (an `Act`: it starts as the
+        driver's own), or the holder followed now is another (asked now, its wait from
+        the shortest again). See "A claimant drives nothing"."""
         n = self.n
-        if not self.asked.get(wf) or self.asked_of.get(wf) != n.name:
-            return  # nothing held for our own claim
+        if not self.asked.get(wf) or wf not in self.asked_of:
+            return  # nothing held
         if wf in n.progress and wf not in n.state.final and not self.drives(wf) \
-                and self.coordinator(wf) == n.name:
-            return  # our claim goes on, not won yet
+                and self.coordinator(wf) == self.asked_of[wf]:
+            return  # the holder asked holds it still (our own claim: not won yet)
         self.wait[wf] = n.t.reliable_resend_s
         self._ask(now, wf)
 

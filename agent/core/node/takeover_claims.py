@@ -369,6 +369,8 @@ class Claims:
             if self._told_end_stands(wf, core, msg, proven):
                 return
             n.stats["takeover found the end"] += 1
+            if proven:  # kept with the end, as an end notice's is (running_ends.py)
+                n.end_notices.keep_proof(wf, msg.held_epoch, msg.holder, msg.won)
             # Unproven, the holder the answer names where it names one of a later epoch
             # than the original's: the member may have forgotten the workflow since
             # (ended_records.py answers with its record), and, followed as the holder,

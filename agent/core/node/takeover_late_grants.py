@@ -164,9 +164,11 @@ rival's end with a proof (none exists: the rival never won) or moving the grante
 onto the rival (its grant of e is to us: only we may answer in e). No message
 changes. Once retention forgot the workflow here, the end's record gives the same
 answer (ended_records.py: `keep` records e to tell by the same test, `yielded`), so a
-granter cut off from us past our retention is told too. Not built yet: an original
-coordinator that claimed past a gone holder and yielded its epoch (ended_records.py
-says why it is not the same rule).
+granter cut off from us past our retention is told too. An original coordinator
+that claimed past a gone holder and yielded its epoch is not this rule (domains that
+follow it in epoch 0 ask it too): it answers with its end in epoch 0 and in the
+yielded epoch both (restart_check.py `_tell_end`; ended_records.py, "An original
+that yielded").
 
 Not told: an elector holding no step of the workflow (an extra acceptor of its
 round). It holds no reservation, and it refuses a claimant's end of epoch 1 or

@@ -340,7 +340,10 @@ def test_takeover_seeds_once_failing_in_classic_2pc_with_a_short_retention_hold_
 # original, back, granted a claim after its claimant yielded to a rival that ended the
 # workflow on an end it learned, and the claimant answered its asks with nothing
 # (takeover_late_grants.py, "A claim yielded to a rival"; 163101876 found the same on
-# a fresh range); 165402137, the Node's: a claimant not won yet took itself for the
+# a fresh range, and again, once a start held asking one holder asked a new holder at
+# once: the original, back, claimed epoch 2 past a gone holder and yielded it to a
+# rival, and told the granter of its claim the end in epoch 0 only, refused there for
+# ever: restart_check.py, ended_records.py, "An original that yielded"); 165402137, the Node's: a claimant not won yet took itself for the
 # driver and started a step the original had placed elsewhere (start_asks.py, "A
 # claimant drives nothing"); 167000569, the checker's: a cancel waiting on a round
 # its coordinator is in doubt about past the round's life, demanded CANCELLED
