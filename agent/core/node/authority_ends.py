@@ -18,8 +18,16 @@ nothing and says only what is held). A Node not committed to the workflow takes 
 end only from a proven holder of a later epoch (a new domain in doubt on a
 re-placement round), or, in epoch 0 and unproven, from a domain that round's PREPARE
 names (a member's word: replacement_handover.py) while it holds no later epoch of
-another, or as an elector holding no step (elector_ends.py), and never below an epoch
-it granted (the argument of domain_loss.py). Nor does a Node committed here take an
+another, or as an elector holding no step (elector_ends.py), or, once it ended the
+workflow on an end told while in doubt (the original's epoch-0 notice of a verdict
+told before it is made), from a proven holder of a later epoch with its certificate
+(`_told_end_kept`), so that told_ends.py replaces that end, which was never made (its
+argument holds whether the COMMIT reached this Node or not: a proven epoch is of a
+committed workflow, and the kept end is not this Node's own); and never below an
+epoch it granted (the argument of domain_loss.py). Refused as "not committed here
+yet", a participant back in doubt kept the FAILED its original told and never made
+(it granted epoch 1 next) against epoch 1's SUCCEEDED everywhere else (takeover
+one-way soak seed 197102921). Nor does a Node committed here take an
 end without a certificate below an epoch it granted to another, though it follows no
 epoch yet (a new domain committed by that claimant's own re-placement round: takeover
 soak seed 18300721). The epoch granted here to the end's
@@ -68,7 +76,8 @@ def final(node: Any, src: str, msg: FinalMsg, votes: Any,
     if held is None and _elector_only(node, msg.workflow_id):
         _final_at_elector(node, src, msg, proven_epoch)
         return
-    if msg.epoch > 0 and held is None:
+    if msg.epoch > 0 and held is None \
+            and not _told_end_kept(node, src, msg, proven_epoch):
         raise Refused("not_known", f"an end of {msg.workflow_id} in epoch {msg.epoch},"
                                    " not committed here yet")
     if held is None:
@@ -219,6 +228,16 @@ def _final_at_elector(node: Any, src: str, msg: FinalMsg,
         if msg.epoch == held[0]:
             held = (msg.epoch, src)  # it won the epoch we granted (to it or a rival)
     authorize("cancel", src, Facts(workflow_id=wf, epoch=msg.epoch, held=held))
+
+
+def _told_end_kept(node: Any, src: str, msg: FinalMsg,
+                   proven: Callable[[str, int, str, Any], bool] | None) -> bool:
+    """Is `msg` the end of a later epoch, with its certificate, at a Node not committed
+    to the workflow that ended it on an end told while it was in doubt (the original's
+    epoch-0 notice: told_ends.py may replace it)?"""
+    wf = msg.workflow_id
+    return wf in node.state.final and msg.epoch >= 1 and bool(msg.won) \
+        and proven is not None and proven(wf, msg.epoch, src, msg.won)
 
 
 def _replacement_yes(node: Any, wf: str) -> bool:
