@@ -78,15 +78,13 @@ TAKEN_UP_AGAIN = "takeover withdrawn claim taken up again on a member's grant"
 
 
 class ClaimAnswers:
-    """The answers to our claims, for `Claims` (takeover_claims.py), whose state they use."""
+    """The answers to our claims, a part of `Claims` (takeover_claims.py), whose state
+    (the claims sent again, the granters) it reads and writes through `claims`."""
 
-    n: Any
-    tk: Any
-    # Claims answered "in doubt here", sent again at `again_at` (takeover_claims.py).
-    again: dict[str, set[str]]
-    again_at: float | None
-    # The workflow's domains that granted one of our claims (takeover_claims.py).
-    granters: dict[str, set[str]]
+    def __init__(self, claims: Any) -> None:
+        self.claims = claims
+        self.n = claims.n
+        self.tk = claims.tk
 
     def on_claim_answer(self, now: float, src: str, msg: ClaimAnswerMsg) -> None:
         n, tk = self.n, self.tk
@@ -107,7 +105,7 @@ class ClaimAnswers:
             # a lower epoch: so, denied by one that holds a lower epoch, the claim is
             # over and the end is told on in its epoch (`_ended_claim_denied`).
             if core.role is Role.CLAIMING and core.coordinator == n.name \
-                    and msg.held_epoch < core.epoch and self.granters.get(wf):
+                    and msg.held_epoch < core.epoch and self.claims.granters.get(wf):
                 self._ended_claim_denied(now, wf, core)
             return
         if msg.final is not None and msg.holder == n.name and not msg.granted \
@@ -162,9 +160,9 @@ class ClaimAnswers:
         if msg.in_doubt and not msg.granted:
             if src in core.participants and core.coordinator == n.name \
                     and core.epoch == msg.epoch:
-                self.again.setdefault(wf, set()).add(src)
-                if self.again_at is None:
-                    self.again_at = now + CLAIM_AGAIN_S
+                self.claims.again.setdefault(wf, set()).add(src)
+                if self.claims.again_at is None:
+                    self.claims.again_at = now + CLAIM_AGAIN_S
             return
         if msg.won and not msg.granted and (msg.holder == src or msg.epoch == 0) \
                 and tk.follow_proven(now, wf, msg.holder, msg.held_epoch, msg.won):
@@ -177,7 +175,7 @@ class ClaimAnswers:
             self._keep_grants(wf, msg.epoch)
         if msg.granted and src != n.name and (src in core.participants
                                               or src == core.original):
-            self.granters.setdefault(wf, set()).add(src)
+            self.claims.granters.setdefault(wf, set()).add(src)
             tk.late.granted(wf, src, msg.epoch)  # kept across a restart (takeover_late_grants)
         if msg.granted:  # its placements known before it counts (restart_check.py)
             n.placed_here.learn_from_grant(now, wf, msg.placements, msg.before)

@@ -104,9 +104,9 @@ __all__ = ["CLAIM_AGAIN_S", "GRANTED_ON_SHOWN", "TAKEN_UP_AGAIN", "WITHDRAWN", "
            "held_of"]
 
 
-class Claims(ClaimAnswers):
-    """Our claims sent and others' answered here; the answers to ours come in by
-    `ClaimAnswers` (takeover_claim_answers.py)."""
+class Claims:
+    """Our claims sent and others' answered here; the answers to ours are its part
+    `answers` (takeover_claim_answers.py)."""
 
     def __init__(self, takeovers: Any) -> None:
         # The takeover part that owns this one (takeover.py imports it, not the reverse).
@@ -120,6 +120,10 @@ class Claims(ClaimAnswers):
         # follow us since (workflow -> domains; of a workflow ended here, written in
         # `late_grants` too and read back on restore: takeover_late_grants.py).
         self.granters: dict[str, set[str]] = {}
+        self.answers = ClaimAnswers(self)
+
+    def on_claim_answer(self, now: float, src: str, msg: ClaimAnswerMsg) -> None:
+        self.answers.on_claim_answer(now, src, msg)  # takeover_claim_answers.py
 
     def reset(self) -> None:
         self.again = {}
