@@ -17,7 +17,7 @@ claims past the claimant. Two ways a claim can be over while a granter is held:
   claim answers: takeover_claims.py; takeover soak seed 10001968: the grant came
   8 s late, the driver's end refused there every time);
 - the grant came while the claim ran, and the plan closed before any member denied
-  the claim with the end (the claim's own `_ended_claim_denied`, takeover_claims.py,
+  the claim with the end (the claim's own `_ended_claim_denied`, takeover_claim_answers.py,
   would have told it on): the saga-over notice came first (`plan_closed`, from
   saga_plans.py, before the claim's core is dropped with its `granters`).
 
@@ -51,7 +51,7 @@ takeover.py "Acting or claiming, on restore") back into `granters`
 as above. Before, `granters` was in memory only, and such a granter stayed held. While
 the claim runs, an acknowledgement drops no row (it acknowledges no tell of ours: we
 tell our epoch's end only once the claim is over, or on a denial with the end, which
-ends the claim in the same turn: takeover_claims.py `_ended_claim_denied`). Rows
+ends the claim in the same turn: takeover_claim_answers.py `_ended_claim_denied`). Rows
 of a claim that was overtaken (we granted or follow a later holder since: `granted`
 names another) are told nothing after a restart, as the in-memory granters were
 told nothing then; they go with the workflow. The extra write is one row per
