@@ -41,6 +41,25 @@ epoch here, or from anyone once the workflow ended here (no saga plan open): it 
 answered with the end alone, which grants nothing; its answer from anyone (the claim
 core checks what it says).
 
+The same end, proven. The proven holder of an epoch older than the one held here
+(its notice shows that epoch's certificate) that tells the very end this Node holds is
+let through only to be acknowledged (EndNotices.on_final then changes nothing: the
+end is kept already, `later_end_replaces` replaces it by no equal end, and neither
+`later_end` nor `rival_end` follows an epoch below the one held). Sound though this
+Node granted or follows a later epoch: an acknowledgement says only "this end is
+held here", and counts toward its teller making it (domain_loss.py); refused to an
+older epoch's end because the later epoch may decide another end, on the grant given
+here. But this Node ended the workflow: it takes no end below an epoch it granted or
+followed, so the end it holds is the one told in the latest epoch it knows, and it
+answers every later claim with that end alone, no grant (takeover_claims.py). The
+end acknowledged is that end; no epoch this Node helped win is told another by it,
+and the acknowledgement changes no state here. A saga's plan or end, or another end
+(the original's loss verdict after a successor ended it otherwise), is refused or
+answered as before. Refused as stale, the holder resent its notice for ever and
+retention kept the workflow (takeover soak seed 194000193: the original coordinator,
+following epoch 2, whose claimant told on FAILED without a proof, refused epoch 1's
+certified FAILED).
+
 Pure: reads the Node, changes nothing.
 """
 
@@ -131,6 +150,17 @@ def final(node: Any, src: str, msg: FinalMsg, votes: Any,
         # domain_loss.py, after a successor ended it on results) is refused below,
         # never acknowledged: the verdict would be made on our word; its sender is
         # told the later epoch's end and follows it.
+        return
+    if held is not None and msg.epoch < held[0] and msg.won \
+            and node.state.final.get(msg.workflow_id) == msg.state \
+            and not msg.owed and not msg.saga_over and not msg.settled \
+            and proven_epoch is not None \
+            and proven_epoch(msg.workflow_id, msg.epoch, src, msg.won):
+        # The proven holder of an overtaken epoch tells the very end this Node holds
+        # (taken from a later epoch's holder, which brought it with no proof: so no
+        # later end is kept to answer with): taken only to be acknowledged (the header,
+        # "The same end, proven"). Refused as stale, its holder resent it for ever and
+        # kept the workflow (takeover soak seed 194000193).
         return
     if held is not None and msg.epoch == held[0] >= 1 and src != held[1] \
             and node.state.final.get(msg.workflow_id) == msg.state \
