@@ -65,7 +65,13 @@ epoch", before any message of the same turn leaves (an epoch granted to another 
 asked about if its holder never shows a win: takeover_late_grants.py `gave`); `Act`
 writes `epochs` as our own under "takeover act" and notes `acting` (the simulator's
 checker takes it); acting,
-the Node judges the steps of the domains its view holds gone (domain_loss.py), and
+the Node judges the steps of the domains its view holds gone (domain_loss.py), holds
+again a loss verdict on record that nothing holds (`verdict_stands`: one it made in an
+older epoch, voided when it followed another's, its step given back to the lost
+domain, back in the view: that domain, told the step was placed nowhere before it was
+given back, never reports it, so nothing else would tell its end: the workflow RUNNING
+for ever, 2PC takeover soak seed 200202472, one-way cut; a step the view still holds
+gone is judged anew instead, placed again if it can be: seed 8101707), and
 asks for a round for a step already waiting to be placed again (replacement.py):
 one whose round an older epoch's coordinator, this Node too, cut short by following
 another epoch, which nothing else would ask for again (takeover soak seed 8301778).
@@ -116,6 +122,7 @@ from __future__ import annotations
 from typing import Any
 
 from fedorch.core.negotiation.errors import LocalProtocolError
+from fedorch.core.node.domain_loss_verdict import was_lost
 from fedorch.core.node.records import Disk
 from fedorch.core.node.replacement_epochs import given_back
 from fedorch.core.node.takeover_claims import Claims, held_of
@@ -381,6 +388,11 @@ class Takeovers:
                 # (the dead original's own among them) get their verdicts
                 # (domain_loss.py).
                 n.domain_loss.resolve_gone(now, wf)
+                # A verdict of ours on record, voided while we followed, its step given
+                # back to its lost domain (not judged anew just above): it stands, its
+                # end told anew in this epoch (domain_loss.py; 2PC seed 200202472).
+                if _verdict_given_back(n, wf):
+                    n.domain_loss.verdict_stands(wf)
                 # Placements told before we won, and steps still waiting for one
                 # (replacement.py, `acting`: takeover soak seeds 4920841, 8301778).
                 n.replacement.acting(now, wf)
@@ -470,3 +482,12 @@ class Takeovers:
         self.report_again(wf)
         if wf in n.state.rows:  # the original coordinator: no longer acts for it
             n.stats["old coordinator follows"] += 1
+
+
+def _verdict_given_back(n: Any, wf: str) -> bool:
+    """Is a loss verdict of `wf` on record here for a step placed on its lost domain
+    again (given back when this Node followed a later epoch), not waiting to be placed?"""
+    p = n.progress.get(wf)
+    return p is not None and any(
+        step in p.steps and p.steps[step].domain and was_lost(p.steps[step].domain, st, err)
+        for step, (_, st, _, err) in n.state.results.get(wf, {}).items())

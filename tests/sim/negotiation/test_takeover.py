@@ -379,6 +379,23 @@ def test_takeover_seeds_once_failing_with_a_cut_one_way_hold_every_invariant(
         end=end)  # raises SimulationFailure naming it
 
 
+# Takeover soak seeds once failing in classic 2PC with a cut one way too (`--commit 2pc
+# --one-way`), each mended by a rule of the Node's: 200202472 (the original, its step's
+# domain cut one way and DEAD in its view, failed the step it could place nowhere and
+# told that verdict's end; it granted the cut domain's claim, its verdict void as it
+# followed that epoch, then won the next epoch itself: acting, nothing told the verdict's
+# end again, and the lost domain, told the step placed nowhere, never ran it: RUNNING
+# for ever; core/node/takeover.py, an Act holds the verdict on record again).
+ONCE_FAILING_CLASSIC_ONE_WAY = (200202472,)
+
+
+@pytest.mark.parametrize("seed", ONCE_FAILING_CLASSIC_ONE_WAY)
+def test_takeover_seeds_once_failing_in_classic_2pc_with_a_cut_one_way_hold_every_invariant(
+        seed: int) -> None:
+    run(seed, takeover_after_s=3.0, classic=True,
+        one_way=True)  # raises SimulationFailure naming it
+
+
 def test_a_claimant_that_learned_an_earlier_epochs_end_tells_it_on() -> None:
     """A claimant that takes its predecessor's end before its claim wins tells it on in
     its epoch, to those that granted it too (seed 1110 of the stalled clock schedule,
