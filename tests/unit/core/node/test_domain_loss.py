@@ -740,12 +740,7 @@ def test_an_end_held_across_a_later_epoch_this_node_won_is_told_anew_in_it() -> 
     d1_back_wins_epoch_1(fed, results_lost=True)
     assert fed.disks["d0"].epochs[WF] == (2, "d0")
     assert fed.nodes["d0"].domain_loss.holds(WF)
-    for _ in range(6):
-        fed.now += 3.0
-        for n in ("d0", "d1", "d2", "d3"):
-            fed.step(n, Tick())
-        fed.deliver(keep=lambda src, dst, msg: isinstance(msg, ResultMsg) and src == "d1")
-        fed.net = []
+    ticks_with_d1_results_lost(fed)
     assert fed.nodes["d0"].stats["held end told again in a later epoch"] == 1
     for n in ("d0", "d1"):
         assert fed.disks[n].final[WF] is WorkflowState.FAILED
@@ -811,3 +806,14 @@ def test_a_successor_that_is_the_only_participant_tells_its_end_first() -> None:
     assert any(dst != "d0" for _, dst, _ in fed.net)
     fed.deliver()
     assert fed.disks["d1"].final[WF] is WorkflowState.SUCCEEDED
+
+
+def ticks_with_d1_results_lost(fed: Federation, turns: int = 6) -> None:
+    """`turns` rounds of 3 s: every Node ticks, what they send is delivered, d1's step
+    results lost on the way."""
+    for _ in range(turns):
+        fed.now += 3.0
+        for n in ("d0", "d1", "d2", "d3"):
+            fed.step(n, Tick())
+        fed.deliver(keep=lambda src, dst, msg: isinstance(msg, ResultMsg) and src == "d1")
+        fed.net = []

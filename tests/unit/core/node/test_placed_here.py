@@ -30,22 +30,30 @@ from tests.unit.core.node.test_domain_loss import (
 from tests.unit.core.node.test_replacement import in_doubt_with_the_coordinator_gone
 
 
-def test_a_lost_domains_failure_told_before_the_new_placement_is_dropped_with_it() -> None:
-    """s1 (idempotent) runs on d1, s2 on d2 needs it. d1 dies, and d0 places s1 again;
-    d1 comes back and reports its attempt FAILED (interrupted by its restart) to d2
-    before d2 hears of the new placement. Kept, that failure skips s2 here for ever and
-    the new domain's result is refused after it (takeover soak seed 4900902): it is
-    dropped when the placement comes, and s2 runs on the new domain's result."""
+def s1_placed_again_told_d2_held() -> tuple[Federation, list]:
+    """s1 (idempotent) on d1, s2 on d2 needs it; d1 dies and d0 places s1 again: the
+    tells of that placement to d2, held (the rest of the net dropped)."""
     fed = committed([step("s1", idempotent=True), step("s2", needs=("s1",))],
                     {"s1": "d1", "s2": "d2"})
+
     def placed_to_d2(src: str, dst: str, msg: object) -> bool:
         return isinstance(msg, PlacedMsg) and dst == "d2"
 
     dies(fed, "d1", keep=placed_to_d2)
     held = [m for m in fed.net if placed_to_d2(*m)]
     assert held, "d0 placed s1 again"
-    new_domain = held[0][2].domain
     fed.net = []
+    return fed, held
+
+
+def test_a_lost_domains_failure_told_before_the_new_placement_is_dropped_with_it() -> None:
+    """s1 (idempotent) runs on d1, s2 on d2 needs it. d1 dies, and d0 places s1 again;
+    d1 comes back and reports its attempt FAILED (interrupted by its restart) to d2
+    before d2 hears of the new placement. Kept, that failure skips s2 here for ever and
+    the new domain's result is refused after it (takeover soak seed 4900902): it is
+    dropped when the placement comes, and s2 runs on the new domain's result."""
+    fed, held = s1_placed_again_told_d2_held()
+    new_domain = held[0][2].domain
     failed = ResultMsg(WF, "s1", 1, StepState.FAILED, {}, "interrupted by an agent restart", 0)
     fed.step("d2", Message("d1", failed))
     assert fed.nodes["d2"].progress[WF].steps["s2"].state is StepState.SKIPPED
@@ -211,16 +219,7 @@ def test_a_placement_is_acknowledged_with_the_generation_of_the_tell_it_answers(
     """d0 tells d2 that s1 is placed again (a reliable send: a generation of its own);
     d2's acknowledgement names that generation, so a late one of an earlier tell under
     the same id would leave a newer tell kept at d0 (pending.py, "Generations")."""
-    fed = committed([step("s1", idempotent=True), step("s2", needs=("s1",))],
-                    {"s1": "d1", "s2": "d2"})
-
-    def placed_to_d2(src: str, dst: str, msg: object) -> bool:
-        return isinstance(msg, PlacedMsg) and dst == "d2"
-
-    dies(fed, "d1", keep=placed_to_d2)
-    held = [m for m in fed.net if placed_to_d2(*m)]
-    assert held, "d0 placed s1 again"
-    fed.net = []
+    fed, held = s1_placed_again_told_d2_held()
     src, dst, tell = held[0]
     assert tell.gen != 0
     fed.step(dst, Message(src, tell))

@@ -8,14 +8,17 @@ off, what it sends lost."""
 from __future__ import annotations
 
 from fedorch.core.negotiation.errors import RemoteProtocolError
-from fedorch.core.node import MemberState, StepEnded
+from fedorch.core.node import StepEnded
 from fedorch.core.node.ready import Ready
-from fedorch.core.node.records import AckMsg, ResultMsg
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.core.workflow.progress import StepState
 
 from tests.unit.core.node.stories import committed_in
 from tests.unit.core.node.test_domain_loss import WF, Federation, result, step
+from tests.unit.core.node.test_placed_here_started import (
+    elected,
+    s1_started_on_d1_and_placed_again_unheard,
+)
 from tests.unit.core.node.test_replacement import runs_of
 
 OUT = {"made": "on d1"}
@@ -46,27 +49,7 @@ def s1_succeeded_on_d1_cut_off(*, s2: str = "") -> tuple[Federation, str]:
         steps.append(step("s2", needs=("s1",)))
         placement["s2"] = s2
     fed = committed_in(Refusing(), steps, placement)
-    (run,) = [r for r in fed.running["d2"] if r[1] == "s0"]
-    fed.step("d2", StepEnded(*run, ok=True))
-    fed.deliver(keep=lambda src, dst, msg: isinstance(msg, ResultMsg) and dst == "d0")
-    fed.net = []  # lost
-    assert runs_of(fed, "s1") == [("d1", 1)]
-    fed.silent.add("d1")
-    for n in ("d0", "d2", "d3"):
-        fed.step(n, MemberState("d1", "DEAD"))
-
-    def new_acknowledges(src: str, dst: str, msg: object) -> bool:
-        placed = fed.disks["d0"].placements.get(WF, {}).get("s1")
-        return placed is not None and src == placed[1] and isinstance(msg, AckMsg) \
-            and msg.msg_id[0] == "placed"
-
-    fed.deliver(keep=new_acknowledges)
-    fed.net = []  # lost
-    epoch, new, lost = fed.disks["d0"].placements[WF]["s1"]
-    assert lost == "d1"
-    assert fed.lost == [("d0", (WF, s), "d1", "REPLACE")  # judged not started
-                        for s in ("s1", "s2") if s == "s1" or s2 == "d1"]
-    assert fed.nodes[new].participant.status((WF, epoch)) == "prepared"  # in doubt
+    new = s1_started_on_d1_and_placed_again_unheard(fed, s2)
     (run,) = [r for r in fed.running["d1"] if r[1] == "s1"]
     fed.step("d1", StepEnded(*run, ok=True, outputs=OUT))
     fed.net = []  # lost: d1 is cut off
@@ -77,23 +60,6 @@ def s1_succeeded_on_d1_cut_off(*, s2: str = "") -> tuple[Federation, str]:
         fed.step("d1", StepEnded(*run, ok=True))
         fed.net = []  # lost
     return fed, new
-
-
-def elected(fed: Federation, new: str, *, restart: bool) -> None:
-    """d1 back (restarted, or its link healed), seeing d0 DEAD: it learns the placement
-    and wins epoch 1, d0 granting it (so d0 never sends the COMMIT)."""
-    fed.silent.discard("d1")
-    if restart:
-        fed.restore("d1")
-    fed.step("d1", MemberState("d0", "DEAD"), MemberState("d2", "ALIVE"),
-             MemberState(new, "ALIVE"))
-    for n in ("d0", "d2", new):
-        fed.step(n, MemberState("d1", "ALIVE"))
-    fed.deliver()
-    for _ in range(6):
-        fed.tick(fed.now + 2.0)
-    assert fed.evidence.acting == {(WF, 1): "d1"}
-    assert fed.disks["d1"].placements[WF]["s1"][1] == new  # told the placement
 
 
 def ran_once_and_succeeded(fed: Federation, new: str) -> None:

@@ -12,9 +12,22 @@ from fedorch.core.workflow.progress import StepState
 
 from tests.unit.core.node.test_domain_loss import (
     WF,
+    Federation,
     lost_where_no_other_domain_takes_it,
     result,
 )
+
+
+def lost_and_d1_restored() -> Federation:
+    """s1 lost with d1, no other domain taking it (d0's verdict waits for d1); d1
+    restored, its view saying d0 DEAD and then ALIVE again."""
+    fed = lost_where_no_other_domain_takes_it()
+    fed.silent.discard("d1")
+    fed.restore("d1")
+    fed.step("d1", MemberState("d0", "DEAD"), MemberState("d2", "ALIVE"),
+             MemberState("d3", "ALIVE"))
+    fed.step("d1", MemberState("d0", "ALIVE"))
+    return fed
 
 
 def test_a_void_verdict_goes_when_another_coordinators_placement_is_taken() -> None:
@@ -25,12 +38,7 @@ def test_a_void_verdict_goes_when_another_coordinators_placement_is_taken() -> N
     verdict goes with the placement it judged, so d3's result is taken, not refused as
     one after a terminal one (2PC takeover soak seed 163201385: the old coordinator,
     holding the later epoch, refused it for ever, the workflow RUNNING for ever)."""
-    fed = lost_where_no_other_domain_takes_it()
-    fed.silent.discard("d1")
-    fed.restore("d1")
-    fed.step("d1", MemberState("d0", "DEAD"), MemberState("d2", "ALIVE"),
-             MemberState("d3", "ALIVE"))
-    fed.step("d1", MemberState("d0", "ALIVE"))
+    fed = lost_and_d1_restored()
     # d1's reports of s1 lost on the way, d0's end notices and claims held back.
     fed.deliver(keep=lambda src, dst, msg: src == "d1" and isinstance(msg, ResultMsg)
                 or src == "d0" and isinstance(msg, (FinalMsg, ClaimMsg)))

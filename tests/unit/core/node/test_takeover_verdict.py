@@ -7,7 +7,8 @@ from fedorch.core.node import MemberState, Tick
 from fedorch.core.node.records import FinalMsg, ResultMsg
 from fedorch.core.workflow.lifecycle import WorkflowState
 
-from tests.unit.core.node.test_domain_loss import WF, lost_where_no_other_domain_takes_it
+from tests.unit.core.node.test_domain_loss import WF, ticks_with_d1_results_lost
+from tests.unit.core.node.test_placed_here_verdict import lost_and_d1_restored
 
 
 def test_a_verdict_voided_while_following_is_told_again_when_its_coordinator_acts() -> None:
@@ -19,12 +20,7 @@ def test_a_verdict_voided_while_following_is_told_again_when_its_coordinator_act
     nowhere, never ran it; s1 was given back to d1 as d0 followed epoch 1). Acting, d0
     holds its verdict on record again, told in epoch 2, and the end is made
     everywhere; before, nothing told it: RUNNING for ever."""
-    fed = lost_where_no_other_domain_takes_it()
-    fed.silent.discard("d1")
-    fed.restore("d1")
-    fed.step("d1", MemberState("d0", "DEAD"), MemberState("d2", "ALIVE"),
-             MemberState("d3", "ALIVE"))
-    fed.step("d1", MemberState("d0", "ALIVE"))
+    fed = lost_and_d1_restored()
 
     def epoch_2_claims(src: str, dst: str, msg: object) -> bool:
         return type(msg).__name__ in ("ClaimMsg", "ClaimAnswerMsg") \
@@ -46,12 +42,7 @@ def test_a_verdict_voided_while_following_is_told_again_when_its_coordinator_act
     fed.deliver(keep=lambda src, dst, msg: isinstance(msg, ResultMsg) and src == "d1")
     fed.net = []
     assert fed.disks["d0"].epochs[WF] == (2, "d0")
-    for _ in range(6):
-        fed.now += 3.0
-        for n in ("d0", "d1", "d2", "d3"):
-            fed.step(n, Tick())
-        fed.deliver(keep=lambda src, dst, msg: isinstance(msg, ResultMsg) and src == "d1")
-        fed.net = []
+    ticks_with_d1_results_lost(fed)
     for n in ("d0", "d1"):
         assert fed.disks[n].final.get(WF) is WorkflowState.FAILED
     assert fed.disks["d0"].rows[WF].state is WorkflowState.FAILED
