@@ -6,7 +6,8 @@ is a disk whose syncs take long. The shim wraps fsync and fdatasync: before call
 real one it sleeps the number of microseconds written in the file
 $FEDORCH_SLOW_DISK_FILE names (read on every call, so a runner slows a disk down or
 speeds it up again by rewriting the file), and it keeps a count of the delayed calls and
-the time they slept in $FEDORCH_SLOW_DISK_STATS ("CALLS MICROSECONDS").
+the time they slept in $FEDORCH_SLOW_DISK_STATS ("CALLS MICROSECONDS"), replaced whole
+(written aside, then renamed) so a reader never sees it half written.
 
 Chosen over a FUSE layer or a device-mapper delay target: it needs no privileges, no
 kernel module and no package beyond the system C compiler, and it delays exactly what
@@ -65,12 +66,19 @@ static void delay(void) {
     calls += 1;
     slept_us += (unsigned long long)us;
     if (stats) {
-        int fd = open(stats, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        /* Written whole to a file of its own, then renamed over the stats file: a
+           runner reading it meanwhile sees the last line or this one, never the empty
+           file that truncating it in place would show for a moment (read as 0). */
+        char tmp[4096];
+        int n = snprintf(tmp, sizeof tmp, "%s.%d.tmp", stats, (int)getpid());
+        int fd = n > 0 && n < (int)sizeof tmp
+            ? open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644) : -1;
         if (fd >= 0) {
             char line[64];
             int len = snprintf(line, sizeof line, "%llu %llu\n", calls, slept_us);
-            if (write(fd, line, (size_t)len) < 0) {}
+            int ok = write(fd, line, (size_t)len) == len;
             close(fd);
+            if (!ok || rename(tmp, stats) != 0) unlink(tmp);
         }
     }
     pthread_mutex_unlock(&stats_lock);

@@ -49,6 +49,21 @@ def test_syncs_are_delayed_and_counted_while_the_delay_file_says_so(tmp_path: Pa
     assert (tmp_path / "data").read_bytes() == b"x" * 6  # the real syncs still happen
 
 
+def test_the_stats_file_is_replaced_whole_never_rewritten_in_place(tmp_path: Path) -> None:
+    """A runner reads the stats while the agent syncs: rewritten in place (truncated,
+    then written), the file is empty for a moment and read as no delayed sync at all.
+    Replaced by a rename, a reader holding the old file still sees the old line."""
+    shim = build_shim(tmp_path / "disk")
+    delay, stats = tmp_path / "delay", tmp_path / "stats"
+    set_delay(delay, 0.001)
+    run_syncs(shim, tmp_path, delay, stats, 1)
+    with stats.open() as before:
+        run_syncs(shim, tmp_path, delay, stats, 2)
+        assert before.read().split()[0] == "2"  # the old file, untouched
+    assert read_stats(stats)[0] == 4
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "delay", "disk", "stats"]
+
+
 def test_a_negative_delay_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         set_delay(tmp_path / "delay", -1)
