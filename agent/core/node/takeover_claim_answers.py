@@ -12,7 +12,9 @@ meanwhile) is taken and told on; a claimant that had ended the workflow already 
 claims for its open saga plan) and is denied with the end by a member holding a
 lower epoch, once a domain of the workflow granted it, tells the end on in its
 claimed epoch and drives the saga, so those that granted it are not left refusing
-the lower epoch's notices for ever (`_ended_claim_denied`); a grant that comes once
+the lower epoch's notices for ever (`_ended_claim_denied`), and so does one denied so
+by the original coordinator as the holder of epoch 0 while it follows a later epoch
+(below, "The original's end below the epoch followed"); a grant that comes once
 the claim is over (the plan closed), and one that came while it ran when the plan
 closes before a denial told the end, gets that end in the granted epoch, for the
 same reason (takeover_late_grants.py, which keeps the tell durable); "in doubt" is asked
@@ -59,6 +61,50 @@ claim of m (takeover soak seed 154300317 with a cut one way: d1 won epoch 1, gra
 d2's epoch 2, then took the original's FAILED of epoch 0 from such an answer and made
 it, while d2 ended SUCCEEDED on its results). Acting in m, nothing changes: its own
 told end stands against the answer's (`_told_end_stands`), and with none it takes it.
+
+The original's end below the epoch followed. A claimant that ended the workflow (its
+end told on in an epoch k >= 1 it follows: a claimant's Announce, or a successor's
+notice), its saga's plan open, claims k' > k for that plan once k's holder is gone.
+The original coordinator denies it with that very end as the holder of epoch 0: the
+end it told and has not made (domain_loss.py `held`; answered so once a member keeps
+it), or made in epoch 0. With no member's grant of the claim, the claim went on for
+ever: the original's notices of epoch 0 (its end, its saga's plan and its end) are
+answered with the later epoch or refused here (running_ends.py `show_later_epoch`,
+authority_ends.py), as at every member that took k's end, so its told end is never
+made with our acknowledgement and no saga-over of its closes our plan; and the
+original never grants while a member keeps its told end (takeover_claims.py). The
+original stayed RUNNING, the claim and the plan open, for ever (takeover soak seed
+202101940 with a cut one way, `--keep-ended-s 5 --end 300`: d0 told FAILED, d6's
+acknowledgement lost with d0's crash, d2 claimed epoch 1, told that end on and died
+for good, d6 claimed epoch 2 for the plan). So the claimant tells the end on in its
+claimed epoch and drives the saga in it, as for a claim a member granted
+(`_ended_claim_denied`, `_original_below`): the original takes that end (a
+participant's later-epoch end, authority_ends.py), follows k' and its told end is
+void (the same end, made on the notice: domain_loss.py `tick`); the members that
+followed k follow k' too. Why it holds:
+- one end: the end told on is ours, the same the original answered (checked), as k's
+  holder told us; no end is decided, so none differs from one made or kept anywhere;
+- at most one driver per epoch: we tell in k' on our own durable grant of k' (no
+  other claimant of k' counts it); a rival that wins k' without it tells its end in
+  k' too, and a rival's end of the epoch we drive in leaves one driver
+  (saga_plans.py `rival_end`), as for the claimant's Announce; the drivers of lower
+  epochs stop once told k' (Compensating.later_end: the original drives nothing until
+  it makes its end, which it then makes as k's end), and a domain following k'
+  refuses their older-epoch tells;
+- no non-idempotent step twice: an ended workflow starts no step, and none is placed;
+- no saga run twice: the plan driven is the one k's holder told us (adopted,
+  compensating.ended); each compensation goes under its attempt number, and a domain
+  answers an attempt it recorded with its record (compensating.py), so an attempt an
+  earlier driver ran is not run again; a step's compensation runs only where its
+  result said it ran.
+Not otherwise: a denial by the original as holder of epoch 0 while this Node follows
+no later epoch is one from the driver we claimed past, alive after all (the claim
+ends when it tells the saga over: tests/unit/core/node/test_takeover_claims.py). Not
+built so: acknowledging the original's end notice instead while our claim goes on
+(the original makes its end in epoch 0 and drives a saga that every member following
+k refuses as stale: the claims and its saga-over notices went on for ever), and an
+acknowledgement from a Node holding a later epoch would count toward the original's
+majority against the elector rule (domain_loss.py).
 """
 
 from __future__ import annotations
@@ -75,6 +121,9 @@ CLAIM_AGAIN_S = 1.0
 # that came after (takeover_claiming.py, Withdrawn; fedorch_node_takeover_claims).
 WITHDRAWN = "takeover claim withdrawn"
 TAKEN_UP_AGAIN = "takeover withdrawn claim taken up again on a member's grant"
+# A claim for an open plan, denied with our end by the original as the holder of epoch
+# 0 while we follow a later epoch: the end told on in the claimed epoch.
+ORIGINAL_BELOW = "takeover claim denied with our end by the original below our epoch"
 
 
 class ClaimAnswers:
@@ -105,7 +154,9 @@ class ClaimAnswers:
             # a lower epoch: so, denied by one that holds a lower epoch, the claim is
             # over and the end is told on in its epoch (`_ended_claim_denied`).
             if core.role is Role.CLAIMING and core.coordinator == n.name \
-                    and msg.held_epoch < core.epoch and self.claims.granters.get(wf):
+                    and msg.held_epoch < core.epoch and (self.claims.granters.get(wf)
+                                                         or self._original_below(wf, src,
+                                                                                 core, msg)):
                 self._ended_claim_denied(now, wf, core)
             return
         if msg.final is not None and msg.holder == n.name and not msg.granted \
@@ -237,6 +288,22 @@ class ClaimAnswers:
         n.stats["found end of an older epoch left: a told end of ours stands"] += 1
         return True
 
+    def _original_below(self, wf: str, src: str, core: Takeover,
+                        msg: ClaimAnswerMsg) -> bool:
+        """Is `msg`, a denial with the end of our claim for a workflow ended here, the
+        original coordinator's, as the holder of epoch 0, with our very end, while this
+        Node follows a later epoch (the header, "The original's end below the epoch
+        followed")? Then its notices of epoch 0 are answered or refused here, so
+        nothing but our end told on in our claimed epoch ends its wait."""
+        n = self.n
+        d = n.state
+        followed = d.epochs.get(wf, (0, ""))
+        if src != core.original or msg.holder != src or msg.held_epoch != 0 \
+                or msg.final is not d.final.get(wf) or followed[0] <= msg.held_epoch:
+            return False
+        n.stats[ORIGINAL_BELOW] += 1
+        return True
+
     def _ended_claim_denied(self, now: float, wf: str, core: Takeover) -> None:
         """Our claim of `core.epoch`, made for the open saga plan of a workflow that
         ended here, is denied with the end by a member that holds a lower epoch: the
@@ -254,7 +321,9 @@ class ClaimAnswers:
         end is the one end there is: ours is the one the driver told us. Our core is
         dropped with the plan: no more claims. Called only once a domain granted us
         (the caller): with none, nobody is held, the saga stays with its driver, and
-        the claims end when the plan closes (the driver tells the saga over)."""
+        the claims end when the plan closes (the driver tells the saga over); or where
+        the denier is the original below the epoch we follow (`_original_below`): it
+        drives nothing we take, and only an end of our epoch moves it."""
         n = self.n
         d = n.state
         state = d.final[wf]
