@@ -65,6 +65,7 @@ from typing import Any
 
 # Imported by module, not through the package: the Node's parts (early_results.py)
 # apply this table, and the package imports the Node.
+import fedorch.core.node.authority_claims as claims
 import fedorch.core.node.authority_ends as ends
 import fedorch.core.node.authority_rounds as rounds
 import fedorch.core.node.authority_steps as steps
@@ -197,7 +198,7 @@ _BY_TYPE: dict[type, Callable[..., None]] = {
     Reject: rounds.paxos_reply, Decision: rounds.decision,
     DecisionQuery: rounds.decision_query, DecisionAnswer: rounds.decision_answer,
     DecisionAck: rounds.decision_ack, ResultMsg: steps.result, FinalMsg: ends.final,
-    ClaimMsg: ends.claim, ClaimAnswerMsg: ends.claim_answer, AckMsg: _ack,
+    ClaimMsg: claims.claim, ClaimAnswerMsg: ends.claim_answer, AckMsg: _ack,
     CompensateMsg: steps.compensate, CompensatedMsg: steps.compensated,
     PlacedMsg: steps.placed, PlacementQuery: steps.placement_query,
     PlacementAnswer: steps.placement_answer,
