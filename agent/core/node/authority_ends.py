@@ -265,14 +265,18 @@ def shows_later_epoch(node: Any, src: str, msg: FinalMsg) -> bool:
     """Is `msg` the original coordinator's end notice of an epoch older than the one
     followed here, at a participant that ended the workflow and keeps no proof of that
     end (EndNotices.show_later_epoch answers it with the later epoch)? Not where the
-    original is a participant too (its same end is taken only to be acknowledged)."""
+    original is a participant too, nor, the later epoch held or granted here this
+    Node's own, to the very end held here (each taken only to be acknowledged)."""
     wf = msg.workflow_id
     held, participants = epoch_of(node.state, wf)
-    return held is not None and participants is not None and msg.epoch < held[0] \
-        and src == coordinator_of(wf) and src not in participants \
+    if held is None or participants is None or msg.epoch >= held[0]:
+        return False
+    granted = node.state.granted.get(wf, (0, ""))
+    top = granted if granted[0] > held[0] else held  # a later grant counts (`final`)
+    return src == coordinator_of(wf) and src not in participants \
         and wf in node.state.final and not msg.owed and not msg.saga_over \
         and node.end_notices.end_proof(wf) is None \
-        and not same_end_told_on(node, src, msg, held, participants)
+        and not same_end_told_on(node, src, msg, top, participants)
 
 
 def _elector_only(node: Any, wf: str) -> bool:

@@ -59,6 +59,20 @@ def test_another_end_from_the_original_is_still_answered_with_the_later_epoch() 
     assert fed.nodes["d1"].state.final[WF] is FAILED
 
 
+def test_the_originals_same_end_past_a_later_grant_to_another_is_answered_as_before(
+) -> None:
+    """d1, holding its own epoch 1, granted epoch 2 to d2 since: that holder may decide
+    otherwise, so d0's same FAILED is answered with epoch 2 and its holder, as before,
+    never acknowledged nor refused silently."""
+    fed = ended_at("d1", {"s1": "d1", "s2": "d2"}, (1, "d1"))
+    fed.nodes["d1"].state.granted[WF] = (2, "d2")
+    out = sent(fed.step("d1", Message("d0", FinalMsg(WF, FAILED, 0))))
+    assert ("d0", AckMsg(("final", WF, "d1"))) not in out
+    (to, answer), = [(to, m) for to, m in out if isinstance(m, ClaimAnswerMsg)]
+    assert to == "d0" and (answer.held_epoch, answer.holder) == (2, "d2")
+    assert not fed.refused
+
+
 def test_a_strangers_same_end_of_the_epoch_held_is_acknowledged_never_followed() -> None:
     """d2 follows d3 in epoch 1; d1, a claimant of that epoch d2 does not know as a
     member (placed nothing d2 knows of), tells it the same FAILED unproven: acknowledged,
