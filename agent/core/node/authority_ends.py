@@ -60,6 +60,28 @@ retention kept the workflow (takeover soak seed 194000193: the original coordina
 following epoch 2, whose claimant told on FAILED without a proof, refused epoch 1's
 certified FAILED).
 
+The same end, unproven. Two notices of the very end this Node holds are let through
+only to be acknowledged, though no certificate comes with them. (1) The original
+coordinator's epoch-0 notice, where the later epoch held here is this Node's own: a
+claim it never won, in which it told that end on. An acknowledgement counts toward the
+original making its end (a loss verdict told before it is made, domain_loss.py); a
+Node holding a later epoch acknowledges no older end so that the verdict's majority
+and that epoch's claimant's majority never meet at it. But the one epoch past 0 this
+Node granted is its own, and it ended the workflow with that very end and told it on
+there (an end made here is never replaced: told_ends.py), so the verdict made on its
+word is the end its epoch holds. Where the later epoch is another's, that holder may
+decide otherwise: answered with that epoch as before (EndNotices.show_later_epoch).
+Refused so, the original, its view holding this Node alive, claimed nothing and
+resent its end for ever (test_fence_check.py's scripted run: a participant cut off
+past its lease claims epoch 1 and, healed, tells the original's FAILED on in it).
+(2) A rival claimant's end of the epoch held here for another, from a domain not known
+here as a member: taken as a member's is (the rival clause below; its quorum argument
+names electors, not members), but never followed (EndNotices.on_final leaves it out of
+`rival_end`, which would yield to it by rank). Refused as another holder's epoch, the
+rival, which had yielded its saga to the better claimant, resent its end for ever
+(test_saga_check_twice_driver_crash.py's scripted run, seed 5). Another end from
+either is answered or refused as before.
+
 Pure: reads the Node, changes nothing.
 """
 
@@ -137,10 +159,7 @@ def final(node: Any, src: str, msg: FinalMsg, votes: Any,
             and proven_epoch(msg.workflow_id, msg.epoch, src, msg.won):
         # Its epoch certificate: the holder of that epoch here claimed it and lost.
         held = (msg.epoch, src)
-    if held is not None and msg.epoch < held[0] \
-            and node.state.final.get(msg.workflow_id) == msg.state \
-            and participants is not None and src in participants \
-            and not msg.won and not msg.settled:
+    if same_end_told_on(node, src, msg, held, participants):
         # An end told on in an epoch since overtaken (a claimant that learned the end
         # before its claim won: the takeover core's Announce), to a member that has
         # ended the workflow alike: taken only to be acknowledged (EndNotices.on_final
@@ -149,7 +168,9 @@ def final(node: Any, src: str, msg: FinalMsg, votes: Any,
         # acknowledged. Another end (an original coordinator's loss verdict,
         # domain_loss.py, after a successor ended it on results) is refused below,
         # never acknowledged: the verdict would be made on our word; its sender is
-        # told the later epoch's end and follows it.
+        # told the later epoch's end and follows it. So too the original's epoch-0
+        # same end where that later epoch is this Node's own (the header, "The same
+        # end, unproven").
         return
     if held is not None and msg.epoch < held[0] and msg.won \
             and node.state.final.get(msg.workflow_id) == msg.state \
@@ -179,6 +200,17 @@ def final(node: Any, src: str, msg: FinalMsg, votes: Any,
         # were cut off: we refused that placement, not ended yet, so never wrote it):
         # taken only to be acknowledged and answered with our end, never followed
         # (saga_plans.rival_end). Refused, both drove the epoch's saga for ever.
+        return
+    if held is not None and msg.epoch == held[0] >= 1 and src not in (held[1], node.name) \
+            and node.state.final.get(msg.workflow_id) == msg.state and not msg.won \
+            and not msg.owed and not msg.saga_over and not msg.settled:
+        # A rival claimant's end of the epoch held here for another, the very end this
+        # Node holds, from a domain not known here as a member (a new domain whose
+        # placement this Node never wrote): taken only to be acknowledged, never
+        # followed (EndNotices.on_final leaves the stranger out of `rival_end`; the
+        # header, "The same end, unproven"). Refused, the rival, which had yielded its
+        # saga to the better claimant, resent its end for ever (the scripted run of
+        # test_saga_check_twice_driver_crash.py, seed 5).
         return
     if held is not None and msg.epoch > held[0] and msg.won \
             and src not in (participants or ()) and proven_epoch is not None \
@@ -214,17 +246,37 @@ def final(node: Any, src: str, msg: FinalMsg, votes: Any,
                                    held=held, participants=participants))
 
 
+def same_end_told_on(node: Any, src: str, msg: FinalMsg, held: tuple[int, str] | None,
+                     participants: Any) -> bool:
+    """Is `msg` the very end this Node holds, told with no certificate in an epoch older
+    than the one held here, by a member, or by the original coordinator in epoch 0 (no
+    saga plan nor end) where that later epoch is this Node's own: taken only to be
+    acknowledged (the header, "The same end, unproven")?"""
+    wf = msg.workflow_id
+    if held is None or msg.epoch >= held[0] or participants is None \
+            or node.state.final.get(wf) != msg.state or msg.won or msg.settled:
+        return False
+    return src in participants or (src == coordinator_of(wf) and msg.epoch == 0
+                                   and held[1] == node.name
+                                   and not msg.owed and not msg.saga_over)
+
+
 def shows_later_epoch(node: Any, src: str, msg: FinalMsg) -> bool:
     """Is `msg` the original coordinator's end notice of an epoch older than the one
     followed here, at a participant that ended the workflow and keeps no proof of that
     end (EndNotices.show_later_epoch answers it with the later epoch)? Not where the
-    original is a participant too (its same end is taken only to be acknowledged)."""
+    original is a participant too, nor, the later epoch held or granted here this
+    Node's own, to the very end held here (each taken only to be acknowledged)."""
     wf = msg.workflow_id
     held, participants = epoch_of(node.state, wf)
-    return held is not None and participants is not None and msg.epoch < held[0] \
-        and src == coordinator_of(wf) and src not in participants \
+    if held is None or participants is None or msg.epoch >= held[0]:
+        return False
+    granted = node.state.granted.get(wf, (0, ""))
+    top = granted if granted[0] > held[0] else held  # a later grant counts (`final`)
+    return src == coordinator_of(wf) and src not in participants \
         and wf in node.state.final and not msg.owed and not msg.saga_over \
-        and node.end_notices.end_proof(wf) is None
+        and node.end_notices.end_proof(wf) is None \
+        and not same_end_told_on(node, src, msg, top, participants)
 
 
 def _elector_only(node: Any, wf: str) -> bool:

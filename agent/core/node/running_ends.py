@@ -44,6 +44,12 @@ for ever and neither forgot the workflow (takeover soak seed 191000086: the orig
 back, claimed epoch 2 past epoch 1's holder gone in its view, on an elector's answer
 that showed that holder's SUCCEEDED and its certificate).
 
+The same end, unproven (authority_ends.py): the original's epoch-0 notice of the very
+end held here, where the later epoch held is this Node's own, is acknowledged, not
+answered with that epoch (`show_later_epoch` leaves it to the acknowledgement); a
+stranger's end of the epoch held here for another is acknowledged and never followed
+(`stranger_rival`: `rival_end` is not asked).
+
 Pure: no clock, no I/O; what it says goes through the Node's outbox.
 """
 
@@ -82,8 +88,9 @@ class EndNotices:
             return
         later_end_replaces(n, src, msg)  # a told end, never made: followed below
         n.compensating.later_end(msg.workflow_id, msg.epoch, src)  # an epoch over: stop
-        n.compensating.plans.rival_end(now, msg.workflow_id, msg.epoch, src, msg.state,
-                                       msg.won)  # a rival's end of our epoch: one drives
+        if not self.stranger_rival(src, msg):
+            n.compensating.plans.rival_end(now, msg.workflow_id, msg.epoch, src, msg.state,
+                                           msg.won)  # a rival's end of our epoch: one drives
         if msg.settled and n.retain is not None and msg.workflow_id not in n.state.settled:
             n.point("settled")
             n.state.settled.add(msg.workflow_id)
@@ -102,6 +109,19 @@ class EndNotices:
         else:
             n.send(src, ack)
             self.settled_by_proven_end(now, src, msg)
+
+    def stranger_rival(self, src: str, msg: FinalMsg) -> bool:
+        """Is `msg` a rival claimant's end of the epoch held here for another holder,
+        unproven, from a domain not known here as a member (authority_ends.py lets the
+        very end held here through only to be acknowledged)? Never followed:
+        `rival_end` would yield to it by rank (the header, "The same end, unproven").
+        A proven winner's end is followed, as before."""
+        n = self.n
+        wf = msg.workflow_id
+        held = n.state.epochs.get(wf)
+        return not msg.won and held is not None and held[0] == msg.epoch >= 1 \
+            and held[1] not in (n.name, src) and n.compensating.known(wf) \
+            and src not in n.compensating.plans.members(wf)
 
     def settled_by_proven_end(self, now: float, src: str, msg: FinalMsg) -> None:
         """`src`, the proven holder of the epoch whose end this Node keeps the proof of,

@@ -58,6 +58,9 @@ crash) through hooks the simulated shells call, and checks:
   attempt of it starts at a domain after that domain learned the cancel (took it and
   drives the workflow, or ended the workflow); no reservation is left (the leak
   check above).
+* end notices settle (`unsettled_ends`, settle_check.py): none still told at the
+  end between two live domains that both ended the workflow, once it had time to
+  settle and the network lets it through.
 """
 
 from __future__ import annotations
@@ -74,6 +77,7 @@ from fedorch.sim.negotiation.cancel_check import CancelCheck
 from fedorch.sim.negotiation.liar_check import check_keys_unchanged, check_no_replayed_submission
 from fedorch.sim.negotiation.past_life_check import coordinator_past_life
 from fedorch.sim.negotiation.saga_check import check_sagas
+from fedorch.sim.negotiation.settle_check import unsettled_ends
 from fedorch.sim.negotiation.status_check import StatusCheck
 from fedorch.sim.negotiation.takeover_check import (
     check_takeovers,
@@ -415,6 +419,8 @@ class Checker:
             check_undecided_recovery(self, sim)
         self.check_cancels(sim)
         check_blocking(self, sim, dead, lease)  # blocking_check.py
+        for line in unsettled_ends(sim):  # settle_check.py: end notices settle
+            self.fail(f"settle: {line}")
 
     def blocked_2pc(self, sim: World, key: Key) -> bool:
         return blocked_2pc(self, sim, key)  # blocking_check.py

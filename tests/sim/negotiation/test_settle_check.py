@@ -1,6 +1,6 @@
 """End notices settle between live domains that both ended the workflow
-(agent/sim/negotiation/settle_check.py; not yet a Checker invariant: its header says
-why), on the takeover soak seeds once failing so."""
+(agent/sim/negotiation/settle_check.py, an invariant the Checker asks of every run at
+its end), on the takeover soak seeds once failing so."""
 
 from __future__ import annotations
 
@@ -29,5 +29,19 @@ ONCE_UNSETTLED = (191000086, 194000193)
 def test_end_notices_between_domains_that_both_ended_settle(seed: int) -> None:
     sim = Simulation(seed, seeded_config(seed, 3.0), cancels=True)
     report = sim.run()
+    assert report.violations == []
+    assert unsettled_ends(sim) == []
+
+
+def test_a_notice_the_network_still_cuts_is_not_judged(monkeypatch) -> None:
+    """test_takeover_claim_grants.py's story cuts d0's notices to d3 to the end of the
+    run (d3 must learn the end from d1): d0's FAILED is still told to d3, which ended it
+    FAILED too, and is left out (settle_check.py, the bound), not called unsettled."""
+    from tests.sim.negotiation.test_takeover_claim_grants import WF, grant_never_taken
+
+    sim, _, report = grant_never_taken(1, monkeypatch, "answer lost")
+    d0, d3 = sim.agents["d0"].node, sim.agents["d3"].node
+    assert ("final", WF, "d3") in d0.pending  # still told: every send lost
+    assert d0.state.final[WF] is d3.state.final[WF]
     assert report.violations == []
     assert unsettled_ends(sim) == []
