@@ -364,8 +364,11 @@ def test_takeover_seeds_once_failing_in_classic_2pc_with_a_short_retention_hold_
 # "Generations"); 197102921, the Node's: a participant back in doubt (YES voted, the
 # decision never heard) took the original's loss-verdict FAILED of epoch 0, never made,
 # and refused epoch 1's proven SUCCEEDED as "not committed here yet": it kept FAILED
-# (authority_ends.py, told_ends.py). Each: (seed, keep_ended_s, end), None for the
-# soak's own.
+# (authority_ends.py, told_ends.py); 212400209 with a short retention, the checker's:
+# a successor back in doubt won epoch 1 and asked its electorate before its own steps,
+# its claim and two asks lost on the way, the end made 0.7 s past a deadline that
+# counted none of them (takeover_check.py, `TAKEOVER_EXCHANGE`). Each: (seed,
+# keep_ended_s, end), None for the soak's own.
 ONCE_FAILING_ONE_WAY: tuple[tuple[int, float | None, float | None], ...] = (
     (128000131, None, None), (134000369, None, None), (137500119, 5.0, 300.0),
     (138512237, None, None), (140103976, None, None), (140100077, None, None),
@@ -373,7 +376,8 @@ ONCE_FAILING_ONE_WAY: tuple[tuple[int, float | None, float | None], ...] = (
     (148002554, None, None), (150000018, None, None), (154001212, None, None),
     (154300317, None, None), (156500577, 5.0, 300.0), (158800091, None, None),
     (163101876, None, None), (165402137, 5.0, 300.0), (167000569, 5.0, 300.0),
-    (178100853, None, None), (184100747, None, None), (190201851, None, None), (197102921, 5.0, 300.0))
+    (178100853, None, None), (184100747, None, None), (190201851, None, None), (197102921, 5.0, 300.0),
+    (212400209, 5.0, 300.0))
 
 
 @pytest.mark.parametrize(("seed", "keep_ended_s", "end"), ONCE_FAILING_ONE_WAY)
