@@ -12,7 +12,13 @@ first such one, up at the end, was back for the last time and had learned it
 (`teller_calm`; none: the bound as it was). A voter whose coordinator died before any
 live agent learned the decision blocks, as 2PC does (`blocked_2pc`: counted, not a
 failure). A re-placement round is resolved for its new domain by the workflow's end
-too, or by a later epoch's holder answering it void (`released_at`).
+too, or by a later epoch's holder answering it void (`released_at`): its two acceptors
+(the coordinator one of them) never decide it without the coordinator, so its voter
+waits on a successor, whom the workflow's electorate elects; its bound counts from
+that electorate's calm too (a restart of the successor, say), as the takeover
+deadline does (takeover_check.py; takeover soak seed 210201673, `--keep-ended-s 5 --end
+300`: the successor crashed as it won, back at 37.1, 19 s after the voter's last
+restart, and ended the workflow, releasing the round, 0.3 s later).
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ def check_blocking(checker: Any, sim: World, dead: set[str], lease: float) -> No
             calm = sim.calm_since((*(tx.acceptors or (tx.coordinator,)), voter))
             if not tx.acceptors:  # its log dead with it: a participant that learned tells
                 calm = max(calm, teller_calm(checker, sim, key, voter))
+            calm = max(calm, successor_calm(checker, sim, key))
             deadline = max(max(voters.values()), calm) + 2 * lease
             at = checker.learned_at.get((voter, key), checker.released_at.get((voter, key)))
             if at is None or at > deadline:
@@ -59,6 +66,17 @@ def teller_calm(checker: Any, sim: World, key: Key, voter: str) -> float:
                 for p in checker.txs[key].participants
                 if p != voter and (p, key) in checker.learned_at
                 and p not in sim.dead_forever and sim.agents[p].alive), default=0.0)
+
+
+def successor_calm(checker: Any, sim: World, key: Key) -> float:
+    """For a re-placement round (see the header), when the live members of its
+    workflow's takeover electorate were all up for the last time (0: not one)."""
+    committed = checker.committed(key[0])
+    tx = checker.txs.get((key[0], committed)) if committed is not None else None
+    if tx is None or key[1] <= committed:
+        return 0.0
+    electorate = set(tx.acceptors) or set(tx.participants) | {tx.coordinator}
+    return sim.calm_since(tuple(sorted(electorate - sim.dead_forever)))
 
 
 def blocked_2pc(checker: Any, sim: World, key: Key) -> bool:

@@ -147,7 +147,8 @@ class Checker:
         # (agent, key) -> (when, the other side, delay or None: lost) of the network's
         # hits on its recovery messages (takeover_check.network_hit).
         self.hits: dict[tuple[str, Key], list[tuple[float, str, float | None]]] = {}
-        # wf -> (when, sender, receiver, delay or None) of the hits on its end notices.
+        # wf -> (when, sender, receiver, delay or None) of the hits on its end notices
+        # and its takeover's exchange before them (takeover_check.TAKEOVER_EXCHANGE).
         self.end_hits: dict[str, list[tuple[float, str, str, float | None]]] = {}
 
     def fail(self, what: str) -> None:

@@ -52,7 +52,14 @@ from fedorch.core.negotiation.messages import (
     Promise,
     Reject,
 )
-from fedorch.core.node.records import AckMsg, FinalMsg
+from fedorch.core.node.records import (
+    AckMsg,
+    ClaimAnswerMsg,
+    ClaimMsg,
+    FinalMsg,
+    PlacementAnswer,
+    PlacementQuery,
+)
 
 if TYPE_CHECKING:
     from fedorch.sim.negotiation.world import World
@@ -76,6 +83,12 @@ END_RESEND_MOST_S = 8.0
 RECOVERY_MESSAGES = (DecisionQuery, DecisionAnswer, PaxosPrepare, Promise, Accept,
                      Accepted, Reject, Decision)
 
+# The successor's own exchange before its end (see the header): its claims and their
+# answers, and a restored driver's asks of its electorate and their answers
+# (original_asks.py), each resent on a schedule that backs off to less than
+# END_RESEND_MOST_S.
+TAKEOVER_EXCHANGE = (ClaimMsg, ClaimAnswerMsg, PlacementQuery, PlacementAnswer)
+
 
 def network_hit(hits: dict[tuple[str, Key], list[tuple[float, str, float | None]]],
                 src: str, dst: str, msg: object, now: float,
@@ -85,10 +98,10 @@ def network_hit(hits: dict[tuple[str, Key], list[tuple[float, str, float | None]
     """The network lost or cut off `msg` at `now` (`delay` None), or held it `delay`
     s more than usual: noted for its sender and its receiver, each with the other
     side, if it is one of a recovery's messages (`check_undecided_recovery`); in
-    `ends`, by workflow, if it is an end notice or its acknowledgement
-    (`end_hit_cost`)."""
+    `ends`, by workflow, if it is an end notice or its acknowledgement, or one of
+    the takeover's exchange before the end (`TAKEOVER_EXCHANGE`; `end_hit_cost`)."""
     if ends is not None:
-        if isinstance(msg, FinalMsg):
+        if isinstance(msg, (FinalMsg, *TAKEOVER_EXCHANGE)):
             ends.setdefault(msg.workflow_id, []).append((now, src, dst, delay))
         elif isinstance(msg, AckMsg) and len(msg.msg_id) > 1 and msg.msg_id[0] == "final":
             ends.setdefault(msg.msg_id[1], []).append((now, src, dst, delay))

@@ -11,7 +11,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from fedorch.core.negotiation.messages import TxInfo
-from fedorch.sim.negotiation.blocking_check import teller_calm
+from fedorch.sim.negotiation.blocking_check import successor_calm, teller_calm
 from fedorch.sim.negotiation.check import Checker
 
 KEY = ("d0.w0", 1)
@@ -49,3 +49,35 @@ def test_a_teller_counts_from_when_it_learned_if_later() -> None:
 def test_no_participant_that_learned_it_leaves_the_bound_as_it_was() -> None:
     c = checker({"d1": 40.0, "d4": 1.0})  # the voter itself, and one dead for good
     assert teller_calm(c, world({"d4"}, set()), KEY, "d1") == 0.0
+
+
+# A re-placement round (blocking_check.py, `successor_calm`): takeover soak seed
+# 210201673, `--keep-ended-s 5 --end 300`. Round 1 committed on acceptors d0, d1, d2;
+# round 2 re-placed its step on d0, acceptors d0 and d1 (its coordinator, dead for
+# good), released only by the end of the successor d2, back at 37.1.
+WF = "d1.w0"
+COMMITTED = TxInfo(workflow_id=WF, round=1, coordinator="d1", participants=("d2",),
+                   acceptors=("d0", "d1", "d2"), created_ms=0)
+REPLACED = TxInfo(workflow_id=WF, round=2, coordinator="d1", participants=("d0",),
+                  acceptors=("d0", "d1"), created_ms=0)
+BACK = {"d0": 18.0, "d1": 0.0, "d2": 37.1}
+
+
+def replaced() -> tuple[Checker, SimpleNamespace]:
+    c = Checker()
+    c.txs[COMMITTED.key], c.txs[REPLACED.key] = COMMITTED, REPLACED
+    c._committed_rounds[WF] = {1}
+    sim = SimpleNamespace(dead_forever={"d1"},
+                          calm_since=lambda agents: max(BACK[a] for a in agents))
+    return c, sim
+
+
+def test_a_replacement_round_counts_from_its_workflows_live_electorate() -> None:
+    c, sim = replaced()
+    assert successor_calm(c, sim, REPLACED.key) == 37.1
+
+
+def test_the_committed_round_and_an_unknown_workflow_count_nothing_more() -> None:
+    c, sim = replaced()
+    assert successor_calm(c, sim, COMMITTED.key) == 0.0
+    assert successor_calm(c, sim, ("d9.w9", 2)) == 0.0

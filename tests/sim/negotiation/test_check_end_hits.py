@@ -1,11 +1,19 @@
 """The takeover deadline's allowance for the network's hits on a workflow's end notices
-and their acknowledgements (takeover_check.py, `end_hit_cost`), on hand-made records."""
+and their acknowledgements, and on the takeover's exchange before the end
+(takeover_check.py, `end_hit_cost`), on hand-made records."""
 
 from __future__ import annotations
 
 from types import SimpleNamespace
 
-from fedorch.core.node.records import AckMsg, FinalMsg, ResultMsg
+from fedorch.core.node.records import (
+    AckMsg,
+    ClaimMsg,
+    FinalMsg,
+    PlacementAnswer,
+    PlacementQuery,
+    ResultMsg,
+)
 from fedorch.core.workflow.lifecycle import WorkflowState
 from fedorch.core.workflow.progress import StepState
 from fedorch.sim.negotiation.takeover_check import END_RESEND_MOST_S, end_hit_cost, network_hit
@@ -39,3 +47,18 @@ def test_lost_and_held_end_notices_and_acks_each_cost_one_resend_at_most() -> No
     assert cost == END_RESEND_MOST_S + 8.0 + 5.88 + 4.41 + END_RESEND_MOST_S
     assert end_hit_cost(checker, sim, WF, 19.0, 27.95) == 8.0 + 5.88 + 4.41 + 8.0
     assert end_hit_cost(checker, sim, "d3.w9", 0.0, 100.0) == 0.0
+
+
+def test_lost_claims_and_asks_before_the_end_each_cost_one_resend_at_most() -> None:
+    """Takeover soak seed 212400209 (`--one-way`): the successor's claim and its two
+    asks of its electorate (original_asks.py) lost on the way to the only other live
+    elector, the end made after them."""
+    ends: dict = {}
+    hit(ends, "d0", "d1", ClaimMsg(WF, 1, None), 27.80)
+    hit(ends, "d0", "d2", ClaimMsg(WF, 1, None), 29.80)  # to the dead
+    hit(ends, "d0", "d1", PlacementQuery(WF, drives_in=1), 34.80)
+    hit(ends, "d1", "d0", PlacementAnswer(WF, 1, ()), 38.80, 0.5)
+    hit(ends, "d1", "d0", PlacementQuery("d3.w4", drives_in=1), 38.80)  # another
+    checker = SimpleNamespace(end_hits=ends)
+    sim = SimpleNamespace(dead_forever={"d2"})
+    assert end_hit_cost(checker, sim, WF, 22.27, 43.44) == 2 * END_RESEND_MOST_S + 0.5

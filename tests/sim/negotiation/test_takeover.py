@@ -255,10 +255,14 @@ def test_takeover_seeds_once_failing_hold_every_invariant(seed: int) -> None:
 # the step, acknowledged the report, and that acknowledgement, late, ended the resends
 # of the answer to the tell the late result brought: the saga stayed RUNNING and the
 # domain forgot the workflow. Such a report is not acknowledged until the step joins
-# the saga: saga_results.py, `awaited`). Each: (seed, keep_ended_s, end), None for
-# the soak's own.
+# the saga: saga_results.py, `awaited`); 210201673, the checker's own: a re-placement
+# round's voter, its coordinator dead for good, released only by the workflow's end,
+# which the successor made 0.3 s after its last restart, 19 s after the voter's own;
+# the blocking bound counted from the voter's alone (blocking_check.py,
+# `successor_calm`). Each: (seed, keep_ended_s, end), None for the soak's own.
 ONCE_FAILING_SHORT_RETENTION: tuple[tuple[int, float | None, float | None], ...] = (
-    (163301080, 5.0, 300.0), (94021920, 10.0, None), (178300800, 5.0, 300.0))
+    (163301080, 5.0, 300.0), (94021920, 10.0, None), (178300800, 5.0, 300.0),
+    (210201673, 5.0, 300.0))
 
 
 @pytest.mark.parametrize(("seed", "keep_ended_s", "end"), ONCE_FAILING_SHORT_RETENTION)
@@ -369,8 +373,11 @@ def test_takeover_seeds_once_failing_in_classic_2pc_with_a_short_retention_hold_
 # the epoch followed"); 206402979, the Node's: a participant that never learned a
 # step's new domain (down as the tell came, its coordinator then dead for good) had
 # granted epoch 1 to a participant that yielded to that domain, and refused its claims
-# as no party's for ever (authority_claims.py). Each: (seed, keep_ended_s, end), None
-# for the soak's own.
+# as no party's for ever (authority_claims.py); 212400209 with a short retention, the checker's: a
+# successor back in doubt won epoch 1 and asked its electorate before its own steps,
+# its claim and two asks lost on the way, the end made 0.7 s past a deadline that
+# counted none of them (takeover_check.py, `TAKEOVER_EXCHANGE`). Each: (seed,
+# keep_ended_s, end), None for the soak's own.
 ONCE_FAILING_ONE_WAY: tuple[tuple[int, float | None, float | None], ...] = (
     (128000131, None, None), (134000369, None, None), (137500119, 5.0, 300.0),
     (138512237, None, None), (140103976, None, None), (140100077, None, None),
@@ -379,7 +386,7 @@ ONCE_FAILING_ONE_WAY: tuple[tuple[int, float | None, float | None], ...] = (
     (154300317, None, None), (156500577, 5.0, 300.0), (158800091, None, None),
     (163101876, None, None), (165402137, 5.0, 300.0), (167000569, 5.0, 300.0),
     (178100853, None, None), (184100747, None, None), (190201851, None, None), (197102921, 5.0, 300.0),
-    (202101940, 5.0, 300.0), (206402979, 5.0, 300.0))
+    (202101940, 5.0, 300.0), (206402979, 5.0, 300.0), (212400209, 5.0, 300.0))
 
 
 @pytest.mark.parametrize(("seed", "keep_ended_s", "end"), ONCE_FAILING_ONE_WAY)
