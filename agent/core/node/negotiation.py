@@ -91,12 +91,12 @@ from fedorch.core.negotiation.messages import (
 )
 from fedorch.core.negotiation.participant import DecisionEffect, restarted
 from fedorch.core.negotiation.termination import DoubtState, answer_query
-from fedorch.core.node import no_votes
 from fedorch.core.node.coordinator_doubt import answered, asking, own_answer
 from fedorch.core.node.coordinator_records import coordinator_action
 from fedorch.core.node.ended_cores import answering, ended_ack, ended_query, ended_vote
 from fedorch.core.node.learned_elsewhere import ask_first
 from fedorch.core.node.negotiation_restore import restore_negotiation
+from fedorch.core.node.no_votes import answered_from_no, record_no
 from fedorch.core.node.records import (
     AckMsg,
     ClaimAnswerMsg,
@@ -211,7 +211,7 @@ class Negotiation:
         if reason == "round already decided":
             n.stats["late PREPARE refused"] += 1
         n.send(src, VoteMsg(tx.key, n.name, yes, reason))
-        no_votes.record(self, now, msg, yes)  # a classic NO: the round's ABORT (no_votes.py)
+        record_no(self, now, msg, yes)  # a classic NO: the round's ABORT (no_votes.py)
 
     def _on_vote(self, now: float, src: str, msg: VoteMsg) -> None:
         if src == msg.domain and self.n.replacement.owns(msg.key):
@@ -318,7 +318,7 @@ class Negotiation:
             answer = answer_query(n.name, msg.key, decided, n.participant.status(msg.key),
                                   n.acceptor.past_life(msg.key, n.wall_ms(now), now,
                                                        msg.coordinator, msg.created_ms))
-            no_votes.answered(n, msg.key, decided)  # from our NO (no_votes.py)?
+            answered_from_no(n, msg.key, decided)  # from our NO (no_votes.py)?
         n.send(src, answer)
 
     def _on_answer(self, now: float, src: str, msg: DecisionAnswer) -> None:

@@ -7,9 +7,9 @@ or LEFT in its view asks the other participants too (cooperative termination,
 core/negotiation/termination.py). A participant that voted NO knows the outcome: a
 COMMIT needs every participant's signed YES (its certificate, `check_value`), so a
 round it refused can never commit. So the Node keeps such a NO as the round's ABORT
-in `learned`, the table of decisions known here (`record`), and a peer's
+in `learned`, the table of decisions known here (`record_no`), and a peer's
 DecisionQuery is then answered ABORT from it, as any decision held here is
-(negotiation.py, `_on_query`; counted by `answered`).
+(negotiation.py, `_on_query`; counted by `answered_from_no`).
 
     (vote,                               input)          -> effect
     (NO, classic, not a re-placement     PREPARE voted   -> ABORT written to `learned`
@@ -51,7 +51,7 @@ RECORDED = "classic NO recorded as the round's ABORT"
 ANSWERED = "in-doubt query answered ABORT from our NO"
 
 
-def record(negotiation: Any, now: float, msg: PrepareMsg, yes: bool) -> None:
+def record_no(negotiation: Any, now: float, msg: PrepareMsg, yes: bool) -> None:
     """After our vote on `msg` left: a classic NO of ours kept as its round's ABORT."""
     n = negotiation.n
     tx = msg.tx
@@ -63,7 +63,7 @@ def record(negotiation: Any, now: float, msg: PrepareMsg, yes: bool) -> None:
     n.stats[RECORDED] += 1
 
 
-def answered(n: Any, key: Key, decided: Value | None) -> None:
+def answered_from_no(n: Any, key: Key, decided: Value | None) -> None:
     """A DecisionQuery about `key` answered from what we learned: from our NO? (Under
     Paxos Commit a NO voter answers an ABORT it learned, as before: not counted.)"""
     if n.t.classic and decided is not None and not decided.commit \
