@@ -4,7 +4,9 @@ Theory of operation
 -------------------
 A PREPARE asks this domain to take some steps of a workflow in one round.
 The domain's own policy decides (agent.policy.engine), counting the slots its
-reservations already hold. A NO creates nothing. A YES creates a reservation
+reservations already hold. A NO creates no hold (the round is remembered as
+refused: `voted_no`, and a PREPARE of it again gets the same NO; a classic NO its
+owner keeps as the round's ABORT too). A YES creates a reservation
 with a lease, and the shell makes it durable before the vote leaves the agent:
 
 * prepare(): one record, state PREPARED (the prepare record: "voted YES");
@@ -190,6 +192,15 @@ class Participant:
             return held.state.value
         closed = self._closed.get(key)
         return closed[0] if closed is not None else None
+
+    def voted_no(self, key: Key) -> bool:
+        """Did this domain refuse round `key` with no YES of it ever recorded (the
+        policy's or a constraint's NO, or a reservation whose lease passed before its
+        YES)? Such a round can never commit: a COMMIT needs our YES. False once the
+        memory of the round is gone (then its owner's record says it: core/node/
+        no_votes.py keeps a classic NO as the round's ABORT)."""
+        closed = self._closed.get(key)
+        return closed is not None and closed[0] in ("refused", "expired")
 
     def in_use(self) -> dict[str, int]:
         return dict(self._used)

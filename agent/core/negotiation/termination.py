@@ -82,8 +82,11 @@ as the doubt lasts (a restarted coordinator answers from its log, presuming abor
 Once membership says the coordinator is gone, the other participants are asked too
 (cooperative termination): a participant that learned the decision answers with it (a
 COMMIT with its certificate), which is safe because every decision it can hold came
-from the coordinator; one in doubt itself, or that never voted, tells nothing, and the
-asker keeps waiting (2PC blocks while its coordinator is down and nobody learned).
+from the coordinator; one that voted NO answers ABORT once its NO is on record (its
+owner keeps that NO as the round's ABORT, core/node/no_votes.py: a COMMIT needs
+every participant's YES, so that round can never commit); one in doubt itself, or
+that never voted, tells nothing, and the asker keeps waiting (2PC blocks while its
+coordinator is down and nobody learned or refused).
 
     (WAITING,  timer at lease)       -> ASKING      DecisionQuery to the coordinator
     (ASKING,   timer, +query_interval) -> ASKING    the same again (and to the
@@ -135,8 +138,10 @@ def answer_query(me: str, key: Key, decided: Value | None, hold: str | None,
     `decided`: the decision it holds (as participant, acceptor or proposer); `hold`:
     Participant.status(key). A YES voter without a decision is in doubt itself
     (UNKNOWN); a NO voter, a reservation never confirmed, or no PREPARE seen is
-    NOT_PREPARED. Any holder of a decision answers with it. `past_life`: the round is
-    past its life here (Acceptor.past_life): without a decision, PAST_LIFE.
+    NOT_PREPARED, unless it holds a decision: any holder of one answers with it (a
+    classic round's NO voter holds its ABORT on record, core/node/no_votes.py).
+    `past_life`: the round is past its life here (Acceptor.past_life): without a
+    decision, PAST_LIFE.
     """
     if decided is not None:
         return DecisionAnswer(key, me, AnswerStatus.DECIDED, decided)

@@ -42,6 +42,8 @@ Rules the Node enforces here rather than leaving to a shell:
   others applied;
 - the coordinator's decision records are collected once `collectable()` says so
   (a participant's start or result counts as its acknowledgement: commit_acks.py);
+- a NO of ours in a classic 2PC round is kept as the round's ABORT, answered to a
+  peer in doubt (no_votes.py: when, and why safe);
 - a DecisionQuery about a classic round of our own range of a workflow retention
   forgot is answered ABORT, presumed, nothing written (retention.py: why safe); about
   any other round of a forgotten workflow of ours, UNKNOWN;
@@ -94,6 +96,7 @@ from fedorch.core.node.coordinator_records import coordinator_action
 from fedorch.core.node.ended_cores import answering, ended_ack, ended_query, ended_vote
 from fedorch.core.node.learned_elsewhere import ask_first
 from fedorch.core.node.negotiation_restore import restore_negotiation
+from fedorch.core.node.no_votes import answered_from_no, record_no
 from fedorch.core.node.records import (
     AckMsg,
     ClaimAnswerMsg,
@@ -208,6 +211,7 @@ class Negotiation:
         if reason == "round already decided":
             n.stats["late PREPARE refused"] += 1
         n.send(src, VoteMsg(tx.key, n.name, yes, reason))
+        record_no(self, now, msg, yes)  # a classic NO: the round's ABORT (no_votes.py)
 
     def _on_vote(self, now: float, src: str, msg: VoteMsg) -> None:
         if src == msg.domain and self.n.replacement.owns(msg.key):
@@ -310,10 +314,11 @@ class Negotiation:
             n.stats["query about a forgotten workflow"] += 1
             answer = DecisionAnswer(msg.key, n.name, AnswerStatus.UNKNOWN)
         else:
-            answer = answer_query(n.name, msg.key, n.state.learned.get(msg.key),
-                                  n.participant.status(msg.key),
+            decided = n.state.learned.get(msg.key)
+            answer = answer_query(n.name, msg.key, decided, n.participant.status(msg.key),
                                   n.acceptor.past_life(msg.key, n.wall_ms(now), now,
                                                        msg.coordinator, msg.created_ms))
+            answered_from_no(n, msg.key, decided)  # from our NO (no_votes.py)?
         n.send(src, answer)
 
     def _on_answer(self, now: float, src: str, msg: DecisionAnswer) -> None:
@@ -436,11 +441,11 @@ class Negotiation:
             and n.name in tx.participants and n.participant.status(key) == "prepared"
         if known is None and not with_hold:
             n.point("learned")
-            self._write_learned(now, key, value)
+            self.write_learned(now, key, value)
         n.termination.forget(key)
         self.apply_decision(now, key, value, tx, learning=with_hold)
 
-    def _write_learned(self, now: float, key: Key, value: Value) -> None:
+    def write_learned(self, now: float, key: Key, value: Value) -> None:
         self.n.state.learned[key] = value
         self.n.note("learned", key, value, now)
         self.n.mark(key[0])
@@ -473,7 +478,7 @@ class Negotiation:
             assert hold is not None
             n.point("hold committed")
             if learning:
-                self._write_learned(now, key, value)
+                self.write_learned(now, key, value)
             # The hold's row stays PREPARED: the COMMIT on record beside it (learned,
             # in this write or before it) says it committed, and a restore decides it
             # again from the two (negotiation_restore.py), so its state is not written.
