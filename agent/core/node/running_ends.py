@@ -55,7 +55,11 @@ end: in its denial of our claim (`final`, naming another as the epoch's holder:
 takeover_claim_answers.py), or in its own end notice of an older epoch, proven or not
 (the holder's, or its own claim's end told on). Our notice to it is then settled as
 acknowledged (`settled_by_same_end`), for that very end only, of an epoch later than
-the member's word, never a saga's plan or end. Sound. One end: the end is made here
+the member's word, never a saga's plan or end, and only at the original coordinator
+placing no step: a participant's notice of its claimed epoch is taken by the members
+and followed, so its saga's late results and compensations reach it (a participant
+that settled so left a late result's compensation undriven: takeover soak seed
+213000082, found by the soak of this rule). Sound. One end: the end is made here
 and held there alike; settling writes only `final_acked` and drops the resend, and no
 end is taken or replaced anywhere. An acknowledgement counts toward making only an end
 told first (domain_loss.py), and none is held here then. At most one driver per epoch:
@@ -85,6 +89,7 @@ from typing import Any
 
 from fedorch.core.identity.authority import coordinator_of
 from fedorch.core.node.authority_ends import shows_later_epoch
+from fedorch.core.node.authority_steps import epoch_of
 from fedorch.core.node.elector_ends import elector_takes
 from fedorch.core.node.records import AckMsg, ClaimAnswerMsg, FinalMsg
 from fedorch.core.node.takeover_claims import held_of
@@ -179,8 +184,10 @@ class EndNotices:
         its acknowledgement would say, so our notice is settled as acknowledged."""
         n = self.n
         entry = n.pending.get(("final", wf, src))
-        if entry is None or n.takeover is None or n.state.final.get(wf) is not state:
-            return
+        if entry is None or n.takeover is None or n.state.final.get(wf) is not state \
+                or coordinator_of(wf) != n.name \
+                or n.name in (epoch_of(n.state, wf)[1] or {n.name}):
+            return  # a participant's notice is taken and followed (its saga's driver)
         told = entry[1]
         if told.state is not state or told.epoch <= epoch or told.owed or told.saga_over \
                 or n.domain_loss.held.get(wf) is not None \
