@@ -44,6 +44,36 @@ for ever and neither forgot the workflow (takeover soak seed 191000086: the orig
 back, claimed epoch 2 past epoch 1's holder gone in its view, on an elector's answer
 that showed that holder's SUCCEEDED and its certificate).
 
+An end told on in an epoch never won. A claimant of epoch m that it never won (no
+certificate of m kept here: the original coordinator, back and claiming past a holder
+gone in its view) learns the end from a member's denial that shows none, and tells it
+on in m with no certificate (the takeover part's Announce). A member that follows an
+older epoch refuses that notice (a later epoch's end from a non-participant needs its
+certificate: authority_ends.py) and no rule answers it; where no proof was kept,
+`settled_by_proven_end` settles nothing either. But that member says it holds that very
+end: in its denial of our claim (`final`, naming another as the epoch's holder:
+takeover_claim_answers.py), or in its own end notice of an older epoch, proven or not
+(the holder's, or its own claim's end told on). Our notice to it is then settled as
+acknowledged (`settled_by_same_end`), for that very end only, of an epoch later than
+the member's word, never a saga's plan or end, and only at the original coordinator
+placing no step: a participant's notice of its claimed epoch is taken by the members
+and followed, so its saga's late results and compensations reach it (a participant
+that settled so left a late result's compensation undriven: takeover soak seed
+213000082, found by the soak of this rule). Sound. One end: the end is made here
+and held there alike; settling writes only `final_acked` and drops the resend, and no
+end is taken or replaced anywhere. An acknowledgement counts toward making only an end
+told first (domain_loss.py), and none is held here then. At most one driver per epoch:
+nothing is granted, claimed or followed; and a granter of our claim (`late_grants`),
+which follows us in m and refuses older notices, is left to be told as before. Nothing
+run twice: no step, round or saga plan moves. A denial that names its sender as the
+holder is left to that holder's own notice, which it resends until acknowledged here.
+Before, each side resent or refused for ever (takeover soak seed 210001702: the
+original, back, claimed epoch 2 past epoch 1's holder d0 gone in its view, was denied
+by d2 with SUCCEEDED and no certificate, and told SUCCEEDED on in epoch 2 to d0 and d2
+every 8 s to the run's end; d0's proven notice of epoch 1, acknowledged, settled
+nothing, no proof kept. Seeds 210101818 and 210102662 with a cut one way are the same
+shape, the second's member itself a claimant of epoch 1 telling FAILED on unproven).
+
 The same end, unproven (authority_ends.py): the original's epoch-0 notice of the very
 end held here, where the later epoch held is this Node's own, is acknowledged, not
 answered with that epoch (`show_later_epoch` leaves it to the acknowledgement); a
@@ -59,6 +89,7 @@ from typing import Any
 
 from fedorch.core.identity.authority import coordinator_of
 from fedorch.core.node.authority_ends import shows_later_epoch
+from fedorch.core.node.authority_steps import epoch_of
 from fedorch.core.node.elector_ends import elector_takes
 from fedorch.core.node.records import AckMsg, ClaimAnswerMsg, FinalMsg
 from fedorch.core.node.takeover_claims import held_of
@@ -128,7 +159,9 @@ class EndNotices:
         told that very end (just acknowledged here), while our notice of it, told on in
         a later epoch, still waits for `src` (the header, "An end told on"): `src`
         holds the end, as its acknowledgement would say, so our notice is settled as
-        acknowledged."""
+        acknowledged. So too where our notice's epoch is one this Node never won, from
+        any teller of that very end in an older epoch, proof or none (the header, "An
+        end told on in an epoch never won": `settled_by_same_end`)."""
         n = self.n
         wf = msg.workflow_id
         proof = n.state.end_proofs.get(wf)
@@ -136,8 +169,33 @@ class EndNotices:
         if entry is None or proof is None or proof[:2] != (msg.epoch, src) or not msg.won \
                 or n.state.final.get(wf) is not msg.state or entry[1].state is not msg.state \
                 or entry[1].epoch <= msg.epoch:
+            if not msg.owed and not msg.saga_over:
+                self.settled_by_same_end(now, src, wf, msg.state, msg.epoch)
             return
         n.stats["end told on settled by its proven holder's same end"] += 1
+        n.running.on_ack(now, src, AckMsg(("final", wf, src)))
+
+    def settled_by_same_end(self, now: float, src: str, wf: str, state: WorkflowState,
+                            epoch: int) -> None:
+        """`src` said it holds `state`, the end made here, in `epoch` (its end notice,
+        or its answer to our claim, takeover_claim_answers.py), while our notice of that
+        very end, told on in a later epoch this Node never won, still waits for `src`
+        (the header, "An end told on in an epoch never won"): `src` holds the end, as
+        its acknowledgement would say, so our notice is settled as acknowledged."""
+        n = self.n
+        entry = n.pending.get(("final", wf, src))
+        if entry is None or n.takeover is None or n.state.final.get(wf) is not state \
+                or coordinator_of(wf) != n.name \
+                or n.name in (epoch_of(n.state, wf)[1] or {n.name}):
+            return  # a participant's notice is taken and followed (its saga's driver)
+        told = entry[1]
+        if told.state is not state or told.epoch <= epoch or told.owed or told.saga_over \
+                or n.domain_loss.held.get(wf) is not None \
+                or n.takeover.proof.own_certificate(wf, told.epoch) \
+                or src in n.state.late_grants.get(wf, {}):
+            return  # another end, not a later epoch's, told first, an epoch won here, or
+            # a granter of our claim (it follows us in that epoch: told reliably)
+        n.stats["end told on in an unwon epoch settled by its member's same end"] += 1
         n.running.on_ack(now, src, AckMsg(("final", wf, src)))
 
     def keep_end_proof(self, src: str, msg: FinalMsg) -> None:

@@ -23,7 +23,12 @@ core (`Grant`, `Deny`), and the two ways a split claim settles on the denials ar
 counted. An end found without a proof is followed under the holder the answer names
 when it names one of epoch >= 1, not under the member that answered: that member may
 answer from the record of a workflow it forgot (ended_records.py), and, followed as
-the holder, refuses our reports (takeover soak seed 115458).
+the holder, refuses our reports (takeover soak seed 115458). A denial that shows the
+end its sender holds, naming another as the epoch's holder, settles our notice of that
+very end to it, told on in an epoch we never won, as its acknowledgement would
+(`_member_holds_end`; running_ends.py, "An end told on in an epoch never won": the
+member refuses that notice, with no certificate, for ever; takeover soak seed
+210001702).
 
 A found end against a told one. A successor acting in epoch m that holds an end it
 told in m (a loss verdict's, one on results, a cancel's: domain_loss.py `held`) does
@@ -158,6 +163,7 @@ class ClaimAnswers:
                                                          or self._original_below(wf, src,
                                                                                  core, msg)):
                 self._ended_claim_denied(now, wf, core)
+            self._member_holds_end(now, src, msg)
             return
         if msg.final is not None and msg.holder == n.name and not msg.granted \
                 and n.domain_loss.held.get(wf) is msg.final \
@@ -207,6 +213,7 @@ class ClaimAnswers:
                     n.running.end_here(wf, msg.final)
             elif claiming:  # an older epoch's end, told on in the epoch it claims
                 n.stats["takeover claimant told an earlier epoch's end on"] += 1
+            self._member_holds_end(now, src, msg)
             return
         if msg.in_doubt and not msg.granted:
             if src in core.participants and core.coordinator == n.name \
@@ -273,6 +280,16 @@ class ClaimAnswers:
         grants = self.tk.proof.collected.of(wf, epoch)
         grants.pop(self.n.name, None)
         d.claim_grants[wf] = (epoch, tuple(grants[v] for v in sorted(grants)))
+
+    def _member_holds_end(self, now: float, src: str, msg: ClaimAnswerMsg) -> None:
+        """A denial that shows the end `src` holds, an epoch's holder named that is not
+        `src` (a member's word of its end; the holder's own notice settles ours by
+        itself, running_ends.py): our notice to `src` of that very end, told on in an
+        epoch this Node never won, is settled as acknowledged (the header, "An end told
+        on in an epoch never won")."""
+        if not msg.granted and msg.final is not None and msg.holder != src:
+            self.n.end_notices.settled_by_same_end(now, src, msg.workflow_id, msg.final,
+                                                   msg.held_epoch)
 
     def _told_end_stands(self, wf: str, core: Takeover, msg: ClaimAnswerMsg,
                          proven: bool) -> bool:

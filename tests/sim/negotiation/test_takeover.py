@@ -373,10 +373,15 @@ def test_takeover_seeds_once_failing_in_classic_2pc_with_a_short_retention_hold_
 # the epoch followed"); 206402979, the Node's: a participant that never learned a
 # step's new domain (down as the tell came, its coordinator then dead for good) had
 # granted epoch 1 to a participant that yielded to that domain, and refused its claims
-# as no party's for ever (authority_claims.py); 212400209 with a short retention, the checker's: a
-# successor back in doubt won epoch 1 and asked its electorate before its own steps,
-# its claim and two asks lost on the way, the end made 0.7 s past a deadline that
-# counted none of them (takeover_check.py, `TAKEOVER_EXCHANGE`). Each: (seed,
+# as no party's for ever (authority_claims.py); 212400209 with a short retention, the
+# checker's: a successor back in doubt won epoch 1 and asked its electorate before its
+# own steps, its claim and two asks lost on the way, the end made 0.7 s past a deadline
+# that counted none of them (takeover_check.py, `TAKEOVER_EXCHANGE`); 210101818 and
+# 210102662, the Node's: the original, back, claimed epoch 2, was denied with the end
+# and no certificate, and told it on in that epoch it never won to a member that
+# refused it for ever, though that member told it the same end of epoch 1 (the
+# holder's, proven; a claimant's of epoch 1, unproven): now settled as acknowledged
+# (running_ends.py, "An end told on in an epoch never won"). Each: (seed,
 # keep_ended_s, end), None for the soak's own.
 ONCE_FAILING_ONE_WAY: tuple[tuple[int, float | None, float | None], ...] = (
     (128000131, None, None), (134000369, None, None), (137500119, 5.0, 300.0),
@@ -386,7 +391,8 @@ ONCE_FAILING_ONE_WAY: tuple[tuple[int, float | None, float | None], ...] = (
     (154300317, None, None), (156500577, 5.0, 300.0), (158800091, None, None),
     (163101876, None, None), (165402137, 5.0, 300.0), (167000569, 5.0, 300.0),
     (178100853, None, None), (184100747, None, None), (190201851, None, None), (197102921, 5.0, 300.0),
-    (202101940, 5.0, 300.0), (206402979, 5.0, 300.0), (212400209, 5.0, 300.0))
+    (202101940, 5.0, 300.0), (206402979, 5.0, 300.0), (212400209, 5.0, 300.0),
+    (210101818, None, None), (210102662, None, None))
 
 
 @pytest.mark.parametrize(("seed", "keep_ended_s", "end"), ONCE_FAILING_ONE_WAY)
