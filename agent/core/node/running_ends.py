@@ -62,7 +62,13 @@ that settled so left a late result's compensation undriven: takeover soak seed
 213000082, found by the soak of this rule). Sound. One end: the end is made here
 and held there alike; settling writes only `final_acked` and drops the resend, and no
 end is taken or replaced anywhere. An acknowledgement counts toward making only an end
-told first (domain_loss.py), and none is held here then. At most one driver per epoch:
+told first (domain_loss.py), and none made here is: a hold left from before the end
+was made here (the original, back, told its end again in epoch 0 before its claim
+learned it) is void at the acknowledgement (`drives` is false once the end is made
+here), as at the next tick. That hold once kept the notice: the member's word came
+between the Announce and the tick, and it refused ours for ever after (takeover soak
+seed 216000061: d5's notice of epoch 1, with d2's epoch-2 notice pending, the hold
+of d2's epoch-0 SUCCEEDED not yet void). At most one driver per epoch:
 nothing is granted, claimed or followed; and a granter of our claim (`late_grants`),
 which follows us in m and refuses older notices, is left to be told as before. Nothing
 run twice: no step, round or saga plan moves. A denial that names its sender as the
@@ -190,10 +196,9 @@ class EndNotices:
             return  # a participant's notice is taken and followed (its saga's driver)
         told = entry[1]
         if told.state is not state or told.epoch <= epoch or told.owed or told.saga_over \
-                or n.domain_loss.held.get(wf) is not None \
                 or n.takeover.proof.own_certificate(wf, told.epoch) \
                 or src in n.state.late_grants.get(wf, {}):
-            return  # another end, not a later epoch's, told first, an epoch won here, or
+            return  # another end, not a later epoch's, an epoch won here, or
             # a granter of our claim (it follows us in that epoch: told reliably)
         n.stats["end told on in an unwon epoch settled by its member's same end"] += 1
         n.running.on_ack(now, src, AckMsg(("final", wf, src)))

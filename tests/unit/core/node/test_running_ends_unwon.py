@@ -3,7 +3,7 @@ won, learned with no proof, settles its notice to a member that says it holds th
 very end: the member's end
 notice of an older epoch, proven or not, or its denial of the claim that shows the end
 (core/node/running_ends.py, `settled_by_same_end`; takeover_claim_answers.py). Takeover
-soak seeds 210001702, 210101818 and 210102662 (`--one-way` the last two): each side
+soak seeds 210001702, 216000061, 210101818 and 210102662 (`--one-way` the last two): each side
 refused or ignored the other's notice, and the claimant resent its own for ever."""
 
 from __future__ import annotations
@@ -61,3 +61,17 @@ def test_another_end_an_older_word_or_an_epoch_won_here_is_not_settled() -> None
     node.state.certificates[WF] = (2, ("a grant",))  # as if d0 had won epoch 2
     node.end_notices.settled_by_same_end(fed.now, "d1", WF, SUCCEEDED, 1)
     assert ("final", WF, "d1") in node.pending
+
+
+def test_a_hold_of_the_end_made_here_does_not_keep_the_notice() -> None:
+    """d0 told its end again in epoch 0 (held, domain_loss.py) before its claim learned
+    that end and told it on in epoch 2; d1's word came before the tick voided the hold.
+    The hold of an end made here is void at the acknowledgement: d0's notice is settled.
+    Before, it was left, and d1 refused it for ever (takeover soak seed 216000061)."""
+    fed, node = told_on_unwon()
+    node.domain_loss.held[WF] = SUCCEEDED
+    node.end_notices.settled_by_same_end(fed.now, "d1", WF, SUCCEEDED, 1)
+    assert ("final", WF, "d1") not in node.pending
+    assert "d1" in node.state.final_acked[WF]
+    assert WF not in node.domain_loss.held
+    assert node.stats[STAT] == 1
