@@ -190,9 +190,10 @@ class EndNotices:
         its acknowledgement would say, so our notice is settled as acknowledged."""
         n = self.n
         entry = n.pending.get(("final", wf, src))
+        participants = epoch_of(n.state, wf)[1]
         if entry is None or n.takeover is None or n.state.final.get(wf) is not state \
-                or coordinator_of(wf) != n.name \
-                or n.name in (epoch_of(n.state, wf)[1] or {n.name}):
+                or coordinator_of(wf) != n.name or participants is None \
+                or n.name in participants:
             return  # a participant's notice is taken and followed (its saga's driver)
         told = entry[1]
         if told.state is not state or told.epoch <= epoch or told.owed or told.saga_over \
