@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from fedorch.core.node import early_results as early
+from fedorch.core.node import no_votes
 from fedorch.core.node.start_asks import CONFIRMED, DROPPED, HELD
 from fedorch.core.node.takeover_claims import TAKEN_UP_AGAIN, WITHDRAWN
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -204,6 +205,13 @@ def _shared_metrics(stats: Any) -> Iterator[CounterMetricFamily]:
         " Termination asks)")
     queries.add_metric([], stats["in-doubt query"])
     yield queries
+    from_no = CounterMetricFamily(
+        "fedorch_in_doubt_answers_from_no",
+        "Decision queries of a peer in doubt this domain answered ABORT from its own NO"
+        " in a classic 2PC round (core/node/no_votes.py: the NO is on record as the"
+        " round's ABORT)")
+    from_no.add_metric([], stats[no_votes.ANSWERED])
+    yield from_no
     past_life = CounterMetricFamily(
         "fedorch_in_doubt_past_life",
         "Rounds this domain stays in doubt about for good, its reservation held: a"

@@ -31,6 +31,8 @@ def engine(fault: WriteFault) -> SimpleNamespace:
                                             "retention: workflow forgotten": 5,
                                             "in-doubt query": 8,
                                             "in doubt past the round's life": 2,
+                                            "in-doubt query answered ABORT from our NO":
+                                                3,
                                             "takeover": 6,
                                             "takeover claim withdrawn": 3,
                                             "takeover withdrawn claim taken up again"
@@ -100,6 +102,7 @@ def test_the_engine_counters_are_read_at_scrape_time():
     assert got['fedorch_node_takeover_claims_total{outcome="withdrawn"}'] == 3
     assert got['fedorch_node_takeover_claims_total{outcome="taken_up_again"}'] == 1
     assert got["fedorch_in_doubt_past_life_total"] == 2
+    assert got["fedorch_in_doubt_answers_from_no_total"] == 3
     # node.db's commit thread: encoding the rows apart from SQLite's own work
     assert got['fedorch_node_store_cpu_seconds_total{part="encode"}'] == 0.25
     assert got['fedorch_node_store_cpu_seconds_total{part="sqlite"}'] == 0.5
