@@ -89,7 +89,10 @@ stranger's end of the epoch held here for another is acknowledged and never foll
 The same end, shown with a later epoch. A participant that answers the original's
 epoch-0 end notice with the later epoch it holds for another (`show_later_epoch`)
 shows in that answer the end it holds where it is the very end the notice tells
-(`ClaimAnswerMsg.final`, no proof). The original that made that end settles its
+(`ClaimAnswerMsg.final`, no proof), never where the holder it names is itself (an
+original whose end is told first takes a member's end shown naming the member as
+its holder, as a found end: takeover one-way soak seed 222100932, where it had
+claimed past before). The original that made that end settles its
 notice to that participant as acknowledged (`settled_by_later_member`, called first
 by takeover_claim_answers.py). Either way, made or only told first (domain_loss.py
 `held`, which settles nothing), it reads the answer on with the end left out: the
@@ -315,7 +318,8 @@ class EndNotices:
             return False
         epoch, holder = held_of(d, wf, src)
         n.stats["end of an overtaken epoch answered with the later epoch"] += 1
-        same = msg.state if msg.epoch == 0 and d.final.get(wf) is msg.state else None
+        same = msg.state if msg.epoch == 0 and holder not in (n.name, "") \
+            and d.final.get(wf) is msg.state else None  # the header, "shown with a later"
         n.send(src, ClaimAnswerMsg(wf, msg.epoch, False, epoch, holder, same,
                                    won=n.takeover.proof.proof_of(wf, epoch, holder)))
         return True

@@ -56,6 +56,13 @@ def test_the_answer_shows_the_very_end_held_and_no_other() -> None:
     assert answer_of_d1(fed, FAILED).final is FAILED
     assert answer_of_d1(fed, SUCCEEDED).final is None
     assert fed.nodes["d1"].state.final[WF] is FAILED
+    # The epoch d1's own (a `settled` notice is answered, not acknowledged): never
+    # shown naming itself, which the original would take as a found end.
+    d1 = fed.nodes["d1"].state
+    d1.granted[WF] = d1.epochs[WF] = (1, "d1")
+    out = sent(fed.step("d1", Message("d0", FinalMsg(WF, FAILED, 0, settled=True))))
+    answers = [m for to, m in out if isinstance(m, ClaimAnswerMsg)]
+    assert all(m.final is None for m in answers)
 
 
 def test_the_original_that_made_the_end_settles_its_notice_on_that_answer() -> None:
