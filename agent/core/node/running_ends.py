@@ -86,6 +86,39 @@ answered with that epoch (`show_later_epoch` leaves it to the acknowledgement); 
 stranger's end of the epoch held here for another is acknowledged and never followed
 (`stranger_rival`: `rival_end` is not asked).
 
+The same end, shown with a later epoch. A participant that answers the original's
+epoch-0 end notice with the later epoch it holds for another (`show_later_epoch`)
+shows in that answer the end it holds where it is the very end the notice tells
+(`ClaimAnswerMsg.final`, no proof), never where the holder it names is itself (an
+original whose end is told first takes a member's end shown naming the member as
+its holder, as a found end: takeover one-way soak seed 222100932, where it had
+claimed past before). The original that made that end settles its
+notice to that participant as acknowledged (`settled_by_later_member`, called first
+by takeover_claim_answers.py). Either way, made or only told first (domain_loss.py
+`held`, which settles nothing), it reads the answer on with the end left out: the
+denial showing the later epoch it was before, so a holder gone in its view is still
+claimed past (core/workflow/takeover_overtaken.py) and no end is taken on that word.
+Before, nothing settled it: the epoch's holder, ended alike, never told the
+original, and the original resent its end every 8 s for ever, its view holding that
+holder alive (takeover soak seed 220000311: d0, past d2 in its view, claimed epoch 1
+and, granted late by d3 after both had ended FAILED, told FAILED on to d3 alone; d3
+then answered d2's FAILED of epoch 0 with epoch 1, holder d0, and no end).
+Settling, not adopting. Nothing is taken here: the end was made here before (an end
+told first is not settled so: it is not in `final`), and no epoch, holder, proof or
+end of the answer is kept. The only change is the one an acknowledgement from that
+participant makes (`final_acked`, the resend dropped), and a made end's
+acknowledgement counts toward nothing (domain_loss.py counts them only for an end
+told first). So the answer is worth no more than an acknowledgement the participant
+could send unasked, signed by it alike: a trusted domain that lies gains nothing it
+did not have, and takes no end anywhere without proof (docs/architecture.md,
+Principles 8, authority). Sound on the participant's side too: it acknowledges
+nothing, so no majority that makes the original's end meets the grant it gave the
+later epoch; it only says which end it holds, as its answer to any claim does
+(takeover_claims.py). Epoch 0 only: an answer of an epoch >= 1 may be one to a claim,
+and its end is read as before. Not built yet: the same for the original's saga-over
+notice, which that participant refuses as of an overtaken epoch (its saga plan stays
+open there, and the original resends it until the workflow is forgotten).
+
 Pure: no clock, no I/O; what it says goes through the Node's outbox.
 """
 
@@ -285,8 +318,32 @@ class EndNotices:
             return False
         epoch, holder = held_of(d, wf, src)
         n.stats["end of an overtaken epoch answered with the later epoch"] += 1
-        n.send(src, ClaimAnswerMsg(wf, msg.epoch, False, epoch, holder,
+        same = msg.state if msg.epoch == 0 and holder not in (n.name, "") \
+            and d.final.get(wf) is msg.state else None  # the header, "shown with a later"
+        n.send(src, ClaimAnswerMsg(wf, msg.epoch, False, epoch, holder, same,
                                    won=n.takeover.proof.proof_of(wf, epoch, holder)))
+        return True
+
+    def settled_by_later_member(self, now: float, src: str, msg: ClaimAnswerMsg) -> bool:
+        """`src` answered our end notice of epoch 0 with a later epoch it holds for
+        another and, unproven, the very end this Node holds (`show_later_epoch`): our
+        notice of that end to it is settled as acknowledged where the end is made here
+        (the header, "The same end, shown with a later epoch"), never where it is only
+        told first (domain_loss.py `held`). True where `msg` is such an answer, settled
+        or not: the caller reads it on as the denial it was before the end was shown."""
+        n = self.n
+        wf = msg.workflow_id
+        made = n.state.final.get(wf)
+        if msg.epoch != 0 or msg.granted or msg.final is None or msg.held_epoch < 1 \
+                or msg.holder in (src, "") or coordinator_of(wf) != n.name \
+                or msg.final is not (made or n.domain_loss.held.get(wf)):
+            return False
+        entry = n.pending.get(("final", wf, src))
+        told = entry[1] if entry is not None else None
+        if made is not None and told is not None and told.state is made \
+                and told.epoch == 0 and not told.owed and not told.saga_over:
+            n.stats["end notice settled by a later epoch's member showing the same end"] += 1
+            n.running.on_ack(now, src, AckMsg(("final", wf, src)))
         return True
 
     def tell_overtaken(self, src: str, wf: str) -> bool:

@@ -28,7 +28,10 @@ end its sender holds, naming another as the epoch's holder, settles our notice o
 very end to it, told on in an epoch we never won, as its acknowledgement would
 (`_member_holds_end`; running_ends.py, "An end told on in an epoch never won": the
 member refuses that notice, with no certificate, for ever; takeover soak seed
-210001702).
+210001702). So does the answer to our epoch-0 end notice by a member holding a later
+epoch for another that shows the very end we made (`settled_by_later_member`, first:
+running_ends.py, "The same end, shown with a later epoch"); that answer is read on
+without its end, as the denial it was before (takeover soak seed 220000311).
 
 A found end against a told one. A successor acting in epoch m that holds an end it
 told in m (a loss verdict's, one on results, a cancel's: domain_loss.py `held`) does
@@ -143,6 +146,11 @@ class ClaimAnswers:
     def on_claim_answer(self, now: float, src: str, msg: ClaimAnswerMsg) -> None:
         n, tk = self.n, self.tk
         wf = msg.workflow_id
+        if n.end_notices.settled_by_later_member(now, src, msg):
+            # Our end notice answered with a later epoch of another and the very end
+            # made here (running_ends.py, "The same end, shown with a later epoch"):
+            # settled; read on as the denial showing that epoch it was before.
+            msg = replace(msg, final=None)
         core = tk.cores.get(wf)
         if msg.granted and msg.placements and wf in n.state.final:
             # Ended here already (a claimant's end told on, its core gone): a placement
