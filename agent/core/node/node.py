@@ -241,9 +241,11 @@ class Node:
             if self.fencing is not None:  # any message: contact with its sender
                 self.fencing.message_from(now, event.src)
             # Negotiation.deliver inlined (the input of most steps): its handler by type.
-            handler = self.negotiation.handlers.get(type(event.msg))
-            if handler is None:
-                raise RemoteProtocolError(f"unknown message {type(event.msg).__name__}")
+            try:  # a subscript, not .get: no call
+                handler = self.negotiation.handlers[type(event.msg)]
+            except KeyError:
+                raise RemoteProtocolError(
+                    f"unknown message {type(event.msg).__name__}") from None
             handler(now, event.src, event.msg)
         elif kind is Acks:  # one peer's acknowledgements, in one step (negotiation.py)
             if self.fencing is not None:
