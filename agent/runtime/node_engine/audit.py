@@ -367,7 +367,8 @@ class NodeAuditLog:
             self.lost += len(entries)
             return
         now = self.now_ms()
-        self._queued.extend((kind, wf, data, now) for kind, wf, data in entries)
+        # A list built at once: a generator here was resumed, a call, per act.
+        self._queued.extend([(kind, wf, data, now) for kind, wf, data in entries])
         self._wake.set()
 
     @property

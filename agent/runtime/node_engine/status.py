@@ -360,8 +360,13 @@ class StatusView:
         # out), if anyone will read it.
         listeners = self._listeners.get(workflow_id)
         status = None
-        if workflow_id in self._state_waiters or \
-                listeners is not None and any(li.wants(state) for li in listeners):
+        wanted = workflow_id in self._state_waiters
+        if not wanted and listeners is not None:  # a loop, not any(generator): a call less
+            for li in listeners:                  # per change and per listener
+                if li.wants(state):
+                    wanted = True
+                    break
+        if wanted:
             status = self._build(workflow_id)
         elif workflow_id in self._kept:  # behind now: built again when read
             del self._kept[workflow_id]
