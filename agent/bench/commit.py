@@ -384,7 +384,8 @@ async def _federation(tmp: Path, commit: str, extra: dict | None = None,
     """The bench's three agents, started, converged, and stopped by pid at the end.
     `profiled`:
     the coordinator (c1) runs under fedorch.bench.profiled_agent, its profile to that
-    file (switched on and off by SIGUSR1 / SIGUSR2). `traced`: every agent runs under
+    file, and the participant c2 likewise to that file with ".c2" appended (both switched
+    on and off by SIGUSR1 / SIGUSR2). `traced`: every agent runs under
     fedorch.bench.traced_agent, its readings to `traced/<domain>.N` (on SIGUSR1)."""
     extra = extra or {}
     net = RealNet(tmp, DOMAINS, bodies={d: {"capabilities": [
@@ -400,10 +401,15 @@ async def _federation(tmp: Path, commit: str, extra: dict | None = None,
             domain = next(d for d in DOMAINS if str(net.configs[d]) == str(config))
             return [*agent_command(config)[:2], "fedorch.bench.traced_agent",
                     str(traced / domain), "agent", "run", "--config", str(config)]
-        if profiled is None or str(config) != coordinator_config:
+        out = profiled_paths(profiled).get(str(config)) if profiled is not None else None
+        if out is None:
             return agent_command(config)
-        return [*agent_command(config)[:2], "fedorch.bench.profiled_agent", str(profiled),
+        return [*agent_command(config)[:2], "fedorch.bench.profiled_agent", str(out),
                 "agent", "run", "--config", str(config)]
+
+    def profiled_paths(path: Path) -> dict[str, Path]:
+        return {coordinator_config: path,
+                str(net.configs[DOMAINS[1]]): participant_profile(path)}
 
     from fedorch.runtime.daemon import GC_THRESHOLDS
 
@@ -417,6 +423,11 @@ async def _federation(tmp: Path, commit: str, extra: dict | None = None,
     finally:
         await net.close()
         net.stop()
+
+
+def participant_profile(path: Path) -> Path:
+    """Where the bench writes the participant c2's profile when c1's goes to `path`."""
+    return path.with_name(path.name + "." + DOMAINS[1])
 
 
 async def _written(path: Path, deadline_s: float = 30.0) -> None:
@@ -437,7 +448,8 @@ async def run_commit_bench(total: int = WORKFLOWS_PER_LOOP,
     `concurrency`; the loop with the most end-to-end workflows/s is the peak. `workdir`:
     an existing directory where the agents keep their data (a temporary directory by
     default). `profile`: a file where the coordinator's event-loop profile over the
-    closed loops is written (cProfile, fedorch.bench.profiled_agent). `submit`: "call",
+    closed loops is written (cProfile, fedorch.bench.profiled_agent), the participant
+    c2's next to it (`participant_profile`). `submit`: "call",
     one SubmitAndWatch call per workflow, or "stream", each closed loop's workflows in
     one SubmitStream call (the half-load open loop submits the same way). `unloaded`: workflows
     in the unloaded sample."""
@@ -449,11 +461,14 @@ async def run_commit_bench(total: int = WORKFLOWS_PER_LOOP,
         async with _federation(Path(tmp), commit, profiled=profile) as net:
             alone = await _closed_loop(net, unloaded, 1, submit)
             if profile is not None:
-                os.kill(net.procs[DOMAINS[0]].pid, signal.SIGUSR1)
+                for d in DOMAINS[:2]:
+                    os.kill(net.procs[d].pid, signal.SIGUSR1)
             loops = [await _peak(net, total, n, submit) for n in concurrency]
             if profile is not None:
-                os.kill(net.procs[DOMAINS[0]].pid, signal.SIGUSR2)
+                for d in DOMAINS[:2]:
+                    os.kill(net.procs[d].pid, signal.SIGUSR2)
                 await _written(profile)
+                await _written(participant_profile(profile))
             peak = max(loops, key=lambda loop: loop["workflows_per_s"])
             half_rate = max(1.0, peak["commits_per_s"] / 2)
             half, half_window = await _measured(net, _open_loop(net, half_rate, 5.0, submit))

@@ -104,7 +104,7 @@ def gossip_idle(as_json: bool, domains: str, window_s: float, profile: str | Non
 
 def _commit(total: int = WORKFLOWS_PER_LOOP, concurrency: tuple[int, ...] = CONCURRENCY,
             data_dir: str | None = None, commit: str = "paxos", submit: str = "call",
-            unloaded: int = UNLOADED_WORKFLOWS) -> dict:
+            unloaded: int = UNLOADED_WORKFLOWS, profile: str | None = None) -> dict:
     from pathlib import Path
 
     from fedorch.bench.commit import run_commit_bench
@@ -113,7 +113,8 @@ def _commit(total: int = WORKFLOWS_PER_LOOP, concurrency: tuple[int, ...] = CONC
         Path(data_dir).mkdir(parents=True, exist_ok=True)
     return asyncio.run(run_commit_bench(
         total=total, concurrency=concurrency, workdir=Path(data_dir) if data_dir else None,
-        commit=commit, submit=submit, unloaded=unloaded))
+        commit=commit, submit=submit, unloaded=unloaded,
+        profile=Path(profile).resolve() if profile else None))
 
 
 def _print_commit(r: dict) -> None:
@@ -176,11 +177,14 @@ def _print_commit(r: dict) -> None:
               show_default=True,
               help="Workflows of the unloaded sample, one at a time (its p99 is the"
                    " slowest of 30 by default).")
+@click.option("--profile", type=click.Path(dir_okay=False), default=None,
+              help="Write the event-loop profile (cProfile) of the coordinator c1 over the"
+                   " closed loops to this file, and the participant c2's to FILE.c2.")
 def commit(as_json: bool, workflows: int, concurrency: str, data_dir: str | None,
-           protocol: str, submit: str, unloaded: int) -> None:
+           protocol: str, submit: str, unloaded: int, profile: str | None) -> None:
     """Negotiation: committed and end-to-end workflows/s against a gRPC echo baseline."""
     result = _commit(workflows, _submitters(concurrency), data_dir, protocol, submit,
-                     unloaded)
+                     unloaded, profile)
     if as_json:
         click.echo(json.dumps(result))
     else:

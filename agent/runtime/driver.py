@@ -242,10 +242,15 @@ class NodeDriver:
             raise DriverStopped(f"driver stopped earlier: {self.stopped}") from self.stopped
         ready = self.node.ready()
         self.turns += 1
-        send = self._send
+        # `_send` inlined here and in `finish`: every message of every turn passes.
+        loopback, looped, transport_send = self.loopback, self.looped, self.transport.send
         try:
             for out in ready.send_now:
-                send(out.to, out.msg)
+                if out.to == loopback:
+                    looped.append(Message(out.to, out.msg))
+                    self.looped_back += 1
+                else:
+                    transport_send(out.to, out.msg)
             for wf, state in ready.status_now:  # a COMMIT chosen: told before the write
                 self.status.status_changed(wf, state)
         except BaseException as e:
@@ -265,9 +270,13 @@ class NodeDriver:
         steps, tell watchers, advance the Node (past `last`, the Ready it handed out
         last, when `ready` is a chain's: see `chained`)."""
         try:
-            send = self._send
-            for out in ready.send_after_write:
-                send(out.to, out.msg)
+            loopback, looped, transport_send = self.loopback, self.looped, self.transport.send
+            for out in ready.send_after_write:  # `_send` inlined (see `begin`)
+                if out.to == loopback:
+                    looped.append(Message(out.to, out.msg))
+                    self.looped_back += 1
+                else:
+                    transport_send(out.to, out.msg)
             for run in ready.start_steps:
                 self.executors.start(run)
             for run in ready.stop_steps:

@@ -222,12 +222,15 @@ class NodeCodec:
         scalars = _SCALARS
         encoders: dict[type, Callable[[Any], Any]] = {}
         decoders: dict[str, Callable[[list], Any]] = {}
-        get_encoder = encoders.get
-        get_decoder = decoders.get
         protos = self._protos
 
+        # The walks look their tables up by subscript, not .get: a lookup per value or
+        # array, of a table that nearly always has it, without a call each.
         def enc(value: Any) -> Any:
-            encoder = get_encoder(value.__class__)
+            try:
+                encoder = encoders[value.__class__]
+            except KeyError:
+                encoder = None
             if encoder is not None:
                 return encoder(value)
             if isinstance(value, ProtoMessage) and value.DESCRIPTOR.full_name in protos:
@@ -242,15 +245,15 @@ class NodeCodec:
                 raise CodecError("an encoded container starts with its tag")
             if tag == "t":  # the most common array (keys, names, messages): no call
                 return tree[1:]
-            decoder = get_decoder(tag)
-            if decoder is None:
-                raise CodecError(f"unknown type {tag!r}")
+            try:
+                decoder = decoders[tag]
+            except KeyError:
+                raise CodecError(f"unknown type {tag!r}") from None
             return decoder(tree)
 
         # Every tag's checked decoder: a dataclass's checks its fields, a container's
         # and an enum's are the unchecked ones (one table: one lookup per array).
         checked_decoders: dict[str, Callable[[list], Any]] = {}
-        get_checked = checked_decoders.get
 
         def checked_array(tree: tuple) -> Any:
             """As `array`, with every dataclass's fields checked against their types."""
@@ -259,9 +262,10 @@ class NodeCodec:
                 raise CodecError("an encoded container starts with its tag")
             if tag == "t":
                 return tree[1:]
-            decoder = get_checked(tag)
-            if decoder is None:
-                raise CodecError(f"unknown type {tag!r}")
+            try:
+                decoder = checked_decoders[tag]
+            except KeyError:
+                raise CodecError(f"unknown type {tag!r}") from None
             return decoder(tree)
 
         def items(values: Iterable[Any]) -> list:
@@ -275,10 +279,9 @@ class NodeCodec:
 
         def enc_dict(value: dict) -> list:
             out: list = ["d"]
-            append = out.append
-            for k, v in value.items():
-                append(k if k.__class__ in scalars else enc(k))
-                append(v if v.__class__ in scalars else enc(v))
+            for k, v in value.items():  # `+=` a pair: no call per item (append was two)
+                out += (k if k.__class__ in scalars else enc(k),
+                        v if v.__class__ in scalars else enc(v))
             return out
 
         def dec_dict(tree: list) -> dict:

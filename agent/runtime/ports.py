@@ -24,7 +24,7 @@ fall at if the wall clock does not step meanwhile.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
@@ -54,6 +54,16 @@ class SystemClock:
 def wall_ms_at(clock: Clock, monotonic: float) -> int:
     """The wall time (ms) that a monotonic instant corresponds to at this moment."""
     return clock.wall_ms() + round((monotonic - clock.monotonic()) * 1000)
+
+
+def wall_ms_of(clock: Clock) -> Callable[[float], int]:
+    """`wall_ms_at` over `clock`, as one function of the instant (the Node's `wall_ms`,
+    asked several times a workflow). The system clock's is flattened: the time functions
+    called directly, not through wall_ms_at and the clock's two methods."""
+    if type(clock) is SystemClock:
+        time_ns, monotonic = time.time_ns, time.monotonic
+        return lambda now: time_ns() // 1_000_000 + round((now - monotonic()) * 1000)
+    return lambda now: wall_ms_at(clock, now)
 
 
 class Durable(Protocol):

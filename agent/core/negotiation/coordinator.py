@@ -203,8 +203,10 @@ class Coordinator:
         rnd = self._round
         if rnd is None or not self._me:
             return None
+        # Round.participants' cache read directly here and in _unacked (asked per turn).
         return TxInfo(self.workflow_id, rnd.number, self._me,
-                      tuple(rnd.participants()), rnd.acceptors, created_ms=rnd.created_ms)
+                      tuple(rnd._participants or rnd.participants()), rnd.acceptors,
+                      created_ms=rnd.created_ms)
 
     def created_ms(self) -> int:
         """The current round's creation time as stated (TxInfo.created_ms; 0: none)."""
@@ -279,7 +281,10 @@ class Coordinator:
         return self._dispatch("query", now, round)
 
     def _dispatch(self, event: str, now: float, arg: object):
-        handler = _TRANSITIONS.get((self.phase, event))
+        try:  # a subscript, not .get: no call (every input of the core passes here)
+            handler = _TRANSITIONS[(self.phase, event)]
+        except KeyError:
+            handler = None
         if handler is None:
             if event in ("vote", "paxos", "ack", "query", "answer"):
                 raise RemoteProtocolError(f"{event} not expected while {self.phase.value}")
@@ -443,7 +448,8 @@ class Coordinator:
         rnd = self._round
         if rnd is None or rnd.number in self.log.collected:
             return []
-        return [d for d in rnd.participants() if d not in rnd.acked]
+        acked = rnd.acked
+        return [d for d in rnd._participants or rnd.participants() if d not in acked]
 
     def _finish_aborted(self, last_round: int, reason: str) -> None:
         self.phase = Phase.ABORTED

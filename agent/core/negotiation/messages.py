@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import Any
 
 from fedorch.core.negotiation.errors import RemoteProtocolError
 
@@ -77,6 +78,20 @@ class Value:
 ABORT = Value(False)
 
 
+class _KeyOnce:
+    """`TxInfo.key`, worked out on its first read and kept in the instance's dict: a
+    non-data descriptor, so every later read finds that entry without a call (a property
+    was a call each, and the negotiation reads a round's key on every message of it).
+    Sound for a frozen dataclass only, whose fields never change after construction; the
+    entry is no field (the codec, equality and hashing read the fields)."""
+
+    def __get__(self, tx: TxInfo | None, owner: type | None = None) -> Any:
+        if tx is None:
+            return self
+        key = tx.__dict__["key"] = (tx.workflow_id, tx.round)
+        return key
+
+
 @dataclass(frozen=True)
 class TxInfo:
     """A transaction as the coordinator fixed it at PREPARE time.
@@ -102,9 +117,7 @@ class TxInfo:
     round_tx: bytes = field(default=b"", compare=False, repr=False)
     created_ms: int = 0
 
-    @property
-    def key(self) -> Key:
-        return (self.workflow_id, self.round)
+    key = _KeyOnce()  # (workflow_id, round): read some 20 to 30 times a workflow
 
     @property
     def majority(self) -> int:

@@ -124,7 +124,8 @@ class Negotiation:
         # The workflow whose submission is being taken, while its core's first actions
         # run: its first PREPAREs may leave with its row's write (prepares_ahead.py).
         self.submitting: str | None = None
-        self._handlers = {
+        # Per message type, its handler (read by Node._step too: one lookup per message).
+        self.handlers = {
             PrepareMsg: self._on_prepare,
             VoteMsg: self._on_vote,
             PaxosPrepare: self._on_acceptor_input,
@@ -149,7 +150,7 @@ class Negotiation:
     # ---- inputs ----------------------------------------------------------------------
 
     def deliver(self, now: float, src: str, msg: object) -> None:
-        handler = self._handlers.get(type(msg))
+        handler = self.handlers.get(type(msg))
         if handler is None:
             raise RemoteProtocolError(f"unknown message {type(msg).__name__}")
         handler(now, src, msg)
@@ -166,6 +167,7 @@ class Negotiation:
     def _on_prepare(self, now: float, src: str, msg: PrepareMsg) -> None:
         n = self.n
         tx = msg.tx
+        key = tx.key  # a property: asked once
         if src != tx.coordinator:
             raise RemoteProtocolError("a PREPARE comes from its coordinator")
         if msg.info.lost and (tx.workflow_id in n.state.final or (
@@ -175,7 +177,7 @@ class Negotiation:
             # forgotten since, its end record says as much (retention.py): voted on as
             # new, the step would run again for a workflow over everywhere.
             n.stats["re-placement PREPARE refused: the workflow ended here"] += 1
-            n.send(src, VoteMsg(tx.key, n.name, False, "the workflow ended here"))
+            n.send(src, VoteMsg(key, n.name, False, "the workflow ended here"))
             return
         if n.placed_here.refused_older(src, msg):
             return  # a step placed again past a grant of a later epoch: NO (placed_here.py)
@@ -195,22 +197,22 @@ class Negotiation:
             if admission is not None and admission.new:  # in the reservation's write
                 n.submissions.record(admission)
                 n.state.admitted[admission.key] = (tx.workflow_id, admission.issued_at_ms)
-            n.state.info[tx.key] = msg.info
-            n.state.holds[tx.key] = copy_hold(out.hold)
-            hold = n.participant.confirm_yes(now, tx.key)
+            n.state.info[key] = msg.info
+            n.state.holds[key] = copy_hold(out.hold)
+            hold = n.participant.confirm_yes(now, key)
             n.point("prepare record")
             if hold is None:
-                n.state.holds.pop(tx.key, None)
+                n.state.holds.pop(key, None)
                 yes = False
             else:
-                n.state.holds[tx.key] = copy_hold(hold)
+                n.state.holds[key] = copy_hold(hold)
                 n.note("yes_voted", tx, hold.lease_expires, now)
                 if tx.coordinator != n.name:
                     n.termination.track(now, tx, hold.lease_expires)
         reason = "" if yes else out.reason or "lease expired before the vote"
         if reason == "round already decided":
             n.stats["late PREPARE refused"] += 1
-        n.send(src, VoteMsg(tx.key, n.name, yes, reason))
+        n.send(src, VoteMsg(key, n.name, yes, reason))
         record_no(self, now, msg, yes)  # a classic NO: the round's ABORT (no_votes.py)
 
     def _on_vote(self, now: float, src: str, msg: VoteMsg) -> None:

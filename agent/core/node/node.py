@@ -94,12 +94,11 @@ from __future__ import annotations
 import random
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import replace
 
 from fedorch.core.identity.submission_guard import Admission, SubmissionGuard
 from fedorch.core.negotiation.acceptor import Acceptor, Stated
 from fedorch.core.negotiation.coordinator import ConsensusOptions
-from fedorch.core.negotiation.errors import LocalProtocolError
+from fedorch.core.negotiation.errors import LocalProtocolError, RemoteProtocolError
 from fedorch.core.negotiation.messages import Key, TxInfo
 from fedorch.core.negotiation.participant import Participant
 from fedorch.core.negotiation.termination import Termination
@@ -124,6 +123,7 @@ from fedorch.core.node.inputs import (
 )
 from fedorch.core.node.member_loss import MemberLoss
 from fedorch.core.node.member_views import take_views
+from fedorch.core.node.message_copy import with_gen
 from fedorch.core.node.negotiation import Negotiation
 from fedorch.core.node.pending import Pending
 from fedorch.core.node.placed_here import PlacedHere
@@ -188,6 +188,11 @@ class Node:
         self.wall_ms = wall_ms
         self.admit = admit if admit is not None else Node.check_submission
         self.out = Outbox()
+        # `point` and `note` are the Outbox's own, bound once: every record of every
+        # message passes here, and a Node method forwarding them was a call each.
+        # point(what): what follows is written under this name (a driver's crash point).
+        self.point: Callable[[str], None] = self.out.point
+        self.note: Callable[..., None] = self.out.note
         self.running = Running(self)
         self.early_results = EarlyResults(self)  # results before their COMMIT
         self.end_notices = EndNotices(self)  # end notices told here (running_ends.py)
@@ -235,7 +240,13 @@ class Node:
         if kind is Message:
             if self.fencing is not None:  # any message: contact with its sender
                 self.fencing.message_from(now, event.src)
-            self.negotiation.deliver(now, event.src, event.msg)
+            # Negotiation.deliver inlined (the input of most steps): its handler by type.
+            try:  # a subscript, not .get: no call
+                handler = self.negotiation.handlers[type(event.msg)]
+            except KeyError:
+                raise RemoteProtocolError(
+                    f"unknown message {type(event.msg).__name__}") from None
+            handler(now, event.src, event.msg)
         elif kind is Acks:  # one peer's acknowledgements, in one step (negotiation.py)
             if self.fencing is not None:
                 self.fencing.message_from(now, event.src)
@@ -382,10 +393,6 @@ class Node:
 
     # ---- what the parts share -------------------------------------------------------
 
-    def point(self, what: str) -> None:
-        """What follows is written under this name (a driver's crash point)."""
-        self.out.point(what)
-
     def mark(self, wf: str, *, ended: bool = False) -> None:
         """An end (`ended`), decision, acceptor record or acknowledgement of `wf` in the
         write group open now: retention's clock for it starts again (retention.py), and
@@ -395,9 +402,6 @@ class Node:
         self.early_results.touched(wf)
         if self.retain is not None:
             self.retain.mark(wf, ended=ended)
-
-    def note(self, *fact: object) -> None:
-        self.out.note(*fact)
 
     def send(self, to: str, msg: object) -> None:
         if type(msg) is PrepareMsg and self.takeover is not None:
@@ -430,7 +434,7 @@ class Node:
         """Send until acknowledged (resends are in memory; restore re-reports), as a
         generation of its own: an acknowledgement of an earlier send kept under
         `msg_id` leaves this one (pending.py, "Generations")."""
-        msg = replace(msg, gen=self.pending.generation())  # type: ignore[type-var]
+        msg = with_gen(msg, self.pending.generation())
         self.pending[msg_id] = [to, msg, self.now + self.t.reliable_resend_s,
                                 self.t.reliable_resend_s]
         self.send(to, msg)
@@ -479,3 +483,4 @@ class Node:
         if labels is not None:
             self.labels = dict(labels)
         self.participant.reconfigure(policy, self.capacities)
+

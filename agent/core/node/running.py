@@ -241,10 +241,11 @@ class Running:
     # ---- progress ----------------------------------------------------------------------
 
     def info(self, wf: str) -> WfInfo:
+        # Asked some 20 to 30 times a workflow: `in` and subscripts, not a .get call.
         d = self.n.state
-        row = d.rows.get(wf)
-        if row is not None:
-            return row.info
+        rows = d.rows
+        if wf in rows:
+            return rows[wf].info
         return d.info[(wf, d.committed[wf])]
 
     def resume(self, now: float, wf: str) -> None:
@@ -387,9 +388,10 @@ class Running:
     def check_outcome(self, now: float, wf: str) -> None:
         n = self.n
         d = n.state
-        row = d.rows.get(wf)
-        p = n.progress.get(wf)
-        if row is None or d.epochs.get(wf, (0, ""))[0] > 0:
+        # After every result and start here: `in` and subscripts, not three .get calls.
+        row = d.rows[wf] if wf in d.rows else None
+        p = n.progress[wf] if wf in n.progress else None
+        if row is None or wf in d.epochs and d.epochs[wf][0] > 0:
             if n.takeover is not None:  # a takeover's coordinator, if acting
                 n.takeover.ends.successor_outcome(now, wf)
             return

@@ -121,13 +121,15 @@ class Attestations:
         return out.to == coordinator != self.domain and self._runs_here(wf, m.step_id)
 
     def _runs_here(self, wf: str, step: str) -> bool:
+        # Asked of every result sent: `in` and subscripts, not five .get calls.
         d = self.node.state
-        moved = d.placements.get(wf, {}).get(step)
-        if moved is not None:
-            return moved[1] == self.domain
-        committed = d.committed.get(wf)
-        info = d.info.get((wf, committed)) if committed is not None else None
-        return info is not None and info.placement.get(step) == self.domain
+        placements = d.placements
+        if wf in placements and step in placements[wf]:
+            return placements[wf][step][1] == self.domain
+        if wf not in d.committed or (wf, d.committed[wf]) not in d.info:
+            return False
+        placement = d.info[(wf, d.committed[wf])].placement
+        return step in placement and placement[step] == self.domain
 
     # ---- results heard: checked when recorded ----------------------------------------
 
@@ -209,14 +211,15 @@ class Attestations:
         moved = self.node.state.placements.get(wf, {})
         progress = self.node.progress.get(wf)
         steps = {}
-        for spec_step in row.info.spec.steps:
+        placement = row.info.placement
+        for spec_step in row.info.spec.steps:  # `in` and subscripts: no .get per step
             sid = spec_step.id
             epoch, domain = (moved[sid][0], moved[sid][1]) if sid in moved \
-                else (0, row.info.placement.get(sid, ""))
-            result = results.get(sid)
+                else (0, placement[sid] if sid in placement else "")
+            result = results[sid] if sid in results else None
             if result is not None:
                 attempt, state, outputs, _ = result
-                known = hashed.get(sid)
+                known = hashed[sid] if sid in hashed else None
                 digest = known[1] if known is not None and known[0] is result \
                     else self.outputs_sha256(outputs)
             elif progress is not None and sid in progress.steps:

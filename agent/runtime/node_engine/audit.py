@@ -175,11 +175,9 @@ class Records:
         self._infos, self._holds = {}, {}
         ops, tables = self._ops, self._tables
         for w in writes:
-            for op in w.ops:
-                if op.table in tables:
-                    handler = ops.get((op.table, op.kind))
-                    if handler is not None:
-                        handler(w.point, op.key, op.value, out)
+            for op in w.ops:  # `in` and a subscript, not .get: no call per op
+                if op.table in tables and (op.table, op.kind) in ops:
+                    ops[(op.table, op.kind)](w.point, op.key, op.value, out)
             for note in w.notes:
                 if note[0] == "yes_voted":
                     self._yes(note[1], out)
@@ -249,17 +247,19 @@ class Records:
                 out: list[Entry]) -> None:
         """One results row, (workflow, step) (core/node/ready.py, RecordedResults)."""
         wf, step = key
-        before = self.results.get(wf, {})
-        if before.get(step) == result:
+        results = self.results  # `in` and subscripts, not .get: a result per step
+        before = results[wf] if wf in results else {}
+        if step in before and before[step] == result:
             return  # the same result again
-        self.results[wf] = {**before, step: result}
+        results[wf] = {**before, step: result}
         here = point == "step end"  # a step run here ended
-        if not here and wf.rpartition(".")[0] != self.domain:
+        ours = wf.rpartition(".")[0] == self.domain  # at its coordinator
+        if not here and not ours:
             return  # another domain's result, not at its coordinator: nothing to record
         attempt, state, outputs, error = result
         if state in TERMINAL_STEP_STATES:
             digest = outputs_sha256(outputs)
-            if self.evidence is not None and wf.rpartition(".")[0] == self.domain:
+            if self.evidence is not None and ours:
                 self.evidence.hashed(wf, step, result, digest)  # for the end's attestation
             data = {"step": step, "attempt": attempt, "state": _step_state(state),
                     "outputs_sha256": digest, "evidence": None}
@@ -319,11 +319,10 @@ def acts_texts(queued: Sequence[tuple[str, str, dict, int]]) -> list[tuple[str, 
     by_workflow: dict[str, list[str]] = {}
     for kind, wf, data, time_ms in queued:
         text = act_text(kind, time_ms, data)
-        texts = by_workflow.get(wf)
-        if texts is None:
-            by_workflow[wf] = [text]
+        if wf in by_workflow:  # `in`, not .get: no call per act
+            by_workflow[wf].append(text)
         else:
-            texts.append(text)
+            by_workflow[wf] = [text]
     return list(by_workflow.items())
 
 
@@ -368,7 +367,8 @@ class NodeAuditLog:
             self.lost += len(entries)
             return
         now = self.now_ms()
-        self._queued.extend((kind, wf, data, now) for kind, wf, data in entries)
+        # A list built at once: a generator here was resumed, a call, per act.
+        self._queued.extend([(kind, wf, data, now) for kind, wf, data in entries])
         self._wake.set()
 
     @property

@@ -128,7 +128,7 @@ from fedorch.runtime.node_engine.write_behind import (
 )
 from fedorch.runtime.node_engine.write_faults import is_storage_fault, stop_reason
 from fedorch.runtime.node_store import NodeStoreError, SqliteDurable
-from fedorch.runtime.ports import wall_ms_at
+from fedorch.runtime.ports import wall_ms_of
 
 __all__ = ["EngineConfigError", "NodeAgent", "check_node_config"]
 
@@ -243,7 +243,7 @@ class NodeAgent:
             records=lambda domains: domain_records(a, domains),
             policy=copied_policy(a.config.policy), capacities=dict(a.capacities),
             timing=timing_of(a.config), peers=self.live_peers(), rng=a.rng,
-            wall_ms=lambda now: wall_ms_at(clock, now),
+            wall_ms=wall_ms_of(clock),
             admit=signed_submissions(a.trust), labels=dict(a.config.labels),
             evidence=evidence, sign_grant=grant_signer(a.signer),
             sign_vote=vote_signer(a.signer, a.trust), verify_vote=evidence.verify_vote,

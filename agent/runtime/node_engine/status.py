@@ -128,9 +128,9 @@ def status_of(node: Any, wf: str,
     """The status of `wf` as `node` (a core.node.Node) knows it; None: not known.
     `texts`: where the outputs' texts are kept between builds (None: written anew)."""
     d = node.state
-    row = d.rows.get(wf)
+    row = d.rows[wf] if wf in d.rows else None  # `in` and subscripts: no .get calls
     if row is not None:  # coordinated here
-        info, state = row.info, d.final.get(wf, row.state)
+        info, state = row.info, d.final[wf] if wf in d.final else row.state
         reason, rounds = row.reason, row.round
     elif wf in d.committed and (wf, d.committed[wf]) in d.info:  # a participant
         info = d.info[(wf, d.committed[wf])]
@@ -360,8 +360,13 @@ class StatusView:
         # out), if anyone will read it.
         listeners = self._listeners.get(workflow_id)
         status = None
-        if workflow_id in self._state_waiters or \
-                listeners is not None and any(li.wants(state) for li in listeners):
+        wanted = workflow_id in self._state_waiters
+        if not wanted and listeners is not None:  # a loop, not any(generator): a call less
+            for li in listeners:                  # per change and per listener
+                if li.wants(state):
+                    wanted = True
+                    break
+        if wanted:
             status = self._build(workflow_id)
         elif workflow_id in self._kept:  # behind now: built again when read
             del self._kept[workflow_id]

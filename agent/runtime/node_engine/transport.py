@@ -123,6 +123,9 @@ def rides_along(msg: object) -> bool:
     return cls is DecisionAck or cls is ResultMsg and msg.state is StepState.RUNNING
 
 
+_MAY_RIDE = frozenset({AckMsg, DecisionAck, ResultMsg})  # the classes rides_along names
+
+
 _FAILED = (grpc.aio.AioRpcError, asyncio.InvalidStateError, TimeoutError)
 
 
@@ -267,7 +270,8 @@ class GrpcTransport:
         if dst == self.domain:
             self.post(Message(dst, msg))
             return
-        if rides_along(msg):
+        # rides_along asked only of the classes it may say yes to (every message passes).
+        if msg.__class__ in _MAY_RIDE and rides_along(msg):
             self._ride(dst, msg)
             return
         if not self._held:  # the turn's first: hand them over once the turn is done

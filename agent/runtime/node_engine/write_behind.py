@@ -175,8 +175,13 @@ class HeldTransport:
         self.fault = fault
 
     def send(self, dst: str, msg: object) -> None:
-        if not self.fault.hold(self.transport.send, dst, msg):
+        # WriteFault.hold inlined: every message of every turn passes here, and writes
+        # are pending almost never.
+        fault = self.fault
+        if fault.error is None:
             self.transport.send(dst, msg)
+        else:
+            fault.held.append((self.transport.send, (dst, msg)))
 
 
 class HeldExecutors:
