@@ -155,9 +155,19 @@ class PlacedHere:
         A step placed back on `domain` is not named: its placement, with its epoch,
         comes from the COMMIT of the round that placed it back, whose YES `domain`
         holds, and it waits unplaced there until then (`resumed`).
-        None: hold the notice back, a step of `domain`'s being placed again with its
-        COMMIT not yet made (told before made, replacement_telling.py): the placement
-        is not yet a fact to hand out, and the notice goes again once it is.
+        None: hold the notice back, a step of `domain`'s being placed again and its
+        placement not yet told enough (told before made, replacement_telling.py,
+        `told_enough`): the placement is not yet a fact to hand out, and the notice
+        goes again once it is. Told enough, it is one, even where the round's own
+        COMMIT stays on record unsent because this Node granted or follows a later
+        epoch held by another (`send_if_told`): every majority of the electorate then
+        holds a member whose grant carries it (a member that granted first takes no
+        older tell), so every later holder knows it and hands that COMMIT out, never
+        answers it void (replacement_handover.py). Held till the COMMIT left, the
+        notice waited for ever: `domain`, in doubt on its own round, answers every
+        claim "in doubt", so that epoch is never won (2PC takeover soak seed
+        222100025: the original granted the new domain's claim between its retell at
+        a restore and the acknowledgements).
 
         Why the notice must say so. What was told `domain` of a new placement (its
         PlacedMsg, resent until acknowledged) is kept in memory only: a coordinator
@@ -179,7 +189,8 @@ class PlacedHere:
             if new == domain or (row.info.placement.get(step) != domain
                                  and domain not in earlier_of(n.state, wf, step)):
                 continue
-            if (wf, epoch) in n.replacement.telling:
+            if (wf, epoch) in n.replacement.telling \
+                    and not n.replacement.told.told_enough((wf, epoch)):
                 n.stats["COMMIT held back: a step of its domain being placed again"] += 1
                 return None
             moved.append((step, epoch, new, lost))

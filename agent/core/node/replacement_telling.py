@@ -33,6 +33,12 @@ it knows the placement, or answers the round void to the new domain if it does n
 DecisionQuery is answered UNKNOWN; the round is classic 2PC, decided by its
 coordinator's log alone, and a recovery ballot of the new domain is refused
 (`Replacements.refuses_paxos`), so it cannot learn the decision any other way.
+Told enough (`told_enough`), the placement is a fact even while that COMMIT stays on
+record unsent for a later holder: every later holder knows it, as above. So the
+workflow's own COMMIT notice, held back from the lost domain while the placement is
+told (placed_here.py, `moved_away`), goes then, naming the step moved away; held till
+this COMMIT left, it never went, and the lost domain, in doubt, answered every claim
+"in doubt" (2PC takeover soak seed 222100025).
 Without takeover no other coordinator can exist: the COMMIT goes at once.
 
 The argument reads the same for the coordinator of any epoch k: the original (k = 0)
@@ -187,17 +193,7 @@ class Telling:
         if wf in n.state.final or wf not in n.progress:
             del self.r.telling[key]  # ended here: the new domain hears the end instead
             return
-        acked = self.r.acked.get(key, set())
-        others = self.told_to(wf)
-        waiting = {m for m in others if not n.member_loss.gone(m)} - acked
-        if waiting or (others and not acked & others):
-            return
-        electorate = set(n.takeover.electorate_of(wf) or ())
-        if not electorate or len(electorate - {n.name} - acked) >= majority(electorate):
-            # Not yet held by enough of the electorate to meet every majority of it: a
-            # successor's majority must meet one whose grant carries it
-            # (restart_check.py). One fewer than a majority for an even electorate (a
-            # classic 2PC workflow on two domains: the original alone).
+        if not self.told_enough(key):
             return
         domain, value = told
         if value is not None and self.r.handover.later_holder(wf):
@@ -214,6 +210,24 @@ class Telling:
         if self.answer_owed(key, domain):
             self.resending[key] = [domain, value, n.now + n.t.reliable_resend_s,
                                    n.t.reliable_resend_s]
+
+    def told_enough(self, key: Key) -> bool:
+        """Is the placement of round `key` held by enough to be a fact: acknowledged by
+        every live domain of the workflow (at least one), and by enough of the
+        electorate, with this Node, to meet every majority of it? (A successor's
+        majority must meet one whose grant carries it: restart_check.py. One fewer
+        than a majority for an even electorate: a classic 2PC workflow on two
+        domains, the original alone.)"""
+        n = self.n
+        wf = key[0]
+        acked = self.r.acked.get(key, set())
+        others = self.told_to(wf)
+        waiting = {m for m in others if not n.member_loss.gone(m)} - acked
+        if waiting or (others and not acked & others):
+            return False
+        electorate = set(n.takeover.electorate_of(wf) or ())
+        return bool(electorate) \
+            and len(electorate - {n.name} - acked) < majority(electorate)
 
     # ---- a COMMIT sent in a later epoch, resent until answered (see the header) -----
 

@@ -295,8 +295,12 @@ def test_takeover_seeds_once_failing_with_a_short_retention_hold_every_invariant
 # denial that carried no placements and told it on without reaching s0's new domain,
 # which never reported its SUCCEEDED run to it: the run was never compensated once the
 # original had followed it and forgotten the workflow; takeover_claims.py, "Ends in
-# denials.").
-ONCE_FAILING_CLASSIC = (98501711, 158000164, 163201385, 165200424, 167100188)
+# denials."); 222100025 (the original, restored, granted the new domain's claim of
+# epoch 1 before its retold placement was acknowledged: that round's COMMIT stayed
+# with epoch 1's holder, and the workflow's own COMMIT notice to the lost domain, held
+# till it left, never went; the lost domain, in doubt, answered every claim "in
+# doubt": placed_here.py, `moved_away`).
+ONCE_FAILING_CLASSIC = (98501711, 158000164, 163201385, 165200424, 167100188, 222100025)
 
 
 @pytest.mark.parametrize("seed", ONCE_FAILING_CLASSIC)
