@@ -82,6 +82,26 @@ rival, which had yielded its saga to the better claimant, resent its end for eve
 (test_saga_check_twice_driver_crash.py's scripted run, seed 5). Another end from
 either is answered or refused as before.
 
+Settled. `FinalMsg.settled` (every participant had acknowledged the COMMIT when the
+notice went) says nothing of the end; the original coordinator sets it on any notice
+of a round all acknowledged. The same end told on from an overtaken epoch is let
+through with it as without it (`same_end_told_on`), only to be acknowledged; the mark
+is never acted on from an epoch older than the one held here (EndNotices.on_final:
+a later epoch may have run re-placement rounds whose records the mark would let
+retention drop), so the stale sender still has no say. Refused for that field alone,
+the original, a participant too, resent its FAILED of epoch 0 every 8 s to the holder
+of epoch 1, ended FAILED alike, to the run's end (takeover soak seed 222000312).
+
+The same end, its proof kept. An elector holding no step that took an epoch's end
+with its holder's certificate (`end_proofs`) acknowledges that holder's notice of the
+very same end of that epoch told again with no certificate (a late granter of its
+claim told the end in its epoch, takeover_late_grants.py `told`, which carries none):
+nothing is taken (the end and its proof are kept already: elector_ends.py only
+acknowledges), and the acknowledgement says what the first one said. Another end, or
+another teller, with no certificate is refused as before. Refused, the holder resent
+it for ever (takeover soak seed 222002831: d4, a re-placement's new domain that held
+d1's CANCELLED of epoch 1 with its proof, refused d1's late-grant tell of it).
+
 Pure: reads the Node, changes nothing.
 """
 
@@ -254,8 +274,8 @@ def same_end_told_on(node: Any, src: str, msg: FinalMsg, held: tuple[int, str] |
     acknowledged (the header, "The same end, unproven")?"""
     wf = msg.workflow_id
     if held is None or msg.epoch >= held[0] or participants is None \
-            or node.state.final.get(wf) != msg.state or msg.won or msg.settled:
-        return False
+            or node.state.final.get(wf) != msg.state or msg.won:
+        return False  # (`settled` let through, never acted on: the header, "Settled")
     return src in participants or (src == coordinator_of(wf) and msg.epoch == 0
                                    and held[1] == node.name
                                    and not msg.owed and not msg.saga_over)
@@ -303,6 +323,11 @@ def _final_at_elector(node: Any, src: str, msg: FinalMsg,
     held = granted if granted[0] > followed[0] else followed
     if msg.epoch < held[0] and (wf not in d.final or node.end_notices.end_proof(wf) is not None):
         return  # answered, never acknowledged: with the later end, or the later epoch
+    kept = d.end_proofs.get(wf)
+    if msg.epoch >= 1 and not msg.won and kept is not None and kept[:2] == (msg.epoch, src) \
+            and d.final.get(wf) is msg.state and not msg.owed and not msg.saga_over:
+        return  # its holder's very end, kept with its proof (the header, "The same
+        # end, its proof kept"): only acknowledged
     if msg.epoch >= 1:
         if not msg.won or proven is None or not proven(wf, msg.epoch, src, msg.won):
             raise Refused("not_coordinator", f"{src} told an end of {wf} in epoch"

@@ -119,6 +119,11 @@ and its end is read as before. Not built yet: the same for the original's saga-o
 notice, which that participant refuses as of an overtaken epoch (its saga plan stays
 open there, and the original resends it until the workflow is forgotten).
 
+Settled, from an overtaken epoch. An older epoch's notice let through only to be
+acknowledged (authority_ends.py, "Settled": the original's same end marked `settled`)
+marks nothing settled here: the mark is taken only from a notice of the epoch held
+here or a later one (takeover soak seed 222000312).
+
 Pure: no clock, no I/O; what it says goes through the Node's outbox.
 """
 
@@ -161,7 +166,9 @@ class EndNotices:
         if not self.stranger_rival(src, msg):
             n.compensating.plans.rival_end(now, msg.workflow_id, msg.epoch, src, msg.state,
                                            msg.won)  # a rival's end of our epoch: one drives
-        if msg.settled and n.retain is not None and msg.workflow_id not in n.state.settled:
+        held = epoch_of(n.state, msg.workflow_id)[0]
+        if msg.settled and n.retain is not None and msg.workflow_id not in n.state.settled \
+                and (held is None or msg.epoch >= held[0]):  # an overtaken teller: no say
             n.point("settled")
             n.state.settled.add(msg.workflow_id)
         if msg.workflow_id not in n.state.final and n.takeover is not None:

@@ -226,6 +226,12 @@ def test_seeded_runs_with_takeover_hold_every_invariant(first: int) -> None:
 # FAILED alike, followed d0 in epoch 1 and answered it with that epoch alone; the answer
 # now shows the same end and the original settles its notice: running_ends.py, "The
 # same end, shown with a later epoch").
+# 222000312 (the original, a participant too, told its FAILED of epoch 0 `settled` to
+# the holder of epoch 1, ended FAILED alike, which refused it for that field alone; now
+# acknowledged, the field not acted on: authority_ends.py, "Settled"). 222002831 (an
+# elector holding no step, keeping epoch 1's CANCELLED with its holder's proof, refused
+# that holder's late-grant tell of it, which carries no certificate: authority_ends.py,
+# "The same end, its proof kept").
 ONCE_FAILING = (8101707, 8700249, 8303778, 8101903, 9600991, 8102557, 10000987, 10001968,
                 10002160, 11000176, 11001793, 101675, 115435, 101830, 108549, 102364,
                 114857, 117530, 103863, 115316, 117826, 119616, 116571, 18300721, 18100834,
@@ -235,7 +241,8 @@ ONCE_FAILING = (8101707, 8700249, 8303778, 8101903, 9600991, 8102557, 10000987, 
                 66000289, 64001033, 84000321, 84001877, 89500553, 87000414,
                 88000784, 89900214, 88000620, 92000324, 97000669, 107034,
                 115458, 109000128, 117000348, 118000384, 100010, 110444, 150501078,
-                154501010, 102933, 108589, 184001792, 220000311)
+                154501010, 102933, 108589, 184001792, 220000311, 222000312,
+                222002831)
 
 
 @pytest.mark.parametrize("seed", ONCE_FAILING)

@@ -61,11 +61,17 @@ def test_a_stale_end_is_refused_while_the_workflow_runs_here():
     assert refused.value.reason == "stale_epoch"
 
 
-@pytest.mark.parametrize("fields", [{"won": True}, {"settled": True}])
-def test_a_stale_end_that_claims_more_than_an_end_is_refused(fields):
-    """A certificate or `settled` would be acted on: the stale sender has no say."""
+def test_a_stale_end_that_claims_more_than_an_end_is_refused():
+    """A certificate would be acted on: the stale sender has no say."""
     with pytest.raises(Refused):
-        check(member(ended=True), "c", stale_end(**fields))
+        check(member(ended=True), "c", stale_end(won=True))
+
+
+def test_a_stale_settled_end_is_let_through_only_to_be_acknowledged():
+    """`settled` is let through, never acted on (EndNotices.on_final leaves it out for
+    an overtaken epoch: test_settled_stale_end.py); refused, the original coordinator, a
+    participant too, resent its settled end for ever (takeover soak seed 222000312)."""
+    check(member(ended=True), "c", stale_end(settled=True))
 
 
 def test_a_stale_end_from_outside_the_workflow_is_refused():
