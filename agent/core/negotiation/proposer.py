@@ -30,6 +30,21 @@ Decision from anyone ends it at once.
 Every phase 1 first emits PersistBallot: a restarted proposer is given that
 ballot back as `floor` and starts above it, so a ballot never carries two values.
 
+Own acceptor first. A proposer that is an acceptor sends its Accept to its own
+acceptor first, and to the others once that accepted (`_vouched`), saying so
+(`Accept.proposer_accepted`), which spares messages (acceptor.py). Its own acceptor
+may refuse the Accept with nothing sent back: any refusal on the wire (a round past
+its life or forgotten there, a value it will not take), where a Reject (a higher
+promise) or a Decision would have answered. So a first resend goes to our own
+acceptor alone, as the Accept did; from the second on, with ours still silent, the
+Accept goes to every acceptor still silent, vouching for nothing
+(`proposer_accepted=False`), as a proposer that is no acceptor sends it: a majority of
+the others can choose the value without ours. Safe: Paxos's phase 2 may go to any
+acceptors in any order, the ballot and value are the same (one value per ballot), and
+`proposer_accepted` is set only once our own acceptor's Accepted came back. When ours
+accepts later, the ones still silent get the vouched Accept at once, as before. With
+ours accepting in the same turn (the fault-free path) nothing changes.
+
 Transitions (one table, `_PROPOSER_TABLE`):
 
     (phase,   input)          -> phase    effect
@@ -40,7 +55,9 @@ Transitions (one table, `_PROPOSER_TABLE`):
                                           `backoff_s` after a later one, else a random
                                           while), then a higher ballot
     (BACKOFF, timer)          -> PHASE1   PaxosPrepare with the next ballot
-    (PHASE1|2, timer)         -> same     resend to the acceptors still silent
+    (PHASE1|2, timer)         -> same     resend to the acceptors still silent (our
+                                          acceptor's phase 2 not accepted: the first
+                                          resend to ours alone, then to every one)
     (any,     Decision)       -> DONE     the value is chosen (learned)
     (DONE,    anything)       -> DONE     ignored; so is any reply for another ballot
 
@@ -122,6 +139,7 @@ class Proposer:
         self._order = order
         self._yields = 0
         self._vouched = False  # our own acceptor accepted our current phase 2
+        self._own_resent = False  # our phase 2 resent to ours alone once (handle_timer)
         self._outbox: list[Send | PersistBallot] = []
 
     @property
@@ -201,8 +219,12 @@ class Proposer:
             self._phase1(now)
             return
         self._next_at = now + self._resend_s
-        waiting = self.tx.acceptors if self._vouched or self.phase is ProposerPhase.PHASE1 \
-            or not self.is_acceptor else (self.me,)  # phase 2: the others once ours accepted
+        waiting = self.tx.acceptors
+        if self.phase is ProposerPhase.PHASE2 and self.is_acceptor and not self._vouched \
+                and not self._own_resent:
+            # Phase 2: ours alone once more; then every one, ours silent (see the header).
+            self._own_resent = True
+            waiting = (self.me,)
         for acceptor in waiting:
             if acceptor not in self._replies:
                 self._outbox.append(Send(acceptor, self._message()))
@@ -226,7 +248,7 @@ class Proposer:
         self.phase = ProposerPhase.PHASE2
         self._value = value
         self._replies = {}
-        self._vouched = False
+        self._vouched = self._own_resent = False
         self._next_at = now + self._resend_s
         if not self.is_acceptor:  # nothing of ours to vouch for: every acceptor at once
             self._outbox.extend(Send(a, Accept(self.tx, ballot, value))
