@@ -29,7 +29,8 @@ are the coordinator and at most `max_acceptors` of them in all (messages), so
 this is A·N messages for A acceptors and N participants, not N². Two messages are
 spared on the way. A proposer that is an acceptor of its transaction (the
 coordinator always is) sends its Accept to its own acceptor first, and to the
-others only once that accepted, saying so (`Accept.proposer_accepted`); its own
+others once that accepted, saying so (`Accept.proposer_accepted`), or, unsaid, once
+its own stayed silent past a resend (proposer.py, "Own acceptor first"); its own
 acceptor therefore answers only the proposer, and the participants that are no
 acceptors (who get no Accept to learn from). A receiver counts that statement as
 the proposer's Accepted, and when the two of them are a majority (three

@@ -69,8 +69,9 @@ def test_a_stale_end_that_claims_more_than_an_end_is_refused():
 
 def test_a_stale_settled_end_is_let_through_only_to_be_acknowledged():
     """`settled` is let through, never acted on (EndNotices.on_final leaves it out for
-    an overtaken epoch: test_authority_ends_settled_stale.py); refused, the original coordinator, a
-    participant too, resent its settled end for ever (takeover soak seed 222000312)."""
+    an overtaken epoch: test_authority_ends_settled_stale.py); refused, the original
+    coordinator, a participant too, resent its settled end for ever (takeover soak seed
+    222000312)."""
     check(member(ended=True), "c", stale_end(settled=True))
 
 
