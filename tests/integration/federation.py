@@ -271,6 +271,19 @@ async def wait_for(predicate, deadline_s: float, what: str, interval: float = 0.
         await asyncio.sleep(interval)
 
 
+async def holds(what, deadline_s: float, what_for: str) -> bool:
+    """Did `what()` (a sync check) come true within the deadline? For a test that sets
+    its premise up again when it did not (wait_for fails instead)."""
+    async def check():
+        return what()
+
+    try:
+        await wait_for(check, deadline_s, what_for)
+    except AssertionError:
+        return False
+    return True
+
+
 def naps_running(seconds: str) -> list[int]:
     """Pids of live processes running `sleep SECONDS` (zombies have no command line):
     the step processes of a test's naps (tests/integration/steps/nap.py), found by a

@@ -27,6 +27,7 @@ from tests.integration.durable_facts import learned_outcomes, prepared_here, sta
 from tests.integration.federation import (
     TEST_TIMINGS,
     Federation,
+    holds,
     started_federation,
     state_name,
     step_states,
@@ -60,18 +61,6 @@ steps:
 """
 
 
-async def _holds(what, deadline_s: float, description: str) -> bool:
-    """Did `what()` (a sync check) come true within the deadline?"""
-    async def check():
-        return what()
-
-    try:
-        await wait_for(check, deadline_s, description)
-    except AssertionError:
-        return False
-    return True
-
-
 async def _step_state(fed: Federation, name: str, wid: str, step: str) -> str:
     status = await fed.local_status(name, wid)
     return step_states(status)[step][0] if status is not None else ""
@@ -92,10 +81,10 @@ async def _attempt(fed: Federation) -> str | None:
     premise did not hold (a PREPARE or a vote that stayed with its stopped sender)."""
     fed.signal("p2", signal.SIGSTOP)
     wid = await fed.submit("c", SPEC)
-    assert await _holds(lambda: prepared_here(fed, "p1", wid), 20, "p1's YES")
+    assert await holds(lambda: prepared_here(fed, "p1", wid), 20, "p1's YES")
     fed.signal("c", signal.SIGSTOP)
     fed.signal("p2", signal.SIGCONT)
-    if not await _holds(lambda: prepared_here(fed, "p2", wid), 20, "p2's YES"):
+    if not await holds(lambda: prepared_here(fed, "p2", wid), 20, "p2's YES"):
         fed.signal("c", signal.SIGCONT)  # p2 never had the PREPARE: c ends it
         await fed.wait_state("c", wid, deadline_s=2 * PREPARE_TIMEOUT_S + 20)
         return None

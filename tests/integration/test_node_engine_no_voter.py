@@ -37,6 +37,7 @@ from tests.integration.durable_facts import (
 from tests.integration.federation import (
     TEST_TIMINGS,
     Federation,
+    holds,
     started_federation,
     wait_for,
 )
@@ -70,18 +71,6 @@ def _domains() -> dict[str, dict]:
     return domains
 
 
-async def _holds(what, deadline_s: float, description: str) -> bool:
-    """Did `what()` (a sync check) come true within the deadline?"""
-    async def check():
-        return what()
-
-    try:
-        await wait_for(check, deadline_s, description)
-    except AssertionError:
-        return False
-    return True
-
-
 def _aborts(fed: Federation, name: str, wid: str) -> bool:
     return [o for _, o in learned_outcomes(fed, name, wid)] == ["ABORT"]
 
@@ -93,12 +82,12 @@ async def _undecided_with_p1_in_doubt(fed: Federation) -> str:
     for _ in range(ATTEMPTS):
         fed.signal("p2", signal.SIGSTOP)
         wid = await fed.submit("c", SPEC)
-        assert await _holds(lambda wid=wid: prepared_here(fed, "p1", wid), 20, "p1's YES")
+        assert await holds(lambda wid=wid: prepared_here(fed, "p1", wid), 20, "p1's YES")
         fed.kill("p1")  # it dies holding its YES
         fed.signal("c", signal.SIGSTOP)
         fed.signal("p2", signal.SIGCONT)
         # Votes are counted once durable; p2 votes on nothing else.
-        if await _holds(lambda: fed.metric("p2", "fedorch_votes_total", vote="no") >= 1,
+        if await holds(lambda: fed.metric("p2", "fedorch_votes_total", vote="no") >= 1,
                         20, "p2's NO"):
             assert not held_slots(fed, "p2", wid)  # a NO holds nothing
             return wid

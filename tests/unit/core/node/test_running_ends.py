@@ -243,6 +243,23 @@ def test_the_originals_end_is_answered_with_a_later_epoch_whose_end_has_no_proof
     fed = loss_committed([step("s1"), step("s2"), step("s3")],
                          {"s1": "d1", "s2": "d2", "s3": "d3"})
     wf = "d0.w"
+    before = originals_end_met_by_an_unproven_epoch(fed, wf)
+    since = [(to, m) for r in fed.readies["d3"][before:] for to, m in sent(r) if to == "d0"]
+    answers = [m for _, m in since if type(m) is ClaimAnswerMsg and m.epoch == 0]
+    # The very end d3 holds, shown (running_ends.py, "The same end, shown with a later
+    # epoch"); d0, its end told first, reads the answer as the denial it was.
+    assert answers and all((m.held_epoch, m.holder, m.final) == (1, "d2", WorkflowState.FAILED)
+                           for m in answers)
+    assert AckMsg(("final", wf, "d3")) not in [m for _, m in since]  # never acknowledged
+    assert fed.disks["d0"].rows[wf].state is WorkflowState.FAILED
+    assert fed.disks["d0"].final[wf] is WorkflowState.FAILED
+
+
+def originals_end_met_by_an_unproven_epoch(fed, wf: str) -> int:
+    """Seed 101830's story on `fed` (d0 coordinates, d1, d2, d3 each run a step): d0's
+    loss verdict (d1 DEAD) reaches d3 alone; d2, never told, claims epoch 1, tells the
+    end it found at d3 on without a certificate and dies for good; d0, restored, tells
+    its end again for 30 s. Returns how many of d3's turns came before d0's return."""
     fed.silent.add("d1")
     fed.running["d1"] = set()
     fed.step("d0", MemberState("d1", "DEAD"))
@@ -265,12 +282,4 @@ def test_the_originals_end_is_answered_with_a_later_epoch_whose_end_has_no_proof
     before = len(fed.readies["d3"])
     fed.step("d0", MemberState("d1", "DEAD"), MemberState("d2", "DEAD"))
     fed.run_until(fed.now + 30)
-    since = [(to, m) for r in fed.readies["d3"][before:] for to, m in sent(r) if to == "d0"]
-    answers = [m for _, m in since if type(m) is ClaimAnswerMsg and m.epoch == 0]
-    # The very end d3 holds, shown (running_ends.py, "The same end, shown with a later
-    # epoch"); d0, its end told first, reads the answer as the denial it was.
-    assert answers and all((m.held_epoch, m.holder, m.final) == (1, "d2", WorkflowState.FAILED)
-                           for m in answers)
-    assert AckMsg(("final", wf, "d3")) not in [m for _, m in since]  # never acknowledged
-    assert fed.disks["d0"].rows[wf].state is WorkflowState.FAILED
-    assert fed.disks["d0"].final[wf] is WorkflowState.FAILED
+    return before

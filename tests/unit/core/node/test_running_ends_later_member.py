@@ -7,12 +7,13 @@ original resent its end for ever (takeover soak seed 220000311)."""
 
 from __future__ import annotations
 
-from fedorch.core.node import MemberState, Message
+from fedorch.core.node import Message
 from fedorch.core.node.records import AckMsg, ClaimAnswerMsg, FinalMsg
 from fedorch.core.workflow.lifecycle import WorkflowState
 
 from tests.unit.core.node.federation import sent
 from tests.unit.core.node.test_domain_loss import committed, step
+from tests.unit.core.node.test_running_ends import originals_end_met_by_an_unproven_epoch
 
 WF = "d0.w"
 FAILED = WorkflowState.FAILED
@@ -112,27 +113,7 @@ def test_an_original_that_only_told_its_end_still_claims_past_the_gone_holder() 
     test_running_ends.py), never following d2 in epoch 1 on d3's word."""
     fed = committed([step("s1"), step("s2"), step("s3")],
                     {"s1": "d1", "s2": "d2", "s3": "d3"})
-    fed.silent.add("d1")
-    fed.running["d1"] = set()
-    fed.step("d0", MemberState("d1", "DEAD"))
-    fed.net = [m for m in fed.net if type(m[2]) is not FinalMsg or m[1] == "d3"]
-    fed.deliver(keep=lambda src, dst, msg: (src, dst) == ("d3", "d0"))
-    fed.net = []
-    fed.silent.add("d0")
-    fed.running["d0"] = set()
-    for name in ("d2", "d3"):
-        fed.step(name, MemberState("d0", "DEAD"))
-    fed.run_until(fed.now + 10)
-    assert fed.disks["d3"].epochs[WF] == (1, "d2") and WF not in fed.disks["d3"].end_proofs
-    fed.silent.add("d2")
-    fed.running["d2"] = set()
-    fed.net = []
-    fed.step("d3", MemberState("d2", "DEAD"))
-    fed.silent.discard("d0")
-    fed.restore("d0")
-    before = len(fed.readies["d3"])
-    fed.step("d0", MemberState("d1", "DEAD"), MemberState("d2", "DEAD"))
-    fed.run_until(fed.now + 30)
+    before = originals_end_met_by_an_unproven_epoch(fed, WF)
     answers = [m for r in fed.readies["d3"][before:] for to, m in sent(r)
                if to == "d0" and type(m) is ClaimAnswerMsg and m.epoch == 0]
     assert answers and all(m.final is FAILED for m in answers)
