@@ -89,15 +89,22 @@ def test_a_ballot_its_own_acceptor_refuses_silently_is_chosen_by_the_others() ->
         assert rec.accepted_value == ABORT
 
 
-def test_our_acceptor_accepting_late_then_vouches_to_the_ones_still_silent() -> None:
+def _in_phase2(promisers: tuple[str, ...]) -> tuple[Proposer, Ballot]:
+    """p1's proposer with ballot 2 promised by `promisers`: its Accept gone to its own
+    acceptor alone (own acceptor first)."""
     p = Proposer("p1", TX, preferred=ABORT, rng=random.Random(1), resend_s=1.0,
                  backoff_s=0.5, floor=Ballot(1, "p1"))
     p.start(0.0)
     p.next_actions()
     b = Ballot(2, "p1")
-    for a in ("c", "p2"):
+    for a in promisers:
         p.receive(0.1, _promise(a, b))
     assert p.next_actions() == [Send("p1", Accept(TX, b, ABORT))]
+    return p, b
+
+
+def test_our_acceptor_accepting_late_then_vouches_to_the_ones_still_silent() -> None:
+    p, b = _in_phase2(("c", "p2"))
     p.handle_timer(1.1)
     assert p.next_actions() == [Send("p1", Accept(TX, b, ABORT))]
     p.handle_timer(2.1)
@@ -113,14 +120,7 @@ def test_our_acceptor_accepting_late_then_vouches_to_the_ones_still_silent() -> 
 
 
 def test_the_fast_path_is_unchanged_when_ours_accepts_at_once() -> None:
-    p = Proposer("p1", TX, preferred=ABORT, rng=random.Random(1), resend_s=1.0,
-                 backoff_s=0.5, floor=Ballot(1, "p1"))
-    p.start(0.0)
-    p.next_actions()
-    b = Ballot(2, "p1")
-    for a in ("p1", "c"):
-        p.receive(0.1, _promise(a, b))
-    assert p.next_actions() == [Send("p1", Accept(TX, b, ABORT))]
+    p, b = _in_phase2(("p1", "c"))
     p.receive(0.1, Accepted(TX.key, b, "p1", ABORT))
     vouched = Accept(TX, b, ABORT, proposer_accepted=True)
     assert p.next_actions() == [Send("c", vouched), Send("p2", vouched)]
