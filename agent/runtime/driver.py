@@ -242,15 +242,8 @@ class NodeDriver:
             raise DriverStopped(f"driver stopped earlier: {self.stopped}") from self.stopped
         ready = self.node.ready()
         self.turns += 1
-        # `_send` inlined here and in `finish`: every message of every turn passes.
-        loopback, looped, transport_send = self.loopback, self.looped, self.transport.send
         try:
-            for out in ready.send_now:
-                if out.to == loopback:
-                    looped.append(Message(out.to, out.msg))
-                    self.looped_back += 1
-                else:
-                    transport_send(out.to, out.msg)
+            self._send_all(ready.send_now)
             for wf, state in ready.status_now:  # a COMMIT chosen: told before the write
                 self.status.status_changed(wf, state)
         except BaseException as e:
@@ -270,13 +263,7 @@ class NodeDriver:
         steps, tell watchers, advance the Node (past `last`, the Ready it handed out
         last, when `ready` is a chain's: see `chained`)."""
         try:
-            loopback, looped, transport_send = self.loopback, self.looped, self.transport.send
-            for out in ready.send_after_write:  # `_send` inlined (see `begin`)
-                if out.to == loopback:
-                    looped.append(Message(out.to, out.msg))
-                    self.looped_back += 1
-                else:
-                    transport_send(out.to, out.msg)
+            self._send_all(ready.send_after_write)
             for run in ready.start_steps:
                 self.executors.start(run)
             for run in ready.stop_steps:
@@ -316,12 +303,17 @@ class NodeDriver:
         return Ready(tuple(writes), (), (*held, *ready.send_after_write), ready.start_steps,
                      ready.stop_steps, ready.status_changes), ready
 
-    def _send(self, dst: str, msg: object) -> None:
-        if dst == self.loopback:
-            self.looped.append(Message(dst, msg))
-            self.looped_back += 1
-        else:
-            self.transport.send(dst, msg)
+    def _send_all(self, outs: Iterable[Any]) -> None:
+        """Each of a turn's messages to the transport, or to the loopback when it is the
+        Node's own. One call per batch, not per message: every message of every turn
+        passes here."""
+        loopback, looped, transport_send = self.loopback, self.looped, self.transport.send
+        for out in outs:
+            if out.to == loopback:
+                looped.append(Message(out.to, out.msg))
+                self.looped_back += 1
+            else:
+                transport_send(out.to, out.msg)
 
     def next_deadline(self) -> float | None:
         """The monotonic instant a Tick is due (None: no timer)."""

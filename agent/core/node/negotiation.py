@@ -167,7 +167,7 @@ class Negotiation:
     def _on_prepare(self, now: float, src: str, msg: PrepareMsg) -> None:
         n = self.n
         tx = msg.tx
-        key = tx.key  # a property: asked once
+        key = tx.key  # read once here (messages.py keeps it once worked out)
         if src != tx.coordinator:
             raise RemoteProtocolError("a PREPARE comes from its coordinator")
         if msg.info.lost and (tx.workflow_id in n.state.final or (

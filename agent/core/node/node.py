@@ -483,4 +483,3 @@ class Node:
         if labels is not None:
             self.labels = dict(labels)
         self.participant.reconfigure(policy, self.capacities)
-
